@@ -1,0 +1,294 @@
+// One persistent SMTP connection as a state machine:
+// connecting → session.authenticated ⇄ session.sending … , on any fault
+// reconnecting (capped exponential backoff with full jitter) → connecting,
+// and session.closing → closed on shutdown. Socket work lives in the invoked
+// actors; transitions only assign, log and report to the supervisor.
+import { assign, fromCallback, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import type { Logger } from 'winston';
+import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
+import type { MailJob } from '../mail/job.js';
+import { SmtpSession, type SessionOptions } from '../smtp/session.js';
+import { backoffDelay } from './backoff.js';
+
+export interface ConnectionOptions {
+  readonly session: SessionOptions;
+  readonly keepaliveMs: number;
+  readonly maxMessagesPerConnection: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface ConnectionInput {
+  readonly cid: string;
+  readonly options: ConnectionOptions;
+  readonly log: Logger;
+}
+
+export type ConnectionEvent =
+  | { type: 'JOB'; job: MailJob }
+  /** finish the job in hand, QUIT, close */
+  | { type: 'SHUTDOWN' }
+  /** drop the socket now: the shutdown deadline has passed */
+  | { type: 'FORCE_CLOSE' }
+  | { type: 'LOST'; error: MailroomError };
+
+/** What a connection tells its supervisor. */
+export type ConnectionReport =
+  | { type: 'conn.ready'; cid: string }
+  | { type: 'conn.delivered'; cid: string; job: MailJob; reply: SmtpReply }
+  | { type: 'conn.failed'; cid: string; job: MailJob; error: MailroomError }
+  | { type: 'conn.bounced'; cid: string; job: MailJob }
+  | { type: 'conn.down'; cid: string; error: MailroomError }
+  | { type: 'conn.closed'; cid: string };
+
+interface ConnectionContext {
+  readonly cid: string;
+  readonly options: ConnectionOptions;
+  readonly log: Logger;
+  session: SmtpSession | undefined;
+  job: MailJob | undefined;
+  /** consecutive failed dials */
+  attempt: number;
+  /** messages sent on the current session */
+  sent: number;
+  lastError: MailroomError | undefined;
+  shutdownRequested: boolean;
+}
+
+/** The session a state invokes against; every state that has one is under `session`. */
+function current(context: ConnectionContext): SmtpSession {
+  if (context.session === undefined) throw new MailroomError('EINTERNAL', 'no session in a connected state');
+  return context.session;
+}
+
+/** A reply (4xx/5xx) leaves the session usable after RSET; anything else means the socket is gone. */
+function isReplyError(error: MailroomError): boolean {
+  return error.smtp !== undefined && (error.code === 'ESMTP_TRANSIENT' || error.code === 'ESMTP_PERMANENT' || error.code === 'ERECIPIENT');
+}
+
+export const smtpConnectionMachine = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionEvent,
+    input: {} as ConnectionInput,
+  },
+  actors: {
+    dial: fromPromise<SmtpSession, SessionOptions>(({ input, signal }) => SmtpSession.dial(input, signal)),
+    deliver: fromPromise<SmtpReply, { session: SmtpSession; job: MailJob }>(({ input }) =>
+      input.session.deliver(input.job.message.envelope, input.job.message.raw),
+    ),
+    noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
+    reset: fromPromise<void, SmtpSession>(({ input }) => input.reset()),
+    quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
+    // Holds the session while connected: reports its loss, and destroys it
+    // whenever the machine leaves the connected states for any reason.
+    hold: fromCallback<ConnectionEvent, SmtpSession>(({ input, sendBack }) => {
+      const unsubscribe = input.onLost((error) => sendBack({ type: 'LOST', error }));
+      return () => {
+        unsubscribe();
+        input.destroy();
+      };
+    }),
+  },
+  delays: {
+    keepalive: ({ context }) => context.options.keepaliveMs,
+    backoff: ({ context }) => {
+      const { backoffBaseMs, backoffMaxMs } = context.options;
+      // Bad credentials do not get better by retrying soon: wait the cap.
+      if (context.lastError?.code === 'EAUTH') return backoffMaxMs;
+      return backoffDelay(context.attempt, backoffBaseMs, backoffMaxMs);
+    },
+  },
+  guards: {
+    spent: ({ context }) => context.sent >= context.options.maxMessagesPerConnection,
+    shutdownRequested: ({ context }) => context.shutdownRequested,
+  },
+  actions: {
+    // A job that reaches a connection which is not idle goes back to the queue head.
+    bounce: sendParent(({ context }, params: { job: MailJob }): ConnectionReport => ({
+      type: 'conn.bounced',
+      cid: context.cid,
+      job: params.job,
+    })),
+    countSent: assign({ sent: ({ context }) => context.sent + 1 }),
+    reportDelivered: sendParent(({ context }, params: { reply: SmtpReply }): ConnectionReport => ({
+      type: 'conn.delivered',
+      cid: context.cid,
+      job: context.job as MailJob,
+      reply: params.reply,
+    })),
+    reportFailed: sendParent(({ context }, params: { error: MailroomError }): ConnectionReport => ({
+      type: 'conn.failed',
+      cid: context.cid,
+      job: context.job as MailJob,
+      error: params.error,
+    })),
+    requestShutdown: assign({ shutdownRequested: true }),
+    reportDown: sendParent(({ context }): ConnectionReport => ({
+      type: 'conn.down',
+      cid: context.cid,
+      error: context.lastError ?? new MailroomError('ECONNECTION', 'connection lost'),
+    })),
+  },
+}).createMachine({
+  id: 'smtpConnection',
+  context: ({ input }) => ({
+    cid: input.cid,
+    options: input.options,
+    log: input.log,
+    session: undefined,
+    job: undefined,
+    attempt: 0,
+    sent: 0,
+    lastError: undefined,
+    shutdownRequested: false,
+  }),
+  initial: 'connecting',
+  on: {
+    JOB: { actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
+    FORCE_CLOSE: { target: '.closed' },
+  },
+  states: {
+    connecting: {
+      entry: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
+      invoke: {
+        src: 'dial',
+        input: ({ context }) => context.options.session,
+        onDone: {
+          target: 'session',
+          actions: assign({ session: ({ event }) => event.output, attempt: 0, sent: 0, lastError: undefined }),
+        },
+        onError: {
+          target: 'reconnecting',
+          actions: assign({
+            lastError: ({ event }) => toMailroomError(event.error),
+            attempt: ({ context }) => context.attempt + 1,
+          }),
+        },
+      },
+      on: { SHUTDOWN: 'closed' },
+    },
+    session: {
+      invoke: { src: 'hold', input: ({ context }) => current(context) },
+      on: {
+        LOST: {
+          target: 'reconnecting',
+          actions: assign({ lastError: ({ event }) => event.error, attempt: 1 }),
+        },
+      },
+      initial: 'authenticated',
+      states: {
+        authenticated: {
+          entry: [
+            ({ context }) => context.log.debug('authenticated', { sent: context.sent }),
+            sendParent(({ context }): ConnectionReport => ({ type: 'conn.ready', cid: context.cid })),
+          ],
+          always: { guard: 'shutdownRequested', target: 'closing' },
+          after: { keepalive: 'pinging' },
+          on: {
+            JOB: { target: 'sending', actions: assign({ job: ({ event }) => event.job }) },
+            SHUTDOWN: 'closing',
+          },
+        },
+        pinging: {
+          invoke: {
+            src: 'noop',
+            input: ({ context }) => current(context),
+            onDone: 'authenticated',
+            onError: {
+              target: '#smtpConnection.reconnecting',
+              actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
+            },
+          },
+          on: { SHUTDOWN: { actions: 'requestShutdown' } },
+        },
+        sending: {
+          invoke: {
+            src: 'deliver',
+            input: ({ context }) => ({ session: current(context), job: context.job as MailJob }),
+            onDone: {
+              target: 'delivered',
+              actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.output }) }],
+            },
+            onError: [
+              {
+                guard: ({ event }) => isReplyError(toMailroomError(event.error)),
+                target: 'resetting',
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) }],
+              },
+              {
+                target: '#smtpConnection.reconnecting',
+                actions: [
+                  { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) },
+                  assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
+                ],
+              },
+            ],
+          },
+          on: {
+            SHUTDOWN: { actions: 'requestShutdown' },
+            LOST: {}, // the deliver actor fails on its own and reports the job
+          },
+        },
+        delivered: {
+          always: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }],
+        },
+        resetting: {
+          invoke: {
+            src: 'reset',
+            input: ({ context }) => current(context),
+            onDone: 'delivered',
+            onError: {
+              target: '#smtpConnection.reconnecting',
+              actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
+            },
+          },
+          on: { SHUTDOWN: { actions: 'requestShutdown' } },
+        },
+        recycling: {
+          // Providers cap messages per connection; a fresh dial is routine.
+          entry: ({ context }) => context.log.debug('recycling', { sent: context.sent }),
+          invoke: {
+            src: 'quit',
+            input: ({ context }) => current(context),
+            onDone: [
+              { guard: 'shutdownRequested', target: '#smtpConnection.closed' },
+              { target: '#smtpConnection.connecting' },
+            ],
+            onError: '#smtpConnection.connecting',
+          },
+          on: { SHUTDOWN: { actions: 'requestShutdown' }, LOST: {} },
+        },
+        closing: {
+          invoke: {
+            src: 'quit',
+            input: ({ context }) => current(context),
+            onDone: '#smtpConnection.closed',
+            onError: '#smtpConnection.closed',
+          },
+          on: { LOST: '#smtpConnection.closed' },
+        },
+      },
+    },
+    reconnecting: {
+      entry: [
+        assign({ session: undefined }),
+        ({ context }) =>
+          context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
+        'reportDown',
+      ],
+      after: { backoff: 'connecting' },
+      on: { SHUTDOWN: 'closed' },
+    },
+    closed: {
+      type: 'final',
+      // Leaving `session` or `connecting` already stopped the actor that held the socket.
+      entry: [
+        ({ context }) => context.log.debug('closed'),
+        sendParent(({ context }): ConnectionReport => ({ type: 'conn.closed', cid: context.cid })),
+      ],
+    },
+  },
+});
+
+export type SmtpConnectionActor = ActorRefFrom<typeof smtpConnectionMachine>;

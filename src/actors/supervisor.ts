@@ -1,0 +1,350 @@
+// The pool: owns WORKERS connection actors and the job stream. It gives each
+// job to an idle authenticated connection, keeps a bounded queue, retries
+// transient failures with backoff, fails permanent ones at once, and on
+// shutdown drains what it holds before closing the connections. Every job is
+// settled exactly once (MailJob guards that) and none is dropped silently.
+//
+// Context holds mutable collections owned by this actor alone: copying a
+// queue of thousands of jobs on every event would make each job cost O(n).
+import { enqueueActions, fromCallback, setup, emit, type ActorRefFrom } from 'xstate';
+import type { Observable } from 'rxjs';
+import type { Logger } from 'winston';
+import { MailroomError, type ErrorCode } from '../errors.js';
+import type { MailJob } from '../mail/job.js';
+import { Deque } from '../mail/deque.js';
+import { TokenBucket } from '../mail/token-bucket.js';
+import { formatReply } from '../smtp/reply.js';
+import { backoffDelay } from './backoff.js';
+import {
+  smtpConnectionMachine,
+  type ConnectionOptions,
+  type ConnectionReport,
+  type SmtpConnectionActor,
+  type ConnectionEvent,
+} from './smtp-connection.js';
+
+export interface SupervisorOptions {
+  readonly workers: number;
+  readonly queueLimit: number;
+  readonly maxAttempts: number;
+  readonly rateLimitPerSecond: number;
+  /** a queued job waits at most this long for a connection */
+  readonly queueTimeoutMs: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  /** how long closing connections may take to QUIT after the drain */
+  readonly closeTimeoutMs: number;
+  readonly connection: ConnectionOptions;
+}
+
+export interface SupervisorInput {
+  readonly options: SupervisorOptions;
+  readonly jobs$: Observable<MailJob>;
+  readonly log: Logger;
+}
+
+export type SupervisorEvent =
+  | ConnectionReport
+  | { type: 'job.submitted'; job: MailJob }
+  | { type: 'job.retry'; job: MailJob }
+  | { type: 'tick' }
+  | { type: 'sweep' }
+  | { type: 'shutdown'; timeoutMs: number }
+  | { type: 'shutdown.deadline' }
+  | { type: 'close.deadline' };
+
+export type SupervisorEmitted = { type: 'pool.health'; up: number; workers: number };
+
+interface SupervisorContext {
+  readonly options: SupervisorOptions;
+  readonly log: Logger;
+  readonly jobs$: Observable<MailJob>;
+  readonly connections: Map<string, SmtpConnectionActor>;
+  /** authenticated connections with nothing to do, longest idle first */
+  readonly idle: string[];
+  readonly up: Set<string>;
+  readonly closed: Set<string>;
+  readonly queue: Deque<MailJob>;
+  /** cid → the job that connection is sending */
+  readonly inflight: Map<string, MailJob>;
+  /** jobs waiting out a retry backoff: in neither queue nor inflight */
+  readonly retrying: Set<MailJob>;
+  readonly bucket: TokenBucket | undefined;
+  tickScheduled: boolean;
+  shutdownTimeoutMs: number;
+}
+
+/** The effects dispatch needs, as xstate's enqueueActions offers them. */
+interface Enqueue {
+  raise(event: SupervisorEvent, options: { delay: number }): void;
+  sendTo(ref: SmtpConnectionActor, event: ConnectionEvent): void;
+  emit(event: SupervisorEmitted): void;
+}
+type Report<T extends SupervisorEvent['type']> = Extract<SupervisorEvent, { type: T }>;
+
+function fail(job: MailJob, code: ErrorCode, message: string, cause?: MailroomError): void {
+  job.reject(new MailroomError(code, message, { cause, smtp: cause?.smtp }));
+}
+
+/** Hands queued jobs to idle connections while both exist and the rate limit allows. */
+function dispatch(context: SupervisorContext, enqueue: Enqueue): void {
+  const { queue, idle } = context;
+  while (queue.length > 0 && idle.length > 0) {
+    const job = queue.shift() as MailJob;
+    if (job.settled()) continue; // caller cancelled while queued
+    const now = Date.now();
+    if (now >= job.deadline) {
+      fail(job, 'EDEADLINE', 'deadline passed before a connection was free');
+      continue;
+    }
+    if (context.bucket !== undefined) {
+      const wait = context.bucket.take(now);
+      if (wait > 0) {
+        queue.unshift(job);
+        if (!context.tickScheduled) {
+          context.tickScheduled = true;
+          enqueue.raise({ type: 'tick' }, { delay: wait });
+        }
+        return;
+      }
+    }
+    // Prefer a connection other than the one this job just failed on.
+    let index = 0;
+    if (job.lastCid !== undefined && idle[0] === job.lastCid && idle.length > 1) index = 1;
+    const cid = idle.splice(index, 1)[0] as string;
+    job.attempts += 1;
+    context.inflight.set(cid, job);
+    enqueue.sendTo(context.connections.get(cid) as SmtpConnectionActor, { type: 'JOB', job });
+  }
+}
+
+function healthChanged(context: SupervisorContext, enqueue: Enqueue, lastError?: MailroomError): void {
+  const up = context.up.size;
+  const workers = context.options.workers;
+  if (up === 0) context.log.warn('pool down: no SMTP connection is up', { up, workers, code: lastError?.code, reason: lastError?.message });
+  else context.log.info('pool health', { up, workers });
+  enqueue.emit({ type: 'pool.health', up, workers });
+}
+
+/** Fails what waited too long; the queue bound keeps this O(queue) sweep cheap. */
+function sweepQueue(context: SupervisorContext): void {
+  const now = Date.now();
+  const { queueTimeoutMs } = context.options;
+  for (const job of context.queue.removeWhere((j) => j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs)) {
+    if (now >= job.deadline) fail(job, 'EDEADLINE', 'deadline passed while queued');
+    else fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms`);
+  }
+}
+
+function failEverything(context: SupervisorContext, message: string): void {
+  for (let job = context.queue.shift(); job !== undefined; job = context.queue.shift()) fail(job, 'ESHUTDOWN', message);
+  for (const job of context.retrying) fail(job, 'ESHUTDOWN', message);
+  context.retrying.clear();
+  for (const job of context.inflight.values()) fail(job, 'ESHUTDOWN', `${message}; the relay had not confirmed the message`);
+  context.inflight.clear();
+}
+
+function onReady(context: SupervisorContext, event: Report<'conn.ready'>, enqueue: Enqueue): void {
+  if (context.inflight.has(event.cid)) return; // stale: it is busy
+  if (!context.idle.includes(event.cid)) context.idle.push(event.cid);
+  if (!context.up.has(event.cid)) {
+    context.up.add(event.cid);
+    healthChanged(context, enqueue);
+  }
+  dispatch(context, enqueue);
+}
+
+function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue: Enqueue): void {
+  const i = context.idle.indexOf(event.cid);
+  if (i >= 0) context.idle.splice(i, 1);
+  const job = context.inflight.get(event.cid);
+  if (job !== undefined) {
+    context.inflight.delete(event.cid);
+    context.queue.unshift(job);
+  }
+  if (context.up.delete(event.cid)) healthChanged(context, enqueue, event.error);
+}
+
+function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
+  context.inflight.delete(event.cid);
+  event.job.resolve({ messageId: event.job.message.messageId, reply: event.reply, attempts: event.job.attempts });
+  context.log.debug('delivered', { jobId: event.job.id, cid: event.cid, attempts: event.job.attempts });
+}
+
+function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqueue: Enqueue): void {
+  const { job, error, cid } = event;
+  context.inflight.delete(cid);
+  job.lastCid = cid;
+  const { maxAttempts, retryBaseMs, retryMaxMs } = context.options;
+  if (error.transient && job.attempts < maxAttempts && !job.settled()) {
+    const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
+    context.log.info('retrying', { jobId: job.id, cid, attempt: job.attempts, code: error.code, delayMs: delay });
+    context.retrying.add(job);
+    enqueue.raise({ type: 'job.retry', job }, { delay });
+    return;
+  }
+  context.log.info('failed', { jobId: job.id, cid, attempts: job.attempts, code: error.code, reply: error.smtp && formatReply(error.smtp) });
+  job.reject(error);
+}
+
+function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, enqueue: Enqueue): void {
+  context.inflight.delete(event.cid);
+  event.job.attempts -= 1; // it never reached the relay
+  context.queue.unshift(event.job);
+  dispatch(context, enqueue);
+}
+
+function onRetry(context: SupervisorContext, event: Report<'job.retry'>, enqueue: Enqueue): void {
+  if (!context.retrying.delete(event.job)) return; // already failed by shutdown
+  context.queue.unshift(event.job);
+  dispatch(context, enqueue);
+}
+
+function onSubmitted(context: SupervisorContext, event: Report<'job.submitted'>, enqueue: Enqueue): void {
+  if (context.queue.length >= context.options.queueLimit) {
+    event.job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${context.options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
+    return;
+  }
+  context.queue.push(event.job);
+  dispatch(context, enqueue);
+}
+
+export const supervisorMachine = setup({
+  types: {
+    context: {} as SupervisorContext,
+    events: {} as SupervisorEvent,
+    input: {} as SupervisorInput,
+    emitted: {} as SupervisorEmitted,
+  },
+  actors: {
+    connection: smtpConnectionMachine,
+    // The RxJS job stream, turned into events in this actor's mailbox.
+    feed: fromCallback<SupervisorEvent, Observable<MailJob>>(({ input, sendBack }) => {
+      const subscription = input.subscribe((job) => sendBack({ type: 'job.submitted', job }));
+      return () => subscription.unsubscribe();
+    }),
+    ticker: fromCallback<SupervisorEvent, { ms: number; event: SupervisorEvent; repeat: boolean }>(({ input, sendBack }) => {
+      const timer = input.repeat ? setInterval(() => sendBack(input.event), input.ms) : setTimeout(() => sendBack(input.event), input.ms);
+      timer.unref?.();
+      return () => clearTimeout(timer);
+    }),
+  },
+  guards: {
+    drained: ({ context }) => context.queue.length === 0 && context.inflight.size === 0 && context.retrying.size === 0,
+    allClosed: ({ context }) => context.closed.size === context.connections.size,
+  },
+}).createMachine({
+  id: 'supervisor',
+  context: ({ input, spawn }) => {
+    const { options, log } = input;
+    const connections = new Map<string, SmtpConnectionActor>();
+    for (let i = 1; i <= options.workers; i++) {
+      const cid = `c${i}`;
+      connections.set(cid, spawn('connection', { id: cid, input: { cid, options: options.connection, log: log.child({ cid }) } }));
+    }
+    return {
+      options,
+      log,
+      jobs$: input.jobs$,
+      connections,
+      idle: [],
+      up: new Set(),
+      closed: new Set(),
+      queue: new Deque<MailJob>(),
+      inflight: new Map(),
+      retrying: new Set(),
+      bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
+      tickScheduled: false,
+      shutdownTimeoutMs: 0,
+    };
+  },
+  invoke: [
+    { src: 'feed', input: ({ context }) => context.jobs$ },
+    {
+      src: 'ticker',
+      input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' }, repeat: true }),
+    },
+  ],
+  on: {
+    'conn.ready': { actions: enqueueActions(({ context, event, enqueue }) => onReady(context, event, enqueue)) },
+    'conn.down': { actions: enqueueActions(({ context, event, enqueue }) => onDown(context, event, enqueue)) },
+    'conn.delivered': { actions: ({ context, event }) => onDelivered(context, event) },
+    'conn.failed': { actions: enqueueActions(({ context, event, enqueue }) => onFailed(context, event, enqueue)) },
+    'conn.bounced': { actions: enqueueActions(({ context, event, enqueue }) => onBounced(context, event, enqueue)) },
+    'job.retry': { actions: enqueueActions(({ context, event, enqueue }) => onRetry(context, event, enqueue)) },
+    tick: {
+      actions: enqueueActions(({ context, enqueue }) => {
+        context.tickScheduled = false;
+        dispatch(context, enqueue);
+      }),
+    },
+    sweep: { actions: ({ context }) => sweepQueue(context) },
+    'conn.closed': {
+      actions: ({ context, event }) => {
+        context.closed.add(event.cid);
+        context.up.delete(event.cid);
+      },
+    },
+  },
+  initial: 'running',
+  states: {
+    running: {
+      on: {
+        'job.submitted': { actions: enqueueActions(({ context, event, enqueue }) => onSubmitted(context, event, enqueue)) },
+        shutdown: {
+          target: 'draining',
+          actions: [
+            ({ context, event }) => {
+              context.shutdownTimeoutMs = event.timeoutMs;
+              context.log.info('draining', { queued: context.queue.length, inflight: context.inflight.size });
+            },
+          ],
+        },
+      },
+    },
+    draining: {
+      invoke: {
+        src: 'ticker',
+        input: ({ context }) => ({ ms: context.shutdownTimeoutMs, event: { type: 'shutdown.deadline' }, repeat: false }),
+      },
+      always: { guard: 'drained', target: 'stopping' },
+      on: {
+        'job.submitted': {
+          actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down'),
+        },
+        'shutdown.deadline': {
+          target: 'stopping',
+          actions: ({ context }) => {
+            context.log.warn('shutdown deadline passed', { queued: context.queue.length, inflight: context.inflight.size });
+            failEverything(context, 'the service shut down before the message could be sent');
+          },
+        },
+      },
+    },
+    stopping: {
+      entry: enqueueActions(({ context, enqueue }) => {
+        for (const ref of context.connections.values()) enqueue.sendTo(ref, { type: 'SHUTDOWN' });
+      }),
+      invoke: {
+        src: 'ticker',
+        input: ({ context }) => ({ ms: context.options.closeTimeoutMs, event: { type: 'close.deadline' }, repeat: false }),
+      },
+      always: { guard: 'allClosed', target: 'stopped' },
+      on: {
+        'job.submitted': { actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down') },
+        'close.deadline': {
+          target: 'stopped',
+          actions: enqueueActions(({ context, enqueue }) => {
+            for (const ref of context.connections.values()) enqueue.sendTo(ref, { type: 'FORCE_CLOSE' });
+          }),
+        },
+      },
+    },
+    stopped: {
+      type: 'final',
+      entry: [({ context }) => failEverything(context, 'the service stopped'), emit({ type: 'pool.health', up: 0, workers: 0 })],
+    },
+  },
+});
+
+export type SupervisorActor = ActorRefFrom<typeof supervisorMachine>;

@@ -1,0 +1,140 @@
+// The composition root: configuration, logger, actors, servers. Nothing else
+// wires real implementations together; tests call boot() with their own env.
+import { Subject } from 'rxjs';
+import { createActor, waitFor } from 'xstate';
+import { loadConfig, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { startCaptureServer, type CaptureServer } from './capture/server.js';
+import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
+import type { MailJob } from './mail/job.js';
+import { Mailer } from './mail/mailer.js';
+import { IdempotencyCache } from './mail/idempotency.js';
+import { parseAddressList } from './mail/address.js';
+import { MailroomError } from './errors.js';
+import { createGrpcServer, bindServer } from './rpc/server.js';
+import { mailServiceHandlers } from './rpc/mail-service.js';
+import { otpServiceHandlers } from './rpc/otp-service.js';
+
+export interface Service {
+  readonly config: Config;
+  readonly port: number;
+  readonly supervisor: SupervisorActor;
+  readonly capture: CaptureServer | undefined;
+  readonly log: Logger;
+  /** Stop taking calls, drain within SHUTDOWN_TIMEOUT_SECONDS, close everything. */
+  shutdown(): Promise<void>;
+}
+
+export interface BootOptions {
+  /** replaces the logger built from LOG_LEVEL/LOG_FORMAT (tests silence it) */
+  readonly log?: Logger;
+}
+
+export async function boot(env: Readonly<Record<string, string | undefined>>, options: BootOptions = {}): Promise<Service> {
+  const config = loadConfig(env);
+  const log = options.log ?? createLogger(config.log);
+  const from = parseAddressList(config.mail.from);
+  if (!from.ok || from.value.length !== 1) {
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  EMAIL_FROM=${JSON.stringify(config.mail.from)}: expected one address`);
+  }
+
+  let capture: CaptureServer | undefined;
+  let smtpHost = config.smtp.host;
+  let smtpPort = config.smtp.port;
+  if (smtpHost === undefined) {
+    capture = await startCaptureServer(config.mail.captureDir, config.mail.maxBodyBytes, log.child({ component: 'capture' }));
+    smtpHost = '127.0.0.1';
+    smtpPort = capture.port;
+    log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, {
+      captureDir: capture.dir,
+    });
+  }
+  if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
+
+  const jobs$ = new Subject<MailJob>();
+  const { smtp } = config;
+  const supervisor = createActor(supervisorMachine, {
+    input: {
+      jobs$,
+      log: log.child({ component: 'smtp' }),
+      options: {
+        workers: config.workers,
+        queueLimit: config.queue.limit,
+        maxAttempts: config.queue.maxAttempts,
+        rateLimitPerSecond: config.queue.rateLimitPerSecond,
+        queueTimeoutMs: config.queue.queueTimeoutMs,
+        retryBaseMs: smtp.backoffBaseMs,
+        retryMaxMs: smtp.backoffMaxMs,
+        closeTimeoutMs: smtp.commandTimeoutMs,
+        connection: {
+          keepaliveMs: smtp.keepaliveMs,
+          maxMessagesPerConnection: smtp.maxMessagesPerConnection,
+          backoffBaseMs: smtp.backoffBaseMs,
+          backoffMaxMs: smtp.backoffMaxMs,
+          session: {
+            host: smtpHost,
+            port: smtpPort,
+            tls: smtp.tls,
+            ca: smtp.ca,
+            user: smtp.user,
+            password: smtp.password,
+            heloName: smtp.heloName,
+            connectTimeoutMs: smtp.connectTimeoutMs,
+            greetingTimeoutMs: smtp.greetingTimeoutMs,
+            commandTimeoutMs: smtp.commandTimeoutMs,
+            dataTimeoutMs: smtp.dataTimeoutMs,
+          },
+        },
+      },
+    },
+  });
+  // Without an error subscriber xstate rethrows and the process dies.
+  supervisor.subscribe({ error: (err) => log.error('supervisor failed', { reason: (err as Error).message }) });
+  const poolUp = new Promise<void>((resolve) => {
+    const sub = supervisor.on('pool.health', (e) => {
+      if (e.up > 0) {
+        sub.unsubscribe();
+        resolve();
+      }
+    });
+  });
+  supervisor.start();
+
+  // Take traffic once the pool can serve it; a relay that is down at boot
+  // does not keep the service from starting (queued calls then wait or fail).
+  const readyWithin = smtp.connectTimeoutMs + smtp.greetingTimeoutMs;
+  const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
+  if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
+
+  const mailer = new Mailer(jobs$, from.value[0] as NonNullable<(typeof from.value)[0]>, new IdempotencyCache(config.queue.idempotencyWindowMs));
+  const rpcLog = log.child({ component: 'rpc' });
+  const server = createGrpcServer(
+    {
+      mail: mailServiceHandlers({ mailer, limits: config.mail, log: rpcLog }),
+      otp: otpServiceHandlers(),
+    },
+    rpcLog,
+  );
+  const port = await bindServer(server, config.host, config.port);
+  log.info('listening', { host: config.host, port, workers: config.workers, relay: `${smtpHost}:${smtpPort}`, tls: smtp.tls });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    stopping ??= (async () => {
+      log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
+      // New calls are refused from here on; calls in flight keep their replies coming.
+      const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      supervisor.send({ type: 'shutdown', timeoutMs: config.shutdownTimeoutMs });
+      await waitFor(supervisor, (s) => s.status === 'done', { timeout: Infinity });
+      jobs$.complete();
+      // Every job is settled by now; give their replies a moment to flush.
+      await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
+      server.forceShutdown();
+      await capture?.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { config, port, supervisor, capture, log, shutdown };
+}

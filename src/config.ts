@@ -1,0 +1,223 @@
+// The one place that reads configuration. Every variable is declared once in
+// SCHEMA with its parser and default; loadConfig checks them all and reports
+// every bad one together, so a broken deployment is fixed in one round.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { MailroomError } from './errors.js';
+
+export type TlsMode = 'implicit' | 'starttls' | 'none';
+export type LogFormat = 'json' | 'pretty';
+const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly workers: number;
+  readonly smtp: {
+    /** undefined: run the embedded capture server */
+    readonly host: string | undefined;
+    readonly port: number;
+    readonly tls: TlsMode;
+    /** PEM text of the CAs trusted for the relay; undefined: system CAs */
+    readonly ca: string | undefined;
+    readonly user: string | undefined;
+    readonly password: string | undefined;
+    readonly heloName: string;
+    readonly connectTimeoutMs: number;
+    readonly greetingTimeoutMs: number;
+    readonly commandTimeoutMs: number;
+    readonly dataTimeoutMs: number;
+    readonly keepaliveMs: number;
+    readonly maxMessagesPerConnection: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+  };
+  readonly mail: {
+    /** From header and envelope sender */
+    readonly from: string;
+    readonly captureDir: string;
+    readonly maxSubjectChars: number;
+    readonly maxBodyBytes: number;
+    readonly maxRecipients: number;
+  };
+  readonly queue: {
+    readonly limit: number;
+    readonly maxAttempts: number;
+    readonly rateLimitPerSecond: number;
+    /** a queued message waits at most this long for a connection */
+    readonly queueTimeoutMs: number;
+    readonly idempotencyWindowMs: number;
+  };
+  readonly otp: {
+    readonly lifespanMs: number;
+    readonly cleanupMs: number;
+    readonly length: number;
+    readonly maxAttempts: number;
+    readonly resendCooldownMs: number;
+    readonly maxSendsPerHour: number;
+    /** undefined: a random key per process */
+    readonly secret: string | undefined;
+    readonly returnCode: boolean;
+    readonly subjectTemplate: string;
+    readonly textTemplate: string;
+    readonly htmlTemplate: string;
+  };
+  readonly log: { readonly level: LogLevel; readonly format: LogFormat };
+  readonly shutdownTimeoutMs: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Collects problems instead of throwing at the first one. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const match = allowed.find((a) => a === value.toLowerCase());
+    if (match === undefined) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected one of ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return match;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    this.problems.push(`${name}=${JSON.stringify(value)}: expected true or false`);
+    return fallback;
+  }
+
+  file(name: string): string | undefined {
+    const path = this.raw(name);
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      this.problems.push(`${name}=${JSON.stringify(path)}: expected a readable file (${(err as Error).message})`);
+      return undefined;
+    }
+  }
+
+  secret(name: string, minLength: number): string | undefined {
+    const value = this.raw(name);
+    if (value !== undefined && value.length < minLength) {
+      this.problems.push(`${name}: expected at least ${minLength} characters`);
+      return undefined;
+    }
+    return value;
+  }
+}
+
+const DAY_SECONDS = 86_400;
+const DEFAULT_OTP_TEXT = 'Your code is {{code}}. It expires in {{minutes}} minutes.\r\nIf you did not ask for it, ignore this mail.';
+
+export function loadConfig(env: Env): Config {
+  const r = new Reader(env);
+  const smtpHost = r.raw('EMAIL_HOST');
+  const smtpPort = r.int('EMAIL_PORT', 465, 1, 65_535);
+  const user = r.raw('EMAIL');
+  const password = r.raw('APP_PASSWORD');
+  if ((user === undefined) !== (password === undefined)) {
+    r.problems.push('EMAIL and APP_PASSWORD: set both for AUTH, or neither');
+  }
+  const from = r.raw('EMAIL_FROM') ?? user ?? 'mailroom@mailroom.localhost';
+  if (/[\r\n]/.test(from)) r.problems.push('EMAIL_FROM: expected one line');
+  const tls = r.oneOf<TlsMode>('EMAIL_TLS', ['implicit', 'starttls', 'none'], smtpPort === 465 ? 'implicit' : 'starttls');
+
+  const seconds = (name: string, fallback: number, min: number, max: number): number =>
+    r.int(name, fallback, min, max) * 1000;
+
+  const config: Config = {
+    port: r.int('PORT', 40_700, 0, 65_535),
+    host: r.raw('HOST') ?? '0.0.0.0',
+    workers: r.int('WORKERS', 5, 1, 256),
+    smtp: {
+      host: smtpHost,
+      port: smtpPort,
+      // The capture server speaks plain SMTP on loopback.
+      tls: smtpHost === undefined ? 'none' : tls,
+      ca: r.file('EMAIL_CA_FILE'),
+      user,
+      password,
+      heloName: r.raw('EMAIL_HELO_NAME') ?? hostname(),
+      connectTimeoutMs: r.int('SMTP_CONNECT_TIMEOUT_MS', 10_000, 1, 600_000),
+      greetingTimeoutMs: r.int('SMTP_GREETING_TIMEOUT_MS', 30_000, 1, 600_000),
+      commandTimeoutMs: r.int('SMTP_COMMAND_TIMEOUT_MS', 30_000, 1, 600_000),
+      dataTimeoutMs: r.int('SMTP_DATA_TIMEOUT_MS', 120_000, 1, 600_000),
+      keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
+      maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
+      backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
+      backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
+    },
+    mail: {
+      from,
+      captureDir: r.raw('MAIL_CAPTURE_DIR') ?? 'var/mail',
+      maxSubjectChars: r.int('MAX_SUBJECT_CHARS', 998, 1, 10_000),
+      maxBodyBytes: r.int('MAX_BODY_BYTES', 1_048_576, 1, 50 * 1_048_576),
+      maxRecipients: r.int('MAX_RECIPIENTS', 50, 1, 1_000),
+    },
+    queue: {
+      limit: r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000),
+      maxAttempts: r.int('SEND_MAX_ATTEMPTS', 3, 1, 20),
+      rateLimitPerSecond: r.int('SEND_RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+      queueTimeoutMs: r.int('QUEUE_TIMEOUT_MS', 60_000, 10, 3_600_000),
+      idempotencyWindowMs: seconds('IDEMPOTENCY_WINDOW_SECONDS', 3_600, 1, 7 * DAY_SECONDS),
+    },
+    otp: {
+      lifespanMs: seconds('OTP_LIFESPAN_SECONDS', 120, 1, DAY_SECONDS),
+      cleanupMs: seconds('OTP_CLEANUP_SECONDS', 180, 1, DAY_SECONDS),
+      length: r.int('OTP_LENGTH', 6, 4, 12),
+      maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 100),
+      resendCooldownMs: seconds('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, DAY_SECONDS),
+      maxSendsPerHour: r.int('OTP_MAX_SENDS_PER_HOUR', 10, 1, 10_000),
+      secret: r.secret('OTP_SECRET', 32),
+      returnCode: r.bool('OTP_RETURN_CODE', false),
+      subjectTemplate: r.raw('OTP_SUBJECT') ?? 'Your code: {{code}}',
+      textTemplate: r.raw('OTP_TEXT') ?? DEFAULT_OTP_TEXT,
+      htmlTemplate: r.raw('OTP_HTML') ?? '',
+    },
+    log: {
+      level: r.oneOf<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info'),
+      format: r.oneOf<LogFormat>('LOG_FORMAT', ['json', 'pretty'], 'json'),
+    },
+    shutdownTimeoutMs: seconds('SHUTDOWN_TIMEOUT_SECONDS', 10, 0, 3_600),
+  };
+
+  if (config.smtp.backoffMaxMs < config.smtp.backoffBaseMs) {
+    r.problems.push('SMTP_BACKOFF_MAX_MS: expected at least SMTP_BACKOFF_BASE_MS');
+  }
+  if (r.problems.length > 0) {
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  ${r.problems.join('\n  ')}`);
+  }
+  return deepFreeze(config);
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const inner of Object.values(value)) {
+    if (typeof inner === 'object' && inner !== null) deepFreeze(inner);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,38 @@
+// One winston root logger; components take children with their ids.
+import winston from 'winston';
+import type { LogFormat, LogLevel } from './config.js';
+
+export type { Logger } from 'winston';
+
+// Defence in depth: these never belong in a log line, whoever passes them.
+const SECRET_KEYS = new Set(['password', 'app_password', 'otpcode', 'otp', 'secret', 'body', 'html', 'text', 'raw']);
+
+const redact = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    if (SECRET_KEYS.has(key.toLowerCase())) info[key] = '[redacted]';
+  }
+  return info;
+});
+
+export function createLogger(options: { level: LogLevel; format: LogFormat; silent?: boolean }): winston.Logger {
+  const format =
+    options.format === 'json'
+      ? winston.format.combine(redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
+      : winston.format.combine(
+          redact(),
+          winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+          winston.format.colorize(),
+          winston.format.printf(({ level, message, timestamp, component, cid, ...rest }) => {
+            const who = [component, cid].filter(Boolean).join('/');
+            const extra = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+            return `${String(timestamp)} ${level} ${who ? `[${who}] ` : ''}${String(message)}${extra}`;
+          }),
+        );
+  return winston.createLogger({
+    level: options.level,
+    format,
+    silent: options.silent ?? false,
+    // stderr keeps stdout free for a client piping the service's output.
+    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+  });
+}

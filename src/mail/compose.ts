@@ -1,0 +1,36 @@
+// A validated draft becomes what a connection sends: envelope plus message text.
+import type { Address } from './address.js';
+import { buildMime, newMessageId } from './mime.js';
+import type { Envelope } from '../smtp/session.js';
+
+export interface Draft {
+  readonly to: readonly Address[];
+  readonly cc: readonly Address[];
+  /** envelope only: never written into a header */
+  readonly bcc: readonly Address[];
+  readonly replyTo: readonly Address[];
+  readonly subject: string;
+  readonly text: string;
+  readonly html: string;
+}
+
+export interface OutgoingMessage {
+  readonly messageId: string;
+  readonly envelope: Envelope;
+  /** RFC 5322 text with CRLF line ends, not yet dot-stuffed */
+  readonly raw: string;
+}
+
+export function composeMessage(draft: Draft, from: Address, now: Date = new Date()): OutgoingMessage {
+  const messageId = newMessageId(from.address.slice(from.address.lastIndexOf('@') + 1));
+  const raw = buildMime({ ...draft, from, messageId, date: now });
+  const seen = new Set<string>();
+  const to: string[] = [];
+  for (const a of [...draft.to, ...draft.cc, ...draft.bcc]) {
+    const key = a.address.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    to.push(a.address);
+  }
+  return { messageId, envelope: { from: from.address, to }, raw };
+}

@@ -1,0 +1,57 @@
+// A job is one message on its way through the supervisor. It is settled
+// exactly once, whoever gets there first: connection, deadline or shutdown.
+import { randomUUID } from 'node:crypto';
+import type { MailroomError, SmtpReply } from '../errors.js';
+import type { OutgoingMessage } from './compose.js';
+
+export interface Delivered {
+  readonly messageId: string;
+  readonly reply: SmtpReply;
+  /** delivery attempts it took, 1 when the first one succeeded */
+  readonly attempts: number;
+}
+
+export interface MailJob {
+  readonly id: string;
+  readonly message: OutgoingMessage;
+  /** epoch ms after which the caller no longer waits; Infinity for none */
+  readonly deadline: number;
+  /** epoch ms when the job entered the queue */
+  readonly enqueuedAt: number;
+  attempts: number;
+  /** connection of the last failed attempt, avoided on retry when another is idle */
+  lastCid: string | undefined;
+  readonly settled: () => boolean;
+  readonly resolve: (result: Delivered) => void;
+  readonly reject: (error: MailroomError) => void;
+}
+
+export function createJob(message: OutgoingMessage, deadline: number): { job: MailJob; done: Promise<Delivered> } {
+  let settled = false;
+  let resolveP!: (r: Delivered) => void;
+  let rejectP!: (e: MailroomError) => void;
+  const done = new Promise<Delivered>((res, rej) => {
+    resolveP = res;
+    rejectP = rej;
+  });
+  const job: MailJob = {
+    id: randomUUID(),
+    message,
+    deadline,
+    enqueuedAt: Date.now(),
+    attempts: 0,
+    lastCid: undefined,
+    settled: () => settled,
+    resolve: (r) => {
+      if (settled) return;
+      settled = true;
+      resolveP(r);
+    },
+    reject: (e) => {
+      if (settled) return;
+      settled = true;
+      rejectP(e);
+    },
+  };
+  return { job, done };
+}

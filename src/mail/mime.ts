@@ -1,0 +1,143 @@
+// Builds the RFC 5322 / MIME text of a message. emailjs's Message is not used
+// for this: it labels every text part 7bit even when it holds UTF-8 or lines
+// over 998 octets, adds MIME-Version only to multipart mail and derives
+// Message-IDs from the host name. Here every header is set on purpose.
+import { randomBytes } from 'node:crypto';
+import type { Address } from './address.js';
+
+export interface MimeInput {
+  readonly from: Address;
+  readonly to: readonly Address[];
+  readonly cc: readonly Address[];
+  readonly replyTo: readonly Address[];
+  readonly subject: string;
+  readonly text: string;
+  readonly html: string;
+  readonly messageId: string;
+  readonly date: Date;
+}
+
+const CRLF = '\r\n';
+const ATOM_TEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
+const ASCII_PRINTABLE = /^[\x20-\x7e]*$/;
+
+export function newMessageId(domain: string): string {
+  return `<${Date.now().toString(36)}.${randomBytes(9).toString('base64url')}@${domain}>`;
+}
+
+export function buildMime(m: MimeInput): string {
+  const headers: string[] = [
+    `From: ${formatAddress(m.from)}`,
+    `To: ${formatList(m.to)}`,
+  ];
+  if (m.cc.length > 0) headers.push(`Cc: ${formatList(m.cc)}`);
+  if (m.replyTo.length > 0) headers.push(`Reply-To: ${formatList(m.replyTo)}`);
+  headers.push(
+    `Subject: ${encodeWords(m.subject, 'Subject: '.length)}`,
+    `Date: ${formatDate(m.date)}`,
+    `Message-ID: ${m.messageId}`,
+    'MIME-Version: 1.0',
+  );
+  const text = normaliseNewlines(m.text);
+  if (m.html === '') {
+    return headers.join(CRLF) + CRLF + textPart(text, 'plain');
+  }
+  const boundary = `=_mr_${randomBytes(12).toString('hex')}`;
+  return (
+    headers.join(CRLF) +
+    CRLF +
+    `Content-Type: multipart/alternative; boundary="${boundary}"${CRLF}${CRLF}` +
+    `--${boundary}${CRLF}` +
+    textPart(text, 'plain') +
+    `--${boundary}${CRLF}` +
+    textPart(normaliseNewlines(m.html), 'html') +
+    `--${boundary}--${CRLF}`
+  );
+}
+
+/** Content headers, blank line and body of one text part; ends with CRLF. */
+function textPart(body: string, subtype: 'plain' | 'html'): string {
+  const type = `Content-Type: text/${subtype}; charset=utf-8${CRLF}`;
+  if (fitsSevenBit(body)) {
+    return `${type}Content-Transfer-Encoding: 7bit${CRLF}${CRLF}${body}${body.endsWith(CRLF) ? '' : CRLF}`;
+  }
+  return `${type}Content-Transfer-Encoding: base64${CRLF}${CRLF}${wrapBase64(Buffer.from(body, 'utf8').toString('base64'))}`;
+}
+
+function fitsSevenBit(body: string): boolean {
+  if (!/^[\x00-\x7f]*$/.test(body)) return false;
+  // RFC 5321 caps a line at 998 octets plus CRLF.
+  for (const line of body.split(CRLF)) if (line.length > 998) return false;
+  return true;
+}
+
+function wrapBase64(b64: string): string {
+  let out = '';
+  for (let i = 0; i < b64.length; i += 76) out += b64.slice(i, i + 76) + CRLF;
+  return out;
+}
+
+export function normaliseNewlines(s: string): string {
+  return /\r(?!\n)|(?<!\r)\n/.test(s) ? s.replace(/\r\n|\r|\n/g, CRLF) : s;
+}
+
+export function formatAddress(a: Address): string {
+  if (a.name === '') return a.address;
+  return `${formatName(a.name)} <${a.address}>`;
+}
+
+function formatList(list: readonly Address[]): string {
+  return list.map(formatAddress).join(`,${CRLF} `);
+}
+
+function formatName(name: string): string {
+  if (ATOM_TEXT.test(name)) return name;
+  if (ASCII_PRINTABLE.test(name)) return `"${name.replace(/(["\\])/g, '\\$1')}"`;
+  return encodeWords(name, 0);
+}
+
+/**
+ * RFC 2047 B-encoding for non-ASCII header text, split into encoded words of at
+ * most 75 characters (never inside a UTF-8 sequence) on folded lines.
+ */
+export function encodeWords(value: string, firstLineUsed: number): string {
+  if (ASCII_PRINTABLE.test(value) && value.length + firstLineUsed <= 78) return value;
+  if (ASCII_PRINTABLE.test(value)) return foldAscii(value, firstLineUsed);
+  const words: string[] = [];
+  let chunk = '';
+  for (const ch of value) {
+    if (Buffer.byteLength(chunk + ch, 'utf8') > 45) {
+      words.push(chunk);
+      chunk = '';
+    }
+    chunk += ch;
+  }
+  if (chunk !== '') words.push(chunk);
+  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(`${CRLF} `);
+}
+
+/** Folds long ASCII header text at spaces (RFC 5322 2.2.3). */
+function foldAscii(value: string, used: number): string {
+  const parts = value.split(' ');
+  let line = used;
+  let out = '';
+  for (const [i, part] of parts.entries()) {
+    if (i > 0 && line + 1 + part.length > 78) {
+      out += `${CRLF} ${part}`;
+      line = 1 + part.length;
+    } else {
+      out += i > 0 ? ` ${part}` : part;
+      line += (i > 0 ? 1 : 0) + part.length;
+    }
+  }
+  return out;
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** RFC 5322 date-time in UTC, e.g. "Fri, 27 Nov 2026 22:49:51 +0000". */
+export function formatDate(d: Date): string {
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+}

@@ -1,0 +1,42 @@
+// Process entry: environment (plus an optional .env file), boot, signals.
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { boot, type Service } from './boot.js';
+import { isMailroomError } from './errors.js';
+
+/** Variables from .env fill in what the real environment leaves unset. */
+function environment(): Record<string, string | undefined> {
+  const file = process.env.DOTENV_PATH ?? '.env';
+  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {};
+  return { ...fromFile, ...process.env };
+}
+
+let service: Service;
+try {
+  service = await boot(environment());
+} catch (err) {
+  if (isMailroomError(err) && err.code === 'ECONFIG') {
+    process.stderr.write(`mailroom: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+let signalled = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (signalled) {
+      service.log.warn('second signal: exiting without waiting for the drain', { signal });
+      process.exit(1);
+    }
+    signalled = true;
+    service.log.info('signal received', { signal });
+    service.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        service.log.error('shutdown failed', { reason: (err as Error).message });
+        process.exit(1);
+      },
+    );
+  });
+}

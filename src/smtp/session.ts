@@ -1,0 +1,288 @@
+// A promise-shaped, fault-tolerant wrapper around one emailjs SMTPConnection.
+// emailjs 5 has traps that this file exists to close, each marked TRAP below.
+import { isIP } from 'node:net';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
+import { SMTPConnection, SMTPResponseMonitor } from 'emailjs';
+import type { TlsMode } from '../config.js';
+import { MailroomError, type SmtpReply } from '../errors.js';
+import { parseSmtpReply, replyError } from './reply.js';
+
+export interface SessionOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: TlsMode;
+  readonly ca: string | undefined;
+  readonly user: string | undefined;
+  readonly password: string | undefined;
+  readonly heloName: string;
+  readonly connectTimeoutMs: number;
+  readonly greetingTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly dataTimeoutMs: number;
+}
+
+export interface Envelope {
+  readonly from: string;
+  readonly to: readonly string[];
+}
+
+type Stage = 'connect' | 'greeting' | 'ehlo' | 'starttls' | 'auth' | 'noop' | 'rset' | 'mail' | 'rcpt' | 'data' | 'quit';
+type Callback = (err: Error | null | undefined, data?: unknown) => void;
+
+/** emailjs's errors carry the reply in `smtp`, sometimes on the wrapped `previous` error. */
+interface EmailjsError extends Error {
+  smtp?: unknown;
+  previous?: EmailjsError | null;
+  code?: unknown;
+}
+
+const TLS_ERROR = /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO|HOSTNAME|ssl|handshake/i;
+
+/** Exposes the protected socket and replaces emailjs's STARTTLS. */
+class PooledConnection extends SMTPConnection {
+  socket(): Socket | TLSSocket | null {
+    return this.sock;
+  }
+
+  // TRAP: emailjs's starttls() wraps the socket in `new TLSSocket` without
+  // verifying the server's certificate, and its ehlo() ignores a STARTTLS
+  // failure and carries on in plain text. This upgrade verifies like tls.connect.
+  upgrade(tlsOptions: ConnectionOptions, callback: (err: Error | null) => void): void {
+    const plain = this.sock;
+    if (plain === null) {
+      callback(new Error('no socket to upgrade'));
+      return;
+    }
+    this.monitor?.stop();
+    const secure = tlsConnect({ ...tlsOptions, socket: plain });
+    secure.setNoDelay(true);
+    const onError = (err: Error): void => {
+      secure.destroy();
+      callback(err);
+    };
+    secure.once('error', onError);
+    secure.once('secureConnect', () => {
+      secure.off('error', onError);
+      this.sock = secure;
+      this._secure = true;
+      this.features = null;
+      this.monitor = new SMTPResponseMonitor(secure, 0, () => this.close(true));
+      secure.setTimeout(0);
+      callback(null);
+    });
+  }
+}
+
+export class SmtpSession {
+  private lost: MailroomError | undefined;
+  private abortPending: ((err: MailroomError) => void) | undefined;
+  private readonly lostListeners = new Set<(err: MailroomError) => void>();
+
+  private constructor(
+    private readonly conn: PooledConnection,
+    private readonly options: SessionOptions,
+  ) {}
+
+  /** TCP/TLS dial, greeting, EHLO, STARTTLS where configured, AUTH where configured. */
+  static async dial(options: SessionOptions, signal?: AbortSignal): Promise<SmtpSession> {
+    const tlsOptions = tlsOptionsFor(options);
+    const conn = new PooledConnection({
+      host: options.host,
+      port: options.port,
+      ssl: options.tls === 'implicit' ? tlsOptions : false,
+      tls: false,
+      domain: options.heloName,
+      user: options.user,
+      password: options.password,
+      // PLAIN first: one round trip, and the channel is encrypted or the operator chose `none`.
+      authentication: ['PLAIN', 'LOGIN', 'CRAM-MD5'],
+      timeout: options.connectTimeoutMs + options.greetingTimeoutMs,
+    });
+    const session = new SmtpSession(conn, options);
+    const onAbort = (): void => session.destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await session.open();
+      if (options.tls === 'starttls') {
+        await session.command('ehlo', options.commandTimeoutMs, (cb) => conn.ehlo(cb));
+        if (!conn.has_extn('starttls')) {
+          throw new MailroomError('ETLS', 'the SMTP relay does not offer STARTTLS (set EMAIL_TLS=none to send in plain text)');
+        }
+        await session.command('starttls', options.commandTimeoutMs, (cb) => conn.command('STARTTLS', cb, [220]));
+        await session.command('starttls', options.connectTimeoutMs, (cb) => conn.upgrade(tlsOptions, cb));
+        session.watch(conn.socket());
+      }
+      if (options.user !== undefined) {
+        // login() runs EHLO itself when no features are known.
+        await session.command('auth', options.commandTimeoutMs, (cb) => conn.login(cb));
+      } else {
+        await session.command('ehlo', options.commandTimeoutMs, (cb) => conn.ehlo(cb));
+      }
+      if (signal?.aborted) throw new MailroomError('ECONNECTION', 'dial aborted');
+      return session;
+    } catch (err) {
+      session.destroy();
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async open(): Promise<void> {
+    const { conn, options } = this;
+    await this.command('greeting', options.connectTimeoutMs + options.greetingTimeoutMs, (cb) => {
+      conn.connect(cb);
+      const sock = conn.socket();
+      if (sock === null) return;
+      // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
+      // costs ~40 ms on every command round trip.
+      sock.setNoDelay(true);
+      // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
+      // idle pooled connections. It stays only until the TCP connect; after
+      // that every command carries its own deadline and keepalive uses NOOP.
+      sock.once('connect', () => sock.setTimeout(0));
+      this.watch(sock);
+    });
+  }
+
+  /** Subscribes to the loss of this session; returns an unsubscribe function. */
+  onLost(listener: (err: MailroomError) => void): () => void {
+    if (this.lost !== undefined) {
+      listener(this.lost);
+      return () => undefined;
+    }
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  get isLost(): boolean {
+    return this.lost !== undefined;
+  }
+
+  /** MAIL, RCPT for each recipient, DATA; resolves with the relay's reply to the final dot. */
+  async deliver(envelope: Envelope, raw: string): Promise<SmtpReply> {
+    const { conn, options } = this;
+    await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
+    for (const rcpt of envelope.to) {
+      await this.command('rcpt', options.commandTimeoutMs, (cb) => conn.rcpt(cb, `<${rcpt}>`));
+    }
+    await this.command('data', options.commandTimeoutMs, (cb) => conn.data(cb));
+    const reply = await this.command('data', options.dataTimeoutMs, (cb) => {
+      // TRAP: emailjs writes the payload as is: no dot-stuffing (a line "."
+      // would end the message early) and data_end() adds its own CRLF.
+      conn.message(dotStuff(raw));
+      conn.data_end(cb);
+    });
+    return parseSmtpReply(reply) ?? { code: 250, enhanced: undefined, text: '' };
+  }
+
+  async noop(): Promise<void> {
+    // emailjs's noop() expects no particular code; command() checks for 250.
+    await this.command('noop', this.options.commandTimeoutMs, (cb) => this.conn.command('NOOP', cb));
+  }
+
+  async reset(): Promise<void> {
+    await this.command('rset', this.options.commandTimeoutMs, (cb) => this.conn.rset(cb));
+  }
+
+  /** Polite close: QUIT, then the socket goes whatever the answer. */
+  async quit(): Promise<void> {
+    try {
+      if (!this.isLost) await this.command('quit', this.options.commandTimeoutMs, (cb) => this.conn.quit((err, data) => cb(err as Error | null, data)));
+    } catch {
+      // the relay may drop the socket before answering QUIT; nothing is lost
+    } finally {
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.markLost(new MailroomError('ECONNECTION', 'connection closed'));
+    this.conn.close(true);
+  }
+
+  private watch(sock: Socket | TLSSocket | null): void {
+    if (sock === null) return;
+    // TRAP: emailjs's close() removes its own 'error' listener; a late reset
+    // on that socket would then be an uncaught exception and kill the process.
+    sock.on('error', () => undefined);
+    sock.once('close', () => this.markLost(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection')));
+  }
+
+  private markLost(err: MailroomError): void {
+    if (this.lost !== undefined) return;
+    this.lost = err;
+    this.abortPending?.(err);
+    for (const listener of this.lostListeners) listener(err);
+    this.lostListeners.clear();
+  }
+
+  // TRAP: a command on a socket the server closed can wait forever in emailjs,
+  // so every command races its own deadline and the socket's close.
+  private command(stage: Stage, timeoutMs: number, start: (cb: Callback) => void): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      if (this.lost !== undefined) {
+        reject(this.lost);
+        return;
+      }
+      let settled = false;
+      const finish = (err: MailroomError | undefined, value: string): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.abortPending = undefined;
+        if (err !== undefined) reject(err);
+        else resolve(value);
+      };
+      const timer = setTimeout(() => {
+        finish(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${timeoutMs} ms`), '');
+        this.destroy();
+      }, timeoutMs);
+      this.abortPending = (err) => finish(err, '');
+      try {
+        start((err, data) => finish(err ? classify(err, stage) : undefined, typeof data === 'string' ? data : ''));
+      } catch (err) {
+        finish(classify(err as Error, stage), '');
+      }
+    });
+  }
+}
+
+function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
+  return {
+    host: options.host,
+    // SNI takes host names only.
+    ...(isIP(options.host) === 0 ? { servername: options.host } : {}),
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  };
+}
+
+const DOT_LINE = /(^|\r\n)\./g;
+
+/** RFC 5321 4.5.2: a line that begins with "." gets one more; the final CRLF belongs to data_end(). */
+export function dotStuff(raw: string): string {
+  const body = raw.endsWith('\r\n') ? raw.slice(0, -2) : raw;
+  return body.includes('.') ? body.replace(DOT_LINE, '$1..') : body;
+}
+
+function classify(err: Error, stage: Stage): MailroomError {
+  if (err instanceof MailroomError) return err;
+  const e = err as EmailjsError;
+  const reply = parseSmtpReply(e.smtp) ?? parseSmtpReply(e.previous?.smtp);
+  if (reply !== undefined) {
+    const mapped = stage === 'mail' || stage === 'rcpt' || stage === 'data' || stage === 'auth' ? stage : 'ehlo';
+    return replyError(reply, mapped, err);
+  }
+  const chain = [e, e.previous].filter((x): x is EmailjsError => x != null);
+  const text = chain.map((x) => `${String(x.code ?? '')} ${x.message}`).join(' ');
+  if (stage === 'auth') {
+    return new MailroomError('EAUTH', `SMTP AUTH failed: ${err.message}`, { cause: err });
+  }
+  if (TLS_ERROR.test(text) || stage === 'starttls') {
+    return new MailroomError('ETLS', `TLS with the SMTP relay failed: ${e.previous?.message ?? err.message}`, { cause: err });
+  }
+  return new MailroomError('ECONNECTION', `SMTP ${stage}: ${e.previous?.message ?? err.message}`, { cause: err });
+}
