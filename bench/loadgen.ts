@@ -1,0 +1,48 @@
+// gRPC load generator, run in its own process: C calls in flight, W warm-up
+// calls, then N measured calls of one method; reports through common.drive.
+//
+//   node dist/bench/loadgen.js '{"target":"127.0.0.1:40700","method":"SendMail","concurrency":15,"warmup":500,"count":5000}'
+import * as grpc from '@grpc/grpc-js';
+import { loadMailProto } from '../src/rpc/proto.js';
+import { BENCH_MAIL, drive, runChild, send } from './common.js';
+
+export interface LoadgenOptions {
+  readonly target: string;
+  readonly method: 'SendMail' | 'SendCode' | 'ValidateCode' | 'Noop';
+  readonly concurrency: number;
+  readonly warmup: number;
+  readonly count: number;
+  /** SendCode/ValidateCode: how many distinct addresses to spread calls over */
+  readonly addresses?: number;
+}
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as LoadgenOptions;
+
+runChild(async () => {
+  const proto = loadMailProto();
+  const creds = grpc.credentials.createInsecure();
+  const mail = new proto.mail.MailService(opts.target, creds);
+  const otp = new proto.mail.OtpService(opts.target, creds);
+  await new Promise<void>((resolve, reject) => mail.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
+  send({ type: 'ready' });
+  const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<void> =>
+    new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
+  const addresses = opts.addresses ?? 10_000;
+  const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + 30_000 });
+  const call = (i: number): Promise<void> => {
+    switch (opts.method) {
+      case 'SendMail':
+        return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body: BENCH_MAIL.text }, deadline(), cb));
+      case 'SendCode':
+        return unary((cb) => otp.SendCode({ email: `user${i % addresses}@example.com` }, deadline(), cb));
+      case 'ValidateCode':
+      case 'Noop':
+        // The no-op server answers ValidateCode of the same proto: same framing, no work.
+        return unary((cb) => otp.ValidateCode({ email: `user${i % addresses}@example.com`, otpCode: '000000' }, deadline(), cb));
+    }
+  };
+  const result = await drive(opts, call);
+  mail.close();
+  otp.close();
+  return result;
+});

@@ -1,0 +1,135 @@
+// Rows of repeated measurements, their medians, ratios pair by pair, targets,
+// and the table printed on stdout.
+import type { Measured } from './procs.js';
+import { median } from './common.js';
+
+export interface Row {
+  readonly id: string;
+  readonly label: string;
+  /** SendMail-like rows count only what the sink accepted */
+  readonly mail: boolean;
+  readonly reps: Measured[];
+  /** extra per-row figures (idle RSS and the like) */
+  readonly notes?: Record<string, number | string>;
+}
+
+/** Calls per second that count: for mail, only messages the sink accepted. */
+export function rate(m: Measured, mail: boolean): number {
+  const good = mail && m.sinkAccepted !== undefined ? Math.min(m.ok, m.sinkAccepted) : m.ok;
+  return good / m.seconds;
+}
+
+export interface Summary {
+  readonly id: string;
+  readonly label: string;
+  readonly reps: number;
+  readonly callsPerSec: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly errors: number;
+  readonly calls: number;
+  readonly sinkAccepted: number | undefined;
+  /** service CPU per call (per delivered mail for SendMail), µs; for nodemailer its own process's CPU */
+  readonly cpuPerCallUs: number;
+  readonly serverRssMb: number | undefined;
+  readonly errorSamples: string[];
+}
+
+export function summarise(row: Row): Summary {
+  const r = row.reps;
+  const cpuPer = (m: Measured): number => {
+    const cpu = m.serverCpuMicros ?? m.cpuMicros;
+    const n = row.mail && m.sinkAccepted !== undefined ? m.sinkAccepted : m.ok;
+    return n > 0 ? cpu / n : NaN;
+  };
+  const rss = r.map((m) => m.serverRssMb).filter((x): x is number => x !== undefined);
+  const sinks = r.map((m) => m.sinkAccepted).filter((x): x is number => x !== undefined);
+  return {
+    id: row.id,
+    label: row.label,
+    reps: r.length,
+    callsPerSec: Math.round(median(r.map((m) => rate(m, row.mail)))),
+    p50: median(r.map((m) => m.latencyMs.p50)),
+    p90: median(r.map((m) => m.latencyMs.p90)),
+    p99: median(r.map((m) => m.latencyMs.p99)),
+    max: median(r.map((m) => m.latencyMs.max)),
+    errors: r.reduce((a, m) => a + m.errors, 0),
+    calls: r.reduce((a, m) => a + m.ok + m.errors, 0),
+    sinkAccepted: sinks.length > 0 ? sinks.reduce((a, b) => a + b, 0) : undefined,
+    cpuPerCallUs: Math.round(median(r.map(cpuPer))),
+    serverRssMb: rss.length > 0 ? Math.round(Math.max(...rss)) : undefined,
+    errorSamples: [...new Set(r.flatMap((m) => m.errorSamples))].slice(0, 3),
+  };
+}
+
+export interface Ratio {
+  readonly name: string;
+  readonly a: string;
+  readonly b: string;
+  /** median over repetitions of a/b computed within each repetition */
+  readonly throughput: number;
+  readonly p99: number;
+}
+
+export function ratio(name: string, a: Row, b: Row): Ratio {
+  const n = Math.min(a.reps.length, b.reps.length);
+  const tp: number[] = [];
+  const p99: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a.reps[i] as Measured;
+    const y = b.reps[i] as Measured;
+    tp.push(rate(x, a.mail) / rate(y, b.mail));
+    p99.push(x.latencyMs.p99 / y.latencyMs.p99);
+  }
+  const r2 = (v: number): number => Math.round(v * 100) / 100;
+  return { name, a: a.id, b: b.id, throughput: r2(median(tp)), p99: r2(median(p99)) };
+}
+
+export interface Target {
+  readonly name: string;
+  readonly figure: string;
+  readonly limit: string;
+  readonly holds: boolean;
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => pad(c, widths[i] as number, i > 0)).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(headers), sep, ...rows.map(line)].join('\n');
+}
+
+export function render(summaries: Summary[], ratios: Ratio[], targets: Target[], extra: [string, string][]): string {
+  const f = (x: number | undefined, d = 1): string => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d));
+  const scen = table(
+    ['scenario', 'calls/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'sink count', 'CPU µs/call', 'RSS MB'],
+    summaries.map((s) => [
+      s.label,
+      String(s.callsPerSec),
+      f(s.p50, 2),
+      f(s.p90, 2),
+      f(s.p99, 2),
+      f(s.max, 1),
+      `${s.errors}/${s.calls}`,
+      s.sinkAccepted === undefined ? '–' : String(s.sinkAccepted),
+      f(s.cpuPerCallUs, 0),
+      s.serverRssMb === undefined ? '–' : String(s.serverRssMb),
+    ]),
+  );
+  const rat = table(
+    ['pair (same run, per repetition)', 'throughput ×', 'p99 ×'],
+    ratios.map((r) => [r.name, r.throughput.toFixed(2), r.p99.toFixed(2)]),
+  );
+  const tgt = table(
+    ['target', 'figure', 'limit', 'holds'],
+    targets.map((t) => [t.name, t.figure, t.limit, t.holds ? 'yes' : 'NO']),
+  );
+  const ext = extra.length > 0 ? `\n\n${table(['measure', 'value'], extra.map(([k, v]) => [k, v]))}` : '';
+  return `${scen}\n\n${rat}${ext}\n\n${tgt}`;
+}

@@ -1,0 +1,187 @@
+// npm run bench [-- --quick] [-- --profile]
+// Every party in its own process: SMTP sink, mailroom (built output), gRPC
+// load generator, nodemailer runner, no-op grpc-js server. Each scenario is
+// the median of 3 repetitions (1 with --quick); ratios are taken pair by pair
+// within each repetition. Table on stdout, JSON in bench/results/latest.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { makePki } from './pki.js';
+import { ROOT, measure, startNodeSink, startNoopServer, startService, startSmtpSink, killChildren, type Sink, type ServiceProc } from './procs.js';
+import { ratio, render, summarise, type Ratio, type Row, type Target } from './report.js';
+import type { LoadgenOptions } from './loadgen.js';
+import type { NodemailerOptions } from './nodemailer-runner.js';
+import { otpScenarios } from './otp.js';
+
+const quick = process.argv.includes('--quick');
+const profile = process.argv.includes('--profile');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const REPS = quick ? 1 : 3;
+const N = {
+  mail: quick ? 2000 : 6000,
+  mailWarm: quick ? 300 : 600,
+  perMessage: quick ? 400 : 1200,
+  perMessageWarm: quick ? 50 : 100,
+  rpc: quick ? 10_000 : 30_000,
+  rpcWarm: quick ? 1000 : 3000,
+};
+const RESULTS = join(ROOT, 'bench', 'results');
+mkdirSync(RESULTS, { recursive: true });
+const want = (group: string): boolean => only === undefined || only.includes(group);
+
+const rows: Row[] = [];
+const ratios: Ratio[] = [];
+const targets: Target[] = [];
+const extra: [string, string][] = [];
+const started = Date.now();
+const log = (s: string): void => {
+  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${s}\n`);
+};
+
+function row(id: string, label: string, mail: boolean): Row {
+  const r: Row = { id, label, mail, reps: [] };
+  rows.push(r);
+  return r;
+}
+
+async function mailroomRun(r: Row, svc: ServiceProc, sink: Sink, concurrency: number): Promise<void> {
+  const opts: LoadgenOptions = { target: `127.0.0.1:${svc.port}`, method: 'SendMail', concurrency, warmup: N.mailWarm, count: N.mail };
+  r.reps.push(await measure('loadgen.js', opts, { sink, serverPid: svc.pid }));
+}
+
+async function nodemailerRun(r: Row, sink: Sink, o: { tls: boolean; ca?: string; pool: boolean; maxConnections: number; concurrency: number }): Promise<void> {
+  const perMessage = !o.pool;
+  const opts: NodemailerOptions = {
+    port: sink.port,
+    auth: o.tls,
+    ...o,
+    warmup: perMessage ? N.perMessageWarm : N.mailWarm,
+    count: perMessage ? N.perMessage : N.mail,
+  };
+  r.reps.push(await measure('nodemailer-runner.js', opts, { sink }));
+}
+
+async function settleRss(svc: ServiceProc): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1000));
+  return Math.round(svc.rssMb() * 10) / 10;
+}
+
+async function main(): Promise<void> {
+  log(`${quick ? 'quick' : 'full'} run, ${REPS} repetition(s), ${cpus().length} CPUs, node ${process.version}`);
+  const pki = makePki();
+  const profileDir = profile ? join(RESULTS, 'profiles') : undefined;
+
+  // ---- SendMail over implicit TLS + AUTH ----------------------------------
+  if (want('tls')) {
+    const sink = await startNodeSink(pki);
+    log(`TLS+AUTH sink (node) on ${sink.port}`);
+    const svc = await startService(sink, { workers: 5, pki, profileDir });
+    const idle = await settleRss(svc);
+    extra.push(['mailroom idle RSS (WORKERS=5, TLS pool up)', `${idle} MB`]);
+    targets.push({ name: 'idle RSS', figure: `${idle} MB`, limit: '≤ 100 MB', holds: idle <= 100 });
+    for (const c of [15, 100]) {
+      const mr = row(`mailroom-w5-c${c}`, `SendMail TLS+AUTH, mailroom WORKERS=5, C=${c}`, true);
+      const pool = row(`nodemailer-pool5-c${c}`, `nodemailer pool maxConnections=5, C=${c}`, true);
+      const per = row(`nodemailer-per-message-c${c}`, `nodemailer new connection per message, C=${c}`, true);
+      for (let rep = 0; rep < REPS; rep++) {
+        log(`C=${c} rep ${rep + 1}: mailroom`);
+        await mailroomRun(mr, svc, sink, c);
+        log(`C=${c} rep ${rep + 1}: nodemailer pool`);
+        await nodemailerRun(pool, sink, { tls: true, ca: pki.ca, pool: true, maxConnections: 5, concurrency: c });
+        log(`C=${c} rep ${rep + 1}: nodemailer per message`);
+        await nodemailerRun(per, sink, { tls: true, ca: pki.ca, pool: false, maxConnections: 1, concurrency: c });
+      }
+      const rp = ratio(`mailroom W=5 / nodemailer pool 5, C=${c}`, mr, pool);
+      ratios.push(rp, ratio(`mailroom W=5 / nodemailer per message, C=${c}`, mr, per));
+      targets.push({ name: `SendMail W=5 C=${c} throughput vs pool`, figure: `${rp.throughput.toFixed(2)}×`, limit: '≥ 1.15×', holds: rp.throughput >= 1.15 });
+      targets.push({ name: `SendMail W=5 C=${c} p99 vs pool`, figure: `${rp.p99.toFixed(2)}×`, limit: '≤ 1.00×', holds: rp.p99 <= 1 });
+      const cpu = summarise(mr).cpuPerCallUs;
+      targets.push({ name: `mailroom CPU per delivered mail, TLS+AUTH, C=${c}`, figure: `${cpu} µs`, limit: '≤ 250 µs', holds: cpu <= 250 });
+    }
+    await svc.stop();
+
+    const svc1 = await startService(sink, { workers: 1, pki, profileDir });
+    const mr1 = row('mailroom-w1-c15', 'SendMail TLS+AUTH, mailroom WORKERS=1, C=15', true);
+    const pool1 = row('nodemailer-pool1-c15', 'nodemailer pool maxConnections=1, C=15', true);
+    for (let rep = 0; rep < REPS; rep++) {
+      log(`WORKERS=1 rep ${rep + 1}: mailroom`);
+      await mailroomRun(mr1, svc1, sink, 15);
+      log(`WORKERS=1 rep ${rep + 1}: nodemailer pool 1`);
+      await nodemailerRun(pool1, sink, { tls: true, ca: pki.ca, pool: true, maxConnections: 1, concurrency: 15 });
+    }
+    const r1 = ratio('mailroom W=1 / nodemailer pool 1, C=15', mr1, pool1);
+    ratios.push(r1);
+    targets.push({ name: 'SendMail W=1 throughput vs pool of 1', figure: `${r1.throughput.toFixed(2)}×`, limit: '≥ 1.00×', holds: r1.throughput >= 1 });
+    await svc1.stop();
+    await sink.stop();
+  }
+
+  // ---- SendMail in plain SMTP (smtp-sink when installed) ------------------
+  if (want('plain')) {
+    const sink = (await startSmtpSink()) ?? (await startNodeSink(undefined));
+    log(`plain sink (${sink.kind}) on ${sink.port}`);
+    extra.push(['plain-SMTP sink', sink.kind === 'smtp-sink' ? 'postfix smtp-sink (C)' : 'node sink (smtp-sink not installed)']);
+    const svc = await startService(sink, { workers: 5, profileDir });
+    const mr = row('mailroom-plain-w5-c100', `SendMail plain (${sink.kind}), mailroom WORKERS=5, C=100`, true);
+    const pool = row('nodemailer-plain-pool5-c100', `nodemailer plain (${sink.kind}) pool 5, C=100`, true);
+    for (let rep = 0; rep < REPS; rep++) {
+      log(`plain rep ${rep + 1}: mailroom`);
+      await mailroomRun(mr, svc, sink, 100);
+      log(`plain rep ${rep + 1}: nodemailer pool`);
+      await nodemailerRun(pool, sink, { tls: false, pool: true, maxConnections: 5, concurrency: 100 });
+    }
+    ratios.push(ratio('mailroom W=5 / nodemailer pool 5, plain, C=100', mr, pool));
+    await svc.stop();
+    await sink.stop();
+  }
+
+  // ---- the floor and OTP ---------------------------------------------------
+  if (want('rpc') || want('otp')) {
+    const noop = await startNoopServer();
+    const floor = row('grpc-noop-c100', 'bare grpc-js no-op unary (floor), C=100', false);
+    const runFloor = async (): Promise<Row> => {
+      const opts: LoadgenOptions = { target: `127.0.0.1:${noop.port}`, method: 'Noop', concurrency: 100, warmup: N.rpcWarm, count: N.rpc };
+      floor.reps.push(await measure('loadgen.js', opts, { serverPid: noop.pid }));
+      return floor;
+    };
+    if (want('otp')) {
+      const out = await otpScenarios({ quick, reps: REPS, n: N, pki, profileDir, log, runFloor, row });
+      ratios.push(...out.ratios);
+      targets.push(...out.targets);
+      extra.push(...out.extra);
+    } else {
+      for (let rep = 0; rep < REPS; rep++) await runFloor();
+    }
+    await noop.stop();
+  }
+
+  const summaries = rows.filter((r) => r.reps.length > 0).map(summarise);
+  const text = render(summaries, ratios, targets, extra);
+  process.stdout.write(`\n${text}\n`);
+  const json = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    repetitions: REPS,
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    sizes: N,
+    seconds: Math.round((Date.now() - started) / 1000),
+    scenarios: summaries,
+    raw: Object.fromEntries(rows.map((r) => [r.id, r.reps])),
+    ratios,
+    targets,
+    extra: Object.fromEntries(extra),
+  };
+  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  log(`done in ${json.seconds} s; JSON in bench/results/latest.json`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    killChildren();
+    process.exit(1);
+  },
+);
