@@ -28,11 +28,21 @@ export function createLogger(options: { level: LogLevel; format: LogFormat; sile
             return `${String(timestamp)} ${level} ${who ? `[${who}] ` : ''}${String(message)}${extra}`;
           }),
         );
-  return winston.createLogger({
+  const logger = winston.createLogger({
     level: options.level,
     format,
     silent: options.silent ?? false,
     // stderr keeps stdout free for a client piping the service's output.
     transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
   });
+  // winston checks the level only in the transport, after the entry went
+  // through its streams and every format (redact, timestamp, JSON): a debug
+  // call at LOG_LEVEL=warn cost as much as a written line, several per mail.
+  // The level is fixed at boot, so disabled levels become no-ops here; child
+  // loggers inherit them from this instance.
+  const off = (): winston.Logger => logger;
+  for (const level of Object.keys(logger.levels)) {
+    if (options.silent === true || !logger.isLevelEnabled(level)) (logger as unknown as Record<string, unknown>)[level] = off;
+  }
+  return logger;
 }
