@@ -9,6 +9,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** Wraps each unary handler so that its outcome and duration reach the log at debug. */
 function logged<H extends grpc.UntypedServiceImplementation>(service: string, handlers: H, log: Logger): H {
+  // The level is fixed at boot: without debug, no clock reads or closures per call.
+  if (!log.isLevelEnabled('debug')) return handlers;
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
     const unary = handler as grpc.handleUnaryCall<unknown, unknown>;
