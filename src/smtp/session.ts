@@ -7,6 +7,7 @@ import { SMTPConnection, SMTPResponseMonitor } from 'emailjs';
 import type { TlsMode } from '../config.js';
 import { MailroomError, type SmtpReply } from '../errors.js';
 import { parseSmtpReply, replyError } from './reply.js';
+import { ReplyReader, envelopeGroup } from './pipeline.js';
 
 export interface SessionOptions {
   readonly host: string;
@@ -71,6 +72,22 @@ class PooledConnection extends SMTPConnection {
       secure.setTimeout(0);
       callback(null);
     });
+  }
+
+  /** Takes the socket's replies away from emailjs for a pipelined exchange (see pipeline.ts). */
+  takeReplies(): ReplyReader | undefined {
+    const sock = this.sock;
+    if (sock === null) return undefined;
+    this.monitor?.stop();
+    this.monitor = null;
+    return new ReplyReader(sock);
+  }
+
+  /** Hands the socket's replies back to emailjs after a pipelined exchange. */
+  giveBackReplies(reader: ReplyReader): void {
+    reader.release();
+    const sock = this.sock;
+    if (sock !== null && !sock.destroyed) this.monitor = new SMTPResponseMonitor(sock, 0, () => this.close(true));
   }
 }
 
@@ -163,6 +180,7 @@ export class SmtpSession {
   /** MAIL, RCPT for each recipient, DATA; resolves with the relay's reply to the final dot. */
   async deliver(envelope: Envelope, raw: string): Promise<SmtpReply> {
     const { conn, options } = this;
+    if (conn.has_extn('pipelining')) return this.deliverPipelined(envelope, raw);
     await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
     for (const rcpt of envelope.to) {
       await this.command('rcpt', options.commandTimeoutMs, (cb) => conn.rcpt(cb, `<${rcpt}>`));
@@ -175,6 +193,86 @@ export class SmtpSession {
       conn.data_end(cb);
     });
     return parseSmtpReply(reply) ?? { code: 250, enhanced: undefined, text: '' };
+  }
+
+  /**
+   * deliver() with RFC 2920 PIPELINING: [MAIL, RCPT…, DATA] then [payload, dot].
+   * Outcomes match the stepwise path: any refused recipient fails the message.
+   */
+  private async deliverPipelined(envelope: Envelope, raw: string): Promise<SmtpReply> {
+    const { conn, options } = this;
+    if (this.lost !== undefined) throw this.lost;
+    const reader = conn.takeReplies();
+    if (reader === undefined) throw new MailroomError('ECONNECTION', 'connection closed');
+    try {
+      const replies = await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
+      // RFC 2920 3.1: check every status of the group, the reply to DATA included.
+      const mail = this.expectReply(replies[0]);
+      let refused = mail.code === 250 ? undefined : replyError(mail, 'mail');
+      let accepted = 0;
+      for (let i = 1; i <= envelope.to.length; i++) {
+        const rcpt = this.expectReply(replies[i]);
+        if (rcpt.code === 250 || rcpt.code === 251) accepted++;
+        else refused ??= replyError(rcpt, 'rcpt');
+      }
+      const data = this.expectReply(replies[envelope.to.length + 1]);
+      if (data.code !== 354) throw refused ?? replyError(data, 'data'); // nothing to undo: RSET cleans up
+      if (refused !== undefined) {
+        // The relay took DATA although the envelope failed. With no recipient
+        // a lone dot ends an empty transaction that goes nowhere; otherwise
+        // only dropping the connection keeps a partial delivery from happening.
+        if (accepted === 0 && mail.code === 250) await this.exchange('data', options.commandTimeoutMs, reader, '.\r\n', 1);
+        else this.destroy();
+        throw refused;
+      }
+      const [final] = await this.exchange('data', options.dataTimeoutMs, reader, `${dotStuff(raw)}\r\n.\r\n`, 1);
+      const reply = this.expectReply(final);
+      if (reply.code !== 250) throw replyError(reply, 'data');
+      return reply;
+    } finally {
+      conn.giveBackReplies(reader);
+    }
+  }
+
+  private expectReply(raw: string | undefined): SmtpReply {
+    const reply = parseSmtpReply(raw);
+    if (reply !== undefined) return reply;
+    this.destroy();
+    throw new MailroomError('ECONNECTION', `unreadable reply from the SMTP relay: ${JSON.stringify(String(raw).slice(0, 80))}`);
+  }
+
+  /** Writes `text` and waits for `count` replies, under one deadline; like command() for pipelined groups. */
+  private exchange(stage: 'mail' | 'data', timeoutMs: number, reader: ReplyReader, text: string, count: number): Promise<string[]> {
+    return new Promise<string[]>((resolve, reject) => {
+      const sock = this.conn.socket();
+      if (this.lost !== undefined || sock === null) {
+        reject(this.lost ?? new MailroomError('ECONNECTION', 'connection closed'));
+        return;
+      }
+      let settled = false;
+      const finish = (err: MailroomError | undefined, value: string[]): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.abortPending = undefined;
+        if (err !== undefined) reject(err);
+        else resolve(value);
+      };
+      const timer = setTimeout(() => {
+        finish(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${timeoutMs} ms`), []);
+        this.destroy();
+      }, timeoutMs);
+      this.abortPending = (err) => finish(err, []);
+      reader.expect(count, (err, replies) => {
+        if (err === null) {
+          finish(undefined, replies);
+          return;
+        }
+        finish(new MailroomError('ECONNECTION', `SMTP ${stage}: ${err.message}`, { cause: err }), []);
+        this.destroy();
+      });
+      sock.write(text);
+    });
   }
 
   async noop(): Promise<void> {
