@@ -117,12 +117,16 @@ const CLK_TCK = 100;
 
 /** CPU time (user + system) of a process in µs, from /proc/<pid>/stat. */
 export function procCpuMicros(pid: number): number {
+  const { user, system } = procCpuSplit(pid);
+  return user + system;
+}
+
+/** User and system CPU time of a process in µs, from /proc/<pid>/stat. */
+export function procCpuSplit(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after the command name, which is in parentheses and may hold spaces
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1e6) / CLK_TCK;
+  return { user: (Number(fields[11]) * 1e6) / CLK_TCK, system: (Number(fields[12]) * 1e6) / CLK_TCK };
 }
 
 /** Resident set size of a process in MB, from /proc/<pid>/status. */

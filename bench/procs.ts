@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { BenchPki } from './pki.js';
 import type { ChildMessage, LoadResult } from './common.js';
-import { BENCH_AUTH, BENCH_MAIL, freePort, procCpuMicros, procRssMb } from './common.js';
+import { BENCH_AUTH, BENCH_MAIL, freePort, procCpuMicros, procCpuSplit, procRssMb } from './common.js';
 import type { SinkReply } from './sink.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -199,6 +199,8 @@ export interface Measured extends LoadResult {
   readonly sinkAccepted: number | undefined;
   /** server CPU during the measured phase, µs */
   readonly serverCpuMicros: number | undefined;
+  /** the kernel's share of it (system time), µs */
+  readonly serverSysMicros: number | undefined;
   /** highest server RSS sampled during the measured phase */
   readonly serverRssMb: number | undefined;
 }
@@ -207,6 +209,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
   const child = track(fork(join(HERE, script), [JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   let sink0 = 0;
   let cpu0 = 0;
+  let sys0 = 0;
   let rssMax = 0;
   let sampler: NodeJS.Timeout | undefined;
   const pid = edges.serverPid;
@@ -219,6 +222,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
         void (async () => {
           sink0 = edges.sink !== undefined ? await edges.sink.count() : 0;
           cpu0 = pid !== undefined ? procCpuMicros(pid) : 0;
+          sys0 = pid !== undefined ? procCpuSplit(pid).system : 0;
           sampler = setInterval(sample, 100);
           child.send({ type: 'go' });
         })().catch(reject);
@@ -230,12 +234,14 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
   try {
     const result = await done;
     const cpu1 = pid !== undefined ? procCpuMicros(pid) : 0;
+    const sys1 = pid !== undefined ? procCpuSplit(pid).system : 0;
     sample();
     const sinkAccepted = edges.sink !== undefined ? (await edges.sink.count()) - sink0 : undefined;
     return {
       ...result,
       sinkAccepted,
       serverCpuMicros: pid !== undefined ? cpu1 - cpu0 : undefined,
+      serverSysMicros: pid !== undefined ? sys1 - sys0 : undefined,
       serverRssMb: pid !== undefined ? rssMax : undefined,
     };
   } finally {

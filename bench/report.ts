@@ -33,6 +33,8 @@ export interface Summary {
   readonly sinkAccepted: number | undefined;
   /** service CPU per call (per delivered mail for SendMail), µs; for nodemailer its own process's CPU */
   readonly cpuPerCallUs: number;
+  /** the kernel's share of the service's CPU (system time / total) */
+  readonly cpuSystemShare: number | undefined;
   readonly serverRssMb: number | undefined;
   readonly errorSamples: string[];
 }
@@ -59,6 +61,9 @@ export function summarise(row: Row): Summary {
     calls: r.reduce((a, m) => a + m.ok + m.errors, 0),
     sinkAccepted: sinks.length > 0 ? sinks.reduce((a, b) => a + b, 0) : undefined,
     cpuPerCallUs: Math.round(median(r.map(cpuPer))),
+    cpuSystemShare: r.every((m) => m.serverSysMicros !== undefined && m.serverCpuMicros)
+      ? Math.round(median(r.map((m) => (m.serverSysMicros as number) / (m.serverCpuMicros as number))) * 100) / 100
+      : undefined,
     serverRssMb: rss.length > 0 ? Math.round(Math.max(...rss)) : undefined,
     errorSamples: [...new Set(r.flatMap((m) => m.errorSamples))].slice(0, 3),
   };
@@ -108,7 +113,7 @@ export function table(headers: string[], rows: string[][]): string {
 export function render(summaries: Summary[], ratios: Ratio[], targets: Target[], extra: [string, string][]): string {
   const f = (x: number | undefined, d = 1): string => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d));
   const scen = table(
-    ['scenario', 'calls/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'sink count', 'CPU µs/call', 'RSS MB'],
+    ['scenario', 'calls/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'sink count', 'CPU µs/call', 'sys %', 'RSS MB'],
     summaries.map((s) => [
       s.label,
       String(s.callsPerSec),
@@ -119,6 +124,7 @@ export function render(summaries: Summary[], ratios: Ratio[], targets: Target[],
       `${s.errors}/${s.calls}`,
       s.sinkAccepted === undefined ? '–' : String(s.sinkAccepted),
       f(s.cpuPerCallUs, 0),
+      s.cpuSystemShare === undefined ? '–' : String(Math.round(s.cpuSystemShare * 100)),
       s.serverRssMb === undefined ? '–' : String(s.serverRssMb),
     ]),
   );
