@@ -61,14 +61,16 @@ export function latencySummary(samples: Float64Array): LoadResult['latencyMs'] {
 export async function drive(opts: { concurrency: number; warmup: number; count: number }, call: (i: number) => Promise<void>): Promise<LoadResult> {
   const { concurrency, warmup, count } = opts;
   let next = 0;
-  const runPhase = async (total: number, lat: Float64Array | undefined, errors: string[]): Promise<number> => {
+  // Call numbers run on from the warm-up into the measured phase, so a
+  // scenario that needs distinct requests (SendCode addresses) gets them.
+  const runPhase = async (total: number, lat: Float64Array | undefined, errors: string[], base: number): Promise<number> => {
     next = 0;
     let ok = 0;
     const worker = async (): Promise<void> => {
       for (let i = next++; i < total; i = next++) {
         const t0 = performance.now();
         try {
-          await call(i);
+          await call(base + i);
           ok++;
         } catch (err) {
           errors.push((err as Error).message);
@@ -79,14 +81,14 @@ export async function drive(opts: { concurrency: number; warmup: number; count: 
     await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
     return ok;
   };
-  await runPhase(warmup, undefined, []);
+  await runPhase(warmup, undefined, [], 0);
   send({ type: 'warm' });
   await nextParentMessage('go');
   const lat = new Float64Array(count);
   const errors: string[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const ok = await runPhase(count, lat, errors);
+  const ok = await runPhase(count, lat, errors, warmup);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   return {

@@ -14,6 +14,8 @@ export interface LoadgenOptions {
   readonly count: number;
   /** SendCode/ValidateCode: how many distinct addresses to spread calls over */
   readonly addresses?: number;
+  /** SendCode/ValidateCode: prefix of the local part, to keep repetitions apart */
+  readonly addressPrefix?: string;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as LoadgenOptions;
@@ -28,17 +30,18 @@ runChild(async () => {
   const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<void> =>
     new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
   const addresses = opts.addresses ?? 10_000;
+  const prefix = opts.addressPrefix ?? 'user';
   const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + 30_000 });
   const call = (i: number): Promise<void> => {
     switch (opts.method) {
       case 'SendMail':
         return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body: BENCH_MAIL.text }, deadline(), cb));
       case 'SendCode':
-        return unary((cb) => otp.SendCode({ email: `user${i % addresses}@example.com` }, deadline(), cb));
+        return unary((cb) => otp.SendCode({ email: `${prefix}${i % addresses}@example.com` }, deadline(), cb));
       case 'ValidateCode':
       case 'Noop':
         // The no-op server answers ValidateCode of the same proto: same framing, no work.
-        return unary((cb) => otp.ValidateCode({ email: `user${i % addresses}@example.com`, otpCode: '000000' }, deadline(), cb));
+        return unary((cb) => otp.ValidateCode({ email: `${prefix}${i % addresses}@example.com`, otpCode: '000000' }, deadline(), cb));
     }
   };
   const result = await drive(opts, call);
