@@ -155,6 +155,10 @@ async function main(): Promise<void> {
     await noop.stop();
   }
 
+  // Every send a sender reported as done must be one the sink itself accepted.
+  const mailRows = rows.filter((r) => r.mail && r.reps.length > 0);
+  const uncounted = mailRows.flatMap((r) => r.reps.filter((m) => (m.sinkAccepted ?? 0) < m.ok).map(() => r.id));
+  extra.push(['sink count check', uncounted.length === 0 ? `every reported send was counted by the sink (${mailRows.length} scenarios)` : `MISMATCH in ${[...new Set(uncounted)].join(', ')}`]);
   const summaries = rows.filter((r) => r.reps.length > 0).map(summarise);
   const text = render(summaries, ratios, targets, extra);
   process.stdout.write(`\n${text}\n`);
