@@ -15,6 +15,7 @@ import { otpScenarios } from './otp.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
+// --only=tls,plain,rpc,otp runs some groups; w1only with tls skips the WORKERS=5 pairs
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const REPS = quick ? 1 : 3;
 const N = {
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     const idle = await settleRss(svc);
     extra.push(['mailroom idle RSS (WORKERS=5, TLS pool up)', `${idle} MB`]);
     targets.push({ name: 'idle RSS', figure: `${idle} MB`, limit: '≤ 100 MB', holds: idle <= 100 });
-    for (const c of want('w1only') ? [] : [15, 100]) {
+    for (const c of only?.includes('w1only') === true ? [] : [15, 100]) {
       const mr = row(`mailroom-w5-c${c}`, `SendMail TLS+AUTH, mailroom WORKERS=5, C=${c}`, true);
       const pool = row(`nodemailer-pool5-c${c}`, `nodemailer pool maxConnections=5, C=${c}`, true);
       const per = row(`nodemailer-per-message-c${c}`, `nodemailer new connection per message, C=${c}`, true);
