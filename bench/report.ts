@@ -76,6 +76,8 @@ export interface Ratio {
   /** median over repetitions of a/b computed within each repetition */
   readonly throughput: number;
   readonly p99: number;
+  /** the per-repetition ratios the medians come from */
+  readonly perRep: { throughput: number[]; p99: number[] };
 }
 
 export function ratio(name: string, a: Row, b: Row): Ratio {
@@ -89,7 +91,7 @@ export function ratio(name: string, a: Row, b: Row): Ratio {
     p99.push(x.latencyMs.p99 / y.latencyMs.p99);
   }
   const r2 = (v: number): number => Math.round(v * 100) / 100;
-  return { name, a: a.id, b: b.id, throughput: r2(median(tp)), p99: r2(median(p99)) };
+  return { name, a: a.id, b: b.id, throughput: r2(median(tp)), p99: r2(median(p99)), perRep: { throughput: tp.map(r2), p99: p99.map(r2) } };
 }
 
 export interface Target {
@@ -129,8 +131,8 @@ export function render(summaries: Summary[], ratios: Ratio[], targets: Target[],
     ]),
   );
   const rat = table(
-    ['pair (same run, per repetition)', 'throughput ×', 'p99 ×'],
-    ratios.map((r) => [r.name, r.throughput.toFixed(2), r.p99.toFixed(2)]),
+    ['pair (same run, per repetition)', 'throughput ×', 'p99 ×', 'throughput × by repetition'],
+    ratios.map((r) => [r.name, r.throughput.toFixed(2), r.p99.toFixed(2), r.perRep.throughput.map((x) => x.toFixed(2)).join(' ')]),
   );
   const tgt = table(
     ['target', 'figure', 'limit', 'holds'],

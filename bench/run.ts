@@ -3,7 +3,7 @@
 // load generator, nodemailer runner, no-op grpc-js server. Each scenario is
 // the median of 3 repetitions (1 with --quick); ratios are taken pair by pair
 // within each repetition. Table on stdout, JSON in bench/results/latest.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { makePki } from './pki.js';
@@ -67,7 +67,14 @@ async function settleRss(svc: ServiceProc): Promise<number> {
   return Math.round(svc.rssMb() * 10) / 10;
 }
 
+/** 1-minute load average: other work on the machine skews every figure. */
+function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+}
+
 async function main(): Promise<void> {
+  const loadBefore = loadAverage();
+  if (loadBefore > 0.5) log(`load average ${loadBefore} before the run: other processes share these CPUs, figures will be noisy`);
   log(`${quick ? 'quick' : 'full'} run, ${REPS} repetition(s), ${cpus().length} CPUs, node ${process.version}`);
   const pki = makePki();
   const profileDir = profile ? join(RESULTS, 'profiles') : undefined;
@@ -160,6 +167,7 @@ async function main(): Promise<void> {
   const mailRows = rows.filter((r) => r.mail && r.reps.length > 0);
   const uncounted = mailRows.flatMap((r) => r.reps.filter((m) => (m.sinkAccepted ?? 0) < m.ok).map(() => r.id));
   extra.push(['sink count check', uncounted.length === 0 ? `every reported send was counted by the sink (${mailRows.length} scenarios)` : `MISMATCH in ${[...new Set(uncounted)].join(', ')}`]);
+  extra.push(['load average (1 min) before / after the run', `${loadBefore} / ${loadAverage()} on ${cpus().length} CPUs`]);
   const summaries = rows.filter((r) => r.reps.length > 0).map(summarise);
   const text = render(summaries, ratios, targets, extra);
   process.stdout.write(`\n${text}\n`);
@@ -172,6 +180,7 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model,
     sizes: N,
     seconds: Math.round((Date.now() - started) / 1000),
+    loadAverageBefore: loadBefore,
     scenarios: summaries,
     raw: Object.fromEntries(rows.map((r) => [r.id, r.reps])),
     ratios,
