@@ -136,10 +136,15 @@ function sweepQueue(context: SupervisorContext): void {
   }
 }
 
-function failEverything(context: SupervisorContext, message: string): void {
+/** Fails the jobs no connection holds: none of them has reached the relay. */
+function failWaiting(context: SupervisorContext, message: string): void {
   for (let job = context.queue.shift(); job !== undefined; job = context.queue.shift()) fail(job, 'ESHUTDOWN', message);
   for (const job of context.retrying) fail(job, 'ESHUTDOWN', message);
   context.retrying.clear();
+}
+
+function failEverything(context: SupervisorContext, message: string): void {
+  failWaiting(context, message);
   for (const job of context.inflight.values()) fail(job, 'ESHUTDOWN', `${message}; the relay had not confirmed the message`);
   context.inflight.clear();
 }
@@ -316,7 +321,11 @@ export const supervisorMachine = setup({
           target: 'stopping',
           actions: ({ context }) => {
             context.log.warn('shutdown deadline passed', { queued: context.queue.length, inflight: context.inflight.size });
-            failEverything(context, 'the service shut down before the message could be sent');
+            // A message in flight may already be with the relay: failing it now
+            // would tell its caller UNAVAILABLE for mail that then goes out, and a
+            // retry would send it twice. Its connection finishes it (bounded by
+            // the command deadlines, then close.deadline) before it QUITs.
+            failWaiting(context, 'the service shut down before the message could be sent');
           },
         },
       },
