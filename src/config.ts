@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError } from './errors.js';
+import { parseAddressList } from './mail/address.js';
 
 export type TlsMode = 'implicit' | 'starttls' | 'none';
 export type LogFormat = 'json' | 'pretty';
@@ -143,8 +144,14 @@ export function loadConfig(env: Env): Config {
   if ((user === undefined) !== (password === undefined)) {
     r.problems.push('EMAIL and APP_PASSWORD: set both for AUTH, or neither');
   }
-  const from = r.raw('EMAIL_FROM') ?? user ?? 'mailroom@mailroom.localhost';
-  if (/[\r\n]/.test(from)) r.problems.push('EMAIL_FROM: expected one line');
+  const fromSet = r.raw('EMAIL_FROM');
+  const from = fromSet ?? user ?? 'mailroom@mailroom.localhost';
+  // Checked here, not at first use, so that it is reported with every other problem.
+  const fromParsed = parseAddressList(from);
+  if (!fromParsed.ok || fromParsed.value.length !== 1) {
+    const name = fromSet === undefined ? 'EMAIL_FROM (unset, so EMAIL)' : 'EMAIL_FROM';
+    r.problems.push(`${name}=${JSON.stringify(from)}: expected one address, e.g. "Shop <shop@example.com>"`);
+  }
   const tls = r.oneOf<TlsMode>('EMAIL_TLS', ['implicit', 'starttls', 'none'], smtpPort === 465 ? 'implicit' : 'starttls');
 
   const seconds = (name: string, fallback: number, min: number, max: number): number =>

@@ -56,6 +56,17 @@ test('EMAIL_FROM defaults to EMAIL; EMAIL and APP_PASSWORD come as a pair', () =
   assert.match(problems({ APP_PASSWORD: 'pw' }), /EMAIL and APP_PASSWORD: set both/);
 });
 
+test('EMAIL_FROM must be one address, and is checked with everything else', () => {
+  const both = problems({ EMAIL_FROM: 'not an address', WORKERS: '0' });
+  assert.match(both, /EMAIL_FROM="not an address": expected one address/);
+  assert.match(both, /WORKERS="0"/);
+  assert.match(problems({ EMAIL_FROM: 'a@example.com, b@example.com' }), /EMAIL_FROM=.*: expected one address/);
+  assert.match(problems({ EMAIL_FROM: 'a@example.com\r\nBcc: x@example.com' }), /EMAIL_FROM=.*: expected one address/);
+  // Some relays take a user name that is not an address: then EMAIL_FROM is needed.
+  assert.match(problems({ EMAIL: 'apikey', APP_PASSWORD: 'pw' }), /EMAIL_FROM \(unset, so EMAIL\)="apikey": expected one address/);
+  assert.equal(loadConfig({ EMAIL: 'apikey', APP_PASSWORD: 'pw', EMAIL_FROM: 'shop@example.com' }).mail.from, 'shop@example.com');
+});
+
 test('seconds become milliseconds; blank values count as unset', () => {
   const c = loadConfig({ SHUTDOWN_TIMEOUT_SECONDS: '1', OTP_LIFESPAN_SECONDS: '60', WORKERS: '  ', PORT: '' });
   assert.equal(c.shutdownTimeoutMs, 1_000);
