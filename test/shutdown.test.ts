@@ -4,6 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type Socket, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { startSmtp, startService, relayEnv, sendMail, once, type SmtpPeer } from './helpers.js';
@@ -45,31 +46,66 @@ test('shutdown with jobs queued: every call gets one reply, successes = messages
   assert.equal(counts.get('SUCCESS'), smtp.messages.length, 'a caller told UNAVAILABLE never had its message accepted');
 });
 
-test('SIGTERM: the process drains, quits its SMTP connections and exits 0', async () => {
-  const smtp = await startSmtp();
-  open.push(smtp);
+/** Runs main.js against a relay on `port`; resolves once `ready(stderr)` holds. */
+async function startMain(port: number, env: Record<string, string>, ready: (stderr: string) => boolean) {
   const child = spawn(process.execPath, [MAIN], {
     env: {
       PATH: process.env.PATH ?? '',
       DOTENV_PATH: '/nonexistent/.env',
-      ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2', LOG_LEVEL: 'info' }),
+      ...relayEnv(port, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2', LOG_LEVEL: 'info', ...env }),
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let stderr = '';
-  const listening = new Promise<void>((resolve) => {
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (stderr.includes('"message":"listening"')) resolve();
-    });
-  });
+  const output = { stderr: '' };
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  await Promise.race([listening, exited.then(() => assert.fail(`exited before listening:\n${stderr}`))]);
-  assert.equal(smtp.connections.length, 2, 'the pool was up before it took traffic');
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      output.stderr += chunk.toString();
+      if (ready(output.stderr)) resolve();
+    });
+    void exited.then(() => reject(new Error(`exited early:\n${output.stderr}`)));
+    if (ready('')) resolve();
+  });
+  return { child, exited, output };
+}
+
+test('SIGTERM: the process drains, quits its SMTP connections and exits 0', async () => {
+  const smtp = await startSmtp();
+  open.push(smtp);
+  const { child, exited, output } = await startMain(smtp.port, {}, (stderr) => stderr.includes('"message":"listening"'));
+  assert.equal(smtp.connections.length, 2, 'the pool dialled before it took traffic');
 
   child.kill('SIGTERM');
   const [code, signal] = await exited;
-  assert.equal(signal, null, stderr);
-  assert.equal(code, 0, stderr);
-  assert.match(stderr, /"message":"stopped"/);
+  assert.equal(signal, null, output.stderr);
+  assert.equal(code, 0, output.stderr);
+  assert.match(output.stderr, /"message":"stopped"/);
+});
+
+test('SIGTERM while boot still waits for the relay: handled, drained, exit 0', async () => {
+  // A relay that takes connections and never greets keeps boot waiting.
+  const sockets = new Set<Socket>();
+  const silent = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  });
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  open.push({
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => silent.close(() => r()));
+    },
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const dialled = once(silent, 'connection');
+  const { child, exited, output } = await startMain(port, { SMTP_CONNECT_TIMEOUT_MS: '500', SMTP_GREETING_TIMEOUT_MS: '500' }, () => true);
+  // The pool dials only after main.js installed its handlers; boot now waits up to 1 s.
+  await dialled;
+  assert.doesNotMatch(output.stderr, /listening/, 'still booting');
+  child.kill('SIGTERM');
+  const [code, signal] = await exited;
+  assert.equal(signal, null, `killed by the signal instead of handling it:\n${output.stderr}`);
+  assert.equal(code, 0, output.stderr);
+  assert.match(output.stderr, /"message":"signal received"/);
 });
