@@ -72,6 +72,8 @@ interface SupervisorContext {
   readonly bucket: TokenBucket | undefined;
   tickScheduled: boolean;
   shutdownTimeoutMs: number;
+  /** the error last logged while no connection is up: logged again only when it changes */
+  unreachableCode: ErrorCode | undefined;
 }
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
@@ -168,6 +170,12 @@ function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue:
     context.queue.unshift(job);
   }
   if (context.up.delete(event.cid)) healthChanged(context, enqueue, event.error);
+  else if (context.up.size === 0 && event.error.code !== context.unreachableCode) {
+    // A relay that was never reached (refused certificate or credentials,
+    // wrong host) would otherwise show its reason only in debug lines.
+    context.log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
+  }
+  context.unreachableCode = context.up.size === 0 ? event.error.code : undefined;
 }
 
 function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
@@ -261,6 +269,7 @@ export const supervisorMachine = setup({
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
       tickScheduled: false,
       shutdownTimeoutMs: 0,
+      unreachableCode: undefined,
     };
   },
   invoke: [
