@@ -115,7 +115,17 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     },
     rpcLog,
   );
-  const port = await bindServer(server, config.host, config.port);
+  let port: number;
+  try {
+    port = await bindServer(server, config.host, config.port);
+  } catch (err) {
+    // Most often another instance holds the port: say so in the words of the
+    // configuration (exit 2 from main) instead of grpc-js's stack trace.
+    supervisor.stop();
+    await capture?.close();
+    const reason = /errors: \[(.*)\]$/.exec((err as Error).message)?.[1] ?? (err as Error).message;
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
+  }
   log.info('listening', { host: config.host, port, workers: config.workers, relay: `${smtpHost}:${smtpPort}`, tls: smtp.tls });
 
   let stopping: Promise<void> | undefined;

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,4 +64,21 @@ test('DOTENV_PATH names a .env file that is read; the real environment wins over
   assert.equal(overridden.code, 2, overridden.stderr);
   assert.doesNotMatch(overridden.stderr, /WORKERS/, 'the environment value replaced the file value');
   assert.match(overridden.stderr, /PORT="abc"/);
+});
+
+test('a PORT another process holds stops boot with a message naming it, not a stack trace', async () => {
+  const holder = createServer();
+  holder.listen(0, '127.0.0.1');
+  await once(holder, 'listening');
+  const port = String((holder.address() as AddressInfo).port);
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-capture-'));
+  try {
+    const { code, stderr } = await run({ PORT: port, HOST: '127.0.0.1', MAIL_CAPTURE_DIR: dir });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`PORT=${port} on HOST=127\\.0\\.0\\.1: cannot listen \\(.*EADDRINUSE`));
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+  } finally {
+    holder.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
