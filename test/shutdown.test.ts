@@ -46,6 +46,26 @@ test('shutdown with jobs queued: every call gets one reply, successes = messages
   assert.equal(counts.get('SUCCESS'), smtp.messages.length, 'a caller told UNAVAILABLE never had its message accepted');
 });
 
+test('a relay that never answers the final dot is cut off at the close deadline, and the call fails', async () => {
+  // The message is read and never answered: only the close deadline ends the wait.
+  const smtp = await startSmtp({ extra: { onData: (stream) => stream.resume() } });
+  open.push(smtp);
+  const svc = await startService(
+    relayEnv(smtp.port, { WORKERS: '1', SHUTDOWN_TIMEOUT_SECONDS: '0', SMTP_COMMAND_TIMEOUT_MS: '300', SMTP_DATA_TIMEOUT_MS: '60000' }),
+  );
+  const call = sendMail(svc, { to: 'ann@example.com', subject: 'into the void', body: 'b' }).then(
+    () => 'SUCCESS',
+    (err: grpc.ServiceError) => grpc.status[err.code],
+  );
+  await new Promise((r) => setTimeout(r, 100)); // the message is in DATA by now
+  const started = Date.now();
+  await svc.service.shutdown();
+  svc.mail.close();
+  svc.otp.close();
+  assert.equal(await call, 'UNAVAILABLE');
+  assert.ok(Date.now() - started < 3_000, `shutdown took ${Date.now() - started} ms`);
+});
+
 /** Runs main.js against a relay on `port`; resolves once `ready(stderr)` holds. */
 async function startMain(port: number, env: Record<string, string>, ready: (stderr: string) => boolean) {
   const child = spawn(process.execPath, [MAIN], {
