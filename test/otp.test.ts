@@ -81,10 +81,13 @@ test('3: only a keyed hash is stored; addresses are trimmed and lower-cased alik
 
   const stored = store().peek('mixed.case@example.com');
   assert.ok(stored !== undefined, 'stored under the normalised address');
-  assert.equal(stored.hash.length, 32, 'an HMAC-SHA-256');
+  const bytes = Buffer.from(stored.hash, 'latin1');
+  assert.equal(bytes.length, 32, 'an HMAC-SHA-256');
+  assert.equal(bytes.toString('latin1'), stored.hash, 'one byte per character');
   for (const form of [Buffer.from(code), Buffer.from(code, 'hex'), Buffer.from(String(Number(code)))]) {
-    assert.equal(stored.hash.includes(form), false, 'the code is not in what is stored');
+    assert.equal(bytes.includes(form), false, 'the code is not in what is stored');
   }
+  assert.deepEqual(Object.keys(stored).sort(), ['attemptsLeft', 'expiresAt', 'hash'], 'nothing else is kept');
   assert.equal((await validateCode(svc, 'MIXED.case@example.com', code)).isValid, true);
 });
 

@@ -16,7 +16,7 @@ import { MailroomError, toMailroomError } from '../errors.js';
 import type { Address } from '../mail/address.js';
 import type { Draft } from '../mail/compose.js';
 import type { Sending } from '../mail/mailer.js';
-import { CodeHasher, generateCode } from '../otp/code.js';
+import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
 import type { OtpStore, Reservation } from '../otp/store.js';
 import { renderCodeMail, type CodeTemplates } from '../otp/template.js';
 
@@ -55,17 +55,25 @@ export type SendReply = (error: MailroomError | undefined, sent?: CodeSent) => v
 /** `result` is CODE_ACCEPTED, or the wrong checks the live code has left (0 when none). */
 export type CheckReply = (result: number) => void;
 
+export interface CheckRequest {
+  readonly key: string;
+  readonly code: string;
+  readonly reply: CheckReply;
+}
+
 export type OtpEvent =
   /** key: the normalised address; to: where the mail goes */
   | { type: 'code.send'; key: string; to: Address; deadline: number; reply: SendReply }
-  | { type: 'code.check'; key: string; code: string; reply: CheckReply }
+  | ({ type: 'code.check' } & CheckRequest)
+  /** checks that arrived in one event-loop turn, answered in order (see CheckBatcher) */
+  | { type: 'code.checks'; checks: readonly CheckRequest[] }
   | { type: 'sweep' }
   | { type: 'mail.settled'; id: string; error: MailroomError | undefined }
   | { type: 'shutdown' };
 
 interface PendingSend {
   readonly key: string;
-  readonly hash: Buffer;
+  readonly hash: CodeHash;
   readonly reply: SendReply;
   readonly otpCode: string;
 }
@@ -125,6 +133,10 @@ function onSend(context: OtpContext, event: Report<'code.send'>, enqueue: SpawnE
   // A closure, not the draft, goes into the child's input: snapshots and
   // inspectors then never see the code.
   enqueue.spawnChild('deliver', { id, input: { id, start: () => mailer.send(draft, { deadline }) } });
+}
+
+function check(context: OtpContext, request: CheckRequest): void {
+  request.reply(context.store.check(request.key, context.hasher.hash(request.key, request.code), context.now()));
 }
 
 function onSettled(context: OtpContext, event: Report<'mail.settled'>): void {
@@ -205,9 +217,10 @@ export const otpMachine = setup({
     running: {
       invoke: { src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
       on: {
-        'code.check': {
+        'code.check': { actions: ({ context, event }) => check(context, event) },
+        'code.checks': {
           actions: ({ context, event }) => {
-            event.reply(context.store.check(event.key, context.hasher.hash(event.key, event.code), context.now()));
+            for (const request of event.checks) check(context, request);
           },
         },
         'code.send': { actions: enqueueActions(({ context, event, enqueue }) => onSend(context, event, enqueue)) },

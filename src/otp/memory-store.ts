@@ -7,8 +7,7 @@
 // at the first entry still live: its cost is the number it removes. Should
 // the wall clock step back, the order is off by that step for a while; that
 // only delays a removal, because check() tests expiry itself.
-import { randomBytes } from 'node:crypto';
-import { HASH_BYTES, sameHash } from './code.js';
+import { CodeHasher, HASH_BYTES, sameHash, type CodeHash } from './code.js';
 import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from './store.js';
 
 const HOUR_MS = 3_600_000;
@@ -21,7 +20,8 @@ export class InMemoryOtpStore implements OtpStore {
   /** addresses with a code mail in flight */
   private readonly pending = new Set<string>();
   /** compared against when there is no live code, so that path costs the same */
-  private readonly dummy = randomBytes(HASH_BYTES);
+  private readonly dummy = CodeHasher.dummy();
+  private readonly scratch = { a: Buffer.alloc(HASH_BYTES), b: Buffer.alloc(HASH_BYTES) };
 
   constructor(private readonly limits: OtpLimits) {}
 
@@ -33,8 +33,9 @@ export class InMemoryOtpStore implements OtpStore {
     const { resendCooldownMs, maxSendsPerHour } = this.limits;
     if (this.pending.has(key)) return { ok: false, reason: 'pending', retryAfterMs: Math.max(1000, resendCooldownMs) };
     const live = this.codes.get(key);
-    if (live !== undefined && live.expiresAt > now && now - live.liveSince < resendCooldownMs) {
-      return { ok: false, reason: 'cooldown', retryAfterMs: live.liveSince + resendCooldownMs - now };
+    const liveSince = live === undefined ? 0 : live.expiresAt - this.limits.lifespanMs;
+    if (live !== undefined && live.expiresAt > now && now - liveSince < resendCooldownMs) {
+      return { ok: false, reason: 'cooldown', retryAfterMs: liveSince + resendCooldownMs - now };
     }
     const times = this.sends.get(key) ?? [];
     while (times.length > 0 && (times[0] as number) <= now - HOUR_MS) times.shift();
@@ -48,10 +49,10 @@ export class InMemoryOtpStore implements OtpStore {
     return { ok: true };
   }
 
-  commit(key: string, hash: Buffer, now: number): void {
+  commit(key: string, hash: CodeHash, now: number): void {
     this.pending.delete(key);
     this.codes.delete(key);
-    this.codes.set(key, { hash, liveSince: now, expiresAt: now + this.limits.lifespanMs, attemptsLeft: this.limits.maxAttempts });
+    this.codes.set(key, { hash, expiresAt: now + this.limits.lifespanMs, attemptsLeft: this.limits.maxAttempts });
   }
 
   release(key: string, refund: boolean): void {
@@ -62,10 +63,10 @@ export class InMemoryOtpStore implements OtpStore {
     if (times?.length === 0) this.sends.delete(key);
   }
 
-  check(key: string, candidate: Buffer, now: number): number {
+  check(key: string, candidate: CodeHash, now: number): number {
     const entry = this.codes.get(key);
     const live = entry !== undefined && entry.expiresAt > now;
-    const match = sameHash(candidate, live ? entry.hash : this.dummy);
+    const match = sameHash(candidate, live ? entry.hash : this.dummy, this.scratch);
     if (!live) {
       if (entry !== undefined) this.codes.delete(key);
       return 0;

@@ -3,6 +3,7 @@
 // check a code, sweep), so that a shared store (Redis, one script per method)
 // can replace the in-memory one when several replicas serve the same users.
 // Every method takes `now` (epoch ms): the store has no clock of its own.
+import type { CodeHash } from './code.js';
 
 export interface OtpLimits {
   readonly lifespanMs: number;
@@ -24,9 +25,8 @@ export const CODE_ACCEPTED = -1;
 
 /** A live code as stored: never the code itself. */
 export interface StoredCode {
-  readonly hash: Buffer;
-  /** when the code mail was accepted, epoch ms */
-  readonly liveSince: number;
+  readonly hash: CodeHash;
+  /** the code mail was accepted lifespanMs before this, epoch ms */
   readonly expiresAt: number;
   attemptsLeft: number;
 }
@@ -45,7 +45,7 @@ export interface OtpStore {
    */
   reserve(key: string, now: number): Reservation;
   /** The code mail was accepted: this hash replaces any live code for the address. */
-  commit(key: string, hash: Buffer, now: number): void;
+  commit(key: string, hash: CodeHash, now: number): void;
   /** The code mail failed: drop the claim; `refund` gives the send back to the hourly budget. */
   release(key: string, refund: boolean): void;
   /**
@@ -55,7 +55,7 @@ export interface OtpStore {
    * number of wrong checks the live code has left (0 when none is live), and
    * a code that runs out of them is deleted.
    */
-  check(key: string, candidate: Buffer, now: number): number;
+  check(key: string, candidate: CodeHash, now: number): number;
   /** Removes what has expired; costs time in proportion to what it removes. */
   sweep(now: number): SweepResult;
   /** Live or not yet swept codes. */

@@ -5,6 +5,7 @@ import type { OtpActor } from '../actors/otp.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
+import { CheckBatcher } from './check-batcher.js';
 import { deadlineOf } from './deadline.js';
 import { toServiceError } from './status.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
@@ -12,6 +13,7 @@ import { codeValidator, validateSendCode } from './validate-otp.js';
 export function otpServiceHandlers(deps: { otp: OtpActor; codeLength: number; maxAttempts: number; log: Logger }): OtpServiceHandlers {
   const { otp, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
+  const checks = new CheckBatcher(otp);
   // Every answer ValidateCode can give, built once: the check path is hot.
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
   const rejected: readonly ValidateCodeResponse[] = Array.from({ length: deps.maxAttempts + 1 }, (_, n) =>
@@ -55,11 +57,8 @@ export function otpServiceHandlers(deps: { otp: OtpActor; codeLength: number; ma
         callback(toServiceError(err) as grpc.ServiceError);
         return;
       }
-      otp.send({
-        type: 'code.check',
-        key,
-        code: call.request.otpCode,
-        reply: (result) => callback(null, result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0])),
+      checks.check(key, call.request.otpCode, (result) => {
+        callback(null, result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0]));
       });
     },
   };
