@@ -63,6 +63,18 @@ test('store: a refused mail keeps its place in the hourly budget, an outage give
   assert.deepEqual(store.reserve('a@x.org', 2), { ok: false, reason: 'hourly', retryAfterMs: 3_600_000 - 1 });
 });
 
+test('store: a code killed by wrong checks may be replaced at once', () => {
+  const store = new InMemoryOtpStore({ ...LIMITS, maxAttempts: 2 });
+  store.reserve('a@x.org', 0);
+  store.commit('a@x.org', hasher.hash('a@x.org', '111111'), 0);
+  assert.deepEqual(store.reserve('a@x.org', 1).ok, false, 'cooldown while live');
+  const wrongHash = hasher.hash('a@x.org', '222222');
+  assert.equal(store.check('a@x.org', wrongHash, 2), 1);
+  assert.equal(store.check('a@x.org', wrongHash, 3), 0);
+  assert.equal(store.check('a@x.org', hasher.hash('a@x.org', '111111'), 4), 0, 'dead');
+  assert.equal(store.reserve('a@x.org', 5).ok, true);
+});
+
 test('store: an expired code is refused at check time and removed', () => {
   const store = new InMemoryOtpStore(LIMITS);
   store.reserve('a@x.org', 0);
@@ -112,6 +124,15 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
   assert.equal(store.peek('b@x.org'), undefined);
   assert.equal(await send('b@x.org'), undefined, 'the failed send left no claim behind');
   assert.equal(store.size, 2);
+
+  // A resend whose mail fails leaves the earlier code valid.
+  now += LIMITS.resendCooldownMs;
+  const before = drafts.length;
+  failNext = new MailroomError('ECONNECTION', 'relay gone');
+  assert.equal((await send('a@x.org'))?.code, 'ECONNECTION');
+  assert.equal(drafts.length, before + 1);
+  assert.ok(store.peek('a@x.org') !== undefined);
+  assert.equal(store.peek('a@x.org')?.expiresAt, 1_000_000 + LIMITS.lifespanMs, 'the earlier code, untouched');
 
   now += LIMITS.lifespanMs;
   actor.send({ type: 'sweep' });
