@@ -81,7 +81,7 @@ function otpHandlersAlone(): OtpServiceHandlers {
       log,
     },
   }).start();
-  return otpServiceHandlers({ otp, codeLength: 6, maxAttempts: 100, log });
+  return otpServiceHandlers({ otp, hasher, codeLength: 6, maxAttempts: 100, log });
 }
 
 function seed(store: OtpStore, hasher: CodeHasher): void {

@@ -113,6 +113,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
 
   const mailer = new Mailer(jobs$, from.value[0] as NonNullable<(typeof from.value)[0]>, new IdempotencyCache(config.queue.idempotencyWindowMs));
   const otpConfig = config.otp;
+  const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(otpMachine, {
     input: {
       options: {
@@ -124,7 +125,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         templates: { subject: otpConfig.subjectTemplate, text: otpConfig.textTemplate, html: otpConfig.htmlTemplate },
       },
       store: new InMemoryOtpStore(otpConfig),
-      hasher: new CodeHasher(otpConfig.secret),
+      hasher,
       mailer,
       log: log.child({ component: 'otp' }),
     },
@@ -136,7 +137,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, limits: config.mail, log: rpcLog }),
-      otp: otpServiceHandlers({ otp, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
+      otp: otpServiceHandlers({ otp, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
     },
     rpcLog,
   );

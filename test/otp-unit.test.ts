@@ -114,7 +114,8 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
     new Promise<MailroomError | undefined>((resolve) =>
       actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply: (error) => resolve(error) }),
     );
-  const check = (key: string, code: string) => new Promise<number>((resolve) => actor.send({ type: 'code.check', key, code, reply: resolve }));
+  const check = (key: string, code: string) =>
+    new Promise<number>((resolve) => actor.send({ type: 'code.check', key, hash: hasher.hash(key, code), reply: resolve }));
 
   assert.equal(await send('a@x.org'), undefined);
   const code = drafts[0]!.text;
@@ -158,7 +159,8 @@ test('actor: a correct check answers CODE_ACCEPTED once', async () => {
     },
   }).start();
   const results: number[] = [];
-  for (let i = 0; i < 3; i++) actor.send({ type: 'code.check', key: 'a@x.org', code: '424242', reply: (r) => results.push(r) });
+  const hash = hasher.hash('a@x.org', '424242');
+  for (let i = 0; i < 3; i++) actor.send({ type: 'code.check', key: 'a@x.org', hash, reply: (r) => results.push(r) });
   assert.deepEqual(results, [CODE_ACCEPTED, 0, 0]);
   actor.stop();
 });

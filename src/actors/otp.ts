@@ -5,7 +5,8 @@
 // A send claims the address in the store at once (cooldown and hourly budget
 // counted before any mail goes out), mails the code through the Mailer in an
 // invoked child, and only when the relay accepted the mail makes the code live.
-// Callers get their answer through the `reply` function in their event.
+// Callers get their answer through the `reply` function in their event;
+// a check carries the candidate already hashed, never the code.
 //
 // Context holds the mutable store and the map of sends in flight, owned by
 // this actor alone: copying a million codes per event is not an option, and
@@ -55,9 +56,10 @@ export type SendReply = (error: MailroomError | undefined, sent?: CodeSent) => v
 /** `result` is CODE_ACCEPTED, or the wrong checks the live code has left (0 when none). */
 export type CheckReply = (result: number) => void;
 
+/** The candidate arrives hashed: no event in the mailbox carries a code an inspector could see. */
 export interface CheckRequest {
   readonly key: string;
-  readonly code: string;
+  readonly hash: CodeHash;
   readonly reply: CheckReply;
 }
 
@@ -136,7 +138,7 @@ function onSend(context: OtpContext, event: Report<'code.send'>, enqueue: SpawnE
 }
 
 function check(context: OtpContext, request: CheckRequest): void {
-  request.reply(context.store.check(request.key, context.hasher.hash(request.key, request.code), context.now()));
+  request.reply(context.store.check(request.key, request.hash, context.now()));
 }
 
 function onSettled(context: OtpContext, event: Report<'mail.settled'>): void {

@@ -4,15 +4,16 @@
 // in-process); under load a turn carries tens of calls. The checks still go
 // through the actor's mailbox, in arrival order, answered one by one.
 import type { CheckReply, CheckRequest, OtpActor } from '../actors/otp.js';
+import type { CodeHash } from '../otp/code.js';
 
 export class CheckBatcher {
   private batch: CheckRequest[] = [];
 
   constructor(private readonly otp: OtpActor) {}
 
-  check(key: string, code: string, reply: CheckReply): void {
+  check(key: string, hash: CodeHash, reply: CheckReply): void {
     if (this.batch.length === 0) setImmediate(this.flush);
-    this.batch.push({ key, code, reply });
+    this.batch.push({ key, hash, reply });
   }
 
   private readonly flush = (): void => {

@@ -3,6 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
 import type { OtpActor } from '../actors/otp.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
+import type { CodeHasher } from '../otp/code.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
 import { CheckBatcher } from './check-batcher.js';
@@ -10,8 +11,17 @@ import { deadlineOf } from './deadline.js';
 import { toServiceError } from './status.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 
-export function otpServiceHandlers(deps: { otp: OtpActor; codeLength: number; maxAttempts: number; log: Logger }): OtpServiceHandlers {
-  const { otp, log } = deps;
+export interface OtpServiceDeps {
+  readonly otp: OtpActor;
+  /** the actor's own: a candidate is hashed here so that no event carries a code */
+  readonly hasher: CodeHasher;
+  readonly codeLength: number;
+  readonly maxAttempts: number;
+  readonly log: Logger;
+}
+
+export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
+  const { otp, hasher, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
   const checks = new CheckBatcher(otp);
   // Every answer ValidateCode can give, built once: the check path is hot.
@@ -57,7 +67,7 @@ export function otpServiceHandlers(deps: { otp: OtpActor; codeLength: number; ma
         callback(toServiceError(err) as grpc.ServiceError);
         return;
       }
-      checks.check(key, call.request.otpCode, (result) => {
+      checks.check(key, hasher.hash(key, call.request.otpCode), (result) => {
         callback(null, result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0]));
       });
     },
