@@ -4,7 +4,8 @@
 //
 // A send claims the address in the store at once (cooldown and hourly budget
 // counted before any mail goes out), mails the code through the Mailer in an
-// invoked child, and only when the relay accepted the mail makes the code live.
+// spawned child actor, and only when the relay accepted the mail makes the
+// code live.
 // Callers get their answer through the `reply` function in their event;
 // a check carries the candidate already hashed, never the code.
 //
