@@ -3,7 +3,7 @@
 // number of concurrent checks of a correct code, exactly one wins.
 //
 // A send claims the address in the store at once (cooldown and hourly budget
-// counted before any mail goes out), mails the code through the Mailer in an
+// counted before any mail goes out), mails the code through the Mailer in a
 // spawned child actor, and only when the relay accepted the mail makes the
 // code live.
 // Callers get their answer through the `reply` function in their event;
