@@ -264,3 +264,20 @@ export function captureLogs(): LogCapture {
     entries: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
   };
 }
+
+/** The code in the last mail `smtp` accepted for `address`, read from its text part. */
+export async function codeFromMail(smtp: SmtpPeer, address: string, length = 6): Promise<string> {
+  const { simpleParser } = await import('mailparser');
+  const mail = smtp.messages.findLast((m) => m.to.includes(address));
+  if (mail === undefined) throw new Error(`no mail for ${address}`);
+  const parsed = await simpleParser(mail.raw);
+  const match = new RegExp(`\\b(\\d{${length}})\\b`).exec(parsed.text ?? '');
+  if (match === null) throw new Error(`no ${length}-digit code in the mail to ${address}`);
+  return match[1] as string;
+}
+
+/** A metadata value of a failed call, as a string. */
+export function metadataValue(err: grpc.ServiceError, key: string): string | undefined {
+  const value = err.metadata?.get(key)[0];
+  return value === undefined ? undefined : String(value);
+}
