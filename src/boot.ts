@@ -6,6 +6,9 @@ import { loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
+import { otpMachine, type OtpActor } from './actors/otp.js';
+import { CodeHasher } from './otp/code.js';
+import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { IdempotencyCache } from './mail/idempotency.js';
@@ -19,6 +22,8 @@ export interface Service {
   readonly config: Config;
   readonly port: number;
   readonly supervisor: SupervisorActor;
+  /** its snapshot's context.store is what tests inspect */
+  readonly otp: OtpActor;
   readonly capture: CaptureServer | undefined;
   readonly log: Logger;
   /** Stop taking calls, drain within SHUTDOWN_TIMEOUT_SECONDS, close everything. */
@@ -107,15 +112,46 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
 
   const mailer = new Mailer(jobs$, from.value[0] as NonNullable<(typeof from.value)[0]>, new IdempotencyCache(config.queue.idempotencyWindowMs));
+  const otpConfig = config.otp;
+  const hasher = new CodeHasher(otpConfig.secret);
+  const otp = createActor(otpMachine, {
+    input: {
+      options: {
+        length: otpConfig.length,
+        lifespanMs: otpConfig.lifespanMs,
+        resendCooldownMs: otpConfig.resendCooldownMs,
+        cleanupMs: otpConfig.cleanupMs,
+        returnCode: otpConfig.returnCode,
+        templates: { subject: otpConfig.subjectTemplate, text: otpConfig.textTemplate, html: otpConfig.htmlTemplate },
+      },
+      store: new InMemoryOtpStore(otpConfig),
+      hasher,
+      mailer,
+      log: log.child({ component: 'otp' }),
+    },
+  });
+  otp.subscribe({ error: (err) => log.error('otp actor failed', { reason: (err as Error).message }) });
+  otp.start();
+
   const rpcLog = log.child({ component: 'rpc' });
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, limits: config.mail, log: rpcLog }),
-      otp: otpServiceHandlers(),
+      otp: otpServiceHandlers({ otp, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
     },
     rpcLog,
   );
-  const port = await bindServer(server, config.host, config.port);
+  let port: number;
+  try {
+    port = await bindServer(server, config.host, config.port);
+  } catch (err) {
+    // Most often another instance holds the port: say so in the words of the
+    // configuration (exit 2 from main) instead of grpc-js's stack trace.
+    supervisor.stop();
+    await capture?.close();
+    const reason = /errors: \[(.*)\]$/.exec((err as Error).message)?.[1] ?? (err as Error).message;
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
+  }
   log.info('listening', { host: config.host, port, workers: config.workers, relay: `${smtpHost}:${smtpPort}`, tls: smtp.tls });
 
   let stopping: Promise<void> | undefined;
@@ -126,6 +162,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       supervisor.send({ type: 'shutdown', timeoutMs: config.shutdownTimeoutMs });
       await waitFor(supervisor, (s) => s.status === 'done', { timeout: Infinity });
+      // Every code mail is settled by now; the actor answers any straggler with ESHUTDOWN.
+      otp.send({ type: 'shutdown' });
       jobs$.complete();
       // Every job is settled by now; give their replies a moment to flush.
       await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
@@ -136,5 +174,5 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     return stopping;
   };
 
-  return { config, port, supervisor, capture, log, shutdown };
+  return { config, port, supervisor, otp, capture, log, shutdown };
 }

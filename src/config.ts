@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError } from './errors.js';
+import { parseAddressList } from './mail/address.js';
+import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 
 export type TlsMode = 'implicit' | 'starttls' | 'none';
 export type LogFormat = 'json' | 'pretty';
@@ -121,6 +123,14 @@ class Reader {
     }
   }
 
+  /** A mail template: a literal backslash-n becomes a line break; placeholders must be known. */
+  template(name: string, fallback: string): string {
+    const raw = this.raw(name);
+    const value = raw === undefined ? fallback : unescapeNewlines(raw);
+    this.problems.push(...templateProblems(name, value));
+    return value;
+  }
+
   secret(name: string, minLength: number): string | undefined {
     const value = this.raw(name);
     if (value !== undefined && value.length < minLength) {
@@ -143,8 +153,14 @@ export function loadConfig(env: Env): Config {
   if ((user === undefined) !== (password === undefined)) {
     r.problems.push('EMAIL and APP_PASSWORD: set both for AUTH, or neither');
   }
-  const from = r.raw('EMAIL_FROM') ?? user ?? 'mailroom@mailroom.localhost';
-  if (/[\r\n]/.test(from)) r.problems.push('EMAIL_FROM: expected one line');
+  const fromSet = r.raw('EMAIL_FROM');
+  const from = fromSet ?? user ?? 'mailroom@mailroom.localhost';
+  // Checked here, not at first use, so that it is reported with every other problem.
+  const fromParsed = parseAddressList(from);
+  if (!fromParsed.ok || fromParsed.value.length !== 1) {
+    const name = fromSet === undefined ? 'EMAIL_FROM (unset, so EMAIL)' : 'EMAIL_FROM';
+    r.problems.push(`${name}=${JSON.stringify(from)}: expected one address, e.g. "Shop <shop@example.com>"`);
+  }
   const tls = r.oneOf<TlsMode>('EMAIL_TLS', ['implicit', 'starttls', 'none'], smtpPort === 465 ? 'implicit' : 'starttls');
 
   const seconds = (name: string, fallback: number, min: number, max: number): number =>
@@ -195,9 +211,9 @@ export function loadConfig(env: Env): Config {
       maxSendsPerHour: r.int('OTP_MAX_SENDS_PER_HOUR', 10, 1, 10_000),
       secret: r.secret('OTP_SECRET', 32),
       returnCode: r.bool('OTP_RETURN_CODE', false),
-      subjectTemplate: r.raw('OTP_SUBJECT') ?? 'Your code: {{code}}',
-      textTemplate: r.raw('OTP_TEXT') ?? DEFAULT_OTP_TEXT,
-      htmlTemplate: r.raw('OTP_HTML') ?? '',
+      subjectTemplate: r.template('OTP_SUBJECT', 'Your code: {{code}}'),
+      textTemplate: r.template('OTP_TEXT', DEFAULT_OTP_TEXT),
+      htmlTemplate: r.template('OTP_HTML', ''),
     },
     log: {
       level: r.oneOf<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info'),
@@ -209,6 +225,12 @@ export function loadConfig(env: Env): Config {
   if (config.smtp.backoffMaxMs < config.smtp.backoffBaseMs) {
     r.problems.push('SMTP_BACKOFF_MAX_MS: expected at least SMTP_BACKOFF_BASE_MS');
   }
+  const { otp } = config;
+  if (/[\r\n]/.test(otp.subjectTemplate)) r.problems.push('OTP_SUBJECT: expected one line');
+  if (!hasCodePlaceholder(otp.subjectTemplate) && !hasCodePlaceholder(otp.textTemplate)) {
+    r.problems.push('OTP_SUBJECT or OTP_TEXT: one of them must contain {{code}}');
+  }
+  if (otp.htmlTemplate !== '' && !hasCodePlaceholder(otp.htmlTemplate)) r.problems.push('OTP_HTML: expected {{code}} in it');
   if (r.problems.length > 0) {
     throw new MailroomError('ECONFIG', `invalid configuration:\n  ${r.problems.join('\n  ')}`);
   }

@@ -14,7 +14,15 @@ const redact = winston.format((info) => {
   return info;
 });
 
-export function createLogger(options: { level: LogLevel; format: LogFormat; silent?: boolean }): winston.Logger {
+export interface LoggerOptions {
+  readonly level: LogLevel;
+  readonly format: LogFormat;
+  readonly silent?: boolean;
+  /** write here instead of stderr (tests read what would have been logged) */
+  readonly stream?: NodeJS.WritableStream;
+}
+
+export function createLogger(options: LoggerOptions): winston.Logger {
   const format =
     options.format === 'json'
       ? winston.format.combine(redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
@@ -32,8 +40,12 @@ export function createLogger(options: { level: LogLevel; format: LogFormat; sile
     level: options.level,
     format,
     silent: options.silent ?? false,
-    // stderr keeps stdout free for a client piping the service's output.
-    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+    transports: [
+      options.stream !== undefined
+        ? new winston.transports.Stream({ stream: options.stream })
+        : // stderr keeps stdout free for a client piping the service's output.
+          new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] }),
+    ],
   });
   // winston checks the level only in the transport, after the entry went
   // through its streams and every format (redact, timestamp, JSON): a debug

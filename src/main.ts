@@ -11,7 +11,33 @@ function environment(): Record<string, string | undefined> {
   return { ...fromFile, ...process.env };
 }
 
-let service: Service;
+// Handlers go in before boot: boot takes up to connect + greeting timeout, and
+// a SIGTERM with no listener kills the process outright. A signal that comes
+// during boot is acted on as soon as boot is done.
+let service: Service | undefined;
+let signalled: NodeJS.Signals | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (signalled !== undefined) {
+      service?.log.warn('second signal: exiting without waiting for the drain', { signal });
+      process.exit(1);
+    }
+    signalled = signal;
+    if (service !== undefined) stop(service, signal);
+  });
+}
+
+function stop(svc: Service, signal: NodeJS.Signals): void {
+  svc.log.info('signal received', { signal });
+  svc.shutdown().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      svc.log.error('shutdown failed', { reason: (err as Error).message });
+      process.exit(1);
+    },
+  );
+}
+
 try {
   service = await boot(environment());
 } catch (err) {
@@ -21,22 +47,4 @@ try {
   }
   throw err;
 }
-
-let signalled = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (signalled) {
-      service.log.warn('second signal: exiting without waiting for the drain', { signal });
-      process.exit(1);
-    }
-    signalled = true;
-    service.log.info('signal received', { signal });
-    service.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        service.log.error('shutdown failed', { reason: (err as Error).message });
-        process.exit(1);
-      },
-    );
-  });
-}
+if (signalled !== undefined) stop(service, signalled);

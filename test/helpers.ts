@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { boot, type Service } from '../src/boot.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, type Logger } from '../src/log.js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import type { MailServiceClient } from '../src/generated/mail/MailService.js';
 import type { OtpServiceClient } from '../src/generated/mail/OtpService.js';
@@ -27,14 +28,27 @@ export interface ReceivedMail {
   /** the id of the SMTP connection that carried it */
   readonly connection: string;
   readonly user: string | undefined;
+  /** the session was TLS (implicit or upgraded) when the message arrived */
+  readonly secure: boolean;
+}
+
+/** One AUTH attempt as the server saw it. */
+export interface AuthAttempt {
+  readonly user: string;
+  readonly ok: boolean;
+  /** the session was already TLS when AUTH came */
+  readonly secure: boolean;
 }
 
 export interface SmtpPeer {
   readonly port: number;
   readonly messages: ReceivedMail[];
-  /** connection ids seen by the server, in order of arrival */
+  /** connection ids seen by the server, in order of arrival (after the handshake for implicit TLS) */
   readonly connections: string[];
+  /** TCP connections accepted, handshake or not */
+  readonly dials: number;
   readonly authFailures: number;
+  readonly authAttempts: AuthAttempt[];
   /** resolves once at least n messages were accepted */
   waitForMessages(n: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   close(): Promise<void>;
@@ -47,6 +61,8 @@ export interface SmtpPeerOptions {
   readonly starttls?: { key: string; cert: string };
   /** require AUTH with these credentials */
   readonly auth?: { user: string; pass: string };
+  /** hold each 250 to the final dot this long (a slow relay) */
+  readonly dataDelayMs?: number;
   /** extra smtp-server options (onRcptTo refusals and the like) */
   readonly extra?: Partial<SMTPServerOptions>;
 }
@@ -55,6 +71,7 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
   const messages: ReceivedMail[] = [];
   const connections: string[] = [];
   let authFailures = 0;
+  const authAttempts: AuthAttempt[] = [];
   const waiters: { n: number; resolve: () => void }[] = [];
   const tls = options.secure ?? options.starttls;
   const server = new SMTPServer({
@@ -69,8 +86,10 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
       connections.push(session.id);
       cb();
     },
-    onAuth(auth, _session, cb) {
-      if (options.auth !== undefined && auth.username === options.auth.user && auth.password === options.auth.pass) {
+    onAuth(auth, session, cb) {
+      const ok = options.auth !== undefined && auth.username === options.auth.user && auth.password === options.auth.pass;
+      authAttempts.push({ user: auth.username ?? '', ok, secure: session.secure });
+      if (ok) {
         cb(null, { user: auth.username });
         return;
       }
@@ -80,33 +99,43 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
+      // Recorded only when the 250 goes out: a message counts as accepted then.
+      const accept = (): void => {
         messages.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
           raw: Buffer.concat(chunks).toString('utf8'),
           connection: session.id,
           user: typeof session.user === 'string' ? session.user : undefined,
+          secure: session.secure,
         });
         for (const w of waiters.splice(0)) {
           if (messages.length >= w.n) w.resolve();
           else waiters.push(w);
         }
         cb(null, `queued as m${messages.length}`);
-      });
+      };
+      const delay = options.dataDelayMs ?? 0;
+      stream.on('end', () => (delay > 0 ? setTimeout(accept, delay) : accept()));
     },
     ...options.extra,
   });
   server.on('error', () => undefined);
+  let dials = 0;
+  server.server.on('connection', () => dials++);
   server.listen(0, '127.0.0.1');
   await once(server.server, 'listening');
   return {
     port: (server.server.address() as AddressInfo).port,
     messages,
     connections,
+    get dials() {
+      return dials;
+    },
     get authFailures() {
       return authFailures;
     },
+    authAttempts,
     waitForMessages(n, timeoutMs = 10_000) {
       if (messages.length >= n) return Promise.resolve(messages);
       return new Promise((resolve, reject) => {
@@ -125,11 +154,11 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** Boots the real service in this process on a port the OS picks. */
-export async function startService(env: Record<string, string>): Promise<RunningService> {
+/** Boots the real service in this process on a port the OS picks; `log` replaces the silenced test logger. */
+export async function startService(env: Record<string, string>, options: { log?: Logger } = {}): Promise<RunningService> {
   const service = await boot(
     { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', ...env },
-    { log: createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
+    { log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
   );
   const proto = loadMailProto();
   const address = `127.0.0.1:${service.port}`;
@@ -209,4 +238,46 @@ export function testPki(): TestPki {
     untrusted: { key: read('rogue.key'), cert: read('rogue.pem') },
   };
   return pki;
+}
+
+export interface LogCapture {
+  /** the real JSON logger (redaction included), at debug */
+  readonly log: Logger;
+  /** every line written so far, as written */
+  readonly lines: string[];
+  /** the lines parsed */
+  entries(): Record<string, unknown>[];
+}
+
+/** A logger like the service's own whose output stays in memory for assertions. */
+export function captureLogs(): LogCapture {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      lines.push(...String(chunk).split('\n').filter((l) => l !== ''));
+      done();
+    },
+  });
+  return {
+    log: createLogger({ level: 'debug', format: 'json', stream }),
+    lines,
+    entries: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+/** The code in the last mail `smtp` accepted for `address`, read from its text part. */
+export async function codeFromMail(smtp: SmtpPeer, address: string, length = 6): Promise<string> {
+  const { simpleParser } = await import('mailparser');
+  const mail = smtp.messages.findLast((m) => m.to.includes(address));
+  if (mail === undefined) throw new Error(`no mail for ${address}`);
+  const parsed = await simpleParser(mail.raw);
+  const match = new RegExp(`\\b(\\d{${length}})\\b`).exec(parsed.text ?? '');
+  if (match === null) throw new Error(`no ${length}-digit code in the mail to ${address}`);
+  return match[1] as string;
+}
+
+/** A metadata value of a failed call, as a string. */
+export function metadataValue(err: grpc.ServiceError, key: string): string | undefined {
+  const value = err.metadata?.get(key)[0];
+  return value === undefined ? undefined : String(value);
 }

@@ -72,6 +72,8 @@ interface SupervisorContext {
   readonly bucket: TokenBucket | undefined;
   tickScheduled: boolean;
   shutdownTimeoutMs: number;
+  /** the error last logged while no connection is up: logged again only when it changes */
+  unreachableCode: ErrorCode | undefined;
 }
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
@@ -136,10 +138,15 @@ function sweepQueue(context: SupervisorContext): void {
   }
 }
 
-function failEverything(context: SupervisorContext, message: string): void {
+/** Fails the jobs no connection holds: none of them has reached the relay. */
+function failWaiting(context: SupervisorContext, message: string): void {
   for (let job = context.queue.shift(); job !== undefined; job = context.queue.shift()) fail(job, 'ESHUTDOWN', message);
   for (const job of context.retrying) fail(job, 'ESHUTDOWN', message);
   context.retrying.clear();
+}
+
+function failEverything(context: SupervisorContext, message: string): void {
+  failWaiting(context, message);
   for (const job of context.inflight.values()) fail(job, 'ESHUTDOWN', `${message}; the relay had not confirmed the message`);
   context.inflight.clear();
 }
@@ -163,6 +170,12 @@ function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue:
     context.queue.unshift(job);
   }
   if (context.up.delete(event.cid)) healthChanged(context, enqueue, event.error);
+  else if (context.up.size === 0 && event.error.code !== context.unreachableCode) {
+    // A relay that was never reached (refused certificate or credentials,
+    // wrong host) would otherwise show its reason only in debug lines.
+    context.log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
+  }
+  context.unreachableCode = context.up.size === 0 ? event.error.code : undefined;
 }
 
 function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
@@ -256,6 +269,7 @@ export const supervisorMachine = setup({
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
       tickScheduled: false,
       shutdownTimeoutMs: 0,
+      unreachableCode: undefined,
     };
   },
   invoke: [
@@ -316,7 +330,11 @@ export const supervisorMachine = setup({
           target: 'stopping',
           actions: ({ context }) => {
             context.log.warn('shutdown deadline passed', { queued: context.queue.length, inflight: context.inflight.size });
-            failEverything(context, 'the service shut down before the message could be sent');
+            // A message in flight may already be with the relay: failing it now
+            // would tell its caller UNAVAILABLE for mail that then goes out, and a
+            // retry would send it twice. Its connection finishes it (bounded by
+            // the command deadlines, then close.deadline) before it QUITs.
+            failWaiting(context, 'the service shut down before the message could be sent');
           },
         },
       },

@@ -27,22 +27,48 @@ export async function startCaptureServer(dir: string, maxBytes: number, log: Log
     onData(stream, session, callback) {
       const name = `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}-${++seq}.eml`;
       const partial = join(folder, `.${name}.part`);
-      const out = createWriteStream(partial);
-      const fail = (err: Error): void => {
-        rmSync(partial, { force: true });
-        callback(err);
+      let answered = false;
+      const answer = (err: Error | null, text?: string): void => {
+        if (answered) return;
+        answered = true;
+        callback(err, text);
       };
+      const fail = (reason: Error): void => {
+        discard(partial);
+        // smtp-server replies only once the message is read to its end: an
+        // unread stream would leave the client waiting for its data timeout.
+        stream.unpipe();
+        stream.resume();
+        log.warn('capture failed', { reason: reason.message });
+        answer(Object.assign(new Error(`capture failed: ${reason.message}`), { responseCode: 451 }));
+      };
+      try {
+        // Made again for every message: a folder someone removed while the
+        // service runs (cleaning up old captures) must not break sending.
+        mkdirSync(folder, { recursive: true });
+      } catch (err) {
+        fail(err as Error);
+        return;
+      }
+      const out = createWriteStream(partial);
       stream.on('error', fail);
       out.on('error', fail);
       out.on('finish', () => {
+        if (answered) return;
         if (stream.sizeExceeded) {
-          fail(Object.assign(new Error('message too large'), { responseCode: 552 }));
+          discard(partial);
+          answer(Object.assign(new Error('message too large'), { responseCode: 552 }));
           return;
         }
-        // Renamed only when complete, so a reader never sees half a message.
-        renameSync(partial, join(folder, name));
+        try {
+          // Renamed only when complete, so a reader never sees half a message.
+          renameSync(partial, join(folder, name));
+        } catch (err) {
+          fail(err as Error);
+          return;
+        }
         log.info('captured', { file: name, from: session.envelope.mailFrom && session.envelope.mailFrom.address, rcpt: session.envelope.rcptTo.length });
-        callback(null, `captured as ${name}`);
+        answer(null, `captured as ${name}`);
       });
       stream.pipe(out);
     },
@@ -58,4 +84,13 @@ export async function startCaptureServer(dir: string, maxBytes: number, log: Log
     dir: folder,
     close: () => new Promise<void>((res) => server.close(() => res())),
   };
+}
+
+/** Removes a partial file if there is one; a folder that is gone or not a folder is no error here. */
+function discard(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // nothing was written there to clean up
+  }
 }

@@ -17,26 +17,50 @@ const USAGE = `usage:
 common: [--address host:port] [--deadline-ms N]
 `;
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    address: { type: 'string', default: process.env.MAILROOM_ADDRESS ?? 'localhost:40700' },
-    'deadline-ms': { type: 'string', default: '30000' },
-    to: { type: 'string', default: '' },
-    subject: { type: 'string', default: '' },
-    body: { type: 'string', default: '' },
-    html: { type: 'string', default: '' },
-    cc: { type: 'string', multiple: true, default: [] },
-    bcc: { type: 'string', multiple: true, default: [] },
-    'reply-to': { type: 'string', default: '' },
-    'idempotency-key': { type: 'string', default: '' },
-    email: { type: 'string', default: '' },
-    code: { type: 'string', default: '' },
-    repeat: { type: 'string', default: '1' },
-    concurrency: { type: 'string', default: '1' },
-    help: { type: 'boolean', default: false },
-  },
-});
+/** A bad option is a usage error with the usage, not a parseArgs stack trace. */
+function usageError(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}`);
+  process.exit(1);
+}
+
+function parse() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        address: { type: 'string', default: process.env.MAILROOM_ADDRESS ?? 'localhost:40700' },
+        'deadline-ms': { type: 'string', default: '30000' },
+        to: { type: 'string', default: '' },
+        subject: { type: 'string', default: '' },
+        body: { type: 'string', default: '' },
+        html: { type: 'string', default: '' },
+        cc: { type: 'string', multiple: true, default: [] },
+        bcc: { type: 'string', multiple: true, default: [] },
+        'reply-to': { type: 'string', default: '' },
+        'idempotency-key': { type: 'string', default: '' },
+        email: { type: 'string', default: '' },
+        code: { type: 'string', default: '' },
+        repeat: { type: 'string', default: '1' },
+        concurrency: { type: 'string', default: '1' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (err) {
+    return usageError((err as Error).message);
+  }
+}
+const { values, positionals } = parse();
+
+/** A whole number option of at least 1; anything else is a usage error, not NaN calls. */
+function count(name: 'repeat' | 'concurrency' | 'deadline-ms'): number {
+  const raw = values[name];
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) usageError(`--${name}: expected a whole number of at least 1, got ${JSON.stringify(raw)}`);
+  return n;
+}
+const deadlineMs = count('deadline-ms');
+const repeat = count('repeat');
+const concurrency = count('concurrency');
 
 const out = (value: unknown): void => {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -54,7 +78,7 @@ function unary<Req, Res>(
   req: Req,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    call(req, { deadline: Date.now() + Number(values['deadline-ms']) }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+    call(req, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
   });
 }
 
@@ -80,12 +104,10 @@ try {
       reply_to: values['reply-to'],
       idempotency_key: values['idempotency-key'],
     };
-    const repeat = Math.max(1, Number(values.repeat));
     if (repeat === 1) {
       out(await unary(client.SendMail.bind(client), request));
     } else {
       // A quick load loop: N calls, C in flight, then a one-line summary.
-      const concurrency = Math.max(1, Number(values.concurrency));
       let next = 0;
       let ok = 0;
       const errors = new Map<string, number>();

@@ -18,6 +18,8 @@ export interface MimeInput {
 }
 
 const CRLF = '\r\n';
+/** RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1: octets in a line, CRLF not counted */
+const MAX_LINE = 998;
 const ATOM_TEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
 const ASCII_PRINTABLE = /^[\x20-\x7e]*$/;
 
@@ -66,8 +68,7 @@ function textPart(body: string, subtype: 'plain' | 'html'): string {
 
 function fitsSevenBit(body: string): boolean {
   if (!/^[\x00-\x7f]*$/.test(body)) return false;
-  // RFC 5321 caps a line at 998 octets plus CRLF.
-  for (const line of body.split(CRLF)) if (line.length > 998) return false;
+  for (const line of body.split(CRLF)) if (line.length > MAX_LINE) return false;
   return true;
 }
 
@@ -98,17 +99,27 @@ function formatName(name: string): string {
 
 /**
  * RFC 2047 B-encoding for non-ASCII header text, split into encoded words of at
- * most 75 characters (never inside a UTF-8 sequence) on folded lines.
+ * most 75 characters (never inside a UTF-8 sequence) on folded lines of at
+ * most 76 characters, counting the `firstLineUsed` already on the first line.
  */
 export function encodeWords(value: string, firstLineUsed: number): string {
   if (ASCII_PRINTABLE.test(value) && value.length + firstLineUsed <= 78) return value;
-  if (ASCII_PRINTABLE.test(value)) return foldAscii(value, firstLineUsed);
+  if (ASCII_PRINTABLE.test(value)) {
+    // Folding happens only at spaces: a long run without one would break the
+    // 998-octet line limit (RFC 5322 2.1.1), and encoded words may split anywhere.
+    const folded = foldAscii(value, firstLineUsed);
+    if (folded.split(CRLF).every((line, i) => line.length + (i === 0 ? firstLineUsed : 0) <= MAX_LINE)) return folded;
+  }
+  // "=?UTF-8?B?" + "?=" is 12 characters; base64 turns 3 bytes into 4.
+  const bytesFor = (room: number): number => Math.max(4, Math.floor((Math.min(room, 75) - 12) / 4) * 3);
   const words: string[] = [];
+  let budget = bytesFor(76 - firstLineUsed);
   let chunk = '';
   for (const ch of value) {
-    if (Buffer.byteLength(chunk + ch, 'utf8') > 45) {
+    if (chunk !== '' && Buffer.byteLength(chunk + ch, 'utf8') > budget) {
       words.push(chunk);
       chunk = '';
+      budget = bytesFor(75); // a folded line starts with one space
     }
     chunk += ch;
   }
@@ -122,7 +133,9 @@ function foldAscii(value: string, used: number): string {
   let line = used;
   let out = '';
   for (const [i, part] of parts.entries()) {
-    if (i > 0 && line + 1 + part.length > 78) {
+    // Never before an empty part (a run of spaces): a folded line of only
+    // white space is obsolete syntax (RFC 5322 4.2).
+    if (i > 0 && part !== '' && line + 1 + part.length > 78) {
       out += `${CRLF} ${part}`;
       line = 1 + part.length;
     } else {

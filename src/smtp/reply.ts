@@ -2,7 +2,9 @@
 // lines) turned into a code, an RFC 3463 enhanced status and one line of text.
 import { MailroomError, type ErrorCode, type SmtpReply } from '../errors.js';
 
-const LINE = /^(\d{3})[ -](?:([245]\.\d{1,3}\.\d{1,3})\s+)?(.*)$/;
+// RFC 5321 4.2: the text after the code is optional ("354" alone is a reply),
+// and an enhanced code may be all the text there is ("250 2.0.0").
+const LINE = /^(\d{3})(?:[ -](?:([245]\.\d{1,3}\.\d{1,3})(?:\s+|$))?(.*))?$/;
 
 export function parseSmtpReply(raw: unknown): SmtpReply | undefined {
   if (typeof raw !== 'string') return undefined;

@@ -1,0 +1,67 @@
+// Capture mode: with no EMAIL_HOST the service sends to its embedded relay,
+// which writes each accepted message to MAIL_CAPTURE_DIR as one .eml file.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { simpleParser, type AddressObject } from 'mailparser';
+import { startService, sendMail, expectGrpcError, type RunningService } from './helpers.js';
+
+let dir: string;
+let svc: RunningService;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mailroom-capture-'));
+  // No EMAIL_HOST on purpose: that is what selects capture mode.
+  svc = await startService({ MAIL_CAPTURE_DIR: dir, WORKERS: '1', EMAIL_FROM: 'noreply@example.com', SMTP_BACKOFF_BASE_MS: '20' });
+});
+
+after(async () => {
+  await svc.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a SendMail leaves exactly one .eml file whose content matches', async () => {
+  assert.ok(svc.service.capture !== undefined, 'capture server running');
+  assert.equal(svc.service.capture.dir, dir);
+  const res = await sendMail(svc, { to: 'Ann <ann@example.com>', subject: 'Captured ✓', body: 'Hello from capture mode.\n' });
+  assert.equal(res.status, 'SUCCESS');
+  assert.match(res.smtp_response, /^250 captured as .+\.eml$/);
+
+  const files = readdirSync(dir);
+  const eml = files.filter((f) => f.endsWith('.eml'));
+  assert.equal(eml.length, 1, `files: ${files.join(', ')}`);
+  assert.equal(files.length, 1, 'no partial file left behind');
+  assert.ok(res.smtp_response.endsWith(eml[0] as string), 'the reply names the file');
+
+  const parsed = await simpleParser(readFileSync(join(dir, eml[0] as string)));
+  assert.equal(parsed.subject, 'Captured ✓');
+  assert.equal(parsed.text?.trimEnd(), 'Hello from capture mode.');
+  assert.equal(parsed.messageId, res.message_id);
+  const to = parsed.to as AddressObject;
+  assert.deepEqual(to.value.map((v) => [v.name, v.address]), [['Ann', 'ann@example.com']]);
+  assert.equal((parsed.from as AddressObject).value[0]?.address, 'noreply@example.com');
+});
+
+test('a capture folder removed while the service runs is made again', async () => {
+  rmSync(dir, { recursive: true, force: true });
+  const res = await sendMail(svc, { to: 'ann@example.com', subject: 'after cleanup', body: 'b' });
+  assert.equal(res.status, 'SUCCESS');
+  assert.equal(readdirSync(dir).length, 1);
+});
+
+test('a folder that cannot be written: UNAVAILABLE with the relay 451 at once, then sending recovers', async () => {
+  rmSync(dir, { recursive: true, force: true });
+  writeFileSync(dir, 'a file where the folder should be');
+  const started = Date.now();
+  const err = await expectGrpcError(sendMail(svc, { to: 'ann@example.com', subject: 'nowhere to go', body: 'b' }));
+  assert.equal(err.code, grpc.status.UNAVAILABLE, err.details);
+  assert.deepEqual(err.metadata.get('smtp-code'), ['451']);
+  assert.ok(Date.now() - started < 5_000, 'answered, not left to the data timeout');
+
+  rmSync(dir, { force: true });
+  const res = await sendMail(svc, { to: 'ann@example.com', subject: 'back', body: 'b' });
+  assert.equal(res.status, 'SUCCESS');
+});

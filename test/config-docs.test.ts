@@ -1,0 +1,42 @@
+// Keeps the configuration documentation honest: every variable src/config.ts
+// reads is in config/mailroom.env.example and in the README's table, and the
+// example's commented-out values are the real defaults.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { loadConfig } from '../src/config.js';
+
+const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+const SOURCE = read('src/config.ts');
+const EXAMPLE = read('config/mailroom.env.example');
+const README = read('README.md');
+
+/** Every name config.ts passes to a reader method or to seconds(). */
+const VARIABLES = [...new Set([...SOURCE.matchAll(/(?:\br\.\w+(?:<[^>]*>)?|\bseconds)\('([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1] as string))];
+
+test('config.ts is read the way this test expects (a sanity check of the pattern)', () => {
+  assert.ok(VARIABLES.length >= 40, `found ${VARIABLES.length}`);
+  for (const name of ['PORT', 'WORKERS', 'EMAIL_HOST', 'APP_PASSWORD', 'SHUTDOWN_TIMEOUT_SECONDS']) assert.ok(VARIABLES.includes(name), name);
+});
+
+test('every variable is in config/mailroom.env.example', () => {
+  const missing = VARIABLES.filter((name) => !new RegExp(`^# ${name}=`, 'm').test(EXAMPLE));
+  assert.deepEqual(missing, []);
+});
+
+test("every variable is in the README's configuration table", () => {
+  const missing = VARIABLES.filter((name) => !new RegExp(`^\\| [^|]*\`${name}\``, 'm').test(README));
+  assert.deepEqual(missing, []);
+});
+
+test('uncommented, the example gives the real defaults', () => {
+  const values = parseEnv(EXAMPLE.replace(/^# ([A-Z][A-Z0-9_]*=)/gm, '$1'));
+  // Illustrations rather than defaults: a relay, its CA and credentials.
+  for (const name of ['EMAIL_HOST', 'EMAIL_CA_FILE', 'EMAIL', 'APP_PASSWORD', 'EMAIL_FROM', 'EMAIL_HELO_NAME']) delete values[name];
+  const fromExample = loadConfig(values);
+  const defaults = loadConfig({});
+  // A .env line break is \n; the built-in default spells it \r\n. Both are sent as CRLF.
+  const crlf = (s: string): string => s.replace(/\r?\n/g, '\r\n');
+  assert.deepEqual({ ...fromExample, otp: { ...fromExample.otp, textTemplate: crlf(fromExample.otp.textTemplate) } }, defaults);
+});

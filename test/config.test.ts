@@ -1,0 +1,115 @@
+// loadConfig: defaults, derived defaults, ranges, and one error for every bad variable.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../src/config.js';
+import { isMailroomError } from '../src/errors.js';
+
+/** The message loadConfig throws for env, or a failure if it accepts it. */
+function problems(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(isMailroomError(err) && err.code === 'ECONFIG', String(err));
+    return err.message;
+  }
+  return assert.fail(`accepted ${JSON.stringify(env)}`);
+}
+
+test('an empty environment gives the documented defaults and capture mode', () => {
+  const c = loadConfig({});
+  assert.equal(c.port, 40_700);
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.workers, 5);
+  assert.equal(c.smtp.host, undefined, 'no EMAIL_HOST: embedded capture relay');
+  assert.equal(c.smtp.tls, 'none', 'the capture relay speaks plain SMTP on loopback');
+  assert.equal(c.smtp.user, undefined);
+  assert.equal(c.mail.captureDir, 'var/mail');
+  assert.equal(c.mail.from, 'mailroom@mailroom.localhost');
+  assert.equal(c.queue.limit, 1_000);
+  assert.equal(c.otp.lifespanMs, 120_000);
+  assert.equal(c.otp.cleanupMs, 180_000);
+  assert.equal(c.otp.length, 6);
+  assert.equal(c.otp.returnCode, false);
+  assert.deepEqual(c.log, { level: 'info', format: 'json' });
+  assert.equal(c.shutdownTimeoutMs, 10_000);
+});
+
+test('EMAIL_TLS defaults to implicit on port 465 and to starttls on any other port', () => {
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.port, 465);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.tls, 'implicit');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '587' }).smtp.tls, 'starttls');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '25' }).smtp.tls, 'starttls');
+  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_PORT: '25', EMAIL_TLS: 'NONE' }).smtp.tls, 'none');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '2465', EMAIL_TLS: 'implicit' }).smtp.tls, 'implicit');
+});
+
+test('EMAIL_FROM defaults to EMAIL; EMAIL and APP_PASSWORD come as a pair', () => {
+  const c = loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL: 'robot@example.com', APP_PASSWORD: 'pw' });
+  assert.equal(c.mail.from, 'robot@example.com');
+  assert.equal(c.smtp.user, 'robot@example.com');
+  assert.equal(c.smtp.password, 'pw');
+  assert.equal(loadConfig({ EMAIL: 'robot@example.com', APP_PASSWORD: 'pw', EMAIL_FROM: 'Shop <shop@example.com>' }).mail.from, 'Shop <shop@example.com>');
+  assert.match(problems({ EMAIL: 'robot@example.com' }), /EMAIL and APP_PASSWORD: set both/);
+  assert.match(problems({ APP_PASSWORD: 'pw' }), /EMAIL and APP_PASSWORD: set both/);
+});
+
+test('EMAIL_FROM must be one address, and is checked with everything else', () => {
+  const both = problems({ EMAIL_FROM: 'not an address', WORKERS: '0' });
+  assert.match(both, /EMAIL_FROM="not an address": expected one address/);
+  assert.match(both, /WORKERS="0"/);
+  assert.match(problems({ EMAIL_FROM: 'a@example.com, b@example.com' }), /EMAIL_FROM=.*: expected one address/);
+  assert.match(problems({ EMAIL_FROM: 'a@example.com\r\nBcc: x@example.com' }), /EMAIL_FROM=.*: expected one address/);
+  // Some relays take a user name that is not an address: then EMAIL_FROM is needed.
+  assert.match(problems({ EMAIL: 'apikey', APP_PASSWORD: 'pw' }), /EMAIL_FROM \(unset, so EMAIL\)="apikey": expected one address/);
+  assert.equal(loadConfig({ EMAIL: 'apikey', APP_PASSWORD: 'pw', EMAIL_FROM: 'shop@example.com' }).mail.from, 'shop@example.com');
+});
+
+test('seconds become milliseconds; blank values count as unset', () => {
+  const c = loadConfig({ SHUTDOWN_TIMEOUT_SECONDS: '1', OTP_LIFESPAN_SECONDS: '60', WORKERS: '  ', PORT: '' });
+  assert.equal(c.shutdownTimeoutMs, 1_000);
+  assert.equal(c.otp.lifespanMs, 60_000);
+  assert.equal(c.workers, 5);
+  assert.equal(c.port, 40_700);
+});
+
+test('EMAIL_CA_FILE is read at load; an unreadable one is a configuration error', () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'mailroom-ca-')), 'ca.pem');
+  writeFileSync(file, '-----BEGIN CERTIFICATE-----\n');
+  assert.equal(loadConfig({ EMAIL_CA_FILE: file }).smtp.ca, '-----BEGIN CERTIFICATE-----\n');
+  assert.match(problems({ EMAIL_CA_FILE: '/nonexistent/ca.pem' }), /EMAIL_CA_FILE="\/nonexistent\/ca.pem": expected a readable file/);
+});
+
+test('each bad value names the variable and what it accepts', () => {
+  assert.match(problems({ WORKERS: 'zero' }), /WORKERS="zero": expected a whole number from 1 to 256/);
+  assert.match(problems({ WORKERS: '0' }), /WORKERS="0": expected a whole number from 1 to 256/);
+  assert.match(problems({ WORKERS: '-1' }), /WORKERS="-1": expected a whole number from 1 to 256/);
+  assert.match(problems({ WORKERS: '2.5' }), /WORKERS="2.5": expected a whole number/);
+  assert.match(problems({ PORT: '70000' }), /PORT="70000": expected a whole number from 0 to 65535/);
+  assert.match(problems({ PORT: 'abc' }), /PORT="abc": expected a whole number from 0 to 65535/);
+  assert.match(problems({ EMAIL_TLS: 'ssl' }), /EMAIL_TLS="ssl": expected one of implicit, starttls, none/);
+  assert.match(problems({ LOG_FORMAT: 'xml' }), /LOG_FORMAT="xml": expected one of json, pretty/);
+  assert.match(problems({ OTP_RETURN_CODE: 'maybe' }), /OTP_RETURN_CODE="maybe": expected true or false/);
+  assert.match(problems({ OTP_SECRET: 'short' }), /OTP_SECRET: expected at least 32 characters/);
+  assert.match(problems({ SMTP_BACKOFF_BASE_MS: '5000', SMTP_BACKOFF_MAX_MS: '1000' }), /SMTP_BACKOFF_MAX_MS: expected at least SMTP_BACKOFF_BASE_MS/);
+});
+
+test('several bad variables are all reported in one error', () => {
+  const message = problems({ WORKERS: 'zero', PORT: '70000', EMAIL_TLS: 'ssl', LOG_LEVEL: 'loud' });
+  for (const name of ['WORKERS', 'PORT', 'EMAIL_TLS', 'LOG_LEVEL']) assert.match(message, new RegExp(`^  ${name}=`, 'm'));
+});
+
+test('a secret value is never echoed in a problem', () => {
+  const message = problems({ OTP_SECRET: 'tooshort-s3cr3t' });
+  assert.doesNotMatch(message, /s3cr3t/);
+});
+
+test('the configuration is frozen all the way down', () => {
+  const c = loadConfig({});
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.smtp) && Object.isFrozen(c.otp));
+  assert.throws(() => {
+    (c as { workers: number }).workers = 9;
+  }, TypeError);
+});
