@@ -1,23 +1,11 @@
 // The OTP store at scale, in its own process (run with --expose-gc): heap
 // above idle with 1,000,000 live codes, and the event-loop stall while a sweep
 // removes 10,000 expired codes from among them. It drives the service's own
-// store and hasher (dist/src/otp/*) through their interface, with a synthetic
-// clock; the store is loaded at run time so that the bench builds without it.
+// store and hasher through their interface, with a synthetic clock.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-interface StoreModule {
-  InMemoryOtpStore: new (limits: { lifespanMs: number; maxAttempts: number; resendCooldownMs: number; maxSendsPerHour: number }) => {
-    reserve(key: string, now: number): { ok: boolean };
-    commit(key: string, hash: Buffer, now: number): void;
-    sweep(now: number): { removed: number; examined: number };
-    readonly size: number;
-  };
-}
-interface CodeModule {
-  CodeHasher: new (secret: string | undefined) => { hash(key: string, code: string): Buffer };
-  generateCode(length: number): string;
-}
+import { CodeHasher, generateCode } from '../src/otp/code.js';
+import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 
 export type OtpStoreResult =
   | { available: false; reason: string }
@@ -41,24 +29,15 @@ function heapMb(): number {
 }
 
 async function main(): Promise<OtpStoreResult> {
-  const at = (rel: string): string => new URL(rel, import.meta.url).href;
-  let storeMod: StoreModule;
-  let codeMod: CodeModule;
-  try {
-    storeMod = (await import(at('../src/otp/memory-store.js'))) as StoreModule;
-    codeMod = (await import(at('../src/otp/code.js'))) as CodeModule;
-  } catch (err) {
-    return { available: false, reason: `no OTP store in this build (${(err as Error).message.split('\n')[0]})` };
-  }
   const lifespanMs = 120_000;
-  const store = new storeMod.InMemoryOtpStore({ lifespanMs, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 10 });
-  const hasher = new codeMod.CodeHasher('bench-secret-bench-secret-bench-secret!');
+  const store = new InMemoryOtpStore({ lifespanMs, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 10 });
+  const hasher = new CodeHasher('bench-secret-bench-secret-bench-secret!');
   const idle = heapMb();
   const t0 = Date.now();
   // What SendCode leaves behind for an address: a reserved send, then a live code.
   const issue = (key: string, now: number): void => {
     store.reserve(key, now);
-    store.commit(key, hasher.hash(key, codeMod.generateCode(6)), now);
+    store.commit(key, hasher.hash(key, generateCode(6)), now);
   };
   for (let i = 0; i < EXPIRED; i++) issue(`old${i}@example.com`, t0);
   const t1 = t0 + 60_000;
