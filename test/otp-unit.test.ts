@@ -6,7 +6,7 @@ import { createActor } from 'xstate';
 import { createLogger } from '../src/log.js';
 import { loadConfig } from '../src/config.js';
 import { MailroomError } from '../src/errors.js';
-import { otpMachine, type CodeMailer } from '../src/actors/otp.js';
+import { otpMachine, SWEEP_SLICE, type CodeMailer } from '../src/actors/otp.js';
 import { CodeHasher, generateCode } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { CODE_ACCEPTED } from '../src/otp/store.js';
@@ -184,6 +184,46 @@ test('actor: the sweep runs by itself every OTP_CLEANUP_SECONDS', async () => {
   assert.equal(store.size, 1, 'nothing expired yet');
   now = LIMITS.lifespanMs;
   await new Promise((r) => setTimeout(r, 60));
+  assert.equal(store.size, 0);
+  actor.stop();
+});
+
+test('store: a sweep with a limit removes at most that many, the next one carries on', () => {
+  const store = new InMemoryOtpStore(LIMITS);
+  for (let i = 0; i < 25; i++) {
+    store.reserve(`u${i}@x.org`, 0);
+    store.commit(`u${i}@x.org`, hasher.hash(`u${i}@x.org`, '1'), 0);
+  }
+  const expired = LIMITS.lifespanMs;
+  assert.equal(store.sweep(expired, 10).removed, 10);
+  assert.equal(store.size, 15);
+  assert.equal(store.sweep(expired, 10).removed, 10);
+  assert.equal(store.sweep(expired, 10).removed, 5);
+  assert.equal(store.size, 0);
+});
+
+test('actor: an expiry wave larger than a slice is swept in slices, the event loop running in between', async () => {
+  let now = 0;
+  const store = new InMemoryOtpStore(LIMITS);
+  const total = SWEEP_SLICE * 3 + 7;
+  for (let i = 0; i < total; i++) {
+    store.reserve(`u${i}@x.org`, now);
+    store.commit(`u${i}@x.org`, hasher.hash(`u${i}@x.org`, '1'), now);
+  }
+  const actor = createActor(otpMachine, {
+    input: {
+      options: { length: 6, lifespanMs: LIMITS.lifespanMs, resendCooldownMs: 0, cleanupMs: 3_600_000, returnCode: false, templates: { subject: '', text: '{{code}}', html: '' } },
+      store,
+      hasher,
+      mailer: { send: () => assert.fail('no mail expected') },
+      log: createLogger({ level: 'error', format: 'json', silent: true }),
+      now: () => now,
+    },
+  }).start();
+  now = LIMITS.lifespanMs;
+  actor.send({ type: 'sweep' });
+  assert.equal(store.size, total - SWEEP_SLICE, 'one slice per event');
+  for (let i = 0; i < 100 && store.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
   assert.equal(store.size, 0);
   actor.stop();
 });

@@ -80,16 +80,18 @@ export class InMemoryOtpStore implements OtpStore {
     return entry.attemptsLeft;
   }
 
-  sweep(now: number): SweepResult {
+  sweep(now: number, limit = Infinity): SweepResult {
     let removed = 0;
     let examined = 0;
     for (const [key, entry] of this.codes) {
+      if (removed >= limit) return { removed, examined };
       examined++;
       if (entry.expiresAt > now) break;
       this.codes.delete(key);
       removed++;
     }
     for (const [key, times] of this.sends) {
+      if (removed >= limit) break;
       examined++;
       if ((times[times.length - 1] ?? 0) > now - HOUR_MS || this.pending.has(key)) break;
       this.sends.delete(key);

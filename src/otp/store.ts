@@ -56,8 +56,11 @@ export interface OtpStore {
    * a code that runs out of them is deleted.
    */
   check(key: string, candidate: CodeHash, now: number): number;
-  /** Removes what has expired; costs time in proportion to what it removes. */
-  sweep(now: number): SweepResult;
+  /**
+   * Removes what has expired, at most `limit` entries (all when omitted);
+   * costs time in proportion to what it removes.
+   */
+  sweep(now: number, limit?: number): SweepResult;
   /** Live or not yet swept codes. */
   readonly size: number;
   /** The stored record of an address (diagnostics and tests): a hash, never a code. */
