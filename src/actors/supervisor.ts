@@ -70,6 +70,8 @@ interface SupervisorContext {
   /** jobs waiting out a retry backoff: in neither queue nor inflight */
   readonly retrying: Set<MailJob>;
   readonly bucket: TokenBucket | undefined;
+  /** why a connection last went down: the reason given to jobs that time out in the queue */
+  lastDownError: MailroomError | undefined;
   tickScheduled: boolean;
   shutdownTimeoutMs: number;
 }
@@ -118,11 +120,23 @@ function dispatch(context: SupervisorContext, enqueue: Enqueue): void {
   }
 }
 
-function healthChanged(context: SupervisorContext, enqueue: Enqueue, lastError?: MailroomError): void {
+/**
+ * Pool health in the log, once per change and no more: info when the pool is
+ * fully up, warn when a connection goes down (with the reason), error when
+ * none is left. Recycling is routine and never passes through here.
+ */
+function healthChanged(context: SupervisorContext, enqueue: Enqueue, down?: { cid: string; error: MailroomError }): void {
   const up = context.up.size;
   const workers = context.options.workers;
-  if (up === 0) context.log.warn('pool down: no SMTP connection is up', { up, workers, code: lastError?.code, reason: lastError?.message });
-  else context.log.info('pool health', { up, workers });
+  if (down !== undefined) {
+    const fields = { cid: down.cid, up, workers, code: down.error.code, reason: down.error.message };
+    if (up === 0) context.log.error('pool down: no SMTP connection is up', fields);
+    else context.log.warn('SMTP connection down', fields);
+  } else if (up === workers) {
+    context.log.info('pool up', { up, workers });
+  } else {
+    context.log.debug('SMTP connection up', { up, workers });
+  }
   enqueue.emit({ type: 'pool.health', up, workers });
 }
 
@@ -130,9 +144,13 @@ function healthChanged(context: SupervisorContext, enqueue: Enqueue, lastError?:
 function sweepQueue(context: SupervisorContext): void {
   const now = Date.now();
   const { queueTimeoutMs } = context.options;
+  const down = context.up.size === 0 ? context.lastDownError : undefined;
   for (const job of context.queue.removeWhere((j) => j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs)) {
     if (now >= job.deadline) fail(job, 'EDEADLINE', 'deadline passed while queued');
-    else fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms`);
+    else {
+      const why = down === undefined ? '' : `: ${down.message}`;
+      fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms${why}`, down);
+    }
   }
 }
 
@@ -154,28 +172,55 @@ function onReady(context: SupervisorContext, event: Report<'conn.ready'>, enqueu
   dispatch(context, enqueue);
 }
 
+/** Takes back the job a connection holds, if it is still the one it was given. */
+function takeBack(context: SupervisorContext, cid: string, job?: MailJob): MailJob | undefined {
+  const held = context.inflight.get(cid);
+  if (held === undefined || (job !== undefined && held !== job)) return undefined;
+  context.inflight.delete(cid);
+  return held;
+}
+
 function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue: Enqueue): void {
   const i = context.idle.indexOf(event.cid);
   if (i >= 0) context.idle.splice(i, 1);
-  const job = context.inflight.get(event.cid);
+  context.lastDownError = event.error;
+  // A connection reports a job it started (conn.failed) before it goes down,
+  // so a job still held here never reached the relay: back to the queue head.
+  // If the connection also bounces it later, that bounce finds nothing to take.
+  const job = takeBack(context, event.cid);
   if (job !== undefined) {
-    context.inflight.delete(event.cid);
+    job.attempts -= 1;
     context.queue.unshift(job);
   }
-  if (context.up.delete(event.cid)) healthChanged(context, enqueue, event.error);
+  if (context.up.delete(event.cid)) healthChanged(context, enqueue, { cid: event.cid, error: event.error });
+  dispatch(context, enqueue);
 }
 
 function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
-  context.inflight.delete(event.cid);
+  takeBack(context, event.cid, event.job);
+  // A 250 is the truth even for a job the shutdown deadline already failed.
   event.job.resolve({ messageId: event.job.message.messageId, reply: event.reply, attempts: event.job.attempts });
   context.log.debug('delivered', { jobId: event.job.id, cid: event.cid, attempts: event.job.attempts });
 }
 
 function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqueue: Enqueue): void {
   const { job, error, cid } = event;
-  context.inflight.delete(cid);
+  if (takeBack(context, cid, job) === undefined) {
+    context.log.debug('late failure report ignored', { jobId: job.id, cid, code: error.code });
+    return;
+  }
   job.lastCid = cid;
   const { maxAttempts, retryBaseMs, retryMaxMs } = context.options;
+  if (error.code === 'ESTALE' && job.staleRequeues < maxAttempts && !job.settled()) {
+    // Not an attempt: the relay saw nothing. Straight back to the queue head;
+    // the connection that went stale backs off on its own.
+    job.staleRequeues += 1;
+    job.attempts -= 1;
+    context.log.debug('requeued from a stale connection', { jobId: job.id, cid, requeues: job.staleRequeues });
+    context.queue.unshift(job);
+    dispatch(context, enqueue);
+    return;
+  }
   if (error.transient && job.attempts < maxAttempts && !job.settled()) {
     const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
     context.log.info('retrying', { jobId: job.id, cid, attempt: job.attempts, code: error.code, delayMs: delay });
@@ -188,7 +233,8 @@ function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqu
 }
 
 function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, enqueue: Enqueue): void {
-  context.inflight.delete(event.cid);
+  // conn.down may have taken it back already; requeueing it twice would send it twice.
+  if (takeBack(context, event.cid, event.job) === undefined) return;
   event.job.attempts -= 1; // it never reached the relay
   context.queue.unshift(event.job);
   dispatch(context, enqueue);
@@ -254,6 +300,7 @@ export const supervisorMachine = setup({
       inflight: new Map(),
       retrying: new Set(),
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
+      lastDownError: undefined,
       tickScheduled: false,
       shutdownTimeoutMs: 0,
     };
