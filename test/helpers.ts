@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
+import winston from 'winston';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { boot, type Service } from '../src/boot.js';
 import { createLogger } from '../src/log.js';
@@ -17,6 +19,7 @@ import type { SendEmailRequest } from '../src/generated/mail/SendEmailRequest.js
 import type { SendEmailResponse__Output } from '../src/generated/mail/SendEmailResponse.js';
 import type { SendCodeResponse__Output } from '../src/generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse__Output } from '../src/generated/mail/ValidateCodeResponse.js';
+import { FaultPeer, type FaultPeerOptions } from './fault-peer.js';
 
 export { once };
 
@@ -125,11 +128,38 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
+/** One log line as the service wrote it (JSON format). */
+export interface LogEntry {
+  readonly level: string;
+  readonly message: string;
+  readonly [key: string]: unknown;
+}
+
+/** A logger that keeps every entry at `level` or above in `entries` (and prints them with TEST_LOGS=1). */
+export function recordingLogger(level = 'debug'): { logger: winston.Logger; entries: LogEntry[] } {
+  const entries: LogEntry[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') entries.push(JSON.parse(line) as LogEntry);
+      cb();
+    },
+  });
+  const transports: winston.transport[] = [new winston.transports.Stream({ stream: sink })];
+  if (process.env.TEST_LOGS === '1') transports.push(new winston.transports.Console());
+  const logger = winston.createLogger({ level, format: winston.format.json(), transports });
+  return { logger, entries };
+}
+
+export interface ServiceOptions {
+  /** the service's logger; default: silent unless TEST_LOGS=1 */
+  readonly log?: winston.Logger;
+}
+
 /** Boots the real service in this process on a port the OS picks. */
-export async function startService(env: Record<string, string>): Promise<RunningService> {
+export async function startService(env: Record<string, string>, options: ServiceOptions = {}): Promise<RunningService> {
   const service = await boot(
     { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', ...env },
-    { log: createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
+    { log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
   );
   const proto = loadMailProto();
   const address = `127.0.0.1:${service.port}`;
@@ -209,4 +239,80 @@ export function testPki(): TestPki {
     untrusted: { key: read('rogue.key'), cert: read('rogue.pem') },
   };
   return pki;
+}
+
+/**
+ * Env for fault tests: every timeout, backoff and keepalive short enough that a
+ * fault costs tens of milliseconds, so a suite of them runs in seconds.
+ */
+export function faultEnv(port: number, extra: Record<string, string> = {}): Record<string, string> {
+  return relayEnv(port, {
+    WORKERS: '2',
+    SMTP_CONNECT_TIMEOUT_MS: '500',
+    SMTP_GREETING_TIMEOUT_MS: '500',
+    SMTP_COMMAND_TIMEOUT_MS: '500',
+    SMTP_DATA_TIMEOUT_MS: '1000',
+    SMTP_KEEPALIVE_MS: '60000',
+    SMTP_BACKOFF_BASE_MS: '10',
+    SMTP_BACKOFF_MAX_MS: '80',
+    QUEUE_TIMEOUT_MS: '5000',
+    ...extra,
+  });
+}
+
+/** Resolves once at least `up` connections of the pool are authenticated. */
+export function waitForPool(svc: RunningService, up: number, timeoutMs = 5000): Promise<void> {
+  const { supervisor } = svc.service;
+  if (supervisor.getSnapshot().context.up.size >= up) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`the pool did not reach ${up} connections within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const sub = supervisor.on('pool.health', (e) => {
+      if (e.up < up) return;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface Rig {
+  readonly peer: FaultPeer;
+  readonly svc: RunningService;
+}
+
+/**
+ * A fault peer and a service that sends through it, both closed when the test
+ * ends (service first, so that its QUITs reach the peer).
+ */
+export async function startRig(
+  t: { after: (fn: () => Promise<void>) => void },
+  peerOptions: FaultPeerOptions = {},
+  env: Record<string, string> = {},
+  serviceOptions: ServiceOptions = {},
+): Promise<Rig> {
+  const peer = await FaultPeer.start(peerOptions);
+  let svc: RunningService;
+  try {
+    svc = await startService(faultEnv(peer.port, env), serviceOptions);
+  } catch (err) {
+    await peer.close();
+    throw err;
+  }
+  t.after(async () => {
+    await svc.close();
+    await peer.close();
+  });
+  return { peer, svc };
+}
+
+let serial = 0;
+/** A small valid request with a unique subject, to find it at the peer. */
+export function mail(label = 'm'): SendEmailRequest & { subject: string } {
+  serial += 1;
+  return { to: 'rcpt@example.com', subject: `${label}-${process.pid}-${serial}`, body: `body of ${label} ${serial}` };
 }
