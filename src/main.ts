@@ -11,20 +11,17 @@ function environment(): Record<string, string | undefined> {
   return { ...fromFile, ...process.env };
 }
 
-let service: Service;
-try {
-  service = await boot(environment());
-} catch (err) {
-  if (isMailroomError(err) && err.code === 'ECONFIG') {
-    process.stderr.write(`mailroom: ${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
-}
-
+let service: Service | undefined;
 let signalled = false;
+
+// Installed before boot: a signal while the pool dials (which can take the
+// connect and greeting timeouts) ends the process at once, nothing was taken yet.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    if (service === undefined) {
+      process.stderr.write(`mailroom: ${signal} during boot, exiting\n`);
+      process.exit(0);
+    }
     if (signalled) {
       service.log.warn('second signal: exiting without waiting for the drain', { signal });
       process.exit(1);
@@ -34,9 +31,19 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     service.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
-        service.log.error('shutdown failed', { reason: (err as Error).message });
+        service?.log.error('shutdown failed', { reason: (err as Error).message });
         process.exit(1);
       },
     );
   });
+}
+
+try {
+  service = await boot(environment());
+} catch (err) {
+  if (isMailroomError(err) && err.code === 'ECONFIG') {
+    process.stderr.write(`mailroom: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
 }
