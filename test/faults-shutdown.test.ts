@@ -155,3 +155,32 @@ test('a second signal forces the process out without waiting for the drain', asy
   assert.ok(outcome instanceof Error, 'the caller got an error, not a hang');
   svc.mail.close();
 });
+
+test('a signal while the pool is still dialling ends the process at once', async (t) => {
+  // The relay never greets: boot waits up to the connect + greeting timeouts.
+  const peer = await FaultPeer.start({ script: (c) => (c.stage === 'connect' ? { stall: true } : undefined) });
+  t.after(() => peer.close());
+  const proc = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? '', ...faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', SMTP_GREETING_TIMEOUT_MS: '30000' }) },
+    stdio: 'ignore',
+  });
+  t.after(() => {
+    proc.kill('SIGKILL');
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  await peer.until(() => peer.connections.length >= 1, 5000, 'the first dial');
+  const signalledAt = Date.now();
+  proc.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.ok(Date.now() - signalledAt < 2000);
+});
+
+test('a relay that never answers QUIT does not hold the shutdown a whole command timeout', async (t) => {
+  const { peer, svc } = await startRig(t, { script: (c) => (c.stage === 'QUIT' ? { stall: true } : undefined) }, { WORKERS: '2', SMTP_COMMAND_TIMEOUT_MS: '30000' });
+  assert.equal((await sendMail(svc, mail('before-quit'))).status, 'SUCCESS');
+  const started = Date.now();
+  await svc.service.shutdown();
+  const took = Date.now() - started;
+  assert.ok(took < 3500, `shutdown took ${took} ms with QUIT unanswered`);
+  assert.equal(peer.count('QUIT'), 2);
+});
