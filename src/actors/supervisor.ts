@@ -51,7 +51,16 @@ export type SupervisorEvent =
   | { type: 'sweep' }
   | { type: 'shutdown'; timeoutMs: number }
   | { type: 'shutdown.deadline' }
-  | { type: 'close.deadline' };
+  | { type: 'close.deadline' }
+  /** a connection actor crashed (a bug, not a relay fault): start a new one */
+  | { type: 'conn.respawn'; cid: string };
+
+/** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */
+interface ChildError {
+  readonly type: string;
+  readonly error: unknown;
+}
+const CHILD_ERROR = 'xstate.error.actor.';
 
 export type SupervisorEmitted = { type: 'pool.health'; up: number; workers: number };
 
@@ -74,6 +83,8 @@ interface SupervisorContext {
   lastDownError: MailroomError | undefined;
   tickScheduled: boolean;
   shutdownTimeoutMs: number;
+  /** per connection: crashes so far, for the respawn backoff and the actor id */
+  readonly crashes: Map<string, number>;
 }
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
@@ -240,6 +251,35 @@ function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, en
   dispatch(context, enqueue);
 }
 
+/**
+ * A connection actor that throws is a bug, but it must not take the pool
+ * down (an unhandled child error would put the supervisor itself in error):
+ * treat it as a connection gone down, and start a new actor after a backoff.
+ */
+function onChildError(context: SupervisorContext, event: ChildError, enqueue: Enqueue, stopping: boolean): void {
+  const actorId = event.type.slice(CHILD_ERROR.length);
+  const cid = actorId.split('~')[0] ?? actorId;
+  const reason = event.error instanceof Error ? event.error.message : String(event.error);
+  if (!context.connections.has(cid)) {
+    context.log.error('supervisor helper actor failed', { actor: actorId, reason });
+    return;
+  }
+  const crashes = (context.crashes.get(cid) ?? 0) + 1;
+  context.crashes.set(cid, crashes);
+  context.log.error('SMTP connection actor crashed', { cid, crashes, reason });
+  onDown(context, { type: 'conn.down', cid, error: new MailroomError('EINTERNAL', `connection actor crashed: ${reason}`, { cause: event.error }) }, enqueue);
+  if (stopping) {
+    context.closed.add(cid);
+    return;
+  }
+  const { backoffBaseMs, backoffMaxMs } = context.options.connection;
+  enqueue.raise({ type: 'conn.respawn', cid }, { delay: backoffDelay(crashes, backoffBaseMs, backoffMaxMs) });
+}
+
+function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string): { cid: string; options: ConnectionOptions; log: Logger } {
+  return { cid, options: context.options.connection, log: context.log.child({ cid }) };
+}
+
 function onRetry(context: SupervisorContext, event: Report<'job.retry'>, enqueue: Enqueue): void {
   if (!context.retrying.delete(event.job)) return; // already failed by shutdown
   context.queue.unshift(event.job);
@@ -286,7 +326,7 @@ export const supervisorMachine = setup({
     const connections = new Map<string, SmtpConnectionActor>();
     for (let i = 1; i <= options.workers; i++) {
       const cid = `c${i}`;
-      connections.set(cid, spawn('connection', { id: cid, input: { cid, options: options.connection, log: log.child({ cid }) } }));
+      connections.set(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }));
     }
     return {
       options,
@@ -303,6 +343,7 @@ export const supervisorMachine = setup({
       lastDownError: undefined,
       tickScheduled: false,
       shutdownTimeoutMs: 0,
+      crashes: new Map(),
     };
   },
   invoke: [
@@ -326,6 +367,19 @@ export const supervisorMachine = setup({
       }),
     },
     sweep: { actions: ({ context }) => sweepQueue(context) },
+    'xstate.error.actor.*': {
+      actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, false)),
+    },
+    'conn.respawn': {
+      actions: enqueueActions(({ context, event, enqueue }) => {
+        const { cid } = event;
+        enqueue.assign(({ spawn }) => {
+          const id = `${cid}~${context.crashes.get(cid) ?? 0}`;
+          context.connections.set(cid, spawn('connection', { id, input: connectionInput(context, cid) }));
+          return {};
+        });
+      }),
+    },
     'conn.closed': {
       actions: ({ context, event }) => {
         context.closed.add(event.cid);
@@ -379,6 +433,11 @@ export const supervisorMachine = setup({
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
         'job.submitted': { actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down') },
+        // A crash now counts as closed; nothing is respawned.
+        'xstate.error.actor.*': {
+          actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, true)),
+        },
+        'conn.respawn': { actions: ({ context, event }) => context.closed.add(event.cid) },
         'close.deadline': {
           target: 'stopped',
           actions: enqueueActions(({ context, enqueue }) => {
