@@ -31,16 +31,18 @@ test('rate limit: jobs over SEND_RATE_LIMIT_PER_SECOND wait in the queue and are
   const results = await Promise.all(Array.from({ length: n }, (_, i) => sendMail(svc, mail(`rate-${i}`))));
   assert.ok(results.every((r) => r.status === 'SUCCESS'), 'none refused');
   assert.equal(peer.messages.length, n);
-  // The bucket holds one second's worth; after the burst, one token every 50 ms.
+  // The bucket holds one second's worth, then gives one token every 50 ms:
+  // the messages after the burst are spaced by the cap. (Compared among
+  // themselves, at the peer, so that event-loop lag on a busy machine shifts
+  // both ends alike.)
   const starts = peer.commands.filter((c) => c.verb === 'MAIL').map((c) => c.at);
-  // (Measured at the peer: 30 ms of slack for the first message's slower trip.)
   const t0 = starts[0] as number;
-  for (let i = rate; i < n; i++) {
-    const earliest = (i - rate + 1) * (1000 / rate);
-    assert.ok((starts[i] as number) - t0 >= earliest - 30, `message ${i} started ${(starts[i] as number) - t0} ms in, not before ${earliest}`);
-  }
-  // …and not much slower than the cap allows either.
-  assert.ok((starts[n - 1] as number) - t0 < ((n - rate) * 1000) / rate + 500);
+  const burstEnd = starts[rate - 1] as number;
+  assert.ok(burstEnd - t0 < 500, `the first ${rate} went out as a burst (${burstEnd - t0} ms)`);
+  const spread = (starts[n - 1] as number) - (starts[rate] as number);
+  const expected = (n - 1 - rate) * (1000 / rate);
+  assert.ok(spread >= expected - 100, `the last ${n - rate} were spread over ${spread} ms, the cap allows no less than ${expected}`);
+  assert.ok(spread < expected + 2000, `…and not much more (${spread} ms)`);
   noViolations(peer);
 });
 

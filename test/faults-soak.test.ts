@@ -20,7 +20,7 @@ function prng(seed: number): () => number {
   };
 }
 
-test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered, nothing lost', async (t) => {
+test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered, nothing lost', { timeout: 90_000 }, async (t) => {
   const total = 2000;
   const inFlight = 200;
   const seed = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
