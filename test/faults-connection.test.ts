@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { expectGrpcError, mail, recordingLogger, sendMail, sleep, startRig, testPki, waitForPool } from './helpers.js';
+import { expectGrpcError, mail, recordingLogger, relayEnv, sendMail, sleep, startRig, startService, startSmtp, testPki, waitForPool } from './helpers.js';
 import type { FaultPeer, Stage } from './fault-peer.js';
 
 function noViolations(peer: FaultPeer): void {
@@ -98,10 +98,20 @@ test('drops during STARTTLS and during AUTH: reconnect, never a job on an unauth
         if (c.stage === 'STARTTLS' && c.conn === 2) return { reply: '220 2.0.0 Ready to start TLS', close: true };
         if (c.stage === 'AUTH' && c.conn === 3) return { drop: true, reset: true };
         if (c.stage === 'AUTH' && c.conn === 4) return { stall: true };
+        // n+4: says 220 to STARTTLS, then never answers the TLS handshake.
+        if (c.stage === 'STARTTLS' && c.conn === 5) return { reply: '220 2.0.0 Ready to start TLS', stall: true };
         return undefined;
       },
     },
-    { WORKERS: '1', EMAIL_TLS: 'starttls', EMAIL_CA_FILE: pki.caFile, EMAIL: auth.user, APP_PASSWORD: auth.pass, SMTP_COMMAND_TIMEOUT_MS: '200' },
+    {
+      WORKERS: '1',
+      EMAIL_TLS: 'starttls',
+      EMAIL_CA_FILE: pki.caFile,
+      EMAIL: auth.user,
+      APP_PASSWORD: auth.pass,
+      SMTP_COMMAND_TIMEOUT_MS: '200',
+      SMTP_CONNECT_TIMEOUT_MS: '200',
+    },
   );
   faulty = true;
   peer.dropAll();
@@ -109,7 +119,7 @@ test('drops during STARTTLS and during AUTH: reconnect, never a job on an unauth
   const reqs = [mail('tls-auth-1'), mail('tls-auth-2'), mail('tls-auth-3')];
   const results = await Promise.all(reqs.map((r) => sendMail(svc, r)));
   assert.ok(results.every((r) => r.status === 'SUCCESS'));
-  assert.equal(peer.connections.length, 5);
+  assert.equal(peer.connections.length, 6);
   assert.equal(peer.messages.length, 3);
   for (const m of peer.messages) {
     const conn = peer.connections[m.conn - 1];
@@ -326,4 +336,19 @@ test('TCP resets at every stage of the dialogue crash nothing: each ends in a re
   assert.equal(refused.code, grpc.status.INVALID_ARGUMENT);
   assert.equal((await sendMail(svc, mail('after-rset-reset'))).status, 'SUCCESS');
   noViolations(peer);
+});
+
+test('implicit TLS: the connect deadline ends at the TCP connect, the session outlives it', async (t) => {
+  const pki = testPki();
+  const smtp = await startSmtp({ secure: pki.server });
+  const svc = await startService(
+    relayEnv(smtp.port, { WORKERS: '1', EMAIL_TLS: 'implicit', EMAIL_CA_FILE: pki.caFile, SMTP_CONNECT_TIMEOUT_MS: '50', SMTP_KEEPALIVE_MS: '60000' }),
+  );
+  t.after(async () => {
+    await svc.close();
+    await smtp.close();
+  });
+  await sleep(150);
+  assert.equal((await sendMail(svc, mail('implicit-tls'))).status, 'SUCCESS');
+  assert.equal(smtp.connections.length, 1, 'the one connection lived past the connect deadline');
 });

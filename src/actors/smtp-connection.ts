@@ -298,7 +298,7 @@ export const smtpConnectionMachine = setup({
     },
     reconnecting: {
       entry: [
-        // A job held here never reached the relay: conn.down hands it back.
+        // A job held during a NOOP never reached the relay: conn.down hands it back.
         assign({ session: undefined, job: undefined }),
         ({ context }) =>
           context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),

@@ -178,18 +178,14 @@ export class SmtpSession {
         sock.once('connect', () => {
           clearTimeout(connectTimer);
           sock.setTimeout(0);
-          this.greetingDeadline(options.greetingTimeoutMs);
+          // the greeting's clock starts at the connect
+          this.rearm?.(options.greetingTimeoutMs);
         });
         this.watch(sock);
       });
     } finally {
       clearTimeout(connectTimer);
     }
-  }
-
-  /** Restarts the pending command's deadline: the greeting's clock starts at the TCP connect. */
-  private greetingDeadline(ms: number): void {
-    this.rearm?.(ms);
   }
 
   /** Subscribes to the loss of this session; returns an unsubscribe function. */
