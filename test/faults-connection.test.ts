@@ -261,7 +261,7 @@ test('a relay that answers nothing: greeting, command and DATA timeouts count as
   let started = Date.now();
   assert.equal((await sendMail(svc, mail('command-timeout'))).status, 'SUCCESS');
   let took = Date.now() - started;
-  assert.ok(took >= 100 && took < 400, `MAIL timed out after the command timeout (${took} ms)`);
+  assert.ok(took >= 100 && took < 1000, `MAIL timed out after the command timeout (${took} ms)`);
 
   // DATA: the peer stops reading mid-message; the DATA timeout (not the command timeout) applies.
   fault = 'body';

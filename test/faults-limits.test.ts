@@ -28,21 +28,21 @@ test('rate limit: jobs over SEND_RATE_LIMIT_PER_SECOND wait in the queue and are
   const n = 40;
   const { peer, svc } = await startRig(t, {}, { WORKERS: '4', SEND_RATE_LIMIT_PER_SECOND: String(rate) });
   await waitForPool(svc, 4);
+  const fired = Date.now();
   const results = await Promise.all(Array.from({ length: n }, (_, i) => sendMail(svc, mail(`rate-${i}`))));
   assert.ok(results.every((r) => r.status === 'SUCCESS'), 'none refused');
   assert.equal(peer.messages.length, n);
-  // The bucket holds one second's worth, then gives one token every 50 ms:
-  // the messages after the burst are spaced by the cap. (Compared among
-  // themselves, at the peer, so that event-loop lag on a busy machine shifts
-  // both ends alike.)
-  const starts = peer.commands.filter((c) => c.verb === 'MAIL').map((c) => c.at);
-  const t0 = starts[0] as number;
-  const burstEnd = starts[rate - 1] as number;
-  assert.ok(burstEnd - t0 < 500, `the first ${rate} went out as a burst (${burstEnd - t0} ms)`);
-  const spread = (starts[n - 1] as number) - (starts[rate] as number);
-  const expected = (n - 1 - rate) * (1000 / rate);
-  assert.ok(spread >= expected - 100, `the last ${n - rate} were spread over ${spread} ms, the cap allows no less than ${expected}`);
-  assert.ok(spread < expected + 2000, `…and not much more (${spread} ms)`);
+  // The token bucket's invariant: it holds one second's worth (full at
+  // most), then gains one token every 50 ms, so message i (from 0) cannot
+  // start before (i + 1 - rate) * 50 ms after the calls were made. Lag on a
+  // busy machine only makes messages later, never earlier.
+  const starts = peer.commands.filter((c) => c.verb === 'MAIL').map((c) => c.at - fired);
+  for (let i = rate; i < n; i++) {
+    const earliest = (i + 1 - rate) * (1000 / rate);
+    assert.ok((starts[i] as number) >= earliest - 5, `message ${i} started ${starts[i]} ms in, the cap allows no earlier than ${earliest}`);
+  }
+  // …and the queue does not wait much longer than the cap asks.
+  assert.ok((starts[n - 1] as number) < ((n - rate) * 1000) / rate + 2000, `the last started ${starts[n - 1]} ms in`);
   noViolations(peer);
 });
 
@@ -106,7 +106,7 @@ test('deadlines: a job whose deadline passes during its retry backoff is not ret
 });
 
 test('idempotency: a repeat returns the first result without resending; a concurrent repeat waits for it', async (t) => {
-  const { peer, svc } = await startRig(t, { script: (c) => (c.stage === 'dot' ? { delay: 100 } : undefined) }, { WORKERS: '2', IDEMPOTENCY_WINDOW_SECONDS: '1' });
+  const { peer, svc } = await startRig(t, { script: (c) => (c.stage === 'dot' ? { delay: 300 } : undefined) }, { WORKERS: '2', IDEMPOTENCY_WINDOW_SECONDS: '1' });
   const req = { ...mail('idem'), idempotency_key: 'order-42-confirmation' };
   // Two calls at once: the second waits for the first's outcome.
   const [a, b] = await Promise.all([sendMail(svc, req), sendMail(svc, req)]);
@@ -115,7 +115,7 @@ test('idempotency: a repeat returns the first result without resending; a concur
   // A later repeat inside the window: the first result, at once.
   const started = Date.now();
   const c = await sendMail(svc, req);
-  assert.ok(Date.now() - started < 80, 'answered from memory, no SMTP round trip');
+  assert.ok(Date.now() - started < 250, 'answered from memory, not after another 300 ms DATA');
   assert.equal(c.message_id, a.message_id);
   assert.equal(peer.withSubject(req.subject).length, 1, 'sent once');
 
