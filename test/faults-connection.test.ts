@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { expectGrpcError, mail, recordingLogger, relayEnv, sendMail, sleep, startRig, startService, startSmtp, testPki, waitForPool } from './helpers.js';
 import type { FaultPeer, Stage } from './fault-peer.js';
+import type { LogEntry } from './helpers.js';
 
 function noViolations(peer: FaultPeer): void {
   assert.deepEqual(peer.violations, [], 'the client broke no protocol rule');
@@ -351,4 +352,33 @@ test('implicit TLS: the connect deadline ends at the TCP connect, the session ou
   await sleep(150);
   assert.equal((await sendMail(svc, mail('implicit-tls'))).status, 'SUCCESS');
   assert.equal(smtp.connections.length, 1, 'the one connection lived past the connect deadline');
+});
+
+test('pool health in the log: warn per connection down with the reason, error when none is up, info when fully up again', async (t) => {
+  const { logger, entries } = recordingLogger('debug');
+  let refuse = false;
+  const { peer, svc } = await startRig(
+    t,
+    { script: (c) => (refuse && c.stage === 'connect' ? { reply: '554 5.3.2 not accepting connections', close: true } : undefined) },
+    { WORKERS: '2', SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '40' },
+    { log: logger },
+  );
+  await waitForPool(svc, 2);
+  const at = (level: string, message: string): LogEntry[] => entries.filter((e) => e.level === level && e.message === message);
+  assert.equal(at('info', 'pool up').length, 1, 'fully up once at boot');
+
+  refuse = true;
+  peer.dropAll();
+  await peer.until(() => peer.connections.length >= 6, 2000, 'redials being refused');
+  const down = at('warn', 'SMTP connection down');
+  assert.equal(down.length, 1, 'the first connection down is a warning');
+  assert.equal(down[0]?.reason, 'the SMTP relay closed the connection');
+  const none = at('error', 'pool down: no SMTP connection is up');
+  assert.equal(none.length, 1, 'the last one down is an error, logged once however many dials fail');
+  assert.equal(none[0]?.up, 0);
+
+  refuse = false;
+  await waitForPool(svc, 2);
+  assert.equal(at('info', 'pool up').length, 2, 'fully up again');
+  assert.equal(entries.filter((e) => e.level === 'warn' || e.level === 'error').length, 2, 'nothing else above info');
 });
