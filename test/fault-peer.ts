@@ -479,3 +479,29 @@ class PeerSession {
 function addressIn(arg: string): string {
   return /<([^>]*)>/.exec(arg)?.[1] ?? arg.replace(/^(FROM|TO):/i, '').trim();
 }
+
+/**
+ * A port where TCP connects hang: a listener in a stopped child process with
+ * a backlog of one, filled up, so the kernel drops further SYNs. The only
+ * way to see a connect timeout on loopback.
+ */
+export async function startBlackhole(): Promise<{ port: number; close(): void }> {
+  const { spawn } = await import('node:child_process');
+  const { connect } = await import('node:net');
+  const child = spawn(
+    process.execPath,
+    ['-e', "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })"],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  child.kill('SIGSTOP');
+  const fillers = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => undefined));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  return {
+    port,
+    close() {
+      for (const f of fillers) f.destroy();
+      child.kill('SIGKILL');
+    },
+  };
+}

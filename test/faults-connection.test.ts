@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { expectGrpcError, mail, recordingLogger, relayEnv, sendMail, sleep, startRig, startService, startSmtp, testPki, waitForPool } from './helpers.js';
-import type { FaultPeer, Stage } from './fault-peer.js';
+import { expectGrpcError, faultEnv, mail, recordingLogger, relayEnv, sendMail, sleep, startRig, startService, startSmtp, testPki, waitForPool } from './helpers.js';
+import { startBlackhole, type FaultPeer, type Stage } from './fault-peer.js';
 import type { LogEntry } from './helpers.js';
 
 function noViolations(peer: FaultPeer): void {
@@ -381,4 +381,18 @@ test('pool health in the log: warn per connection down with the reason, error wh
   await waitForPool(svc, 2);
   assert.equal(at('info', 'pool up').length, 2, 'fully up again');
   assert.equal(entries.filter((e) => e.level === 'warn' || e.level === 'error').length, 2, 'nothing else above info');
+});
+
+test('a relay whose TCP connect never completes: the connect timeout fires, the call fails UNAVAILABLE saying so', async (t) => {
+  const hole = await startBlackhole();
+  t.after(() => hole.close());
+  const svc = await startService(
+    faultEnv(hole.port, { WORKERS: '1', SMTP_CONNECT_TIMEOUT_MS: '100', SMTP_GREETING_TIMEOUT_MS: '100', QUEUE_TIMEOUT_MS: '500' }),
+  );
+  t.after(() => svc.close());
+  const started = Date.now();
+  const err = await expectGrpcError(sendMail(svc, mail('blackhole')));
+  assert.equal(err.code, grpc.status.UNAVAILABLE);
+  assert.match(err.details, /no TCP connection to the SMTP relay within 100 ms/);
+  assert.ok(Date.now() - started < 2000);
 });
