@@ -70,7 +70,9 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         queueTimeoutMs: config.queue.queueTimeoutMs,
         retryBaseMs: smtp.backoffBaseMs,
         retryMaxMs: smtp.backoffMaxMs,
-        closeTimeoutMs: smtp.commandTimeoutMs,
+        // QUIT after the drain is a courtesy: it must not stretch the shutdown
+        // by a whole command timeout (30 s by default) past its deadline.
+        closeTimeoutMs: Math.min(smtp.commandTimeoutMs, 2000),
         connection: {
           keepaliveMs: smtp.keepaliveMs,
           maxMessagesPerConnection: smtp.maxMessagesPerConnection,
