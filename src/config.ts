@@ -147,7 +147,11 @@ const DEFAULT_OTP_TEXT = 'Your code is {{code}}. It expires in {{minutes}} minut
 export function loadConfig(env: Env): Config {
   const r = new Reader(env);
   const smtpHost = r.raw('EMAIL_HOST');
-  const smtpPort = r.int('EMAIL_PORT', 465, 1, 65_535);
+  // Port and TLS mode default from each other: 465 is implicit TLS, 587
+  // submission with STARTTLS, 25 plain; whichever is given decides the other.
+  const explicitTls = r.raw('EMAIL_TLS')?.toLowerCase();
+  const portForTls = explicitTls === 'starttls' ? 587 : explicitTls === 'none' ? 25 : 465;
+  const smtpPort = r.int('EMAIL_PORT', portForTls, 1, 65_535);
   const user = r.raw('EMAIL');
   const password = r.raw('APP_PASSWORD');
   if ((user === undefined) !== (password === undefined)) {
