@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError } from './errors.js';
+import type { SessionOptions } from './smtp/session.js';
 import { parseAddressList } from './mail/address.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 
@@ -16,20 +17,10 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly workers: number;
-  readonly smtp: {
+  /** the relay session's own options (see SessionOptions), plus the pool's */
+  readonly smtp: Omit<SessionOptions, 'host'> & {
     /** undefined: run the embedded capture server */
     readonly host: string | undefined;
-    readonly port: number;
-    readonly tls: TlsMode;
-    /** PEM text of the CAs trusted for the relay; undefined: system CAs */
-    readonly ca: string | undefined;
-    readonly user: string | undefined;
-    readonly password: string | undefined;
-    readonly heloName: string;
-    readonly connectTimeoutMs: number;
-    readonly greetingTimeoutMs: number;
-    readonly commandTimeoutMs: number;
-    readonly dataTimeoutMs: number;
     readonly keepaliveMs: number;
     readonly maxMessagesPerConnection: number;
     readonly backoffBaseMs: number;
