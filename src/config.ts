@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError } from './errors.js';
+import type { SessionOptions } from './smtp/session.js';
 import { parseAddressList } from './mail/address.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 
@@ -16,20 +17,10 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly workers: number;
-  readonly smtp: {
+  /** the relay session's own options (see SessionOptions), plus the pool's */
+  readonly smtp: Omit<SessionOptions, 'host'> & {
     /** undefined: run the embedded capture server */
     readonly host: string | undefined;
-    readonly port: number;
-    readonly tls: TlsMode;
-    /** PEM text of the CAs trusted for the relay; undefined: system CAs */
-    readonly ca: string | undefined;
-    readonly user: string | undefined;
-    readonly password: string | undefined;
-    readonly heloName: string;
-    readonly connectTimeoutMs: number;
-    readonly greetingTimeoutMs: number;
-    readonly commandTimeoutMs: number;
-    readonly dataTimeoutMs: number;
     readonly keepaliveMs: number;
     readonly maxMessagesPerConnection: number;
     readonly backoffBaseMs: number;
@@ -147,7 +138,11 @@ const DEFAULT_OTP_TEXT = 'Your code is {{code}}. It expires in {{minutes}} minut
 export function loadConfig(env: Env): Config {
   const r = new Reader(env);
   const smtpHost = r.raw('EMAIL_HOST');
-  const smtpPort = r.int('EMAIL_PORT', 465, 1, 65_535);
+  // Port and TLS mode default from each other: 465 is implicit TLS, 587
+  // submission with STARTTLS, 25 plain; whichever is given decides the other.
+  const explicitTls = r.raw('EMAIL_TLS')?.toLowerCase();
+  const portForTls = explicitTls === 'starttls' ? 587 : explicitTls === 'none' ? 25 : 465;
+  const smtpPort = r.int('EMAIL_PORT', portForTls, 1, 65_535);
   const user = r.raw('EMAIL');
   const password = r.raw('APP_PASSWORD');
   if ((user === undefined) !== (password === undefined)) {

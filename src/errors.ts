@@ -7,6 +7,7 @@ export const ERROR_CATALOGUE = {
   EINVALID: { transient: false, summary: 'invalid request' },
   ECONNECTION: { transient: true, summary: 'connection to the SMTP relay failed or was lost' },
   ETIMEDOUT: { transient: true, summary: 'the SMTP relay did not answer in time' },
+  ESTALE: { transient: true, summary: 'the pooled connection was gone before the relay saw any of the message' },
   ETLS: { transient: true, summary: 'TLS with the SMTP relay failed' },
   EAUTH: { transient: true, summary: 'the SMTP relay refused our credentials' },
   ESMTP_TRANSIENT: { transient: true, summary: 'the SMTP relay answered with a temporary failure (4xx)' },

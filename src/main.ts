@@ -11,31 +11,31 @@ function environment(): Record<string, string | undefined> {
   return { ...fromFile, ...process.env };
 }
 
-// Handlers go in before boot: boot takes up to connect + greeting timeout, and
-// a SIGTERM with no listener kills the process outright. A signal that comes
-// during boot is acted on as soon as boot is done.
 let service: Service | undefined;
-let signalled: NodeJS.Signals | undefined;
+let signalled = false;
+
+// Installed before boot: a signal while the pool dials (which can take the
+// connect and greeting timeouts) ends the process at once, nothing was taken yet.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
-    if (signalled !== undefined) {
-      service?.log.warn('second signal: exiting without waiting for the drain', { signal });
+    if (service === undefined) {
+      process.stderr.write(`mailroom: ${signal} during boot, exiting\n`);
+      process.exit(0);
+    }
+    if (signalled) {
+      service.log.warn('second signal: exiting without waiting for the drain', { signal });
       process.exit(1);
     }
-    signalled = signal;
-    if (service !== undefined) stop(service, signal);
+    signalled = true;
+    service.log.info('signal received', { signal });
+    service.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        service?.log.error('shutdown failed', { reason: (err as Error).message });
+        process.exit(1);
+      },
+    );
   });
-}
-
-function stop(svc: Service, signal: NodeJS.Signals): void {
-  svc.log.info('signal received', { signal });
-  svc.shutdown().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      svc.log.error('shutdown failed', { reason: (err as Error).message });
-      process.exit(1);
-    },
-  );
 }
 
 try {
@@ -47,4 +47,3 @@ try {
   }
   throw err;
 }
-if (signalled !== undefined) stop(service, signalled);

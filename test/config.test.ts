@@ -46,6 +46,13 @@ test('EMAIL_TLS defaults to implicit on port 465 and to starttls on any other po
   assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '2465', EMAIL_TLS: 'implicit' }).smtp.tls, 'implicit');
 });
 
+test('EMAIL_PORT defaults from EMAIL_TLS: 587 for starttls, 25 for none, 465 otherwise', () => {
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls' }).smtp.port, 587);
+  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_TLS: 'none' }).smtp.port, 25);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'implicit' }).smtp.port, 465);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls', EMAIL_PORT: '2525' }).smtp.port, 2525);
+});
+
 test('EMAIL_FROM defaults to EMAIL; EMAIL and APP_PASSWORD come as a pair', () => {
   const c = loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL: 'robot@example.com', APP_PASSWORD: 'pw' });
   assert.equal(c.mail.from, 'robot@example.com');

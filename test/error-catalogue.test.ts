@@ -24,7 +24,7 @@ test('every code has exactly one gRPC status, never OK or UNKNOWN', () => {
 
 test('transient means "may work on another connection or later": always UNAVAILABLE', () => {
   const transient = CODES.filter((c) => ERROR_CATALOGUE[c].transient).sort();
-  assert.deepEqual(transient, ['EAUTH', 'ECONNECTION', 'ESMTP_TRANSIENT', 'ETIMEDOUT', 'ETLS']);
+  assert.deepEqual(transient, ['EAUTH', 'ECONNECTION', 'ESMTP_TRANSIENT', 'ESTALE', 'ETIMEDOUT', 'ETLS']);
   for (const code of transient) assert.equal(STATUS_BY_CODE[code], grpc.status.UNAVAILABLE, code);
   for (const code of CODES) assert.equal(new MailroomError(code, 'x').transient, ERROR_CATALOGUE[code].transient, code);
 });

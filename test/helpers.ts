@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { boot, type Service } from '../src/boot.js';
 import { createLogger, type Logger } from '../src/log.js';
+import type { LogLevel } from '../src/config.js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import type { MailServiceClient } from '../src/generated/mail/MailService.js';
 import type { OtpServiceClient } from '../src/generated/mail/OtpService.js';
@@ -18,6 +19,7 @@ import type { SendEmailRequest } from '../src/generated/mail/SendEmailRequest.js
 import type { SendEmailResponse__Output } from '../src/generated/mail/SendEmailResponse.js';
 import type { SendCodeResponse__Output } from '../src/generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse__Output } from '../src/generated/mail/ValidateCodeResponse.js';
+import { FaultPeer, type FaultPeerOptions } from './fault-peer.js';
 
 export { once };
 
@@ -77,6 +79,8 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
   const server = new SMTPServer({
     logger: false,
     secure: options.secure !== undefined,
+    // A reverse DNS lookup per connection only delays the greeting on loopback.
+    disableReverseLookup: true,
     ...(tls !== undefined ? { key: tls.key, cert: tls.cert } : {}),
     hideSTARTTLS: options.starttls === undefined,
     authOptional: options.auth === undefined,
@@ -154,8 +158,47 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** Boots the real service in this process on a port the OS picks; `log` replaces the silenced test logger. */
-export async function startService(env: Record<string, string>, options: { log?: Logger } = {}): Promise<RunningService> {
+/** One log line as the service wrote it (JSON format). */
+export interface LogEntry {
+  readonly level: string;
+  readonly message: string;
+  readonly [key: string]: unknown;
+}
+
+export interface LogRecording {
+  /** the service's own JSON logger (redaction included), writing to memory */
+  readonly logger: Logger;
+  /** every line as written */
+  readonly lines: string[];
+  /** the same lines parsed */
+  readonly entries: LogEntry[];
+}
+
+/** A logger like the service's own whose output at `level` or above stays in memory for assertions. */
+export function recordingLogger(level: LogLevel = 'debug'): LogRecording {
+  const lines: string[] = [];
+  const entries: LogEntry[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      for (const line of String(chunk).split('\n')) {
+        if (line.trim() === '') continue;
+        lines.push(line);
+        entries.push(JSON.parse(line) as LogEntry);
+        if (process.env.TEST_LOGS === '1') process.stderr.write(`${line}\n`);
+      }
+      done();
+    },
+  });
+  return { logger: createLogger({ level, format: 'json', stream }), lines, entries };
+}
+
+export interface ServiceOptions {
+  /** the service's logger; default: silent unless TEST_LOGS=1 */
+  readonly log?: Logger;
+}
+
+/** Boots the real service in this process on a port the OS picks. */
+export async function startService(env: Record<string, string>, options: ServiceOptions = {}): Promise<RunningService> {
   const service = await boot(
     { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', ...env },
     { log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
@@ -240,31 +283,6 @@ export function testPki(): TestPki {
   return pki;
 }
 
-export interface LogCapture {
-  /** the real JSON logger (redaction included), at debug */
-  readonly log: Logger;
-  /** every line written so far, as written */
-  readonly lines: string[];
-  /** the lines parsed */
-  entries(): Record<string, unknown>[];
-}
-
-/** A logger like the service's own whose output stays in memory for assertions. */
-export function captureLogs(): LogCapture {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer | string, _encoding, done) {
-      lines.push(...String(chunk).split('\n').filter((l) => l !== ''));
-      done();
-    },
-  });
-  return {
-    log: createLogger({ level: 'debug', format: 'json', stream }),
-    lines,
-    entries: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
-
 /** The code in the last mail `smtp` accepted for `address`, read from its text part. */
 export async function codeFromMail(smtp: SmtpPeer, address: string, length = 6): Promise<string> {
   const { simpleParser } = await import('mailparser');
@@ -280,4 +298,80 @@ export async function codeFromMail(smtp: SmtpPeer, address: string, length = 6):
 export function metadataValue(err: grpc.ServiceError, key: string): string | undefined {
   const value = err.metadata?.get(key)[0];
   return value === undefined ? undefined : String(value);
+}
+
+/**
+ * Env for fault tests: every timeout, backoff and keepalive short enough that a
+ * fault costs tens of milliseconds, so a suite of them runs in seconds.
+ */
+export function faultEnv(port: number, extra: Record<string, string> = {}): Record<string, string> {
+  return relayEnv(port, {
+    WORKERS: '2',
+    SMTP_CONNECT_TIMEOUT_MS: '500',
+    SMTP_GREETING_TIMEOUT_MS: '500',
+    SMTP_COMMAND_TIMEOUT_MS: '500',
+    SMTP_DATA_TIMEOUT_MS: '1000',
+    SMTP_KEEPALIVE_MS: '60000',
+    SMTP_BACKOFF_BASE_MS: '10',
+    SMTP_BACKOFF_MAX_MS: '80',
+    QUEUE_TIMEOUT_MS: '5000',
+    ...extra,
+  });
+}
+
+/** Resolves once at least `up` connections of the pool are authenticated. */
+export function waitForPool(svc: RunningService, up: number, timeoutMs = 5000): Promise<void> {
+  const { supervisor } = svc.service;
+  if (supervisor.getSnapshot().context.up.size >= up) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`the pool did not reach ${up} connections within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const sub = supervisor.on('pool.health', (e) => {
+      if (e.up < up) return;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      resolve();
+    });
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface Rig {
+  readonly peer: FaultPeer;
+  readonly svc: RunningService;
+}
+
+/**
+ * A fault peer and a service that sends through it, both closed when the test
+ * ends (service first, so that its QUITs reach the peer).
+ */
+export async function startRig(
+  t: { after: (fn: () => Promise<void>) => void },
+  peerOptions: FaultPeerOptions = {},
+  env: Record<string, string> = {},
+  serviceOptions: ServiceOptions = {},
+): Promise<Rig> {
+  const peer = await FaultPeer.start(peerOptions);
+  let svc: RunningService;
+  try {
+    svc = await startService(faultEnv(peer.port, env), serviceOptions);
+  } catch (err) {
+    await peer.close();
+    throw err;
+  }
+  t.after(async () => {
+    await svc.close();
+    await peer.close();
+  });
+  return { peer, svc };
+}
+
+let serial = 0;
+/** A small valid request with a unique subject, to find it at the peer. */
+export function mail(label = 'm'): SendEmailRequest & { subject: string } {
+  serial += 1;
+  return { to: 'rcpt@example.com', subject: `${label}-${process.pid}-${serial}`, body: `body of ${label} ${serial}` };
 }

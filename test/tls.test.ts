@@ -9,8 +9,8 @@ import {
   sendMail,
   expectGrpcError,
   testPki,
-  captureLogs,
-  type LogCapture,
+  recordingLogger,
+  type LogRecording,
   type SmtpPeer,
   type RunningService,
   type SmtpPeerOptions,
@@ -30,10 +30,10 @@ async function relay(options: SmtpPeerOptions): Promise<SmtpPeer> {
   return smtp;
 }
 
-async function service(env: Record<string, string>, logs?: LogCapture): Promise<RunningService> {
+async function service(env: Record<string, string>, logs?: LogRecording): Promise<RunningService> {
   const svc = await startService(
     { EMAIL_HOST: '127.0.0.1', EMAIL: AUTH.user, APP_PASSWORD: AUTH.pass, WORKERS: '1', ...env },
-    logs === undefined ? {} : { log: logs.log },
+    logs === undefined ? {} : { log: logs.logger },
   );
   open.push(svc);
   return svc;
@@ -42,7 +42,7 @@ async function service(env: Record<string, string>, logs?: LogCapture): Promise<
 /** A relay that cannot be trusted never comes up: keep every wait short. */
 const FAST_FAIL = {
   SMTP_CONNECT_TIMEOUT_MS: '100',
-  SMTP_GREETING_TIMEOUT_MS: '100',
+  SMTP_GREETING_TIMEOUT_MS: '1000', // smtp-server holds its TLS greeting ~100 ms
   SMTP_BACKOFF_BASE_MS: '20',
   SMTP_BACKOFF_MAX_MS: '100',
   QUEUE_TIMEOUT_MS: '300',
@@ -78,14 +78,14 @@ test('STARTTLS with AUTH: the session is secured before AUTH is sent', async () 
 });
 
 /** The call fails UNAVAILABLE, the relay got neither mail nor credentials, and the log says why. */
-async function assertRefused(smtp: SmtpPeer, svc: RunningService, logs: LogCapture): Promise<void> {
+async function assertRefused(smtp: SmtpPeer, svc: RunningService, logs: LogRecording): Promise<void> {
   const err = await expectGrpcError(sendMail(svc, { to: 'ann@example.com', subject: 'must not go', body: 'b' }));
   assert.equal(err.code, grpc.status.UNAVAILABLE, err.details);
   assert.ok(smtp.dials > 0, 'the service did dial the relay');
   assert.equal(smtp.messages.length, 0, 'no message reached the relay');
   assert.equal(smtp.authAttempts.length, 0, 'the credentials never reached the relay');
   assert.ok(
-    logs.entries().some((e) => e.code === 'ETLS' && e.level === 'warn'),
+    logs.entries.some((e) => e.code === 'ETLS' && e.level === 'warn'),
     'the refusal is logged as a TLS failure, above debug',
   );
 }
@@ -93,7 +93,7 @@ async function assertRefused(smtp: SmtpPeer, svc: RunningService, logs: LogCaptu
 test('implicit TLS: a certificate no trusted CA signed is refused', async () => {
   const pki = testPki();
   const smtp = await relay({ secure: pki.untrusted, auth: AUTH });
-  const logs = captureLogs();
+  const logs = recordingLogger();
   const svc = await service({ ...FAST_FAIL, EMAIL_PORT: String(smtp.port), EMAIL_TLS: 'implicit', EMAIL_CA_FILE: pki.caFile }, logs);
   await assertRefused(smtp, svc, logs);
 });
@@ -101,7 +101,7 @@ test('implicit TLS: a certificate no trusted CA signed is refused', async () => 
 test('implicit TLS: the right certificate is refused without EMAIL_CA_FILE (system CAs only)', async () => {
   const pki = testPki();
   const smtp = await relay({ secure: pki.server, auth: AUTH });
-  const logs = captureLogs();
+  const logs = recordingLogger();
   const svc = await service({ ...FAST_FAIL, EMAIL_PORT: String(smtp.port), EMAIL_TLS: 'implicit' }, logs);
   await assertRefused(smtp, svc, logs);
 });
@@ -109,14 +109,14 @@ test('implicit TLS: the right certificate is refused without EMAIL_CA_FILE (syst
 test('STARTTLS: an untrusted certificate is refused before AUTH', async () => {
   const pki = testPki();
   const smtp = await relay({ starttls: pki.untrusted, auth: AUTH, extra: { allowInsecureAuth: true } });
-  const logs = captureLogs();
+  const logs = recordingLogger();
   const svc = await service({ ...FAST_FAIL, EMAIL_PORT: String(smtp.port), EMAIL_TLS: 'starttls', EMAIL_CA_FILE: pki.caFile }, logs);
   await assertRefused(smtp, svc, logs);
 });
 
 test('STARTTLS: a relay that does not offer STARTTLS gets no plaintext AUTH and no mail', async () => {
   const smtp = await relay({ auth: AUTH, extra: { allowInsecureAuth: true } });
-  const logs = captureLogs();
+  const logs = recordingLogger();
   const svc = await service({ ...FAST_FAIL, EMAIL_PORT: String(smtp.port), EMAIL_TLS: 'starttls' }, logs);
   await assertRefused(smtp, svc, logs);
 });

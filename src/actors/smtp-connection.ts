@@ -8,6 +8,7 @@ import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
 import { SmtpSession, type SessionOptions } from '../smtp/session.js';
+import { closesSession } from '../smtp/reply.js';
 import { backoffDelay } from './backoff.js';
 
 export interface ConnectionOptions {
@@ -61,9 +62,13 @@ function current(context: ConnectionContext): SmtpSession {
   return context.session;
 }
 
-/** A reply (4xx/5xx) leaves the session usable after RSET; anything else means the socket is gone. */
+/**
+ * A refusal (4xx/5xx) leaves the session usable after RSET; a 421 (the relay
+ * is closing the channel), a timeout or a lost socket means it is gone.
+ */
 function isReplyError(error: MailroomError): boolean {
-  return error.smtp !== undefined && (error.code === 'ESMTP_TRANSIENT' || error.code === 'ESMTP_PERMANENT' || error.code === 'ERECIPIENT');
+  if (error.smtp === undefined || closesSession(error.smtp)) return false;
+  return error.code === 'ESMTP_TRANSIENT' || error.code === 'ESMTP_PERMANENT' || error.code === 'ERECIPIENT';
 }
 
 export const smtpConnectionMachine = setup({
@@ -78,6 +83,9 @@ export const smtpConnectionMachine = setup({
       input.session.deliver(input.job.message.envelope, input.job.message.raw),
     ),
     noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
+    // One turn of the event loop, so that a close the relay sent right behind
+    // its reply is seen before the connection calls itself idle.
+    settle: fromPromise<void, void>(() => new Promise((resolve) => setImmediate(resolve))),
     reset: fromPromise<void, SmtpSession>(({ input }) => input.reset()),
     quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
     // Holds the session while connected: reports its loss, and destroys it
@@ -102,6 +110,7 @@ export const smtpConnectionMachine = setup({
   guards: {
     spent: ({ context }) => context.sent >= context.options.maxMessagesPerConnection,
     shutdownRequested: ({ context }) => context.shutdownRequested,
+    holdsJob: ({ context }) => context.job !== undefined,
   },
   actions: {
     // A job that reaches a connection which is not idle goes back to the queue head.
@@ -111,6 +120,8 @@ export const smtpConnectionMachine = setup({
       job: params.job,
     })),
     countSent: assign({ sent: ({ context }) => context.sent + 1 }),
+    // Once reported, the job belongs to the supervisor again.
+    releaseJob: assign({ job: undefined }),
     reportDelivered: sendParent(({ context }, params: { reply: SmtpReply }): ConnectionReport => ({
       type: 'conn.delivered',
       cid: context.cid,
@@ -194,13 +205,23 @@ export const smtpConnectionMachine = setup({
           invoke: {
             src: 'noop',
             input: ({ context }) => current(context),
-            onDone: 'authenticated',
+            // A job that came during the NOOP was held for this moment.
+            onDone: [{ guard: 'holdsJob', target: 'sending' }, { target: 'authenticated' }],
             onError: {
               target: '#smtpConnection.reconnecting',
               actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
             },
           },
-          on: { SHUTDOWN: { actions: 'requestShutdown' } },
+          on: {
+            // The supervisor still counted this connection idle when it sent the
+            // job; holding it beats bouncing it. If the NOOP fails, conn.down
+            // hands it back.
+            JOB: [
+              { guard: 'holdsJob', actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
+              { actions: assign({ job: ({ event }) => event.job }) },
+            ],
+            SHUTDOWN: { actions: 'requestShutdown' },
+          },
         },
         sending: {
           invoke: {
@@ -208,18 +229,19 @@ export const smtpConnectionMachine = setup({
             input: ({ context }) => ({ session: current(context), job: context.job as MailJob }),
             onDone: {
               target: 'delivered',
-              actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.output }) }],
+              actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.output }) }, 'releaseJob'],
             },
             onError: [
               {
                 guard: ({ event }) => isReplyError(toMailroomError(event.error)),
                 target: 'resetting',
-                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) }],
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) }, 'releaseJob'],
               },
               {
                 target: '#smtpConnection.reconnecting',
                 actions: [
                   { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) },
+                  'releaseJob',
                   assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
                 ],
               },
@@ -231,7 +253,11 @@ export const smtpConnectionMachine = setup({
           },
         },
         delivered: {
-          always: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }],
+          // Relays that close after each message (or after N) send the close
+          // right behind the 250: taking the next job first would fail it for
+          // nothing. LOST meanwhile leads to reconnecting from `session`.
+          invoke: { src: 'settle', onDone: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }] },
+          on: { SHUTDOWN: { actions: 'requestShutdown' } },
         },
         resetting: {
           invoke: {
@@ -272,11 +298,14 @@ export const smtpConnectionMachine = setup({
     },
     reconnecting: {
       entry: [
-        assign({ session: undefined }),
+        // A job held during a NOOP never reached the relay: conn.down hands it back.
+        assign({ session: undefined, job: undefined }),
         ({ context }) =>
           context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
         'reportDown',
       ],
+      // Lost while finishing its last job after SHUTDOWN: no point dialling again.
+      always: { guard: 'shutdownRequested', target: 'closed' },
       after: { backoff: 'connecting' },
       on: { SHUTDOWN: 'closed' },
     },

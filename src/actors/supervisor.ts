@@ -51,7 +51,16 @@ export type SupervisorEvent =
   | { type: 'sweep' }
   | { type: 'shutdown'; timeoutMs: number }
   | { type: 'shutdown.deadline' }
-  | { type: 'close.deadline' };
+  | { type: 'close.deadline' }
+  /** a connection actor crashed (a bug, not a relay fault): start a new one */
+  | { type: 'conn.respawn'; cid: string };
+
+/** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */
+interface ChildError {
+  readonly type: string;
+  readonly error: unknown;
+}
+const CHILD_ERROR = 'xstate.error.actor.';
 
 export type SupervisorEmitted = { type: 'pool.health'; up: number; workers: number };
 
@@ -70,10 +79,16 @@ interface SupervisorContext {
   /** jobs waiting out a retry backoff: in neither queue nor inflight */
   readonly retrying: Set<MailJob>;
   readonly bucket: TokenBucket | undefined;
+  /** why a connection last went down: the reason given to jobs that time out in the queue */
+  lastDownError: MailroomError | undefined;
   tickScheduled: boolean;
   shutdownTimeoutMs: number;
-  /** the error last logged while no connection is up: logged again only when it changes */
+  /** until a first connection authenticates: the failure last logged, logged again only when it changes */
   unreachableCode: ErrorCode | undefined;
+  /** whether any connection ever came up; after that, health changes speak for the pool */
+  reachedOnce: boolean;
+  /** per connection: crashes so far, for the respawn backoff and the actor id */
+  readonly crashes: Map<string, number>;
 }
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
@@ -120,11 +135,23 @@ function dispatch(context: SupervisorContext, enqueue: Enqueue): void {
   }
 }
 
-function healthChanged(context: SupervisorContext, enqueue: Enqueue, lastError?: MailroomError): void {
+/**
+ * Pool health in the log, once per change and no more: info when the pool is
+ * fully up, warn when a connection goes down (with the reason), error when
+ * none is left. Recycling is routine and never passes through here.
+ */
+function healthChanged(context: SupervisorContext, enqueue: Enqueue, down?: { cid: string; error: MailroomError }): void {
   const up = context.up.size;
   const workers = context.options.workers;
-  if (up === 0) context.log.warn('pool down: no SMTP connection is up', { up, workers, code: lastError?.code, reason: lastError?.message });
-  else context.log.info('pool health', { up, workers });
+  if (down !== undefined) {
+    const fields = { cid: down.cid, up, workers, code: down.error.code, reason: down.error.message };
+    if (up === 0) context.log.error('pool down: no SMTP connection is up', fields);
+    else context.log.warn('SMTP connection down', fields);
+  } else if (up === workers) {
+    context.log.info('pool up', { up, workers });
+  } else {
+    context.log.debug('SMTP connection up', { up, workers });
+  }
   enqueue.emit({ type: 'pool.health', up, workers });
 }
 
@@ -132,9 +159,13 @@ function healthChanged(context: SupervisorContext, enqueue: Enqueue, lastError?:
 function sweepQueue(context: SupervisorContext): void {
   const now = Date.now();
   const { queueTimeoutMs } = context.options;
+  const down = context.up.size === 0 ? context.lastDownError : undefined;
   for (const job of context.queue.removeWhere((j) => j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs)) {
     if (now >= job.deadline) fail(job, 'EDEADLINE', 'deadline passed while queued');
-    else fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms`);
+    else {
+      const why = down === undefined ? '' : `: ${down.message}`;
+      fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms${why}`, down);
+    }
   }
 }
 
@@ -156,39 +187,67 @@ function onReady(context: SupervisorContext, event: Report<'conn.ready'>, enqueu
   if (!context.idle.includes(event.cid)) context.idle.push(event.cid);
   if (!context.up.has(event.cid)) {
     context.up.add(event.cid);
+    context.reachedOnce = true;
     healthChanged(context, enqueue);
   }
   dispatch(context, enqueue);
 }
 
+/** Takes back the job a connection holds, if it is still the one it was given. */
+function takeBack(context: SupervisorContext, cid: string, job?: MailJob): MailJob | undefined {
+  const held = context.inflight.get(cid);
+  if (held === undefined || (job !== undefined && held !== job)) return undefined;
+  context.inflight.delete(cid);
+  return held;
+}
+
 function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue: Enqueue): void {
   const i = context.idle.indexOf(event.cid);
   if (i >= 0) context.idle.splice(i, 1);
-  const job = context.inflight.get(event.cid);
+  context.lastDownError = event.error;
+  // A connection reports a job it started (conn.failed) before it goes down,
+  // so a job still held here never reached the relay: back to the queue head.
+  // If the connection also bounces it later, that bounce finds nothing to take.
+  const job = takeBack(context, event.cid);
   if (job !== undefined) {
-    context.inflight.delete(event.cid);
+    job.attempts -= 1;
     context.queue.unshift(job);
   }
-  if (context.up.delete(event.cid)) healthChanged(context, enqueue, event.error);
-  else if (context.up.size === 0 && event.error.code !== context.unreachableCode) {
+  if (context.up.delete(event.cid)) healthChanged(context, enqueue, { cid: event.cid, error: event.error });
+  else if (!context.reachedOnce && event.error.code !== context.unreachableCode) {
     // A relay that was never reached (refused certificate or credentials,
     // wrong host) would otherwise show its reason only in debug lines.
     context.log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
   }
-  context.unreachableCode = context.up.size === 0 ? event.error.code : undefined;
+  if (!context.reachedOnce) context.unreachableCode = event.error.code;
+  dispatch(context, enqueue);
 }
 
 function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
-  context.inflight.delete(event.cid);
+  takeBack(context, event.cid, event.job);
+  // A 250 is the truth even for a job the shutdown deadline already failed.
   event.job.resolve({ messageId: event.job.message.messageId, reply: event.reply, attempts: event.job.attempts });
   context.log.debug('delivered', { jobId: event.job.id, cid: event.cid, attempts: event.job.attempts });
 }
 
 function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqueue: Enqueue): void {
   const { job, error, cid } = event;
-  context.inflight.delete(cid);
+  if (takeBack(context, cid, job) === undefined) {
+    context.log.debug('late failure report ignored', { jobId: job.id, cid, code: error.code });
+    return;
+  }
   job.lastCid = cid;
   const { maxAttempts, retryBaseMs, retryMaxMs } = context.options;
+  if (error.code === 'ESTALE' && job.staleRequeues < maxAttempts && !job.settled()) {
+    // Not an attempt: the relay saw nothing. Straight back to the queue head;
+    // the connection that went stale backs off on its own.
+    job.staleRequeues += 1;
+    job.attempts -= 1;
+    context.log.debug('requeued from a stale connection', { jobId: job.id, cid, requeues: job.staleRequeues });
+    context.queue.unshift(job);
+    dispatch(context, enqueue);
+    return;
+  }
   if (error.transient && job.attempts < maxAttempts && !job.settled()) {
     const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
     context.log.info('retrying', { jobId: job.id, cid, attempt: job.attempts, code: error.code, delayMs: delay });
@@ -201,10 +260,40 @@ function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqu
 }
 
 function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, enqueue: Enqueue): void {
-  context.inflight.delete(event.cid);
+  // conn.down may have taken it back already; requeueing it twice would send it twice.
+  if (takeBack(context, event.cid, event.job) === undefined) return;
   event.job.attempts -= 1; // it never reached the relay
   context.queue.unshift(event.job);
   dispatch(context, enqueue);
+}
+
+/**
+ * A connection actor that throws is a bug, but it must not take the pool
+ * down (an unhandled child error would put the supervisor itself in error):
+ * treat it as a connection gone down, and start a new actor after a backoff.
+ */
+function onChildError(context: SupervisorContext, event: ChildError, enqueue: Enqueue, stopping: boolean): void {
+  const actorId = event.type.slice(CHILD_ERROR.length);
+  const cid = actorId.split('~')[0] ?? actorId;
+  const reason = event.error instanceof Error ? event.error.message : String(event.error);
+  if (!context.connections.has(cid)) {
+    context.log.error('supervisor helper actor failed', { actor: actorId, reason });
+    return;
+  }
+  const crashes = (context.crashes.get(cid) ?? 0) + 1;
+  context.crashes.set(cid, crashes);
+  context.log.error('SMTP connection actor crashed', { cid, crashes, reason });
+  onDown(context, { type: 'conn.down', cid, error: new MailroomError('EINTERNAL', `connection actor crashed: ${reason}`, { cause: event.error }) }, enqueue);
+  if (stopping) {
+    context.closed.add(cid);
+    return;
+  }
+  const { backoffBaseMs, backoffMaxMs } = context.options.connection;
+  enqueue.raise({ type: 'conn.respawn', cid }, { delay: backoffDelay(crashes, backoffBaseMs, backoffMaxMs) });
+}
+
+function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string): { cid: string; options: ConnectionOptions; log: Logger } {
+  return { cid, options: context.options.connection, log: context.log.child({ cid }) };
 }
 
 function onRetry(context: SupervisorContext, event: Report<'job.retry'>, enqueue: Enqueue): void {
@@ -253,7 +342,7 @@ export const supervisorMachine = setup({
     const connections = new Map<string, SmtpConnectionActor>();
     for (let i = 1; i <= options.workers; i++) {
       const cid = `c${i}`;
-      connections.set(cid, spawn('connection', { id: cid, input: { cid, options: options.connection, log: log.child({ cid }) } }));
+      connections.set(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }));
     }
     return {
       options,
@@ -267,9 +356,12 @@ export const supervisorMachine = setup({
       inflight: new Map(),
       retrying: new Set(),
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
+      lastDownError: undefined,
       tickScheduled: false,
       shutdownTimeoutMs: 0,
       unreachableCode: undefined,
+      reachedOnce: false,
+      crashes: new Map(),
     };
   },
   invoke: [
@@ -293,6 +385,19 @@ export const supervisorMachine = setup({
       }),
     },
     sweep: { actions: ({ context }) => sweepQueue(context) },
+    'xstate.error.actor.*': {
+      actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, false)),
+    },
+    'conn.respawn': {
+      actions: enqueueActions(({ context, event, enqueue }) => {
+        const { cid } = event;
+        enqueue.assign(({ spawn }) => {
+          const id = `${cid}~${context.crashes.get(cid) ?? 0}`;
+          context.connections.set(cid, spawn('connection', { id, input: connectionInput(context, cid) }));
+          return {};
+        });
+      }),
+    },
     'conn.closed': {
       actions: ({ context, event }) => {
         context.closed.add(event.cid);
@@ -350,6 +455,11 @@ export const supervisorMachine = setup({
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
         'job.submitted': { actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down') },
+        // A crash now counts as closed; nothing is respawned.
+        'xstate.error.actor.*': {
+          actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, true)),
+        },
+        'conn.respawn': { actions: ({ context, event }) => context.closed.add(event.cid) },
         'close.deadline': {
           target: 'stopped',
           actions: enqueueActions(({ context, enqueue }) => {

@@ -20,6 +20,8 @@ export async function startCaptureServer(dir: string, maxBytes: number, log: Log
   const server = new SMTPServer({
     secure: false,
     authOptional: true,
+    // A reverse DNS lookup per connection only delays the greeting on loopback.
+    disableReverseLookup: true,
     disabledCommands: ['STARTTLS'],
     size: maxBytes * 2,
     banner: 'mailroom capture',

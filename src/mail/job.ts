@@ -19,6 +19,8 @@ export interface MailJob {
   /** epoch ms when the job entered the queue */
   readonly enqueuedAt: number;
   attempts: number;
+  /** times it was handed back for free because its connection had gone stale (bounded) */
+  staleRequeues: number;
   /** connection of the last failed attempt, avoided on retry when another is idle */
   lastCid: string | undefined;
   readonly settled: () => boolean;
@@ -40,6 +42,7 @@ export function createJob(message: OutgoingMessage, deadline: number): { job: Ma
     deadline,
     enqueuedAt: Date.now(),
     attempts: 0,
+    staleRequeues: 0,
     lastCid: undefined,
     settled: () => settled,
     resolve: (r) => {

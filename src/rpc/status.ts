@@ -9,6 +9,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   EINVALID: grpc.status.INVALID_ARGUMENT,
   ECONNECTION: grpc.status.UNAVAILABLE,
   ETIMEDOUT: grpc.status.UNAVAILABLE,
+  ESTALE: grpc.status.UNAVAILABLE,
   ETLS: grpc.status.UNAVAILABLE,
   EAUTH: grpc.status.UNAVAILABLE,
   ESMTP_TRANSIENT: grpc.status.UNAVAILABLE,

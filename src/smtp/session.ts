@@ -3,10 +3,10 @@
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
-import { SMTPConnection, SMTPResponseMonitor } from 'emailjs';
+import { SMTPConnection, SMTPError, SMTPErrorStates, SMTPResponseMonitor } from 'emailjs';
 import type { TlsMode } from '../config.js';
 import { MailroomError, type SmtpReply } from '../errors.js';
-import { parseSmtpReply, replyError } from './reply.js';
+import { parseSmtpReply, replyError, type SmtpStage } from './reply.js';
 import { ReplyReader, envelopeGroup } from './pipeline.js';
 
 export interface SessionOptions {
@@ -28,7 +28,7 @@ export interface Envelope {
   readonly to: readonly string[];
 }
 
-type Stage = 'connect' | 'greeting' | 'ehlo' | 'starttls' | 'auth' | 'noop' | 'rset' | 'mail' | 'rcpt' | 'data' | 'quit';
+type Stage = SmtpStage;
 type Callback = (err: Error | null | undefined, data?: unknown) => void;
 
 /** emailjs's errors carry the reply in `smtp`, sometimes on the wrapped `previous` error. */
@@ -44,6 +44,29 @@ const TLS_ERROR = /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO|HOSTNAME|ssl|hands
 class PooledConnection extends SMTPConnection {
   socket(): Socket | TLSSocket | null {
     return this.sock;
+  }
+
+  // TRAP: emailjs's command() quietly resends a command whose 450/451 reply
+  // mentions "greylist", on the same connection 300 ms later. Retrying is the
+  // supervisor's call (another connection, backoff, an attempt counted), so
+  // every reply goes back to the caller as it came. Every emailjs command
+  // (ehlo, login, mail, rcpt, data, quit) runs through this override.
+  override command(cmd: string, callback: (err: Error | null | undefined, data?: unknown, message?: string) => void, codes: number[] | number = [250]): void {
+    const accepted = Array.isArray(codes) ? codes : [codes];
+    this.send(cmd + '\r\n', (err, data) => {
+      if (err) {
+        callback(err);
+        return;
+      }
+      const reply = data as { code?: string; data?: string; message?: string } | undefined;
+      if (accepted.includes(Number(reply?.code))) {
+        // the message text is CRAM-MD5's challenge
+        callback(null, reply?.data, reply?.message);
+        return;
+      }
+      const suffix = reply?.message ? `: ${reply.message}` : '';
+      callback(SMTPError.create(`bad response on command '${cmd.split(' ')[0] ?? ''}'${suffix}`, SMTPErrorStates.BADRESPONSE, null, reply?.data));
+    });
   }
 
   // TRAP: emailjs's starttls() wraps the socket in `new TLSSocket` without
@@ -93,7 +116,11 @@ class PooledConnection extends SMTPConnection {
 
 export class SmtpSession {
   private lost: MailroomError | undefined;
+  /** every socket this session watched: plain, then TLS over it */
+  private readonly sockets: (Socket | TLSSocket)[] = [];
   private abortPending: ((err: MailroomError) => void) | undefined;
+  /** restarts the pending command's deadline */
+  private rearm: ((ms: number) => void) | undefined;
   private readonly lostListeners = new Set<(err: MailroomError) => void>();
 
   private constructor(
@@ -148,19 +175,34 @@ export class SmtpSession {
 
   private async open(): Promise<void> {
     const { conn, options } = this;
-    await this.command('greeting', options.connectTimeoutMs + options.greetingTimeoutMs, (cb) => {
-      conn.connect(cb);
-      const sock = conn.socket();
-      if (sock === null) return;
-      // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
-      // costs ~40 ms on every command round trip.
-      sock.setNoDelay(true);
-      // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
-      // idle pooled connections. It stays only until the TCP connect; after
-      // that every command carries its own deadline and keepalive uses NOOP.
-      sock.once('connect', () => sock.setTimeout(0));
-      this.watch(sock);
-    });
+    let connectTimer: NodeJS.Timeout | undefined;
+    try {
+      await this.command('greeting', options.connectTimeoutMs + options.greetingTimeoutMs, (cb) => {
+        conn.connect(cb);
+        const sock = conn.socket();
+        if (sock === null) return;
+        // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
+        // costs ~40 ms on every command round trip.
+        sock.setNoDelay(true);
+        // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
+        // idle pooled connections. It stays only until the TCP connect; after
+        // that every command carries its own deadline and keepalive uses NOOP.
+        // The connect and the greeting have deadlines of their own.
+        connectTimer = setTimeout(() => {
+          this.abortPending?.(new MailroomError('ETIMEDOUT', `no TCP connection to the SMTP relay within ${options.connectTimeoutMs} ms`));
+          this.destroy();
+        }, options.connectTimeoutMs);
+        sock.once('connect', () => {
+          clearTimeout(connectTimer);
+          sock.setTimeout(0);
+          // the greeting's clock starts at the connect
+          this.rearm?.(options.greetingTimeoutMs);
+        });
+        this.watch(sock);
+      });
+    } finally {
+      clearTimeout(connectTimer);
+    }
   }
 
   /** Subscribes to the loss of this session; returns an unsubscribe function. */
@@ -181,7 +223,18 @@ export class SmtpSession {
   async deliver(envelope: Envelope, raw: string): Promise<SmtpReply> {
     const { conn, options } = this;
     if (conn.has_extn('pipelining')) return this.deliverPipelined(envelope, raw);
-    await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
+    try {
+      await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
+    } catch (err) {
+      // A relay that closes an idle connection (or closes right behind its
+      // last 250) races our next MAIL: the socket is gone before any reply.
+      // Nothing of this message reached the relay; say so, so that it is
+      // not counted as a delivery attempt.
+      if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
+        throw new MailroomError('ESTALE', `${err.message} before it answered MAIL`, { cause: err });
+      }
+      throw err;
+    }
     for (const rcpt of envelope.to) {
       await this.command('rcpt', options.commandTimeoutMs, (cb) => conn.rcpt(cb, `<${rcpt}>`));
     }
@@ -205,7 +258,16 @@ export class SmtpSession {
     const reader = conn.takeReplies();
     if (reader === undefined) throw new MailroomError('ECONNECTION', 'connection closed');
     try {
-      const replies = await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
+      let replies: string[];
+      try {
+        replies = await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
+      } catch (err) {
+        // As in the stepwise path: a socket gone before any reply carried no message content.
+        if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
+          throw new MailroomError('ESTALE', `${err.message} before it answered MAIL`, { cause: err });
+        }
+        throw err;
+      }
       // RFC 2920 3.1: check every status of the group, the reply to DATA included.
       const mail = this.expectReply(replies[0]);
       let refused = mail.code === 250 ? undefined : replyError(mail, 'mail');
@@ -298,14 +360,24 @@ export class SmtpSession {
   destroy(): void {
     this.markLost(new MailroomError('ECONNECTION', 'connection closed'));
     this.conn.close(true);
+    // emailjs forgets its socket on a graceful close (after a failed AUTH, say)
+    // without waiting for it to go: make sure none outlives the session.
+    for (const sock of this.sockets) sock.destroy();
   }
 
   private watch(sock: Socket | TLSSocket | null): void {
     if (sock === null) return;
+    this.sockets.push(sock);
     // TRAP: emailjs's close() removes its own 'error' listener; a late reset
     // on that socket would then be an uncaught exception and kill the process.
     sock.on('error', () => undefined);
-    sock.once('close', () => this.markLost(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection')));
+    // TRAP: emailjs's monitor turns both 'end' and 'close' into an error
+    // 'response' for whichever command listens at that moment. Once the relay
+    // has ended its side no reply can come, so the session is lost right there
+    // and no later command starts (it would catch the stale 'close' error).
+    const gone = (): void => this.markLost(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection'));
+    sock.once('end', gone);
+    sock.once('close', gone);
   }
 
   private markLost(err: MailroomError): void {
@@ -330,14 +402,20 @@ export class SmtpSession {
         settled = true;
         clearTimeout(timer);
         this.abortPending = undefined;
+        this.rearm = undefined;
         if (err !== undefined) reject(err);
         else resolve(value);
       };
-      const timer = setTimeout(() => {
-        finish(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${timeoutMs} ms`), '');
+      const expire = (ms: number) => (): void => {
+        finish(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${ms} ms`), '');
         this.destroy();
-      }, timeoutMs);
+      };
+      let timer = setTimeout(expire(timeoutMs), timeoutMs);
       this.abortPending = (err) => finish(err, '');
+      this.rearm = (ms) => {
+        clearTimeout(timer);
+        timer = setTimeout(expire(ms), ms);
+      };
       try {
         start((err, data) => finish(err ? classify(err, stage) : undefined, typeof data === 'string' ? data : ''));
       } catch (err) {
@@ -370,10 +448,7 @@ function classify(err: Error, stage: Stage): MailroomError {
   if (err instanceof MailroomError) return err;
   const e = err as EmailjsError;
   const reply = parseSmtpReply(e.smtp) ?? parseSmtpReply(e.previous?.smtp);
-  if (reply !== undefined) {
-    const mapped = stage === 'mail' || stage === 'rcpt' || stage === 'data' || stage === 'auth' ? stage : 'ehlo';
-    return replyError(reply, mapped, err);
-  }
+  if (reply !== undefined) return replyError(reply, stage, err);
   const chain = [e, e.previous].filter((x): x is EmailjsError => x != null);
   const text = chain.map((x) => `${String(x.code ?? '')} ${x.message}`).join(' ');
   if (stage === 'auth') {
