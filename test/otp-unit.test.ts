@@ -63,6 +63,56 @@ test('store: a refused mail keeps its place in the hourly budget, an outage give
   assert.deepEqual(store.reserve('a@x.org', 2), { ok: false, reason: 'hourly', retryAfterMs: 3_600_000 - 1 });
 });
 
+test('store: the hourly budget counts every send in a sliding hour and forgets each one after it', () => {
+  const HOUR = 3_600_000;
+  const store = new InMemoryOtpStore({ ...LIMITS, resendCooldownMs: 0, maxSendsPerHour: 3 });
+  for (const t of [0, 1000, 2000]) {
+    assert.equal(store.reserve('a@x.org', t).ok, true);
+    store.commit('a@x.org', hasher.hash('a@x.org', String(t)), t);
+  }
+  assert.deepEqual(store.reserve('a@x.org', 3000), { ok: false, reason: 'hourly', retryAfterMs: HOUR - 3000 });
+  assert.equal(store.reserve('a@x.org', HOUR).ok, true, 'the first send left the hour');
+  store.release('a@x.org', true);
+  assert.equal(store.reserve('a@x.org', HOUR + 1).ok, true, 'a refunded send gave its place back');
+  store.release('a@x.org', false);
+  assert.deepEqual(store.reserve('a@x.org', HOUR + 2), { ok: false, reason: 'hourly', retryAfterMs: 1000 + HOUR - (HOUR + 2) });
+  // Once the code and every send are gone, the address starts afresh.
+  const later = HOUR + 1 + HOUR;
+  store.sweep(later);
+  assert.equal(store.size, 0);
+  assert.equal(store.peek('a@x.org'), undefined);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(store.reserve('a@x.org', later + i).ok, true, `send ${i}`);
+    store.release('a@x.org', false);
+  }
+});
+
+test('store: addresses keep their own codes while slots are reused and the store grows', () => {
+  const store = new InMemoryOtpStore({ ...LIMITS, resendCooldownMs: 0 });
+  const HOUR = 3_600_000;
+  const issue = (n: number, prefix: string, t: number): void => {
+    for (let i = 0; i < n; i++) {
+      const key = `${prefix}${i}@x.org`;
+      assert.equal(store.reserve(key, t).ok, true);
+      store.commit(key, hasher.hash(key, String(i).padStart(6, '0')), t);
+    }
+  };
+  issue(3000, 'a', 0);
+  for (let i = 0; i < 3000; i += 2) assert.equal(store.check(`a${i}@x.org`, hasher.hash(`a${i}@x.org`, String(i).padStart(6, '0')), 1), CODE_ACCEPTED);
+  assert.equal(store.size, 1500);
+  const t = HOUR + LIMITS.lifespanMs;
+  assert.equal(store.sweep(t).removed, 1500 + 3000, 'the codes left, then the send records');
+  assert.equal(store.size, 0);
+  issue(5000, 'b', t);
+  assert.equal(store.size, 5000);
+  for (let i = 0; i < 5000; i++) {
+    const key = `b${i}@x.org`;
+    assert.equal(store.check(key, hasher.hash(key, String(i + 1).padStart(6, '0')), t + 1), LIMITS.maxAttempts - 1, key);
+    assert.equal(store.check(key, hasher.hash(key, String(i).padStart(6, '0')), t + 1), CODE_ACCEPTED, key);
+  }
+  assert.equal(store.check('a1@x.org', hasher.hash('a1@x.org', '000001'), t + 1), 0, 'swept');
+});
+
 test('store: a code killed by wrong checks may be replaced at once', () => {
   const store = new InMemoryOtpStore({ ...LIMITS, maxAttempts: 2 });
   store.reserve('a@x.org', 0);
