@@ -176,9 +176,10 @@ export interface DeliverInput {
 }
 
 /**
- * Most entries one sweep event removes. A removal from a store of a million
- * codes costs about 1 µs, so a slice holds the event loop for about a
- * millisecond; an expiry wave of 10,000 codes took ~10 ms in one go.
+ * Most entries one sweep event removes. A removal from the in-memory store
+ * costs 0.03 to 0.06 µs once its code is optimised, up to ~1.5 µs before,
+ * so a slice holds the event loop for well under 2 ms even cold; a store
+ * behind a network costs far more per removal, and the slice bounds that too.
  */
 export const SWEEP_SLICE = 1_000;
 

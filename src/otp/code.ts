@@ -39,11 +39,13 @@ export class CodeHasher {
 }
 
 /**
- * Constant-time equality of two CodeHashes, through two scratch buffers owned
- * by the caller (no allocation per comparison; one event loop, so no sharing).
+ * Constant-time equality of a CodeHash and 32 stored bytes at `at`, through
+ * two scratch buffers owned by the caller: the stored bytes are copied by a
+ * loop, not through a view (subarray makes an object), so a comparison
+ * allocates nothing; one event loop, so no sharing.
  */
-export function sameHash(a: CodeHash, b: CodeHash, scratch: { a: Buffer; b: Buffer }): boolean {
-  scratch.a.write(a, 'latin1');
-  scratch.b.write(b, 'latin1');
-  return a.length === HASH_BYTES && b.length === HASH_BYTES && timingSafeEqual(scratch.a, scratch.b);
+export function sameHashAt(candidate: CodeHash, bytes: Uint8Array, at: number, scratch: { a: Buffer; b: Buffer }): boolean {
+  scratch.a.write(candidate, 'latin1');
+  for (let i = 0; i < HASH_BYTES; i++) scratch.b[i] = bytes[at + i] as number;
+  return candidate.length === HASH_BYTES && timingSafeEqual(scratch.a, scratch.b);
 }
