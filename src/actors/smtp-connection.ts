@@ -40,7 +40,7 @@ export type ConnectionEvent =
   | { type: 'SETTLED' };
 
 /** What the connection asks of its `hold` actor. */
-type HoldRequest = { type: 'deliver'; job: MailJob } | { type: 'settle' };
+type HoldRequest = { type: 'deliver'; job: MailJob } | { type: 'prime'; job: MailJob } | { type: 'settle' };
 
 /** What a connection tells its supervisor. */
 export type ConnectionReport =
@@ -57,6 +57,11 @@ interface ConnectionContext {
   readonly log: Logger;
   session: SmtpSession | undefined;
   job: MailJob | undefined;
+  /**
+   * The job to send right after `job`, given while it was being sent; its
+   * envelope goes out behind `job`'s final dot where the relay pipelines.
+   */
+  next: MailJob | undefined;
   /** consecutive failed dials */
   attempt: number;
   /** messages sent on the current session */
@@ -108,8 +113,9 @@ export const smtpConnectionMachine = setup({
       };
       const failed = (err: unknown): void => sendBack({ type: 'SEND_FAILED', error: toMailroomError(err) });
       receive((request) => {
-        if (request.type === 'settle') setImmediate(() => sendBack({ type: 'SETTLED' }));
-        else session.deliver(request.job.message.envelope, request.job.message.raw).then(sent, failed);
+        if (request.type === 'deliver') session.deliver(request.job.message.envelope, request.job.message.raw).then(sent, failed);
+        else if (request.type === 'prime') session.prime(request.job.message.envelope);
+        else setImmediate(() => sendBack({ type: 'SETTLED' }));
       });
       return () => {
         unsubscribe();
@@ -130,6 +136,12 @@ export const smtpConnectionMachine = setup({
     spent: ({ context }) => context.sent >= context.options.maxMessagesPerConnection,
     shutdownRequested: ({ context }) => context.shutdownRequested,
     holdsJob: ({ context }) => context.job !== undefined,
+    holdsNext: ({ context }) => context.next !== undefined,
+    // Only a session that has carried a message and stayed up takes a next
+    // one (a relay that closes after every message would fail it for
+    // nothing), and none that is about to recycle or close.
+    canTakeNext: ({ context }) =>
+      context.next === undefined && !context.shutdownRequested && context.sent >= 1 && context.sent + 2 <= context.options.maxMessagesPerConnection,
   },
   actions: {
     // A job that reaches a connection which is not idle goes back to the queue head.
@@ -152,6 +164,14 @@ export const smtpConnectionMachine = setup({
       context.job = undefined;
     },
     deliverJob: sendTo('hold', ({ context }): HoldRequest => ({ type: 'deliver', job: context.job as MailJob })),
+    takeNext: ({ context }, params: { job: MailJob }) => {
+      context.next = params.job;
+    },
+    primeNext: sendTo('hold', ({ context }): HoldRequest => ({ type: 'prime', job: context.next as MailJob })),
+    promoteNext: ({ context }) => {
+      context.job = context.next;
+      context.next = undefined;
+    },
     reportDelivered: sendParent(({ context }, params: { reply: SmtpReply }): ConnectionReport => ({
       type: 'conn.delivered',
       cid: context.cid,
@@ -179,6 +199,7 @@ export const smtpConnectionMachine = setup({
     log: input.log,
     session: undefined,
     job: undefined,
+    next: undefined,
     attempt: 0,
     sent: 0,
     lastError: undefined,
@@ -256,11 +277,28 @@ export const smtpConnectionMachine = setup({
         sending: {
           entry: 'deliverJob',
           on: {
-            SENT: {
-              target: 'delivered',
-              actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'releaseJob'],
-            },
+            // The supervisor counts on the next job following at once (no conn.ready between).
+            SENT: [
+              {
+                guard: 'holdsNext',
+                target: 'sending',
+                reenter: true,
+                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'promoteNext'],
+              },
+              {
+                target: 'delivered',
+                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'releaseJob'],
+              },
+            ],
             SEND_FAILED: [
+              {
+                // The relay got the next envelope behind the refused message's
+                // dot and waits for its content: no RSET, the next one goes on.
+                guard: ({ context, event }) => isReplyError(event.error) && context.next !== undefined && context.session?.hasPrimed === true,
+                target: 'sending',
+                reenter: true,
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'promoteNext'],
+              },
               {
                 guard: ({ event }) => isReplyError(event.error),
                 target: 'resetting',
@@ -274,6 +312,10 @@ export const smtpConnectionMachine = setup({
                   assign({ lastError: ({ event }) => event.error, attempt: 1 }),
                 ],
               },
+            ],
+            JOB: [
+              { guard: 'canTakeNext', actions: [{ type: 'takeNext', params: ({ event }) => ({ job: event.job }) }, 'primeNext'] },
+              { actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
             ],
             SHUTDOWN: { actions: 'requestShutdown' },
             LOST: {}, // the delivery fails on its own (SEND_FAILED) and reports the job
@@ -293,7 +335,10 @@ export const smtpConnectionMachine = setup({
           invoke: {
             src: 'reset',
             input: ({ context }) => current(context),
-            onDone: { target: 'delivered', actions: sendTo('hold', { type: 'settle' }) },
+            onDone: [
+              { guard: 'holdsNext', target: 'sending', actions: 'promoteNext' },
+              { target: 'delivered', actions: sendTo('hold', { type: 'settle' }) },
+            ],
             onError: {
               target: '#smtpConnection.reconnecting',
               actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
@@ -329,7 +374,8 @@ export const smtpConnectionMachine = setup({
     reconnecting: {
       entry: [
         // A job held during a NOOP never reached the relay: conn.down hands it back.
-        assign({ session: undefined, job: undefined }),
+        // conn.down hands back the next job too: none of it reached the relay as a message.
+        assign({ session: undefined, job: undefined, next: undefined }),
         ({ context }) =>
           context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
         'reportDown',
