@@ -2,7 +2,7 @@
 // emailjs 5 has traps that this file exists to close, each marked TRAP below.
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type TLSSocket, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { SMTPConnection, SMTPError, SMTPErrorStates, SMTPResponseMonitor } from 'emailjs';
 import type { TlsMode } from '../config.js';
 import { MailroomError, type SmtpReply } from '../errors.js';
@@ -21,6 +21,11 @@ export interface SessionOptions {
   readonly greetingTimeoutMs: number;
   readonly commandTimeoutMs: number;
   readonly dataTimeoutMs: number;
+  /**
+   * The TLS context every dial shares (see withTlsContext); without it each
+   * dial builds its own from `ca`, parsing the CA file again.
+   */
+  readonly secureContext?: SecureContext;
 }
 
 export interface Envelope {
@@ -526,14 +531,33 @@ export class SmtpSession {
   }
 }
 
+const MIN_TLS_VERSION = 'TLSv1.2';
+
+/**
+ * The options with one TLS context for all their dials. A pool re-dials all
+ * the time (recycling after N messages, reconnects), and building a context
+ * from `ca` for each dial parsed the whole CA file every time.
+ */
+export function withTlsContext(options: SessionOptions): SessionOptions {
+  if (options.tls === 'none' || options.secureContext !== undefined) return options;
+  try {
+    const secureContext = createSecureContext({ ...(options.ca !== undefined ? { ca: options.ca } : {}), minVersion: MIN_TLS_VERSION });
+    return { ...options, secureContext };
+  } catch {
+    // An unusable CA file: each dial fails on it and says why (ETLS), as before.
+    return options;
+  }
+}
+
 function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
   return {
     host: options.host,
     // SNI takes host names only.
     ...(isIP(options.host) === 0 ? { servername: options.host } : {}),
-    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    // A shared context already holds the CAs and the minimum version.
+    ...(options.secureContext !== undefined ? { secureContext: options.secureContext } : options.ca !== undefined ? { ca: options.ca } : {}),
     rejectUnauthorized: true,
-    minVersion: 'TLSv1.2',
+    minVersion: MIN_TLS_VERSION,
   };
 }
 
