@@ -6,6 +6,7 @@ import { loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
+import { withTlsContext } from './smtp/session.js';
 import { otpMachine, type OtpActor } from './actors/otp.js';
 import { CodeHasher } from './otp/code.js';
 import { InMemoryOtpStore } from './otp/memory-store.js';
@@ -78,7 +79,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
           maxMessagesPerConnection: smtp.maxMessagesPerConnection,
           backoffBaseMs: smtp.backoffBaseMs,
           backoffMaxMs: smtp.backoffMaxMs,
-          session: { ...smtp, host: smtpHost, port: smtpPort },
+          session: withTlsContext({ ...smtp, host: smtpHost, port: smtpPort }),
         },
       },
     },

@@ -3,7 +3,7 @@
 // reconnecting (capped exponential backoff with full jitter) → connecting,
 // and session.closing → closed on shutdown. Socket work lives in the invoked
 // actors; transitions only assign, log and report to the supervisor.
-import { assign, fromCallback, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
@@ -31,7 +31,16 @@ export type ConnectionEvent =
   | { type: 'SHUTDOWN' }
   /** drop the socket now: the shutdown deadline has passed */
   | { type: 'FORCE_CLOSE' }
-  | { type: 'LOST'; error: MailroomError };
+  | { type: 'LOST'; error: MailroomError }
+  // from the `hold` actor, which performs the deliveries:
+  /** the relay took the message (250 to the final dot) */
+  | { type: 'SENT'; reply: SmtpReply }
+  | { type: 'SEND_FAILED'; error: MailroomError }
+  /** one event-loop turn after SENT: a close right behind the 250 has been seen */
+  | { type: 'SETTLED' };
+
+/** What the connection asks of its `hold` actor. */
+type HoldRequest = { type: 'deliver'; job: MailJob } | { type: 'prime'; job: MailJob } | { type: 'settle' };
 
 /** What a connection tells its supervisor. */
 export type ConnectionReport =
@@ -48,6 +57,11 @@ interface ConnectionContext {
   readonly log: Logger;
   session: SmtpSession | undefined;
   job: MailJob | undefined;
+  /**
+   * The job to send right after `job`, given while it was being sent; its
+   * envelope goes out behind `job`'s final dot where the relay pipelines.
+   */
+  next: MailJob | undefined;
   /** consecutive failed dials */
   attempt: number;
   /** messages sent on the current session */
@@ -79,22 +93,33 @@ export const smtpConnectionMachine = setup({
   },
   actors: {
     dial: fromPromise<SmtpSession, SessionOptions>(({ input, signal }) => SmtpSession.dial(input, signal)),
-    deliver: fromPromise<SmtpReply, { session: SmtpSession; job: MailJob }>(({ input }) =>
-      input.session.deliver(input.job.message.envelope, input.job.message.raw),
-    ),
     noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
-    // One turn of the event loop, so that a close the relay sent right behind
-    // its reply is seen before the connection calls itself idle.
-    settle: fromPromise<void, void>(() => new Promise((resolve) => setImmediate(resolve))),
     reset: fromPromise<void, SmtpSession>(({ input }) => input.reset()),
     quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
-    // Holds the session while connected: reports its loss, and destroys it
-    // whenever the machine leaves the connected states for any reason.
-    hold: fromCallback<ConnectionEvent, SmtpSession>(({ input, sendBack }) => {
-      const unsubscribe = input.onLost((error) => sendBack({ type: 'LOST', error }));
+    // Holds the session while connected: reports its loss, performs the
+    // deliveries the machine asks for, and destroys the session whenever the
+    // machine leaves the connected states for any reason (a delivery still
+    // under way then fails, and its outcome is dropped with this actor).
+    // Deliveries run here rather than in a fromPromise actor per message:
+    // spawning and stopping one per mail was a large share of the service's
+    // CPU per mail.
+    hold: fromCallback<HoldRequest, SmtpSession>(({ input: session, sendBack, receive }) => {
+      const unsubscribe = session.onLost((error) => sendBack({ type: 'LOST', error }));
+      const sent = (reply: SmtpReply): void => {
+        sendBack({ type: 'SENT', reply });
+        // One turn of the event loop, so that a close the relay sent right
+        // behind its reply is seen (as LOST) before the connection calls itself idle.
+        setImmediate(() => sendBack({ type: 'SETTLED' }));
+      };
+      const failed = (err: unknown): void => sendBack({ type: 'SEND_FAILED', error: toMailroomError(err) });
+      receive((request) => {
+        if (request.type === 'deliver') session.deliver(request.job.message.envelope, request.job.message.raw).then(sent, failed);
+        else if (request.type === 'prime') session.prime(request.job.message.envelope);
+        else setImmediate(() => sendBack({ type: 'SETTLED' }));
+      });
       return () => {
         unsubscribe();
-        input.destroy();
+        session.destroy();
       };
     }),
   },
@@ -111,6 +136,12 @@ export const smtpConnectionMachine = setup({
     spent: ({ context }) => context.sent >= context.options.maxMessagesPerConnection,
     shutdownRequested: ({ context }) => context.shutdownRequested,
     holdsJob: ({ context }) => context.job !== undefined,
+    holdsNext: ({ context }) => context.next !== undefined,
+    // Only a session that has carried a message and stayed up takes a next
+    // one (a relay that closes after every message would fail it for
+    // nothing), and none that is about to recycle or close.
+    canTakeNext: ({ context }) =>
+      context.next === undefined && !context.shutdownRequested && context.sent >= 1 && context.sent + 2 <= context.options.maxMessagesPerConnection,
   },
   actions: {
     // A job that reaches a connection which is not idle goes back to the queue head.
@@ -119,9 +150,28 @@ export const smtpConnectionMachine = setup({
       cid: context.cid,
       job: params.job,
     })),
-    countSent: assign({ sent: ({ context }) => context.sent + 1 }),
+    // The per-mail bookkeeping mutates the context in place: assign() copies
+    // the whole context each time, three copies per mail on the hot path.
+    // Nothing else holds the old context: the machine is its only reader.
+    takeJob: ({ context }, params: { job: MailJob }) => {
+      context.job = params.job;
+    },
+    countSent: ({ context }) => {
+      context.sent += 1;
+    },
     // Once reported, the job belongs to the supervisor again.
-    releaseJob: assign({ job: undefined }),
+    releaseJob: ({ context }) => {
+      context.job = undefined;
+    },
+    deliverJob: sendTo('hold', ({ context }): HoldRequest => ({ type: 'deliver', job: context.job as MailJob })),
+    takeNext: ({ context }, params: { job: MailJob }) => {
+      context.next = params.job;
+    },
+    primeNext: sendTo('hold', ({ context }): HoldRequest => ({ type: 'prime', job: context.next as MailJob })),
+    promoteNext: ({ context }) => {
+      context.job = context.next;
+      context.next = undefined;
+    },
     reportDelivered: sendParent(({ context }, params: { reply: SmtpReply }): ConnectionReport => ({
       type: 'conn.delivered',
       cid: context.cid,
@@ -149,6 +199,7 @@ export const smtpConnectionMachine = setup({
     log: input.log,
     session: undefined,
     job: undefined,
+    next: undefined,
     attempt: 0,
     sent: 0,
     lastError: undefined,
@@ -180,7 +231,7 @@ export const smtpConnectionMachine = setup({
       on: { SHUTDOWN: 'closed' },
     },
     session: {
-      invoke: { src: 'hold', input: ({ context }) => current(context) },
+      invoke: { id: 'hold', src: 'hold', input: ({ context }) => current(context) },
       on: {
         LOST: {
           target: 'reconnecting',
@@ -197,7 +248,7 @@ export const smtpConnectionMachine = setup({
           always: { guard: 'shutdownRequested', target: 'closing' },
           after: { keepalive: 'pinging' },
           on: {
-            JOB: { target: 'sending', actions: assign({ job: ({ event }) => event.job }) },
+            JOB: { target: 'sending', actions: { type: 'takeJob', params: ({ event }) => ({ job: event.job }) } },
             SHUTDOWN: 'closing',
           },
         },
@@ -218,52 +269,76 @@ export const smtpConnectionMachine = setup({
             // hands it back.
             JOB: [
               { guard: 'holdsJob', actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
-              { actions: assign({ job: ({ event }) => event.job }) },
+              { actions: { type: 'takeJob', params: ({ event }) => ({ job: event.job }) } },
             ],
             SHUTDOWN: { actions: 'requestShutdown' },
           },
         },
         sending: {
-          invoke: {
-            src: 'deliver',
-            input: ({ context }) => ({ session: current(context), job: context.job as MailJob }),
-            onDone: {
-              target: 'delivered',
-              actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.output }) }, 'releaseJob'],
-            },
-            onError: [
+          entry: 'deliverJob',
+          on: {
+            // The supervisor counts on the next job following at once (no conn.ready between).
+            SENT: [
               {
-                guard: ({ event }) => isReplyError(toMailroomError(event.error)),
+                guard: 'holdsNext',
+                target: 'sending',
+                reenter: true,
+                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'promoteNext'],
+              },
+              {
+                target: 'delivered',
+                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'releaseJob'],
+              },
+            ],
+            SEND_FAILED: [
+              {
+                // The relay got the next envelope behind the refused message's
+                // dot and waits for its content: no RSET, the next one goes on.
+                guard: ({ context, event }) => isReplyError(event.error) && context.next !== undefined && context.session?.hasPrimed === true,
+                target: 'sending',
+                reenter: true,
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'promoteNext'],
+              },
+              {
+                guard: ({ event }) => isReplyError(event.error),
                 target: 'resetting',
-                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) }, 'releaseJob'],
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'releaseJob'],
               },
               {
                 target: '#smtpConnection.reconnecting',
                 actions: [
-                  { type: 'reportFailed', params: ({ event }) => ({ error: toMailroomError(event.error) }) },
+                  { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) },
                   'releaseJob',
-                  assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
+                  assign({ lastError: ({ event }) => event.error, attempt: 1 }),
                 ],
               },
             ],
-          },
-          on: {
+            JOB: [
+              { guard: 'canTakeNext', actions: [{ type: 'takeNext', params: ({ event }) => ({ job: event.job }) }, 'primeNext'] },
+              { actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
+            ],
             SHUTDOWN: { actions: 'requestShutdown' },
-            LOST: {}, // the deliver actor fails on its own and reports the job
+            LOST: {}, // the delivery fails on its own (SEND_FAILED) and reports the job
           },
         },
         delivered: {
           // Relays that close after each message (or after N) send the close
           // right behind the 250: taking the next job first would fail it for
-          // nothing. LOST meanwhile leads to reconnecting from `session`.
-          invoke: { src: 'settle', onDone: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }] },
-          on: { SHUTDOWN: { actions: 'requestShutdown' } },
+          // nothing, so `hold` sends SETTLED one event-loop turn later. LOST
+          // meanwhile leads to reconnecting from `session`.
+          on: {
+            SETTLED: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }],
+            SHUTDOWN: { actions: 'requestShutdown' },
+          },
         },
         resetting: {
           invoke: {
             src: 'reset',
             input: ({ context }) => current(context),
-            onDone: 'delivered',
+            onDone: [
+              { guard: 'holdsNext', target: 'sending', actions: 'promoteNext' },
+              { target: 'delivered', actions: sendTo('hold', { type: 'settle' }) },
+            ],
             onError: {
               target: '#smtpConnection.reconnecting',
               actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
@@ -299,7 +374,8 @@ export const smtpConnectionMachine = setup({
     reconnecting: {
       entry: [
         // A job held during a NOOP never reached the relay: conn.down hands it back.
-        assign({ session: undefined, job: undefined }),
+        // conn.down hands back the next job too: none of it reached the relay as a message.
+        assign({ session: undefined, job: undefined, next: undefined }),
         ({ context }) =>
           context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
         'reportDown',

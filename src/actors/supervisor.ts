@@ -76,6 +76,15 @@ interface SupervisorContext {
   readonly queue: Deque<MailJob>;
   /** cid → the job that connection is sending */
   readonly inflight: Map<string, MailJob>;
+  /**
+   * cid → the job that connection sends right after its inflight one (its
+   * envelope pipelined behind that one's final dot). Given only when no
+   * connection is idle, so a busy connection never waits on this actor
+   * between messages.
+   */
+  readonly next: Map<string, MailJob>;
+  /** busy connections that refused a next job, until they are idle or down again */
+  readonly noNext: Set<string>;
   /** jobs waiting out a retry backoff: in neither queue nor inflight */
   readonly retrying: Set<MailJob>;
   readonly bucket: TokenBucket | undefined;
@@ -133,6 +142,34 @@ function dispatch(context: SupervisorContext, enqueue: Enqueue): void {
     context.inflight.set(cid, job);
     enqueue.sendTo(context.connections.get(cid) as SmtpConnectionActor, { type: 'JOB', job });
   }
+  if (idle.length === 0) dispatchNext(context, enqueue);
+}
+
+/**
+ * With every connection busy, gives each one that has no next job the queue
+ * head as its next. A job that went stale once waits for an idle connection
+ * instead: a next job is the one a relay closing behind its 250 catches.
+ */
+function dispatchNext(context: SupervisorContext, enqueue: Enqueue): void {
+  const { queue } = context;
+  if (queue.length === 0 || context.bucket !== undefined) return;
+  for (const cid of context.inflight.keys()) {
+    if (context.next.has(cid) || context.noNext.has(cid)) continue;
+    let job = queue.shift();
+    while (job !== undefined && (job.settled() || Date.now() >= job.deadline)) {
+      if (!job.settled()) fail(job, 'EDEADLINE', 'deadline passed before a connection was free');
+      job = queue.shift();
+    }
+    if (job === undefined) return;
+    if (job.staleRequeues > 0) {
+      queue.unshift(job);
+      return;
+    }
+    job.attempts += 1;
+    context.next.set(cid, job);
+    enqueue.sendTo(context.connections.get(cid) as SmtpConnectionActor, { type: 'JOB', job });
+    if (queue.length === 0) return;
+  }
 }
 
 /**
@@ -179,11 +216,14 @@ function failWaiting(context: SupervisorContext, message: string): void {
 function failEverything(context: SupervisorContext, message: string): void {
   failWaiting(context, message);
   for (const job of context.inflight.values()) fail(job, 'ESHUTDOWN', `${message}; the relay had not confirmed the message`);
+  for (const job of context.next.values()) fail(job, 'ESHUTDOWN', `${message}; the relay had not confirmed the message`);
   context.inflight.clear();
+  context.next.clear();
 }
 
 function onReady(context: SupervisorContext, event: Report<'conn.ready'>, enqueue: Enqueue): void {
   if (context.inflight.has(event.cid)) return; // stale: it is busy
+  context.noNext.delete(event.cid);
   if (!context.idle.includes(event.cid)) context.idle.push(event.cid);
   if (!context.up.has(event.cid)) {
     context.up.add(event.cid);
@@ -193,12 +233,29 @@ function onReady(context: SupervisorContext, event: Report<'conn.ready'>, enqueu
   dispatch(context, enqueue);
 }
 
-/** Takes back the job a connection holds, if it is still the one it was given. */
+/** Takes back the job a connection holds (sending or next), if it is still the one it was given. */
 function takeBack(context: SupervisorContext, cid: string, job?: MailJob): MailJob | undefined {
   const held = context.inflight.get(cid);
-  if (held === undefined || (job !== undefined && held !== job)) return undefined;
+  if (held === undefined || (job !== undefined && held !== job)) {
+    const next = context.next.get(cid);
+    if (job === undefined || next !== job) return undefined;
+    context.next.delete(cid);
+    return next;
+  }
   context.inflight.delete(cid);
   return held;
+}
+
+/**
+ * The connection finished its inflight job and goes straight on to its next
+ * one: that is its inflight job now, and it may take another next.
+ */
+function promoteNext(context: SupervisorContext, cid: string, enqueue: Enqueue): void {
+  const next = context.next.get(cid);
+  if (next === undefined) return;
+  context.next.delete(cid);
+  context.inflight.set(cid, next);
+  dispatchNext(context, enqueue);
 }
 
 function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue: Enqueue): void {
@@ -208,6 +265,13 @@ function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue:
   // A connection reports a job it started (conn.failed) before it goes down,
   // so a job still held here never reached the relay: back to the queue head.
   // If the connection also bounces it later, that bounce finds nothing to take.
+  context.noNext.delete(event.cid);
+  const next = context.next.get(event.cid);
+  if (next !== undefined) {
+    context.next.delete(event.cid);
+    next.attempts -= 1;
+    context.queue.unshift(next);
+  }
   const job = takeBack(context, event.cid);
   if (job !== undefined) {
     job.attempts -= 1;
@@ -223,8 +287,11 @@ function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue:
   dispatch(context, enqueue);
 }
 
-function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>): void {
-  takeBack(context, event.cid, event.job);
+function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>, enqueue: Enqueue): void {
+  if (context.inflight.get(event.cid) === event.job) {
+    context.inflight.delete(event.cid);
+    promoteNext(context, event.cid, enqueue);
+  }
   // A 250 is the truth even for a job the shutdown deadline already failed.
   event.job.resolve({ messageId: event.job.message.messageId, reply: event.reply, attempts: event.job.attempts });
   context.log.debug('delivered', { jobId: event.job.id, cid: event.cid, attempts: event.job.attempts });
@@ -232,9 +299,24 @@ function onDelivered(context: SupervisorContext, event: Report<'conn.delivered'>
 
 function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqueue: Enqueue): void {
   const { job, error, cid } = event;
-  if (takeBack(context, cid, job) === undefined) {
+  if (context.inflight.get(cid) !== job) {
     context.log.debug('late failure report ignored', { jobId: job.id, cid, code: error.code });
     return;
+  }
+  context.inflight.delete(cid);
+  if (error.code === 'ESTALE') {
+    // The session is gone: its next job comes back now, so that it queues
+    // behind this one rather than ahead of it (conn.down would put it first,
+    // and this one would meet the next stale socket again).
+    const next = context.next.get(cid);
+    if (next !== undefined) {
+      context.next.delete(cid);
+      next.attempts -= 1;
+      context.queue.unshift(next);
+    }
+  } else {
+    // A connection that fails for good reports conn.down next, which hands the next job back.
+    promoteNext(context, cid, enqueue);
   }
   job.lastCid = cid;
   const { maxAttempts, retryBaseMs, retryMaxMs } = context.options;
@@ -260,6 +342,8 @@ function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqu
 }
 
 function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, enqueue: Enqueue): void {
+  // A busy connection that will not take a next job gets none until it is idle.
+  if (context.next.get(event.cid) === event.job) context.noNext.add(event.cid);
   // conn.down may have taken it back already; requeueing it twice would send it twice.
   if (takeBack(context, event.cid, event.job) === undefined) return;
   event.job.attempts -= 1; // it never reached the relay
@@ -332,7 +416,7 @@ export const supervisorMachine = setup({
     }),
   },
   guards: {
-    drained: ({ context }) => context.queue.length === 0 && context.inflight.size === 0 && context.retrying.size === 0,
+    drained: ({ context }) => context.queue.length === 0 && context.inflight.size === 0 && context.next.size === 0 && context.retrying.size === 0,
     allClosed: ({ context }) => context.closed.size === context.connections.size,
   },
 }).createMachine({
@@ -354,6 +438,8 @@ export const supervisorMachine = setup({
       closed: new Set(),
       queue: new Deque<MailJob>(),
       inflight: new Map(),
+      next: new Map(),
+      noNext: new Set(),
       retrying: new Set(),
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
       lastDownError: undefined,
@@ -374,7 +460,7 @@ export const supervisorMachine = setup({
   on: {
     'conn.ready': { actions: enqueueActions(({ context, event, enqueue }) => onReady(context, event, enqueue)) },
     'conn.down': { actions: enqueueActions(({ context, event, enqueue }) => onDown(context, event, enqueue)) },
-    'conn.delivered': { actions: ({ context, event }) => onDelivered(context, event) },
+    'conn.delivered': { actions: enqueueActions(({ context, event, enqueue }) => onDelivered(context, event, enqueue)) },
     'conn.failed': { actions: enqueueActions(({ context, event, enqueue }) => onFailed(context, event, enqueue)) },
     'conn.bounced': { actions: enqueueActions(({ context, event, enqueue }) => onBounced(context, event, enqueue)) },
     'job.retry': { actions: enqueueActions(({ context, event, enqueue }) => onRetry(context, event, enqueue)) },

@@ -20,8 +20,8 @@ export class ReplyReader {
   private buffer = '';
   private current = '';
   private readonly replies: string[] = [];
-  private want = 0;
-  private callback: ReplyCallback | undefined;
+  /** what callers wait for, in the order their commands went out */
+  private readonly waiting: { n: number; callback: ReplyCallback }[] = [];
   private error: Error | undefined;
   private readonly onData = (chunk: Buffer | string): void => this.read(chunk);
 
@@ -29,17 +29,26 @@ export class ReplyReader {
     sock.on('data', this.onData);
   }
 
-  /** Calls back once the next `n` complete replies are in (or on a malformed one). */
+  /**
+   * Calls back once the next `n` complete replies are in (or on a malformed
+   * one). Several expectations may wait at once (a message's final dot and
+   * the next message's envelope): each gets its replies in turn.
+   */
   expect(n: number, callback: ReplyCallback): void {
-    this.want = n;
-    this.callback = callback;
+    this.waiting.push({ n, callback });
+    this.flush();
+  }
+
+  /** Fails everything still waiting (the session is gone). */
+  abort(err: Error): void {
+    if (this.error === undefined) this.error = err;
     this.flush();
   }
 
   /** Stops reading; the socket's data goes to whoever listens next. */
   release(): void {
     this.sock.off('data', this.onData);
-    this.callback = undefined;
+    this.waiting.length = 0;
   }
 
   private read(chunk: Buffer | string): void {
@@ -65,16 +74,13 @@ export class ReplyReader {
   }
 
   private flush(): void {
-    const callback = this.callback;
-    if (callback === undefined) return;
-    if (this.error !== undefined) {
-      this.callback = undefined;
-      callback(this.error, []);
-      return;
+    while (this.waiting.length > 0) {
+      const head = this.waiting[0] as { n: number; callback: ReplyCallback };
+      if (this.error === undefined && this.replies.length < head.n) return;
+      this.waiting.shift();
+      if (this.error !== undefined) head.callback(this.error, []);
+      else head.callback(null, this.replies.splice(0, head.n));
     }
-    if (this.replies.length < this.want) return;
-    this.callback = undefined;
-    callback(null, this.replies.splice(0, this.want));
   }
 
   private fail(err: Error): void {

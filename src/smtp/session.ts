@@ -2,7 +2,7 @@
 // emailjs 5 has traps that this file exists to close, each marked TRAP below.
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type TLSSocket, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { SMTPConnection, SMTPError, SMTPErrorStates, SMTPResponseMonitor } from 'emailjs';
 import type { TlsMode } from '../config.js';
 import { MailroomError, type SmtpReply } from '../errors.js';
@@ -21,6 +21,11 @@ export interface SessionOptions {
   readonly greetingTimeoutMs: number;
   readonly commandTimeoutMs: number;
   readonly dataTimeoutMs: number;
+  /**
+   * The TLS context every dial shares (see withTlsContext); without it each
+   * dial builds its own from `ca`, parsing the CA file again.
+   */
+  readonly secureContext?: SecureContext;
 }
 
 export interface Envelope {
@@ -122,6 +127,16 @@ export class SmtpSession {
   /** restarts the pending command's deadline */
   private rearm: ((ms: number) => void) | undefined;
   private readonly lostListeners = new Set<(err: MailroomError) => void>();
+  /** reads the socket while pipelined exchanges are outstanding; emailjs reads it otherwise */
+  private reader: ReplyReader | undefined;
+  /** the next message's envelope group, already written behind a final dot; its replies pending */
+  private primed: { envelope: Envelope; replies: Promise<string[]> } | undefined;
+  /** a next envelope to be written with the payload of the delivery under way */
+  private stashed: Envelope | undefined;
+  /** a pipelined delivery is between its start and its payload write */
+  private inEnvelope = false;
+  /** a transaction may be open (MAIL sent, no final dot or RSET answered since) */
+  private transaction = false;
 
   private constructor(
     private readonly conn: PooledConnection,
@@ -223,6 +238,7 @@ export class SmtpSession {
   async deliver(envelope: Envelope, raw: string): Promise<SmtpReply> {
     const { conn, options } = this;
     if (conn.has_extn('pipelining')) return this.deliverPipelined(envelope, raw);
+    this.releaseReader();
     try {
       await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
     } catch (err) {
@@ -249,18 +265,29 @@ export class SmtpSession {
   }
 
   /**
-   * deliver() with RFC 2920 PIPELINING: [MAIL, RCPT…, DATA] then [payload, dot].
-   * Outcomes match the stepwise path: any refused recipient fails the message.
+   * deliver() with RFC 2920 PIPELINING: [MAIL, RCPT…, DATA] then [payload, dot],
+   * or, with the next message primed (see prime()), [payload, dot, next MAIL,
+   * RCPT…, DATA], so that back-to-back messages cost one write and one round
+   * trip each. Outcomes match the stepwise path: any refused recipient fails the message.
    */
   private async deliverPipelined(envelope: Envelope, raw: string): Promise<SmtpReply> {
-    const { conn, options } = this;
-    if (this.lost !== undefined) throw this.lost;
-    const reader = conn.takeReplies();
+    const { options } = this;
+    const primed = this.primed;
+    this.primed = undefined;
+    if (primed !== undefined && primed.envelope !== envelope) {
+      // The relay may be waiting for the other message's content: only dropping the connection is safe.
+      this.destroy();
+      throw new MailroomError('ESTALE', 'the envelope sent ahead belonged to another message');
+    }
+    if (primed === undefined && this.lost !== undefined) throw this.lost;
+    const reader = this.takeReader();
     if (reader === undefined) throw new MailroomError('ECONNECTION', 'connection closed');
+    this.transaction = true;
+    this.inEnvelope = true;
     try {
       let replies: string[];
       try {
-        replies = await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
+        replies = primed !== undefined ? await primed.replies : await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
       } catch (err) {
         // As in the stepwise path: a socket gone before any reply carried no message content.
         if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
@@ -287,13 +314,82 @@ export class SmtpSession {
         else this.destroy();
         throw refused;
       }
-      const [final] = await this.exchange('data', options.dataTimeoutMs, reader, `${dotStuff(raw)}\r\n.\r\n`, 1);
-      const reply = this.expectReply(final);
+      // The next message's envelope, if one was primed meanwhile, rides with this payload.
+      const next = this.stashed;
+      this.inEnvelope = false;
+      this.stashed = undefined;
+      let text = `${dotStuff(raw)}\r\n.\r\n`;
+      const final = this.awaitReplies('data', options.dataTimeoutMs, reader, 1);
+      if (next !== undefined) {
+        this.primed = { envelope: next, replies: this.awaitPrimed(reader, next) };
+        text += envelopeGroup(next.from, next.to);
+      }
+      this.write(text);
+      const [dot] = await final;
+      // Whatever the relay answered to the dot, the transaction is over.
+      this.transaction = false;
+      const reply = this.expectReply(dot);
       if (reply.code !== 250) throw replyError(reply, 'data');
       return reply;
     } finally {
-      conn.giveBackReplies(reader);
+      this.inEnvelope = false;
+      this.stashed = undefined;
+      if (this.primed === undefined) this.releaseReader();
     }
+  }
+
+  /** Whether the next message's envelope went out ahead and waits for its deliver(). */
+  get hasPrimed(): boolean {
+    return this.primed !== undefined;
+  }
+
+  /**
+   * Sends the next message's MAIL/RCPT/DATA group ahead, behind the final dot
+   * of the message under way (RFC 2920 allows content to be followed by the
+   * next transaction's commands). The relay then waits for that message's
+   * content, so the caller must make deliver(envelope) the next thing this
+   * session does, or drop it. Does nothing where that is not safe: no
+   * PIPELINING, a lost session, or a transaction left open by a refusal.
+   */
+  prime(envelope: Envelope): void {
+    if (this.lost !== undefined || this.primed !== undefined || !this.conn.has_extn('pipelining')) return;
+    if (this.inEnvelope) {
+      this.stashed = envelope;
+      return;
+    }
+    if (this.transaction) return;
+    const reader = this.takeReader();
+    if (reader === undefined || this.conn.socket() === null) return;
+    this.primed = { envelope, replies: this.awaitPrimed(reader, envelope) };
+    this.write(envelopeGroup(envelope.from, envelope.to));
+  }
+
+  private awaitPrimed(reader: ReplyReader, envelope: Envelope): Promise<string[]> {
+    // Its replies come after those to the dot before it, whose deadline is the data timeout.
+    const replies = this.awaitReplies('mail', this.options.dataTimeoutMs + this.options.commandTimeoutMs, reader, envelope.to.length + 2);
+    replies.catch(() => undefined); // read by deliver(), or dropped with the session
+    return replies;
+  }
+
+  private takeReader(): ReplyReader | undefined {
+    this.reader ??= this.conn.takeReplies();
+    return this.reader;
+  }
+
+  /** emailjs reads the socket again (its own commands: NOOP, RSET, QUIT, stepwise sends). */
+  private releaseReader(): void {
+    if (this.reader === undefined) return;
+    this.conn.giveBackReplies(this.reader);
+    this.reader = undefined;
+  }
+
+  /** A primed envelope makes the relay wait for content: an emailjs command now would become part of it. */
+  private beforeCommand(stage: Stage): void {
+    if (this.primed !== undefined) {
+      this.destroy();
+      throw new MailroomError('ECONNECTION', `SMTP ${stage} while the next envelope was sent ahead: connection dropped`);
+    }
+    this.releaseReader();
   }
 
   private expectReply(raw: string | undefined): SmtpReply {
@@ -305,50 +401,59 @@ export class SmtpSession {
 
   /** Writes `text` and waits for `count` replies, under one deadline; like command() for pipelined groups. */
   private exchange(stage: 'mail' | 'data', timeoutMs: number, reader: ReplyReader, text: string, count: number): Promise<string[]> {
+    const replies = this.awaitReplies(stage, timeoutMs, reader, count);
+    this.write(text);
+    return replies;
+  }
+
+  /**
+   * Waits for the next `count` replies under a deadline. Several may wait at
+   * once (see prime()); losing the session fails them all through the reader.
+   */
+  private awaitReplies(stage: 'mail' | 'data', timeoutMs: number, reader: ReplyReader, count: number): Promise<string[]> {
     return new Promise<string[]>((resolve, reject) => {
-      const sock = this.conn.socket();
-      if (this.lost !== undefined || sock === null) {
+      if (this.lost !== undefined || this.conn.socket() === null) {
         reject(this.lost ?? new MailroomError('ECONNECTION', 'connection closed'));
         return;
       }
-      let settled = false;
-      const finish = (err: MailroomError | undefined, value: string[]): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        this.abortPending = undefined;
-        if (err !== undefined) reject(err);
-        else resolve(value);
-      };
       const timer = setTimeout(() => {
-        finish(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${timeoutMs} ms`), []);
+        reject(new MailroomError('ETIMEDOUT', `no answer to ${stage} within ${timeoutMs} ms`));
         this.destroy();
       }, timeoutMs);
-      this.abortPending = (err) => finish(err, []);
       reader.expect(count, (err, replies) => {
+        clearTimeout(timer);
         if (err === null) {
-          finish(undefined, replies);
+          resolve(replies);
           return;
         }
-        finish(new MailroomError('ECONNECTION', `SMTP ${stage}: ${err.message}`, { cause: err }), []);
+        reject(err instanceof MailroomError ? err : new MailroomError('ECONNECTION', `SMTP ${stage}: ${err.message}`, { cause: err }));
         this.destroy();
       });
-      sock.write(text);
     });
   }
 
+  /** Writes to the socket; a lost session has failed every waiting reply already. */
+  private write(text: string): void {
+    const sock = this.conn.socket();
+    if (this.lost === undefined && sock !== null) sock.write(text);
+  }
+
   async noop(): Promise<void> {
+    this.beforeCommand('noop');
     // emailjs's noop() expects no particular code; command() checks for 250.
     await this.command('noop', this.options.commandTimeoutMs, (cb) => this.conn.command('NOOP', cb));
   }
 
   async reset(): Promise<void> {
+    this.beforeCommand('rset');
     await this.command('rset', this.options.commandTimeoutMs, (cb) => this.conn.rset(cb));
+    this.transaction = false;
   }
 
   /** Polite close: QUIT, then the socket goes whatever the answer. */
   async quit(): Promise<void> {
     try {
+      this.beforeCommand('quit');
       if (!this.isLost) await this.command('quit', this.options.commandTimeoutMs, (cb) => this.conn.quit((err, data) => cb(err as Error | null, data)));
     } catch {
       // the relay may drop the socket before answering QUIT; nothing is lost
@@ -384,6 +489,7 @@ export class SmtpSession {
     if (this.lost !== undefined) return;
     this.lost = err;
     this.abortPending?.(err);
+    this.reader?.abort(err);
     for (const listener of this.lostListeners) listener(err);
     this.lostListeners.clear();
   }
@@ -425,14 +531,33 @@ export class SmtpSession {
   }
 }
 
+const MIN_TLS_VERSION = 'TLSv1.2';
+
+/**
+ * The options with one TLS context for all their dials. A pool re-dials all
+ * the time (recycling after N messages, reconnects), and building a context
+ * from `ca` for each dial parsed the whole CA file every time.
+ */
+export function withTlsContext(options: SessionOptions): SessionOptions {
+  if (options.tls === 'none' || options.secureContext !== undefined) return options;
+  try {
+    const secureContext = createSecureContext({ ...(options.ca !== undefined ? { ca: options.ca } : {}), minVersion: MIN_TLS_VERSION });
+    return { ...options, secureContext };
+  } catch {
+    // An unusable CA file: each dial fails on it and says why (ETLS), as before.
+    return options;
+  }
+}
+
 function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
   return {
     host: options.host,
     // SNI takes host names only.
     ...(isIP(options.host) === 0 ? { servername: options.host } : {}),
-    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    // A shared context already holds the CAs and the minimum version.
+    ...(options.secureContext !== undefined ? { secureContext: options.secureContext } : options.ca !== undefined ? { ca: options.ca } : {}),
     rejectUnauthorized: true,
-    minVersion: 'TLSv1.2',
+    minVersion: MIN_TLS_VERSION,
   };
 }
 
