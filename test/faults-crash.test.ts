@@ -22,8 +22,8 @@ function address(text: string): Address {
 }
 
 test('a connection actor that throws is replaced; its job goes through on another connection and nothing else fails', { timeout: 15_000 }, async (t) => {
-  // NOOPs answered late: jobs land mid-NOOP, where the bomb is.
-  const peer = await FaultPeer.start({ script: (c) => (c.stage === 'NOOP' ? { delay: 5 } : undefined) });
+  // NOOPs answered late: a job sent while one is unanswered lands mid-NOOP, where the bomb is.
+  const peer = await FaultPeer.start({ script: (c) => (c.stage === 'NOOP' ? { delay: 30 } : undefined) });
   t.after(() => peer.close());
   const { logger, entries } = recordingLogger('info');
   let bombs = 1;
@@ -86,11 +86,23 @@ test('a connection actor that throws is replaced; its job goes through on anothe
 
   const from = address('sender@example.com');
   const results: Promise<Delivered>[] = [];
-  for (let i = 0; i < 30; i++) {
+  const submit = (i: number): Promise<Delivered> => {
     const draft = { to: [address(`r${i}@example.com`)], cc: [], bcc: [], replyTo: [], subject: `crash-${i}`, text: 'x', html: '' };
     const { job, done } = createJob(composeMessage(draft, from), Infinity);
     jobs$.next(job);
     results.push(done);
+    return done;
+  };
+  // Each probe goes out the moment the peer holds a NOOP unanswered, so it
+  // meets a pinging connection whatever the machine's load; the bomb fires on
+  // the first one that does.
+  for (let probe = 0; probe < 20 && bombs > 0; probe++) {
+    const noops = peer.count('NOOP');
+    await peer.until(() => peer.count('NOOP') > noops, 2000, 'a NOOP in flight');
+    await submit(results.length);
+  }
+  while (results.length < 30) {
+    submit(results.length);
     await new Promise((r) => setTimeout(r, 3));
   }
   const delivered = await Promise.all(results);

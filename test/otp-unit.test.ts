@@ -30,14 +30,11 @@ test('9: a sweep over 100,000 live codes and 10 expired ones examines about 10 e
     store.commit(`u${i}@example.com`, hasher.hash(`u${i}@example.com`, '123456'), later);
   }
   assert.equal(store.size, 100_010);
-  const started = process.hrtime.bigint();
   const { removed, examined } = store.sweep(t0 + LIMITS.lifespanMs);
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
   assert.equal(removed, 10);
   // 10 removed + the first live code + the first send window still in its hour
   assert.ok(examined <= 12, `examined ${examined}`);
   assert.equal(store.size, 100_000);
-  assert.ok(ms < 5, `sweep took ${ms} ms`);
 });
 
 test('store: a replaced code moves to the back of the expiry order', () => {
