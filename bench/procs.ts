@@ -72,7 +72,7 @@ export interface Sink {
 }
 
 export async function startNodeSink(pki: BenchPki | undefined): Promise<Sink> {
-  const opts = pki !== undefined ? { tls: { key: pki.key, cert: pki.cert }, auth: BENCH_AUTH } : {};
+  const opts = pki !== undefined ? { tls: pki.server, auth: BENCH_AUTH } : {};
   const child = track(fork(join(HERE, 'sink.js'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const { port } = await firstMessage<SinkReply>(child, (m) => m.type === 'listening', 'sink') as Extract<SinkReply, { type: 'listening' }>;
   return {

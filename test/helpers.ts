@@ -1,15 +1,12 @@
 // Shared test peers: a real SMTP server (smtp-server), the real service booted
 // in-process on port 0, real gRPC clients, and a throwaway test CA.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { boot, type Service } from '../src/boot.js';
+import { makePki, type Pki } from './pki.js';
 import { createLogger, type Logger } from '../src/log.js';
 import type { LogLevel } from '../src/config.js';
 import { loadMailProto } from '../src/rpc/proto.js';
@@ -250,36 +247,13 @@ export async function expectGrpcError(promise: Promise<unknown>): Promise<grpc.S
   throw new Error('expected a gRPC error, the call succeeded');
 }
 
-export interface TestPki {
-  readonly caFile: string;
-  readonly ca: string;
-  /** key and certificate for 127.0.0.1 and localhost, signed by the CA */
-  readonly server: { key: string; cert: string };
-  /** a self-signed pair no client trusts */
-  readonly untrusted: { key: string; cert: string };
-}
+export type TestPki = Pki;
 
 let pki: TestPki | undefined;
 
-/** A throwaway CA made with openssl, once per test process. */
+/** The test CA, made once per test process. */
 export function testPki(): TestPki {
-  if (pki !== undefined) return pki;
-  const dir = mkdtempSync(join(tmpdir(), 'mailroom-pki-'));
-  const ssl = (...args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  };
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=mailroom test CA');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext');
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
-  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
-  pki = {
-    caFile: join(dir, 'ca.pem'),
-    ca: read('ca.pem'),
-    server: { key: read('server.key'), cert: read('server.pem') },
-    untrusted: { key: read('rogue.key'), cert: read('rogue.pem') },
-  };
+  pki ??= makePki('test');
   return pki;
 }
 

@@ -6,7 +6,7 @@ import { createActor } from 'xstate';
 import { createLogger } from '../src/log.js';
 import { loadConfig } from '../src/config.js';
 import { MailroomError } from '../src/errors.js';
-import { otpMachine, SWEEP_SLICE, type CodeMailer } from '../src/actors/otp.js';
+import { otpMachine, SWEEP_SLICE, type CodeMailer, type OtpOptions } from '../src/actors/otp.js';
 import { CodeHasher, generateCode } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { CODE_ACCEPTED } from '../src/otp/store.js';
@@ -16,6 +16,30 @@ import type { Draft } from '../src/mail/compose.js';
 
 const LIMITS = { lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 10 };
 const hasher = new CodeHasher(undefined);
+
+const NO_MAIL: CodeMailer = { send: () => assert.fail('no mail expected') };
+
+/** An OTP actor over `store` with test defaults; `options` and `now` override them. */
+function startOtp(store: InMemoryOtpStore, over: { options?: Partial<OtpOptions>; mailer?: CodeMailer; now?: () => number } = {}) {
+  return createActor(otpMachine, {
+    input: {
+      options: {
+        length: 6,
+        lifespanMs: LIMITS.lifespanMs,
+        resendCooldownMs: 0,
+        cleanupMs: 3_600_000,
+        returnCode: false,
+        templates: { subject: '', text: '{{code}}', html: '' },
+        ...over.options,
+      },
+      store,
+      hasher,
+      mailer: over.mailer ?? NO_MAIL,
+      log: createLogger({ level: 'error', format: 'json', silent: true }),
+      ...(over.now !== undefined ? { now: over.now } : {}),
+    },
+  }).start();
+}
 
 test('9: a sweep over 100,000 live codes and 10 expired ones examines about 10 entries', () => {
   const store = new InMemoryOtpStore(LIMITS);
@@ -147,16 +171,11 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
     },
   };
   const store = new InMemoryOtpStore(LIMITS);
-  const actor = createActor(otpMachine, {
-    input: {
-      options: { length: 6, lifespanMs: LIMITS.lifespanMs, resendCooldownMs: LIMITS.resendCooldownMs, cleanupMs: 3_600_000, returnCode: false, templates: { subject: 'c {{code}}', text: '{{code}}', html: '' } },
-      store,
-      hasher,
-      mailer,
-      log: createLogger({ level: 'error', format: 'json', silent: true }),
-      now: () => now,
-    },
-  }).start();
+  const actor = startOtp(store, {
+    options: { resendCooldownMs: LIMITS.resendCooldownMs, templates: { subject: 'c {{code}}', text: '{{code}}', html: '' } },
+    mailer,
+    now: () => now,
+  });
   const send = (key: string) =>
     new Promise<MailroomError | undefined>((resolve) =>
       actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply: (error) => resolve(error) }),
@@ -195,16 +214,7 @@ test('actor: a correct check answers CODE_ACCEPTED once', async () => {
   const store = new InMemoryOtpStore(LIMITS);
   store.reserve('a@x.org', Date.now());
   store.commit('a@x.org', hasher.hash('a@x.org', '424242'), Date.now());
-  const mailer: CodeMailer = { send: () => assert.fail('no mail expected') };
-  const actor = createActor(otpMachine, {
-    input: {
-      options: { length: 6, lifespanMs: 1000, resendCooldownMs: 0, cleanupMs: 3_600_000, returnCode: false, templates: { subject: '', text: '{{code}}', html: '' } },
-      store,
-      hasher,
-      mailer,
-      log: createLogger({ level: 'error', format: 'json', silent: true }),
-    },
-  }).start();
+  const actor = startOtp(store, { options: { lifespanMs: 1000 } });
   const results: number[] = [];
   const hash = hasher.hash('a@x.org', '424242');
   for (let i = 0; i < 3; i++) actor.send({ type: 'code.check', key: 'a@x.org', hash, reply: (r) => results.push(r) });
@@ -217,16 +227,7 @@ test('actor: the sweep runs by itself every OTP_CLEANUP_SECONDS', async () => {
   const store = new InMemoryOtpStore(LIMITS);
   store.reserve('a@x.org', now);
   store.commit('a@x.org', hasher.hash('a@x.org', '1'), now);
-  const actor = createActor(otpMachine, {
-    input: {
-      options: { length: 6, lifespanMs: LIMITS.lifespanMs, resendCooldownMs: 0, cleanupMs: 20, returnCode: false, templates: { subject: '', text: '{{code}}', html: '' } },
-      store,
-      hasher,
-      mailer: { send: () => assert.fail('no mail expected') },
-      log: createLogger({ level: 'error', format: 'json', silent: true }),
-      now: () => now,
-    },
-  }).start();
+  const actor = startOtp(store, { options: { cleanupMs: 20 }, now: () => now });
   await new Promise((r) => setTimeout(r, 60));
   assert.equal(store.size, 1, 'nothing expired yet');
   now = LIMITS.lifespanMs;
@@ -257,16 +258,7 @@ test('actor: an expiry wave larger than a slice is swept in slices, the event lo
     store.reserve(`u${i}@x.org`, now);
     store.commit(`u${i}@x.org`, hasher.hash(`u${i}@x.org`, '1'), now);
   }
-  const actor = createActor(otpMachine, {
-    input: {
-      options: { length: 6, lifespanMs: LIMITS.lifespanMs, resendCooldownMs: 0, cleanupMs: 3_600_000, returnCode: false, templates: { subject: '', text: '{{code}}', html: '' } },
-      store,
-      hasher,
-      mailer: { send: () => assert.fail('no mail expected') },
-      log: createLogger({ level: 'error', format: 'json', silent: true }),
-      now: () => now,
-    },
-  }).start();
+  const actor = startOtp(store, { now: () => now });
   now = LIMITS.lifespanMs;
   actor.send({ type: 'sweep' });
   assert.equal(store.size, total - SWEEP_SLICE, 'one slice per event');
