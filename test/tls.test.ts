@@ -2,7 +2,9 @@
 // with AUTH, and every way a relay that cannot be trusted must be refused.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { SmtpSession, withTlsContext } from '../src/smtp/session.js';
 import {
   startSmtp,
   startService,
@@ -119,4 +121,39 @@ test('STARTTLS: a relay that does not offer STARTTLS gets no plaintext AUTH and 
   const logs = recordingLogger();
   const svc = await service({ ...FAST_FAIL, EMAIL_PORT: String(smtp.port), EMAIL_TLS: 'starttls' }, logs);
   await assertRefused(smtp, svc, logs);
+});
+
+test('a re-dial resumes the TLS session of the one before (implicit TLS and STARTTLS), and still sends', async () => {
+  const pki = testPki();
+  for (const mode of ['implicit', 'starttls'] as const) {
+    const smtp = await relay(mode === 'implicit' ? { secure: pki.server, auth: AUTH } : { starttls: pki.server, auth: AUTH });
+    const options = withTlsContext({
+      host: '127.0.0.1',
+      port: smtp.port,
+      tls: mode,
+      ca: readFileSync(pki.caFile, 'utf8'),
+      user: AUTH.user,
+      password: AUTH.pass,
+      heloName: 'localhost',
+      connectTimeoutMs: 2000,
+      greetingTimeoutMs: 2000,
+      commandTimeoutMs: 2000,
+      dataTimeoutMs: 2000,
+    });
+    const first = await SmtpSession.dial(options);
+    assert.equal(first.resumed, false, `${mode}: the first dial has no session to resume`);
+    await first.deliver({ from: AUTH.user, to: ['ann@example.com'] }, 'Subject: one\r\n\r\nfirst\r\n');
+    await first.quit();
+    const second = await SmtpSession.dial(options);
+    assert.equal(second.resumed, true, `${mode}: the second dial resumes the first one's session`);
+    await second.deliver({ from: AUTH.user, to: ['bob@example.com'] }, 'Subject: two\r\n\r\nsecond\r\n');
+    await second.quit();
+    assert.deepEqual(
+      smtp.messages.map((m) => [m.user, m.secure]),
+      [
+        [AUTH.user, true],
+        [AUTH.user, true],
+      ],
+    );
+  }
 });

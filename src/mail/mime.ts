@@ -2,7 +2,7 @@
 // for this: it labels every text part 7bit even when it holds UTF-8 or lines
 // over 998 octets, adds MIME-Version only to multipart mail and derives
 // Message-IDs from the host name. Here every header is set on purpose.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Address } from './address.js';
 
 export interface MimeInput {
@@ -23,8 +23,10 @@ const MAX_LINE = 998;
 const ATOM_TEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
 const ASCII_PRINTABLE = /^[\x20-\x7e]*$/;
 
+// randomUUID draws from a pool of random bytes it refills in bulk; randomBytes
+// made one call into the CSPRNG (and a Buffer) per message.
 export function newMessageId(domain: string): string {
-  return `<${Date.now().toString(36)}.${randomBytes(9).toString('base64url')}@${domain}>`;
+  return `<${Date.now().toString(36)}.${randomUUID()}@${domain}>`;
 }
 
 export function buildMime(m: MimeInput): string {

@@ -26,6 +26,17 @@ export interface SessionOptions {
    * dial builds its own from `ca`, parsing the CA file again.
    */
   readonly secureContext?: SecureContext;
+  /**
+   * The last TLS session the relay handed out, offered on the next dial
+   * (see withTlsContext): a resumed handshake skips the certificate chain
+   * on both sides, and the pool re-dials every max-messages-per-connection.
+   */
+  readonly tlsSessions?: TlsSessionCache;
+}
+
+/** Holds the newest TLS session (ticket) of one relay, shared by every dial of a pool. */
+export class TlsSessionCache {
+  last: Buffer | undefined;
 }
 
 export interface Envelope {
@@ -77,7 +88,7 @@ class PooledConnection extends SMTPConnection {
   // TRAP: emailjs's starttls() wraps the socket in `new TLSSocket` without
   // verifying the server's certificate, and its ehlo() ignores a STARTTLS
   // failure and carries on in plain text. This upgrade verifies like tls.connect.
-  upgrade(tlsOptions: ConnectionOptions, callback: (err: Error | null) => void): void {
+  upgrade(tlsOptions: ConnectionOptions, sessions: TlsSessionCache | undefined, callback: (err: Error | null) => void): void {
     const plain = this.sock;
     if (plain === null) {
       callback(new Error('no socket to upgrade'));
@@ -86,6 +97,7 @@ class PooledConnection extends SMTPConnection {
     this.monitor?.stop();
     const secure = tlsConnect({ ...tlsOptions, socket: plain });
     secure.setNoDelay(true);
+    keepSessions(secure, sessions);
     const onError = (err: Error): void => {
       secure.destroy();
       callback(err);
@@ -169,7 +181,7 @@ export class SmtpSession {
           throw new MailroomError('ETLS', 'the SMTP relay does not offer STARTTLS (set EMAIL_TLS=none to send in plain text)');
         }
         await session.command('starttls', options.commandTimeoutMs, (cb) => conn.command('STARTTLS', cb, [220]));
-        await session.command('starttls', options.connectTimeoutMs, (cb) => conn.upgrade(tlsOptions, cb));
+        await session.command('starttls', options.connectTimeoutMs, (cb) => conn.upgrade(tlsOptions, options.tlsSessions, cb));
         session.watch(conn.socket());
       }
       if (options.user !== undefined) {
@@ -199,6 +211,7 @@ export class SmtpSession {
         // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
         // costs ~40 ms on every command round trip.
         sock.setNoDelay(true);
+        if (options.tls === 'implicit') keepSessions(sock as TLSSocket, options.tlsSessions);
         // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
         // idle pooled connections. It stays only until the TCP connect; after
         // that every command carries its own deadline and keepalive uses NOOP.
@@ -228,6 +241,12 @@ export class SmtpSession {
     }
     this.lostListeners.add(listener);
     return () => this.lostListeners.delete(listener);
+  }
+
+  /** Whether this session's TLS handshake resumed an earlier session (see TlsSessionCache). */
+  get resumed(): boolean {
+    const sock = this.conn.socket();
+    return sock !== null && 'isSessionReused' in sock && sock.isSessionReused();
   }
 
   get isLost(): boolean {
@@ -534,15 +553,17 @@ export class SmtpSession {
 const MIN_TLS_VERSION = 'TLSv1.2';
 
 /**
- * The options with one TLS context for all their dials. A pool re-dials all
- * the time (recycling after N messages, reconnects), and building a context
- * from `ca` for each dial parsed the whole CA file every time.
+ * The options with one TLS context and one session cache for all their
+ * dials. A pool re-dials all the time (recycling after N messages,
+ * reconnects): building a context from `ca` for each dial parsed the whole CA
+ * file every time, and a full handshake each time made the relay sign and
+ * this side verify a certificate chain again.
  */
 export function withTlsContext(options: SessionOptions): SessionOptions {
   if (options.tls === 'none' || options.secureContext !== undefined) return options;
   try {
     const secureContext = createSecureContext({ ...(options.ca !== undefined ? { ca: options.ca } : {}), minVersion: MIN_TLS_VERSION });
-    return { ...options, secureContext };
+    return { ...options, secureContext, tlsSessions: options.tlsSessions ?? new TlsSessionCache() };
   } catch {
     // An unusable CA file: each dial fails on it and says why (ETLS), as before.
     return options;
@@ -558,7 +579,17 @@ function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
     ...(options.secureContext !== undefined ? { secureContext: options.secureContext } : options.ca !== undefined ? { ca: options.ca } : {}),
     rejectUnauthorized: true,
     minVersion: MIN_TLS_VERSION,
+    // Resumption still verifies: the session carries the verified chain, and the host name is checked again.
+    ...(options.tlsSessions?.last !== undefined ? { session: options.tlsSessions.last } : {}),
   };
+}
+
+/** Keeps the newest session the relay sends on this socket for the next dial. */
+function keepSessions(sock: TLSSocket, sessions: TlsSessionCache | undefined): void {
+  if (sessions === undefined) return;
+  sock.on('session', (session: Buffer) => {
+    sessions.last = session;
+  });
 }
 
 const DOT_LINE = /(^|\r\n)\./g;
