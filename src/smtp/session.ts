@@ -287,7 +287,7 @@ export class SmtpSession {
    * deliver() with RFC 2920 PIPELINING: [MAIL, RCPT…, DATA] then [payload, dot],
    * or, with the next message primed (see prime()), [payload, dot, next MAIL,
    * RCPT…, DATA], so that back-to-back messages cost one write and one round
-   * trip each. Outcomes match the stepwise path: any refused recipient fails the message.
+   * trip each. Outcomes match the stepwise path: one refused recipient fails the message.
    */
   private async deliverPipelined(envelope: Envelope, raw: string): Promise<SmtpReply> {
     const { options } = this;
