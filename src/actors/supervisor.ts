@@ -246,6 +246,20 @@ function takeBack(context: SupervisorContext, cid: string, job?: MailJob): MailJ
   return held;
 }
 
+/** A job that never reached the relay goes back to the queue head; its dispatch was no attempt. */
+function returnToQueue(context: SupervisorContext, job: MailJob): void {
+  job.attempts -= 1;
+  context.queue.unshift(job);
+}
+
+/** The next job a connection held goes back to the queue head, if it held one. */
+function returnNext(context: SupervisorContext, cid: string): void {
+  const next = context.next.get(cid);
+  if (next === undefined) return;
+  context.next.delete(cid);
+  returnToQueue(context, next);
+}
+
 /**
  * The connection finished its inflight job and goes straight on to its next
  * one: that is its inflight job now, and it may take another next.
@@ -266,17 +280,9 @@ function onDown(context: SupervisorContext, event: Report<'conn.down'>, enqueue:
   // so a job still held here never reached the relay: back to the queue head.
   // If the connection also bounces it later, that bounce finds nothing to take.
   context.noNext.delete(event.cid);
-  const next = context.next.get(event.cid);
-  if (next !== undefined) {
-    context.next.delete(event.cid);
-    next.attempts -= 1;
-    context.queue.unshift(next);
-  }
+  returnNext(context, event.cid);
   const job = takeBack(context, event.cid);
-  if (job !== undefined) {
-    job.attempts -= 1;
-    context.queue.unshift(job);
-  }
+  if (job !== undefined) returnToQueue(context, job);
   if (context.up.delete(event.cid)) healthChanged(context, enqueue, { cid: event.cid, error: event.error });
   else if (!context.reachedOnce && event.error.code !== context.unreachableCode) {
     // A relay that was never reached (refused certificate or credentials,
@@ -308,12 +314,7 @@ function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqu
     // The session is gone: its next job comes back now, so that it queues
     // behind this one rather than ahead of it (conn.down would put it first,
     // and this one would meet the next stale socket again).
-    const next = context.next.get(cid);
-    if (next !== undefined) {
-      context.next.delete(cid);
-      next.attempts -= 1;
-      context.queue.unshift(next);
-    }
+    returnNext(context, cid);
   } else {
     // A connection that fails for good reports conn.down next, which hands the next job back.
     promoteNext(context, cid, enqueue);
@@ -324,9 +325,8 @@ function onFailed(context: SupervisorContext, event: Report<'conn.failed'>, enqu
     // Not an attempt: the relay saw nothing. Straight back to the queue head;
     // the connection that went stale backs off on its own.
     job.staleRequeues += 1;
-    job.attempts -= 1;
     context.log.debug('requeued from a stale connection', { jobId: job.id, cid, requeues: job.staleRequeues });
-    context.queue.unshift(job);
+    returnToQueue(context, job);
     dispatch(context, enqueue);
     return;
   }
@@ -346,8 +346,7 @@ function onBounced(context: SupervisorContext, event: Report<'conn.bounced'>, en
   if (context.next.get(event.cid) === event.job) context.noNext.add(event.cid);
   // conn.down may have taken it back already; requeueing it twice would send it twice.
   if (takeBack(context, event.cid, event.job) === undefined) return;
-  event.job.attempts -= 1; // it never reached the relay
-  context.queue.unshift(event.job);
+  returnToQueue(context, event.job);
   dispatch(context, enqueue);
 }
 

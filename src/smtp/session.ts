@@ -261,14 +261,7 @@ export class SmtpSession {
     try {
       await this.command('mail', options.commandTimeoutMs, (cb) => conn.mail(cb, `<${envelope.from}>`));
     } catch (err) {
-      // A relay that closes an idle connection (or closes right behind its
-      // last 250) races our next MAIL: the socket is gone before any reply.
-      // Nothing of this message reached the relay; say so, so that it is
-      // not counted as a delivery attempt.
-      if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
-        throw new MailroomError('ESTALE', `${err.message} before it answered MAIL`, { cause: err });
-      }
-      throw err;
+      throw staleIfUnanswered(err);
     }
     for (const rcpt of envelope.to) {
       await this.command('rcpt', options.commandTimeoutMs, (cb) => conn.rcpt(cb, `<${rcpt}>`));
@@ -308,11 +301,7 @@ export class SmtpSession {
       try {
         replies = primed !== undefined ? await primed.replies : await this.exchange('mail', options.commandTimeoutMs, reader, envelopeGroup(envelope.from, envelope.to), envelope.to.length + 2);
       } catch (err) {
-        // As in the stepwise path: a socket gone before any reply carried no message content.
-        if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
-          throw new MailroomError('ESTALE', `${err.message} before it answered MAIL`, { cause: err });
-        }
-        throw err;
+        throw staleIfUnanswered(err);
       }
       // RFC 2920 3.1: check every status of the group, the reply to DATA included.
       const mail = this.expectReply(replies[0]);
@@ -590,6 +579,19 @@ function keepSessions(sock: TLSSocket, sessions: TlsSessionCache | undefined): v
   sock.on('session', (session: Buffer) => {
     sessions.last = session;
   });
+}
+
+/**
+ * A relay that closes an idle connection (or closes right behind its last 250)
+ * races our next MAIL: the socket is gone before any reply. Nothing of this
+ * message reached the relay; ESTALE says so, so that it is not counted as a
+ * delivery attempt. Any other error passes through.
+ */
+function staleIfUnanswered(err: unknown): unknown {
+  if (err instanceof MailroomError && err.code === 'ECONNECTION' && err.smtp === undefined) {
+    return new MailroomError('ESTALE', `${err.message} before it answered MAIL`, { cause: err });
+  }
+  return err;
 }
 
 const DOT_LINE = /(^|\r\n)\./g;
