@@ -139,6 +139,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     // Most often another instance holds the port: say so in the words of the
     // configuration (exit 2 from main) instead of grpc-js's stack trace.
     supervisor.stop();
+    otp.stop();
     await capture?.close();
     const reason = /errors: \[(.*)\]$/.exec((err as Error).message)?.[1] ?? (err as Error).message;
     throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
