@@ -203,6 +203,8 @@ export interface Measured extends LoadResult {
   readonly serverSysMicros: number | undefined;
   /** highest server RSS sampled during the measured phase */
   readonly serverRssMb: number | undefined;
+  /** the sink's CPU during the measured phase, µs: what each sender costs the relay */
+  readonly sinkCpuMicros: number | undefined;
 }
 
 export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', options: object, edges: { sink?: Sink; serverPid?: number }): Promise<Measured> {
@@ -210,6 +212,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
   let sink0 = 0;
   let cpu0 = 0;
   let sys0 = 0;
+  let sinkCpu0 = 0;
   let rssMax = 0;
   let sampler: NodeJS.Timeout | undefined;
   const pid = edges.serverPid;
@@ -223,6 +226,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
           sink0 = edges.sink !== undefined ? await edges.sink.count() : 0;
           cpu0 = pid !== undefined ? procCpuMicros(pid) : 0;
           sys0 = pid !== undefined ? procCpuSplit(pid).system : 0;
+          sinkCpu0 = edges.sink !== undefined ? procCpuMicros(edges.sink.pid) : 0;
           sampler = setInterval(sample, 100);
           child.send({ type: 'go' });
         })().catch(reject);
@@ -235,6 +239,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
     const result = await done;
     const cpu1 = pid !== undefined ? procCpuMicros(pid) : 0;
     const sys1 = pid !== undefined ? procCpuSplit(pid).system : 0;
+    const sinkCpu1 = edges.sink !== undefined ? procCpuMicros(edges.sink.pid) : 0;
     sample();
     const sinkAccepted = edges.sink !== undefined ? (await edges.sink.count()) - sink0 : undefined;
     return {
@@ -243,6 +248,7 @@ export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', opt
       serverCpuMicros: pid !== undefined ? cpu1 - cpu0 : undefined,
       serverSysMicros: pid !== undefined ? sys1 - sys0 : undefined,
       serverRssMb: pid !== undefined ? rssMax : undefined,
+      sinkCpuMicros: edges.sink !== undefined ? sinkCpu1 - sinkCpu0 : undefined,
     };
   } finally {
     if (sampler !== undefined) clearInterval(sampler);

@@ -36,6 +36,8 @@ export interface Summary {
   /** the kernel's share of the service's CPU (system time / total) */
   readonly cpuSystemShare: number | undefined;
   readonly serverRssMb: number | undefined;
+  /** the sink's CPU per accepted mail, µs: what the sender's way of talking SMTP costs the relay */
+  readonly sinkCpuPerMailUs: number | undefined;
   readonly errorSamples: string[];
 }
 
@@ -46,6 +48,9 @@ export function summarise(row: Row): Summary {
     const n = row.mail && m.sinkAccepted !== undefined ? m.sinkAccepted : m.ok;
     return n > 0 ? cpu / n : NaN;
   };
+  const sinkCpu = r
+    .filter((m) => m.sinkCpuMicros !== undefined && m.sinkAccepted !== undefined && m.sinkAccepted > 0)
+    .map((m) => (m.sinkCpuMicros as number) / (m.sinkAccepted as number));
   const rss = r.map((m) => m.serverRssMb).filter((x): x is number => x !== undefined);
   const sinks = r.map((m) => m.sinkAccepted).filter((x): x is number => x !== undefined);
   return {
@@ -65,6 +70,7 @@ export function summarise(row: Row): Summary {
       ? Math.round(median(r.map((m) => (m.serverSysMicros as number) / (m.serverCpuMicros as number))) * 100) / 100
       : undefined,
     serverRssMb: rss.length > 0 ? Math.round(Math.max(...rss)) : undefined,
+    sinkCpuPerMailUs: sinkCpu.length > 0 ? Math.round(median(sinkCpu)) : undefined,
     errorSamples: [...new Set(r.flatMap((m) => m.errorSamples))].slice(0, 3),
   };
 }
@@ -115,7 +121,7 @@ export function table(headers: string[], rows: string[][]): string {
 export function render(summaries: Summary[], ratios: Ratio[], targets: Target[], extra: [string, string][]): string {
   const f = (x: number | undefined, d = 1): string => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d));
   const scen = table(
-    ['scenario', 'calls/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'sink count', 'CPU µs/call', 'sys %', 'RSS MB'],
+    ['scenario', 'calls/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'sink count', 'CPU µs/call', 'sys %', 'RSS MB', 'sink µs/mail'],
     summaries.map((s) => [
       s.label,
       String(s.callsPerSec),
@@ -128,6 +134,7 @@ export function render(summaries: Summary[], ratios: Ratio[], targets: Target[],
       f(s.cpuPerCallUs, 0),
       s.cpuSystemShare === undefined ? '–' : String(Math.round(s.cpuSystemShare * 100)),
       s.serverRssMb === undefined ? '–' : String(s.serverRssMb),
+      f(s.sinkCpuPerMailUs, 0),
     ]),
   );
   const rat = table(

@@ -68,7 +68,10 @@ export interface PeerConnection {
 export interface PeerCommand {
   readonly conn: number;
   readonly verb: string;
+  /** when the peer handled it (commands are handled one by one, replies delayed in turn) */
   readonly at: number;
+  /** when its line reached the peer: earlier than `at` for a command pipelined behind a delayed one */
+  readonly arrivedAt: number;
 }
 
 export interface FaultPeerOptions {
@@ -183,7 +186,9 @@ interface Transaction {
 class PeerSession {
   private stream: Duplex;
   private buffer = '';
-  private readonly lines: string[] = [];
+  private readonly lines: { text: string; at: number }[] = [];
+  /** arrival time of the line being handled */
+  private lineAt = 0;
   private busy = false;
   private closed = false;
   private tx: Transaction | undefined;
@@ -220,9 +225,10 @@ class PeerSession {
       if (this.apply(fault, () => undefined) === 'stop') return;
     }
     this.buffer += text;
+    const at = Date.now();
     let i: number;
     while ((i = this.buffer.indexOf(CRLF)) >= 0) {
-      this.lines.push(this.buffer.slice(0, i));
+      this.lines.push({ text: this.buffer.slice(0, i), at });
       this.buffer = this.buffer.slice(i + 2);
     }
     void this.pump();
@@ -233,8 +239,9 @@ class PeerSession {
     this.busy = true;
     try {
       while (this.lines.length > 0 && !this.closed) {
-        const line = this.lines.shift() as string;
-        await this.handle(line);
+        const line = this.lines.shift() as { text: string; at: number };
+        this.lineAt = line.at;
+        await this.handle(line.text);
       }
     } finally {
       this.busy = false;
@@ -317,7 +324,7 @@ class PeerSession {
     const space = line.indexOf(' ');
     const verb = (space < 0 ? line : line.slice(0, space)).toUpperCase();
     const arg = space < 0 ? '' : line.slice(space + 1);
-    this.peer.record('command', { conn: this.info.n, verb, at: Date.now() });
+    this.peer.record('command', { conn: this.info.n, verb, at: Date.now(), arrivedAt: this.lineAt });
     if (this.info.quit) this.peer.violations.push(`conn ${this.info.n}: ${verb} after QUIT`);
     const stage: Stage = (['EHLO', 'HELO', 'STARTTLS', 'AUTH', 'MAIL', 'RCPT', 'DATA', 'NOOP', 'RSET', 'QUIT'] as const).find((v) => v === verb) ?? 'OTHER';
     switch (stage) {

@@ -101,3 +101,29 @@ test('a next envelope with a refused recipient fails only its message; the sessi
   assert.equal(peer.connections.length, 1, 'the session carried on');
   noViolations(peer);
 });
+
+test('a job given while the dot of the message before it awaits its reply sends its envelope at once, not after that reply', async (t) => {
+  const HELD_MS = 600;
+  const { peer, svc } = await startRig(
+    t,
+    // The relay sits on its answer to the second message's dot.
+    { script: (c) => (c.stage === 'dot' && c.seen === 2 ? { delay: HELD_MS } : undefined) },
+    { WORKERS: '1' },
+  );
+  await sendMail(svc, mail('first')); // a session that has carried a message takes next jobs
+  const second = mail('second');
+  const third = mail('third');
+  const sending = sendMail(svc, second);
+  await peer.until(() => peer.withSubject(second.subject).length === 1, 5000, 'the second message at the peer');
+  const heldSince = Date.now();
+  await Promise.all([sending, sendMail(svc, third)]);
+  const mails = peer.commands.filter((c) => c.verb === 'MAIL');
+  assert.equal(mails.length, 3);
+  const thirdMail = mails[2] as (typeof mails)[number];
+  assert.ok(
+    thirdMail.arrivedAt - heldSince < HELD_MS - 100,
+    `the third envelope arrived ${thirdMail.arrivedAt - heldSince} ms into the ${HELD_MS} ms the relay held its reply to the dot before it`,
+  );
+  assert.deepEqual([peer.withSubject(second.subject).length, peer.withSubject(third.subject).length], [1, 1]);
+  noViolations(peer);
+});

@@ -105,16 +105,13 @@ export const smtpConnectionMachine = setup({
     // CPU per mail.
     hold: fromCallback<HoldRequest, SmtpSession>(({ input: session, sendBack, receive }) => {
       const unsubscribe = session.onLost((error) => sendBack({ type: 'LOST', error }));
-      const sent = (reply: SmtpReply): void => {
-        sendBack({ type: 'SENT', reply });
-        // One turn of the event loop, so that a close the relay sent right
-        // behind its reply is seen (as LOST) before the connection calls itself idle.
-        setImmediate(() => sendBack({ type: 'SETTLED' }));
-      };
+      const sent = (reply: SmtpReply): void => sendBack({ type: 'SENT', reply });
       const failed = (err: unknown): void => sendBack({ type: 'SEND_FAILED', error: toMailroomError(err) });
       receive((request) => {
         if (request.type === 'deliver') session.deliver(request.job.message.envelope, request.job.message.raw).then(sent, failed);
         else if (request.type === 'prime') session.prime(request.job.message.envelope);
+        // One turn of the event loop, so that a close the relay sent right
+        // behind its last reply is seen (as LOST) before the connection calls itself idle.
         else setImmediate(() => sendBack({ type: 'SETTLED' }));
       });
       return () => {
@@ -277,13 +274,13 @@ export const smtpConnectionMachine = setup({
         sending: {
           entry: 'deliverJob',
           on: {
-            // The supervisor counts on the next job following at once (no conn.ready between).
+            // The supervisor counts on the next job following at once (no
+            // conn.ready between). Staying in `sending` without re-entering it
+            // spares the exit and entry work on every pipelined message.
             SENT: [
               {
                 guard: 'holdsNext',
-                target: 'sending',
-                reenter: true,
-                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'promoteNext'],
+                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'promoteNext', 'deliverJob'],
               },
               {
                 target: 'delivered',
@@ -295,9 +292,7 @@ export const smtpConnectionMachine = setup({
                 // The relay got the next envelope behind the refused message's
                 // dot and waits for its content: no RSET, the next one goes on.
                 guard: ({ context, event }) => isReplyError(event.error) && context.next !== undefined && context.session?.hasPrimed === true,
-                target: 'sending',
-                reenter: true,
-                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'promoteNext'],
+                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'promoteNext', 'deliverJob'],
               },
               {
                 guard: ({ event }) => isReplyError(event.error),
@@ -326,6 +321,7 @@ export const smtpConnectionMachine = setup({
           // right behind the 250: taking the next job first would fail it for
           // nothing, so `hold` sends SETTLED one event-loop turn later. LOST
           // meanwhile leads to reconnecting from `session`.
+          entry: sendTo('hold', { type: 'settle' }),
           on: {
             SETTLED: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }],
             SHUTDOWN: { actions: 'requestShutdown' },
@@ -337,7 +333,7 @@ export const smtpConnectionMachine = setup({
             input: ({ context }) => current(context),
             onDone: [
               { guard: 'holdsNext', target: 'sending', actions: 'promoteNext' },
-              { target: 'delivered', actions: sendTo('hold', { type: 'settle' }) },
+              { target: 'delivered' },
             ],
             onError: {
               target: '#smtpConnection.reconnecting',

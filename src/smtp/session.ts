@@ -147,7 +147,7 @@ export class SmtpSession {
   private stashed: Envelope | undefined;
   /** a pipelined delivery is between its start and its payload write */
   private inEnvelope = false;
-  /** a transaction may be open (MAIL sent, no final dot or RSET answered since) */
+  /** a transaction may be open (MAIL sent, and neither the final dot sent nor RSET answered since) */
   private transaction = false;
 
   private constructor(
@@ -333,9 +333,10 @@ export class SmtpSession {
         text += envelopeGroup(next.from, next.to);
       }
       this.write(text);
-      const [dot] = await final;
-      // Whatever the relay answered to the dot, the transaction is over.
+      // The final dot is out: whatever the relay answers to it, this
+      // transaction is over, and a next envelope may follow at once (prime()).
       this.transaction = false;
+      const [dot] = await final;
       const reply = this.expectReply(dot);
       if (reply.code !== 250) throw replyError(reply, 'data');
       return reply;
