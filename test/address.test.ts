@@ -1,6 +1,7 @@
 // Address parsing: what a transactional sender accepts, normalises and refuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { domainToASCII } from 'node:url';
 import { parseAddress, parseAddressList, type ParseResult } from '../src/mail/address.js';
 
 function ok(input: string): [name: string, address: string][] {
@@ -74,4 +75,13 @@ test('groups, comments and header injection are refused', () => {
 test('a refusal quotes at most 60 characters of the input', () => {
   const reason = refused(`${'y'.repeat(300)}@`);
   assert.ok(reason.length < 120, reason);
+});
+
+test('ASCII domains skip the IDNA conversion yet come out exactly as it would give them', () => {
+  const domains = ['Example.COM', 'a-b.example', 'mail.1example.com', 'xn--bcher-kva.de', 'x.y.z.example', '1.2.3.4', '0x1.example', 'a.b1'];
+  for (const d of domains) {
+    const r = parseAddress(`x@${d}`);
+    if (r.ok) assert.equal(r.value, `x@${domainToASCII(d.toLowerCase())}`, d);
+  }
+  assert.deepEqual(ok('a@b.example, C <c@D.example>'), [['', 'a@b.example'], ['C', 'c@d.example']]);
 });

@@ -45,7 +45,8 @@ export interface SupervisorInput {
 
 export type SupervisorEvent =
   | ConnectionReport
-  | { type: 'job.submitted'; job: MailJob }
+  /** the jobs submitted since the last such event, in order (see `feed`) */
+  | { type: 'jobs.submitted'; jobs: MailJob[] }
   | { type: 'job.retry'; job: MailJob }
   | { type: 'tick' }
   | { type: 'sweep' }
@@ -211,6 +212,10 @@ function failWaiting(context: SupervisorContext, message: string): void {
   for (let job = context.queue.shift(); job !== undefined; job = context.queue.shift()) fail(job, 'ESHUTDOWN', message);
   for (const job of context.retrying) fail(job, 'ESHUTDOWN', message);
   context.retrying.clear();
+}
+
+function refuseAll(jobs: readonly MailJob[]): void {
+  for (const job of jobs) fail(job, 'ESHUTDOWN', 'the service is shutting down');
 }
 
 function failEverything(context: SupervisorContext, message: string): void {
@@ -385,12 +390,14 @@ function onRetry(context: SupervisorContext, event: Report<'job.retry'>, enqueue
   dispatch(context, enqueue);
 }
 
-function onSubmitted(context: SupervisorContext, event: Report<'job.submitted'>, enqueue: Enqueue): void {
-  if (context.queue.length >= context.options.queueLimit) {
-    event.job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${context.options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
-    return;
+function onSubmitted(context: SupervisorContext, event: Report<'jobs.submitted'>, enqueue: Enqueue): void {
+  for (const job of event.jobs) {
+    if (context.queue.length >= context.options.queueLimit) {
+      job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${context.options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
+    } else {
+      context.queue.push(job);
+    }
   }
-  context.queue.push(event.job);
   dispatch(context, enqueue);
 }
 
@@ -403,10 +410,30 @@ export const supervisorMachine = setup({
   },
   actors: {
     connection: smtpConnectionMachine,
-    // The RxJS job stream, turned into events in this actor's mailbox.
+    // The RxJS job stream, turned into events in this actor's mailbox. Jobs
+    // submitted in one go (the calls of one network read) travel as one
+    // event: each event costs this actor a whole xstate step.
     feed: fromCallback<SupervisorEvent, Observable<MailJob>>(({ input, sendBack }) => {
-      const subscription = input.subscribe((job) => sendBack({ type: 'job.submitted', job }));
-      return () => subscription.unsubscribe();
+      let batch: MailJob[] | undefined;
+      let stopped = false;
+      const subscription = input.subscribe((job) => {
+        if (batch !== undefined) {
+          batch.push(job);
+          return;
+        }
+        const jobs = [job];
+        batch = jobs;
+        queueMicrotask(() => {
+          batch = undefined;
+          // A batch that outlived the supervisor is answered, not dropped.
+          if (stopped) refuseAll(jobs);
+          else sendBack({ type: 'jobs.submitted', jobs });
+        });
+      });
+      return () => {
+        stopped = true;
+        subscription.unsubscribe();
+      };
     }),
     ticker: fromCallback<SupervisorEvent, { ms: number; event: SupervisorEvent; repeat: boolean }>(({ input, sendBack }) => {
       const timer = input.repeat ? setInterval(() => sendBack(input.event), input.ms) : setTimeout(() => sendBack(input.event), input.ms);
@@ -494,7 +521,7 @@ export const supervisorMachine = setup({
   states: {
     running: {
       on: {
-        'job.submitted': { actions: enqueueActions(({ context, event, enqueue }) => onSubmitted(context, event, enqueue)) },
+        'jobs.submitted': { actions: enqueueActions(({ context, event, enqueue }) => onSubmitted(context, event, enqueue)) },
         shutdown: {
           target: 'draining',
           actions: [
@@ -513,9 +540,7 @@ export const supervisorMachine = setup({
       },
       always: { guard: 'drained', target: 'stopping' },
       on: {
-        'job.submitted': {
-          actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down'),
-        },
+        'jobs.submitted': { actions: ({ event }) => refuseAll(event.jobs) },
         'shutdown.deadline': {
           target: 'stopping',
           actions: ({ context }) => {
@@ -539,7 +564,7 @@ export const supervisorMachine = setup({
       },
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
-        'job.submitted': { actions: ({ event }) => fail(event.job, 'ESHUTDOWN', 'the service is shutting down') },
+        'jobs.submitted': { actions: ({ event }) => refuseAll(event.jobs) },
         // A crash now counts as closed; nothing is respawned.
         'xstate.error.actor.*': {
           actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, true)),

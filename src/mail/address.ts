@@ -14,6 +14,14 @@ export type ParseResult = { ok: true; value: Address[] } | { ok: false; reason: 
 const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 const DOMAIN_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
+/**
+ * Already what domainToASCII would return: lowercase ASCII labels, the last
+ * one starting with a letter (so it cannot be read as an IPv4 number).
+ * Labels with "xn--" still go through it, to have their punycode checked.
+ */
+const PLAIN_DOMAIN = /^(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*$/;
+/** a list item that is a bare address, or several separated by commas: no quotes, brackets or escapes */
+const SIMPLE_LIST = /^[^"<>\\]*$/;
 
 /** Validates one bare address (no display name); returns it normalised or a reason. */
 export function parseAddress(input: string): { ok: true; value: string } | { ok: false; reason: string } {
@@ -24,7 +32,9 @@ export function parseAddress(input: string): { ok: true; value: string } | { ok:
   if (local.length > 64 || !LOCAL_PART.test(local)) {
     return { ok: false, reason: `"${clip(input)}" has an invalid local part` };
   }
-  const domain = domainToASCII(domainInput.toLowerCase());
+  const lower = domainInput.toLowerCase();
+  // An ASCII domain needs no IDNA conversion, and nearly every domain is one.
+  const domain = PLAIN_DOMAIN.test(lower) && !lower.includes('xn--') ? lower : domainToASCII(lower);
   const labels = domain.split('.');
   if (domain === '' || domain.length > 253 || labels.length < 2 || !labels.every((l) => DOMAIN_LABEL.test(l))) {
     return { ok: false, reason: `"${clip(input)}" has an invalid domain` };
@@ -74,6 +84,7 @@ function unquote(name: string): string {
 
 /** Splits on commas outside quotes and angle brackets; undefined if unbalanced. */
 function splitList(input: string): string[] | undefined {
+  if (SIMPLE_LIST.test(input)) return input.split(',').map((item) => item.trim());
   const items: string[] = [];
   let current = '';
   let quoted = false;

@@ -23,14 +23,22 @@ export interface OutgoingMessage {
 
 export function composeMessage(draft: Draft, from: Address, now: Date = new Date()): OutgoingMessage {
   const messageId = newMessageId(from.address.slice(from.address.lastIndexOf('@') + 1));
-  const raw = buildMime({ ...draft, from, messageId, date: now });
+  const { to, cc, replyTo, subject, text, html } = draft;
+  const raw = buildMime({ from, to, cc, replyTo, subject, text, html, messageId, date: now });
+  return { messageId, envelope: { from: from.address, to: envelopeRecipients(draft) }, raw };
+}
+
+/** Every recipient once (addresses compare case-insensitively), Bcc included. */
+function envelopeRecipients(draft: Draft): string[] {
+  const all = draft.cc.length === 0 && draft.bcc.length === 0 ? draft.to : [...draft.to, ...draft.cc, ...draft.bcc];
+  if (all.length === 1) return [(all[0] as Address).address];
   const seen = new Set<string>();
-  const to: string[] = [];
-  for (const a of [...draft.to, ...draft.cc, ...draft.bcc]) {
+  const out: string[] = [];
+  for (const a of all) {
     const key = a.address.toLowerCase();
     if (seen.has(key)) continue;
     seen.add(key);
-    to.push(a.address);
+    out.push(a.address);
   }
-  return { messageId, envelope: { from: from.address, to }, raw };
+  return out;
 }

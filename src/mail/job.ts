@@ -1,6 +1,5 @@
 // A job is one message on its way through the supervisor. It is settled
 // exactly once, whoever gets there first: connection, deadline or shutdown.
-import { randomUUID } from 'node:crypto';
 import type { MailroomError, SmtpReply } from '../errors.js';
 import type { OutgoingMessage } from './compose.js';
 
@@ -12,6 +11,7 @@ export interface Delivered {
 }
 
 export interface MailJob {
+  /** for log lines: unique within this process (the Message-ID is the lasting name) */
   readonly id: string;
   readonly message: OutgoingMessage;
   /** epoch ms after which the caller no longer waits; Infinity for none */
@@ -28,6 +28,8 @@ export interface MailJob {
   readonly reject: (error: MailroomError) => void;
 }
 
+let jobs = 0;
+
 export function createJob(message: OutgoingMessage, deadline: number): { job: MailJob; done: Promise<Delivered> } {
   let settled = false;
   let resolveP!: (r: Delivered) => void;
@@ -37,7 +39,7 @@ export function createJob(message: OutgoingMessage, deadline: number): { job: Ma
     rejectP = rej;
   });
   const job: MailJob = {
-    id: randomUUID(),
+    id: (++jobs).toString(36),
     message,
     deadline,
     enqueuedAt: Date.now(),

@@ -68,10 +68,19 @@ function textPart(body: string, subtype: 'plain' | 'html'): string {
   return `${type}Content-Transfer-Encoding: base64${CRLF}${CRLF}${wrapBase64(Buffer.from(body, 'utf8').toString('base64'))}`;
 }
 
+/** ASCII only, and no line over MAX_LINE octets; one pass, no copies (it runs on every message). */
 function fitsSevenBit(body: string): boolean {
-  if (!/^[\x00-\x7f]*$/.test(body)) return false;
-  for (const line of body.split(CRLF)) if (line.length > MAX_LINE) return false;
-  return true;
+  let lineStart = 0;
+  for (let i = 0; i < body.length; i++) {
+    const c = body.charCodeAt(i);
+    if (c > 0x7f) return false;
+    if (c === 10 /* LF */) {
+      // the line's CR does not count toward its length
+      if (i - lineStart - (i > 0 && body.charCodeAt(i - 1) === 13 ? 1 : 0) > MAX_LINE) return false;
+      lineStart = i + 1;
+    }
+  }
+  return body.length - lineStart <= MAX_LINE;
 }
 
 function wrapBase64(b64: string): string {

@@ -13,16 +13,21 @@ export function parseSmtpReply(raw: unknown): SmtpReply | undefined {
   if (typeof raw !== 'string') return undefined;
   let code: number | undefined;
   let enhanced: string | undefined;
-  const texts: string[] = [];
-  for (const line of raw.split(/\r?\n/)) {
-    const m = LINE.exec(line.trim());
+  let text = '';
+  // Line by line without split(): every message's replies pass through here.
+  for (let start = 0; start < raw.length; ) {
+    let end = raw.indexOf('\n', start);
+    if (end < 0) end = raw.length;
+    const m = LINE.exec(raw.slice(start, end).trim());
+    start = end + 1;
     if (m === null) continue;
     code = Number(m[1]);
     enhanced ??= m[2];
-    if (m[3]) texts.push(m[3].trim());
+    const part = m[3]?.trim();
+    if (part) text = text === '' ? part : `${text} ${part}`;
   }
   if (code === undefined) return undefined;
-  return { code, enhanced, text: texts.join(' ').slice(0, 500) };
+  return { code, enhanced, text: text.length > 500 ? text.slice(0, 500) : text };
 }
 
 export function formatReply(reply: SmtpReply): string {
