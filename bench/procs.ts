@@ -161,8 +161,8 @@ export async function startService(sink: Sink, opts: { workers: number; pki?: Be
       : { EMAIL_TLS: 'none' }),
     ...opts.extraEnv,
   };
-  const nodeArgs = [...(opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ') ?? [])];
-  const child = track(spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', process.env.BENCH_SVC_STDOUT !== undefined ? 'inherit' : 'ignore', 'pipe'] }));
+  const nodeArgs = opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : [];
+  const child = track(spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => {

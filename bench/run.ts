@@ -160,6 +160,16 @@ async function main(): Promise<void> {
     } else {
       for (let rep = 0; rep < REPS; rep++) await runFloor();
     }
+    if (want('rpc')) {
+      // The gRPC hop on its own at the SendMail C=15 concurrency: what any
+      // grpc-js service's latency starts from here, before it does any work.
+      const floor15 = row('grpc-noop-c15', 'bare grpc-js no-op unary (floor), C=15', false);
+      for (let rep = 0; rep < REPS; rep++) {
+        log(`floor C=15 rep ${rep + 1}`);
+        const opts: LoadgenOptions = { target: `127.0.0.1:${noop.port}`, method: 'Noop', concurrency: 15, warmup: N.rpcWarm, count: N.rpc };
+        floor15.reps.push(await measure('loadgen.js', opts, { serverPid: noop.pid }));
+      }
+    }
     await noop.stop();
   }
 
