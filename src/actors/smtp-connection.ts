@@ -10,6 +10,7 @@ import type { MailJob } from '../mail/job.js';
 import { SmtpSession, type SessionOptions } from '../smtp/session.js';
 import { closesSession } from '../smtp/reply.js';
 import { backoffDelay } from './backoff.js';
+import { sessionCap } from './session-cap.js';
 
 export interface ConnectionOptions {
   readonly session: SessionOptions;
@@ -66,6 +67,8 @@ interface ConnectionContext {
   attempt: number;
   /** messages sent on the current session */
   sent: number;
+  /** messages the current session may carry (see sessionCap) */
+  cap: number;
   lastError: MailroomError | undefined;
   shutdownRequested: boolean;
 }
@@ -130,7 +133,7 @@ export const smtpConnectionMachine = setup({
     },
   },
   guards: {
-    spent: ({ context }) => context.sent >= context.options.maxMessagesPerConnection,
+    spent: ({ context }) => context.sent >= context.cap,
     shutdownRequested: ({ context }) => context.shutdownRequested,
     holdsJob: ({ context }) => context.job !== undefined,
     holdsNext: ({ context }) => context.next !== undefined,
@@ -138,7 +141,7 @@ export const smtpConnectionMachine = setup({
     // one (a relay that closes after every message would fail it for
     // nothing), and none that is about to recycle or close.
     canTakeNext: ({ context }) =>
-      context.next === undefined && !context.shutdownRequested && context.sent >= 1 && context.sent + 2 <= context.options.maxMessagesPerConnection,
+      context.next === undefined && !context.shutdownRequested && context.sent >= 1 && context.sent + 2 <= context.cap,
   },
   actions: {
     // A job that reaches a connection which is not idle goes back to the queue head.
@@ -199,6 +202,7 @@ export const smtpConnectionMachine = setup({
     next: undefined,
     attempt: 0,
     sent: 0,
+    cap: input.options.maxMessagesPerConnection,
     lastError: undefined,
     shutdownRequested: false,
   }),
@@ -215,7 +219,13 @@ export const smtpConnectionMachine = setup({
         input: ({ context }) => context.options.session,
         onDone: {
           target: 'session',
-          actions: assign({ session: ({ event }) => event.output, attempt: 0, sent: 0, lastError: undefined }),
+          actions: assign({
+            session: ({ event }) => event.output,
+            attempt: 0,
+            sent: 0,
+            cap: ({ context }) => sessionCap(context.options.maxMessagesPerConnection),
+            lastError: undefined,
+          }),
         },
         onError: {
           target: 'reconnecting',
