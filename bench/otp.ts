@@ -68,6 +68,7 @@ export async function otpScenarios(ctx: OtpContext): Promise<OtpOut> {
     const s = store.sweep;
     out.extra.push(
       ['OTP store: heap + buffers above idle, 1,010,000 live codes', `${store.aboveIdleMb} MB (${store.bytesPerCode} B/code; idle heap ${store.idleHeapMb} MB)`],
+      ['OTP store: slowest single send while filling it (growth, GC)', `${store.slowestFillStepMs} ms`],
       ['OTP actor sweep of 10,000 expired among 1,000,000 live', `${s.ms} ms until done (removed ${s.removed})`],
       ['event-loop delay during the sweep (p99 / max)', `${s.loopDelayP99Ms} / ${s.loopDelayMaxMs} ms`],
     );
