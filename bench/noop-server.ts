@@ -1,13 +1,20 @@
 // The floor: a bare grpc-js server of the same proto whose ValidateCode does
 // nothing. Any grpc-js service on this machine is at most this fast.
+//
+//   node dist/bench/noop-server.js [answerAfterMs]
+//
+// With answerAfterMs it answers after a timer instead, using no CPU
+// meanwhile: a service that only waits, for latency at a given call rate.
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
 
+const answerAfterMs = Number(process.argv[2] ?? 0);
 const proto = loadMailProto();
 const server = new grpc.Server();
+const noop = (cb: grpc.sendUnaryData<unknown>): void => cb(null, { status: 'SUCCESS', isValid: false });
 server.addService(proto.mail.OtpService.service, {
   SendCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: 'SUCCESS' }),
-  ValidateCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: 'SUCCESS', isValid: false }),
+  ValidateCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => (answerAfterMs > 0 ? setTimeout(noop, answerAfterMs, cb) : noop(cb)),
 });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) throw err;

@@ -187,8 +187,9 @@ export interface NoopServer {
   stop(): Promise<void>;
 }
 
-export async function startNoopServer(): Promise<NoopServer> {
-  const child = track(fork(join(HERE, 'noop-server.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+/** `answerAfterMs`: the no-op answers after a timer of this many ms instead of at once. */
+export async function startNoopServer(answerAfterMs = 0): Promise<NoopServer> {
+  const child = track(fork(join(HERE, 'noop-server.js'), [String(answerAfterMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const { port } = await firstMessage<{ type: string; port: number }>(child, (m) => m.type === 'listening', 'noop server');
   return { port, pid: child.pid as number, stop: () => stopChild(child) };
 }

@@ -160,17 +160,24 @@ async function main(): Promise<void> {
     } else {
       for (let rep = 0; rep < REPS; rep++) await runFloor();
     }
+    await noop.stop();
     if (want('rpc')) {
       // The gRPC hop on its own at the SendMail C=15 concurrency: what any
-      // grpc-js service's latency starts from here, before it does any work.
-      const floor15 = row('grpc-noop-c15', 'bare grpc-js no-op unary (floor), C=15', false);
-      for (let rep = 0; rep < REPS; rep++) {
-        log(`floor C=15 rep ${rep + 1}`);
-        const opts: LoadgenOptions = { target: `127.0.0.1:${noop.port}`, method: 'Noop', concurrency: 15, warmup: N.rpcWarm, count: N.rpc };
-        floor15.reps.push(await measure('loadgen.js', opts, { serverPid: noop.pid }));
+      // grpc-js service's latency starts from here, before it does any work;
+      // then a server that only waits 2 ms per call (no CPU), which brings
+      // the call rate down to about SendMail's, where the hop's tail is
+      // what a sender at that rate cannot go below.
+      for (const waitMs of [0, 2]) {
+        const server = await startNoopServer(waitMs);
+        const r = waitMs === 0 ? row('grpc-noop-c15', 'bare grpc-js no-op unary (floor), C=15', false) : row('grpc-wait2-c15', 'grpc-js server answering after a 2 ms timer, C=15', false);
+        for (let rep = 0; rep < REPS; rep++) {
+          log(`${r.id} rep ${rep + 1}`);
+          const opts: LoadgenOptions = { target: `127.0.0.1:${server.port}`, method: 'Noop', concurrency: 15, warmup: N.rpcWarm, count: waitMs === 0 ? N.rpc : N.mail };
+          r.reps.push(await measure('loadgen.js', opts, { serverPid: server.pid }));
+        }
+        await server.stop();
       }
     }
-    await noop.stop();
   }
 
   // Every send a sender reported as done must be one the sink itself accepted.
