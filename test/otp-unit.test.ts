@@ -262,6 +262,12 @@ test('actor: an expiry wave larger than a slice is swept in slices, the event lo
   now = LIMITS.lifespanMs;
   actor.send({ type: 'sweep' });
   assert.equal(store.size, total - SWEEP_SLICE, 'one slice per event');
+  // Each further slice waits for a turn of the event loop, and takes only one.
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  await turn();
+  assert.equal(store.size, total - 2 * SWEEP_SLICE, 'one slice per turn');
+  await turn();
+  assert.equal(store.size, total - 3 * SWEEP_SLICE, 'one slice per turn');
   for (let i = 0; i < 100 && store.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
   assert.equal(store.size, 0);
   actor.stop();
