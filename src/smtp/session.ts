@@ -1,13 +1,15 @@
 // A promise-shaped, fault-tolerant wrapper around one emailjs SMTPConnection.
-// emailjs 5 has traps that this file exists to close, each marked TRAP below.
-import { isIP } from 'node:net';
+// emailjs 5 has traps that this file and pooled-connection.ts exist to close, each marked TRAP.
 import type { Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type TLSSocket, type ConnectionOptions, type SecureContext } from 'node:tls';
-import { SMTPConnection, SMTPError, SMTPErrorStates, SMTPResponseMonitor } from 'emailjs';
+import type { TLSSocket, SecureContext } from 'node:tls';
 import type { TlsMode } from '../config.js';
 import { MailroomError, type SmtpReply } from '../errors.js';
 import { parseSmtpReply, replyError, type SmtpStage } from './reply.js';
-import { ReplyReader, envelopeGroup } from './pipeline.js';
+import { type ReplyReader, envelopeGroup } from './pipeline.js';
+import { PooledConnection } from './pooled-connection.js';
+import { keepSessions, tlsOptionsFor, type TlsSessionCache } from './tls.js';
+
+export { TlsSessionCache, withTlsContext } from './tls.js';
 
 export interface SessionOptions {
   readonly host: string;
@@ -34,11 +36,6 @@ export interface SessionOptions {
   readonly tlsSessions?: TlsSessionCache;
 }
 
-/** Holds the newest TLS session (ticket) of one relay, shared by every dial of a pool. */
-export class TlsSessionCache {
-  last: Buffer | undefined;
-}
-
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
@@ -55,81 +52,6 @@ interface EmailjsError extends Error {
 }
 
 const TLS_ERROR = /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO|HOSTNAME|ssl|handshake/i;
-
-/** Exposes the protected socket and replaces emailjs's STARTTLS. */
-class PooledConnection extends SMTPConnection {
-  socket(): Socket | TLSSocket | null {
-    return this.sock;
-  }
-
-  // TRAP: emailjs's command() quietly resends a command whose 450/451 reply
-  // mentions "greylist", on the same connection 300 ms later. Retrying is the
-  // supervisor's call (another connection, backoff, an attempt counted), so
-  // every reply goes back to the caller as it came. Every emailjs command
-  // (ehlo, login, mail, rcpt, data, quit) runs through this override.
-  override command(cmd: string, callback: (err: Error | null | undefined, data?: unknown, message?: string) => void, codes: number[] | number = [250]): void {
-    const accepted = Array.isArray(codes) ? codes : [codes];
-    this.send(cmd + '\r\n', (err, data) => {
-      if (err) {
-        callback(err);
-        return;
-      }
-      const reply = data as { code?: string; data?: string; message?: string } | undefined;
-      if (accepted.includes(Number(reply?.code))) {
-        // the message text is CRAM-MD5's challenge
-        callback(null, reply?.data, reply?.message);
-        return;
-      }
-      const suffix = reply?.message ? `: ${reply.message}` : '';
-      callback(SMTPError.create(`bad response on command '${cmd.split(' ')[0] ?? ''}'${suffix}`, SMTPErrorStates.BADRESPONSE, null, reply?.data));
-    });
-  }
-
-  // TRAP: emailjs's starttls() wraps the socket in `new TLSSocket` without
-  // verifying the server's certificate, and its ehlo() ignores a STARTTLS
-  // failure and carries on in plain text. This upgrade verifies like tls.connect.
-  upgrade(tlsOptions: ConnectionOptions, sessions: TlsSessionCache | undefined, callback: (err: Error | null) => void): void {
-    const plain = this.sock;
-    if (plain === null) {
-      callback(new Error('no socket to upgrade'));
-      return;
-    }
-    this.monitor?.stop();
-    const secure = tlsConnect({ ...tlsOptions, socket: plain });
-    secure.setNoDelay(true);
-    keepSessions(secure, sessions);
-    const onError = (err: Error): void => {
-      secure.destroy();
-      callback(err);
-    };
-    secure.once('error', onError);
-    secure.once('secureConnect', () => {
-      secure.off('error', onError);
-      this.sock = secure;
-      this._secure = true;
-      this.features = null;
-      this.monitor = new SMTPResponseMonitor(secure, 0, () => this.close(true));
-      secure.setTimeout(0);
-      callback(null);
-    });
-  }
-
-  /** Takes the socket's replies away from emailjs for a pipelined exchange (see pipeline.ts). */
-  takeReplies(): ReplyReader | undefined {
-    const sock = this.sock;
-    if (sock === null) return undefined;
-    this.monitor?.stop();
-    this.monitor = null;
-    return new ReplyReader(sock);
-  }
-
-  /** Hands the socket's replies back to emailjs after a pipelined exchange. */
-  giveBackReplies(reader: ReplyReader): void {
-    reader.release();
-    const sock = this.sock;
-    if (sock !== null && !sock.destroyed) this.monitor = new SMTPResponseMonitor(sock, 0, () => this.close(true));
-  }
-}
 
 export class SmtpSession {
   private lost: MailroomError | undefined;
@@ -538,48 +460,6 @@ export class SmtpSession {
       }
     });
   }
-}
-
-const MIN_TLS_VERSION = 'TLSv1.2';
-
-/**
- * The options with one TLS context and one session cache for all their
- * dials. A pool re-dials all the time (recycling after N messages,
- * reconnects): building a context from `ca` for each dial parsed the whole CA
- * file every time, and a full handshake each time made the relay sign and
- * this side verify a certificate chain again.
- */
-export function withTlsContext(options: SessionOptions): SessionOptions {
-  if (options.tls === 'none' || options.secureContext !== undefined) return options;
-  try {
-    const secureContext = createSecureContext({ ...(options.ca !== undefined ? { ca: options.ca } : {}), minVersion: MIN_TLS_VERSION });
-    return { ...options, secureContext, tlsSessions: options.tlsSessions ?? new TlsSessionCache() };
-  } catch {
-    // An unusable CA file: each dial fails on it and says why (ETLS), as before.
-    return options;
-  }
-}
-
-function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
-  return {
-    host: options.host,
-    // SNI takes host names only.
-    ...(isIP(options.host) === 0 ? { servername: options.host } : {}),
-    // A shared context already holds the CAs and the minimum version.
-    ...(options.secureContext !== undefined ? { secureContext: options.secureContext } : options.ca !== undefined ? { ca: options.ca } : {}),
-    rejectUnauthorized: true,
-    minVersion: MIN_TLS_VERSION,
-    // Resumption still verifies: the session carries the verified chain, and the host name is checked again.
-    ...(options.tlsSessions?.last !== undefined ? { session: options.tlsSessions.last } : {}),
-  };
-}
-
-/** Keeps the newest session the relay sends on this socket for the next dial. */
-function keepSessions(sock: TLSSocket, sessions: TlsSessionCache | undefined): void {
-  if (sessions === undefined) return;
-  sock.on('session', (session: Buffer) => {
-    sessions.last = session;
-  });
 }
 
 /**
