@@ -394,7 +394,8 @@ export class SmtpSession {
   }
 
   destroy(): void {
-    this.markLost(new MailroomError('ECONNECTION', 'connection closed'));
+    // Called again and again as a session winds down; an error (and its stack) only the first time.
+    if (this.lost === undefined) this.markLost(new MailroomError('ECONNECTION', 'connection closed'));
     this.conn.close(true);
     // emailjs forgets its socket on a graceful close (after a failed AUTH, say)
     // without waiting for it to go: make sure none outlives the session.
@@ -411,7 +412,9 @@ export class SmtpSession {
     // 'response' for whichever command listens at that moment. Once the relay
     // has ended its side no reply can come, so the session is lost right there
     // and no later command starts (it would catch the stale 'close' error).
-    const gone = (): void => this.markLost(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection'));
+    const gone = (): void => {
+      if (this.lost === undefined) this.markLost(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection'));
+    };
     sock.once('end', gone);
     sock.once('close', gone);
   }
