@@ -9,3 +9,6 @@ npx proto-loader-gen-types --keepCase --longs=String --enums=String --defaults -
 # The generator writes extensionless relative imports; marking the folder CommonJS
 # lets NodeNext resolution accept them (the files hold types only, nothing runs).
 echo '{ "type": "commonjs" }' > src/generated/package.json
+# The generator's one helper type constrains constructors with `any`; `never`
+# parameters and an `unknown` result accept the same constructors.
+sed -i 's/new (\.\.\.args: any) => any/new (...args: never) => unknown/' src/generated/mail.ts
