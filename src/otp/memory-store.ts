@@ -105,7 +105,8 @@ export class InMemoryOtpStore implements OtpStore {
 
   reserve(key: string, now: number): Reservation {
     const { resendCooldownMs, maxSendsPerHour, lifespanMs } = this.limits;
-    let slot = this.slotOf(key);
+    const shard = this.shard(key);
+    let slot = shard.get(key);
     let inHour = 0;
     if (slot !== undefined) {
       const page = this.page(slot);
@@ -125,7 +126,7 @@ export class InMemoryOtpStore implements OtpStore {
         }
       }
     } else {
-      slot = this.allocate(key);
+      slot = this.allocate(key, shard);
     }
     const page = this.page(slot);
     const i = slot & IN_PAGE;
@@ -142,7 +143,8 @@ export class InMemoryOtpStore implements OtpStore {
   }
 
   commit(key: string, hash: CodeHash, now: number): void {
-    const slot = this.slotOf(key) ?? this.allocate(key);
+    const shard = this.shard(key);
+    const slot = shard.get(key) ?? this.allocate(key, shard);
     const page = this.page(slot);
     const i = slot & IN_PAGE;
     page.flags[i] = (page.flags[i] as number) & ~PENDING;
@@ -156,7 +158,7 @@ export class InMemoryOtpStore implements OtpStore {
   }
 
   release(key: string, refund: boolean): void {
-    const slot = this.slotOf(key);
+    const slot = this.shard(key).get(key);
     if (slot === undefined) return;
     const page = this.page(slot);
     const i = slot & IN_PAGE;
@@ -176,7 +178,7 @@ export class InMemoryOtpStore implements OtpStore {
   }
 
   check(key: string, candidate: CodeHash, now: number): number {
-    const slot = this.slotOf(key) ?? NONE;
+    const slot = this.shard(key).get(key) ?? NONE;
     const page = slot === NONE ? undefined : this.page(slot);
     const i = slot & IN_PAGE;
     const hasCode = page !== undefined && ((page.flags[i] as number) & HAS_CODE) !== 0;
@@ -220,7 +222,7 @@ export class InMemoryOtpStore implements OtpStore {
   }
 
   peek(key: string): Readonly<StoredCode> | undefined {
-    const slot = this.slotOf(key);
+    const slot = this.shard(key).get(key);
     if (slot === undefined) return undefined;
     const page = this.page(slot);
     const i = slot & IN_PAGE;
@@ -229,8 +231,9 @@ export class InMemoryOtpStore implements OtpStore {
     return { hash: page.hashes.toString('latin1', at, at + HASH_BYTES), expiresAt: page.expiresAt[i] as number, attemptsLeft: page.attempts[i] as number };
   }
 
-  private slotOf(key: string): number | undefined {
-    return (this.index[shardOf(key)] as Map<string, number>).get(key);
+  /** The part of the index that holds `key`: found once per call, then used for lookup and insert alike. */
+  private shard(key: string): Map<string, number> {
+    return this.index[shardOf(key)] as Map<string, number>;
   }
 
   private page(slot: number): Page {
@@ -271,7 +274,7 @@ export class InMemoryOtpStore implements OtpStore {
     this.olderSends.delete(slot);
   }
 
-  private allocate(key: string): number {
+  private allocate(key: string, shard: Map<string, number>): number {
     let slot: number;
     if (this.free !== NONE) {
       slot = this.free;
@@ -283,7 +286,7 @@ export class InMemoryOtpStore implements OtpStore {
     const page = this.page(slot);
     page.keys[slot & IN_PAGE] = key;
     page.flags[slot & IN_PAGE] = 0;
-    (this.index[shardOf(key)] as Map<string, number>).set(key, slot);
+    shard.set(key, slot);
     return slot;
   }
 
@@ -292,7 +295,7 @@ export class InMemoryOtpStore implements OtpStore {
     const i = slot & IN_PAGE;
     if (page.flags[i] !== 0) return;
     const key = page.keys[i] as string;
-    (this.index[shardOf(key)] as Map<string, number>).delete(key);
+    this.shard(key).delete(key);
     page.keys[i] = '';
     page.links[4 * i + CODES + 1] = this.free;
     this.free = slot;
