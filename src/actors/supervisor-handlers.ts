@@ -11,6 +11,7 @@ import type { Deque } from '../mail/deque.js';
 import type { TokenBucket } from '../mail/token-bucket.js';
 import { formatReply } from '../smtp/reply.js';
 import { backoffDelay } from './backoff.js';
+import type { JobSlots } from './job-slots.js';
 import type { ConnectionEvent, ConnectionOptions, SmtpConnectionActor } from './smtp-connection.js';
 import type { SupervisorEmitted, SupervisorEvent, SupervisorOptions } from './supervisor.js';
 
@@ -32,14 +33,14 @@ export interface SupervisorContext {
   readonly closed: Set<string>;
   readonly queue: Deque<MailJob>;
   /** cid → the job that connection is sending */
-  readonly inflight: Map<string, MailJob>;
+  readonly inflight: JobSlots;
   /**
    * cid → the job that connection sends right after its inflight one (its
    * envelope pipelined behind that one's final dot). Given only when no
    * connection is idle, so a busy connection never waits on this actor
    * between messages.
    */
-  readonly next: Map<string, MailJob>;
+  readonly next: JobSlots;
   /** busy connections that refused a next job, until they are idle or down again */
   readonly noNext: Set<string>;
   /** jobs waiting out a retry backoff: in neither queue nor inflight */

@@ -13,6 +13,7 @@ import type { MailJob } from '../mail/job.js';
 import { Deque } from '../mail/deque.js';
 import { TokenBucket } from '../mail/token-bucket.js';
 import { smtpConnectionMachine, type ConnectionOptions, type ConnectionReport, type SmtpConnectionActor } from './smtp-connection.js';
+import { JobSlots } from './job-slots.js';
 import {
   connectionInput,
   dispatch,
@@ -129,8 +130,8 @@ export const supervisorMachine = setup({
       up: new Set(),
       closed: new Set(),
       queue: new Deque<MailJob>(),
-      inflight: new Map(),
-      next: new Map(),
+      inflight: new JobSlots(),
+      next: new JobSlots(),
       noNext: new Set(),
       retrying: new Set(),
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
