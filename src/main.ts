@@ -1,4 +1,5 @@
 // Process entry: environment (plus an optional .env file), boot, signals.
+import './v8-flags.js'; // first: before any other module runs
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { boot, type Service } from './boot.js';
