@@ -68,7 +68,7 @@ export type OtpEvent =
   /** key: the normalised address; to: where the mail goes */
   | { type: 'code.send'; key: string; to: Address; deadline: number; reply: SendReply }
   | ({ type: 'code.check' } & CheckRequest)
-  /** checks that arrived in one event-loop turn, answered in order (see CheckBatcher) */
+  /** checks that reached the service together (one microtask run), answered in order (see CheckBatcher) */
   | { type: 'code.checks'; checks: readonly CheckRequest[] }
   | { type: 'sweep' }
   | { type: 'mail.settled'; id: string; error: MailroomError | undefined }

@@ -1,8 +1,14 @@
-// Delivers ValidateCode requests to the OTP actor as one event per
-// event-loop turn instead of one per call. Each event costs the machine a
-// macrostep and a new snapshot (about 2 µs and its garbage, measured
-// in-process); under load a turn carries tens of calls. The checks still go
-// through the actor's mailbox, in arrival order, answered one by one.
+// Delivers ValidateCode requests to the OTP actor as one event per run of
+// synchronous code instead of one per call: checks that reach the handler
+// together (an in-process caller, a burst) cost the machine one macrostep
+// and one snapshot (about 2 µs and its garbage). The checks still go through
+// the actor's mailbox, in arrival order, answered one by one.
+//
+// The batch closes at the end of the current microtask run, not at the end
+// of the event-loop turn: grpc-js hands this handler about one call per
+// turn, so a turn-long batch (setImmediate) held one check and made every
+// answer wait a turn for nothing. Measured at C=100 against the turn-long
+// batch: 8,100-8,400 -> 8,700-10,200 calls/s, 55 -> 37-44 µs of CPU a call.
 import type { CheckReply, CheckRequest, OtpActor } from '../actors/otp.js';
 import type { CodeHash } from '../otp/code.js';
 
@@ -12,7 +18,7 @@ export class CheckBatcher {
   constructor(private readonly otp: OtpActor) {}
 
   check(key: string, hash: CodeHash, reply: CheckReply): void {
-    if (this.batch.length === 0) setImmediate(this.flush);
+    if (this.batch.length === 0) queueMicrotask(this.flush);
     this.batch.push({ key, hash, reply });
   }
 

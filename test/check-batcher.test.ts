@@ -1,0 +1,33 @@
+// ValidateCode's batcher: checks made in one run of synchronous code reach
+// the OTP actor as one event, in order, as soon as that run ends (not an
+// event-loop turn later); a later run starts a new event.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { OtpActor, OtpEvent } from '../src/actors/otp.js';
+import { CheckBatcher } from '../src/rpc/check-batcher.js';
+
+function recorder(): { actor: OtpActor; events: OtpEvent[] } {
+  const events: OtpEvent[] = [];
+  return { actor: { send: (event: OtpEvent) => events.push(event) } as unknown as OtpActor, events };
+}
+
+test('checks made together travel as one event, in the order they were made', async () => {
+  const { actor, events } = recorder();
+  const batcher = new CheckBatcher(actor);
+  const noop = (): void => undefined;
+  batcher.check('a@x', 'h1', noop);
+  batcher.check('b@x', 'h2', noop);
+  batcher.check('c@x', 'h3', noop);
+  assert.equal(events.length, 0, 'nothing is sent while the synchronous run goes on');
+  await Promise.resolve();
+  assert.equal(events.length, 1);
+  const [first] = events;
+  assert.ok(first?.type === 'code.checks');
+  assert.deepEqual(
+    first.checks.map((c) => c.key),
+    ['a@x', 'b@x', 'c@x'],
+  );
+  batcher.check('d@x', 'h4', noop);
+  await Promise.resolve();
+  assert.equal(events.length, 2, 'a later run makes a new event');
+});
