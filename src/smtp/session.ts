@@ -7,7 +7,7 @@ import { MailroomError, type SmtpReply } from '../errors.js';
 import { parseSmtpReply, replyError, type SmtpStage } from './reply.js';
 import { type ReplyReader, envelopeGroup } from './pipeline.js';
 import { PooledConnection } from './pooled-connection.js';
-import { keepSessions, tlsOptionsFor, type TlsSessionCache } from './tls.js';
+import { resumeSession, tlsOptionsFor, type TlsSessionCache } from './tls.js';
 
 export { TlsSessionCache, withTlsContext } from './tls.js';
 
@@ -79,11 +79,10 @@ export class SmtpSession {
 
   /** TCP/TLS dial, greeting, EHLO, STARTTLS where configured, AUTH where configured. */
   static async dial(options: SessionOptions, signal?: AbortSignal): Promise<SmtpSession> {
-    const tlsOptions = tlsOptionsFor(options);
     const conn = new PooledConnection({
       host: options.host,
       port: options.port,
-      ssl: options.tls === 'implicit' ? tlsOptions : false,
+      ssl: options.tls === 'implicit' ? tlsOptionsFor(options, 'at-tcp-connect') : false,
       tls: false,
       domain: options.heloName,
       user: options.user,
@@ -103,7 +102,7 @@ export class SmtpSession {
           throw new MailroomError('ETLS', 'the SMTP relay does not offer STARTTLS (set EMAIL_TLS=none to send in plain text)');
         }
         await session.command('starttls', options.commandTimeoutMs, (cb) => conn.command('STARTTLS', cb, [220]));
-        await session.command('starttls', options.connectTimeoutMs, (cb) => conn.upgrade(tlsOptions, options.tlsSessions, cb));
+        await session.command('starttls', options.connectTimeoutMs, (cb) => conn.upgrade(tlsOptionsFor(options, 'in-connect'), options.tlsSessions, cb));
         session.watch(conn.socket());
       }
       if (options.user !== undefined) {
@@ -133,7 +132,7 @@ export class SmtpSession {
         // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
         // costs ~40 ms on every command round trip.
         sock.setNoDelay(true);
-        if (options.tls === 'implicit') keepSessions(sock as TLSSocket, options.tlsSessions);
+        if (options.tls === 'implicit') resumeSession(sock as TLSSocket, options.tlsSessions);
         // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
         // idle pooled connections. It stays only until the TCP connect; after
         // that every command carries its own deadline and keepalive uses NOOP.

@@ -2,7 +2,7 @@
 // and the newest session ticket, so that re-dials resume instead of
 // verifying the certificate chain again.
 import { isIP } from 'node:net';
-import { createSecureContext, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { TLSSocket, createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { SessionOptions } from './session.js';
 
 /** Holds the newest TLS session (ticket) of one relay, shared by every dial of a pool. */
@@ -30,7 +30,26 @@ export function withTlsContext(options: SessionOptions): SessionOptions {
   }
 }
 
-export function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
+/**
+ * Where the handshake starts: inside tls.connect (STARTTLS on a connected
+ * socket), or at the TCP connect after tls.connect has returned (implicit TLS).
+ */
+export type HandshakeStart = 'in-connect' | 'at-tcp-connect';
+
+/** A TLSSocket as Node has it; @types/node leaves out setSession. */
+interface SessionSetter {
+  setSession(session: Buffer): void;
+}
+
+// Node 20's tls.connect parses a `session` option twice (in the TLSSocket
+// constructor and again right after), each a synchronous ~110–240 µs in
+// OpenSSL 3, on every re-dial. Set on the socket before its handshake starts
+// it is parsed once. TLSSocket has had setSession as long as tls.connect has
+// used it, though it is undocumented: without it the option is used.
+const SETS_SESSION_LATE = typeof (TLSSocket.prototype as Partial<SessionSetter>).setSession === 'function';
+
+export function tlsOptionsFor(options: SessionOptions, handshake: HandshakeStart): ConnectionOptions {
+  const last = options.tlsSessions?.last;
   return {
     host: options.host,
     // SNI takes host names only.
@@ -40,8 +59,19 @@ export function tlsOptionsFor(options: SessionOptions): ConnectionOptions {
     rejectUnauthorized: true,
     minVersion: MIN_TLS_VERSION,
     // Resumption still verifies: the session carries the verified chain, and the host name is checked again.
-    ...(options.tlsSessions?.last !== undefined ? { session: options.tlsSessions.last } : {}),
+    ...(last !== undefined && (handshake === 'in-connect' || !SETS_SESSION_LATE) ? { session: last } : {}),
   };
+}
+
+/**
+ * For a socket from tls.connect whose handshake starts at the TCP connect:
+ * resumes the newest session (see SETS_SESSION_LATE) and keeps the newest
+ * one the relay sends on it for the next dial.
+ */
+export function resumeSession(sock: TLSSocket, sessions: TlsSessionCache | undefined): void {
+  const last = sessions?.last;
+  if (last !== undefined && SETS_SESSION_LATE) (sock as TLSSocket & SessionSetter).setSession(last);
+  keepSessions(sock, sessions);
 }
 
 /** Keeps the newest session the relay sends on this socket for the next dial. */
