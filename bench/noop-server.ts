@@ -5,6 +5,8 @@
 //
 // With answerAfterMs it answers after a timer instead, using no CPU
 // meanwhile: a service that only waits, for latency at a given call rate.
+// It answers SendMail too, with a reply shaped like mailroom's, so that a
+// load generator sending mail pays exactly what it pays against mailroom.
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
 
@@ -15,6 +17,12 @@ const noop = (cb: grpc.sendUnaryData<unknown>): void => cb(null, { status: 'SUCC
 server.addService(proto.mail.OtpService.service, {
   SendCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: 'SUCCESS' }),
   ValidateCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => (answerAfterMs > 0 ? setTimeout(noop, answerAfterMs, cb) : noop(cb)),
+});
+let sent = 0;
+const delivered = (cb: grpc.sendUnaryData<unknown>): void =>
+  cb(null, { status: 'SUCCESS', message_id: `<${++sent}.5f3a9c@mailroom.invalid>`, smtp_response: '250 2.0.0 Ok: queued' });
+server.addService(proto.mail.MailService.service, {
+  SendMail: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => (answerAfterMs > 0 ? setTimeout(delivered, answerAfterMs, cb) : delivered(cb)),
 });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) throw err;

@@ -164,15 +164,15 @@ async function main(): Promise<void> {
     if (want('rpc')) {
       // The gRPC hop on its own at the SendMail C=15 concurrency: what any
       // grpc-js service's latency starts from here, before it does any work;
-      // then a server that only waits 2 ms per call (no CPU), which brings
-      // the call rate down to about SendMail's, where the hop's tail is
-      // what a sender at that rate cannot go below.
+      // then a server that takes the same SendMail calls and only waits 2 ms
+      // each (no CPU), which brings the call rate down to about SendMail's,
+      // where the hop's tail is what a sender at that rate cannot go below.
       for (const waitMs of [0, 2]) {
         const server = await startNoopServer(waitMs);
-        const r = waitMs === 0 ? row('grpc-noop-c15', 'bare grpc-js no-op unary (floor), C=15', false) : row('grpc-wait2-c15', 'grpc-js server answering after a 2 ms timer, C=15', false);
+        const r = waitMs === 0 ? row('grpc-noop-c15', 'bare grpc-js no-op unary (floor), C=15', false) : row('grpc-wait2-c15', 'grpc-js server answering SendMail after a 2 ms timer, C=15', false);
         for (let rep = 0; rep < REPS; rep++) {
           log(`${r.id} rep ${rep + 1}`);
-          const opts: LoadgenOptions = { target: `127.0.0.1:${server.port}`, method: 'Noop', concurrency: 15, warmup: N.rpcWarm, count: waitMs === 0 ? N.rpc : N.mail };
+          const opts: LoadgenOptions = { target: `127.0.0.1:${server.port}`, method: waitMs === 0 ? 'Noop' : 'SendMail', concurrency: 15, warmup: N.rpcWarm, count: waitMs === 0 ? N.rpc : N.mail };
           r.reps.push(await measure('loadgen.js', opts, { serverPid: server.pid }));
         }
         await server.stop();
