@@ -210,6 +210,43 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
   assert.equal(actor.getSnapshot().status, 'done');
 });
 
+test('actor: shutdown cancels code mails still under way, answers them ESHUTDOWN and frees their claims', async () => {
+  let cancelled = 0;
+  const mailer: CodeMailer = {
+    send: () => ({ result: new Promise<never>(() => undefined), cancel: () => void cancelled++ }),
+  };
+  const store = new InMemoryOtpStore(LIMITS);
+  const actor = startOtp(store, { mailer });
+  const replies: (string | undefined)[] = [];
+  for (const key of ['a@x.org', 'b@x.org']) {
+    actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply: (error) => replies.push(error?.code) });
+  }
+  assert.deepEqual(replies, [], 'nothing is answered while the mails are under way');
+  actor.send({ type: 'shutdown' });
+  assert.deepEqual(replies, ['ESHUTDOWN', 'ESHUTDOWN']);
+  assert.equal(cancelled, 2);
+  assert.equal(store.reserve('a@x.org', Date.now()).ok, true, 'the claim was released');
+  assert.equal(actor.getSnapshot().status, 'done');
+});
+
+test('actor: a mailer that throws fails the send and leaves no claim', async () => {
+  const mailer: CodeMailer = {
+    send: () => {
+      throw new MailroomError('ESHUTDOWN', 'the mail path is closed');
+    },
+  };
+  const store = new InMemoryOtpStore(LIMITS);
+  const actor = startOtp(store, { mailer });
+  const error = await new Promise<MailroomError | undefined>((resolve) =>
+    actor.send({ type: 'code.send', key: 'a@x.org', to: { name: '', address: 'a@x.org' }, deadline: Infinity, reply: resolve }),
+  );
+  assert.equal(error?.code, 'ESHUTDOWN');
+  assert.equal(store.peek('a@x.org'), undefined);
+  assert.equal(actor.getSnapshot().context.pending.size, 0);
+  assert.equal(store.reserve('a@x.org', Date.now()).ok, true, 'the claim was released');
+  actor.stop();
+});
+
 test('actor: a correct check answers CODE_ACCEPTED once', async () => {
   const store = new InMemoryOtpStore(LIMITS);
   store.reserve('a@x.org', Date.now());

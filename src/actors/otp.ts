@@ -3,9 +3,9 @@
 // number of concurrent checks of a correct code, exactly one wins.
 //
 // A send claims the address in the store at once (cooldown and hourly budget
-// counted before any mail goes out), mails the code through the Mailer in a
-// spawned child actor, and only when the relay accepted the mail makes the
-// code live.
+// counted before any mail goes out), mails the code through the Mailer, and
+// only when the relay accepted the mail (its outcome comes back through the
+// mailbox as mail.settled) makes the code live.
 // Callers get their answer through the `reply` function in their event;
 // a check carries the candidate already hashed, never the code.
 //
@@ -71,7 +71,7 @@ export type OtpEvent =
   /** checks that reached the service together (one microtask run), answered in order (see CheckBatcher) */
   | { type: 'code.checks'; checks: readonly CheckRequest[] }
   | { type: 'sweep' }
-  | { type: 'mail.settled'; id: string; error: MailroomError | undefined }
+  | { type: 'mail.settled'; id: number; error: MailroomError | undefined }
   | { type: 'shutdown' };
 
 interface PendingSend {
@@ -79,7 +79,12 @@ interface PendingSend {
   readonly hash: CodeHash;
   readonly reply: SendReply;
   readonly otpCode: string;
+  /** cancels the code mail's job while no connection has taken it */
+  cancel: () => void;
 }
+
+/** Posts a send's outcome to the actor's own mailbox. */
+type Settle = (id: number, error: MailroomError | undefined) => void;
 
 interface OtpContext {
   readonly options: OtpOptions;
@@ -88,8 +93,8 @@ interface OtpContext {
   readonly mailer: CodeMailer;
   readonly log: Logger;
   readonly now: () => number;
-  /** child id → the send it carries */
-  readonly pending: Map<string, PendingSend>;
+  /** sends whose mail is under way, by their number */
+  readonly pending: Map<number, PendingSend>;
   seq: number;
 }
 
@@ -111,11 +116,12 @@ function refusal(r: Exclude<Reservation, { ok: true }>): MailroomError {
   return new MailroomError('ERATELIMIT', message, { retryAfterSeconds });
 }
 
-interface SpawnEnqueue {
-  spawnChild(src: 'deliver', options: { id: string; input: DeliverInput }): void;
-}
+const noop = (): void => undefined;
 
-function onSend(context: OtpContext, event: Report<'code.send'>, enqueue: SpawnEnqueue): void {
+// The mail goes out from the action itself, its outcome coming back as an
+// event: a child actor per send (spawned, registered, stopped) cost more CPU
+// and garbage than the rest of a SendCode's work in the actor together.
+function onSend(context: OtpContext, event: Report<'code.send'>, settle: Settle): void {
   const reservation = context.store.reserve(event.key, context.now());
   if (!reservation.ok) {
     event.reply(refusal(reservation));
@@ -123,19 +129,27 @@ function onSend(context: OtpContext, event: Report<'code.send'>, enqueue: SpawnE
   }
   const { options, mailer } = context;
   const code = generateCode(options.length);
-  const id = `mail-${++context.seq}`;
-  context.pending.set(id, {
+  const id = ++context.seq;
+  const send: PendingSend = {
     key: event.key,
     hash: context.hasher.hash(event.key, code),
     reply: event.reply,
     otpCode: options.returnCode ? code : '',
-  });
+    cancel: noop,
+  };
+  context.pending.set(id, send);
   const mail = renderCodeMail(options.templates, code, options.lifespanMs);
-  const draft: Draft = { to: [event.to], cc: [], bcc: [], replyTo: [], ...mail };
-  const { deadline } = event;
-  // A closure, not the draft, goes into the child's input: snapshots and
-  // inspectors then never see the code.
-  enqueue.spawnChild('deliver', { id, input: { id, start: () => mailer.send(draft, { deadline }) } });
+  try {
+    // The draft, code and all, stays in this call: no event or snapshot carries it.
+    const sending = mailer.send({ to: [event.to], cc: [], bcc: [], replyTo: [], ...mail }, { deadline: event.deadline });
+    send.cancel = () => sending.cancel();
+    sending.result.then(
+      () => settle(id, undefined),
+      (err: unknown) => settle(id, toMailroomError(err)),
+    );
+  } catch (err) {
+    settle(id, toMailroomError(err));
+  }
 }
 
 function check(context: OtpContext, request: CheckRequest): void {
@@ -164,15 +178,11 @@ function onSettled(context: OtpContext, event: Report<'mail.settled'>): void {
 
 function onShutdown(context: OtpContext): void {
   for (const send of context.pending.values()) {
+    send.cancel();
     context.store.release(send.key, true);
     send.reply(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
   }
   context.pending.clear();
-}
-
-export interface DeliverInput {
-  readonly id: string;
-  readonly start: () => Sending;
 }
 
 /**
@@ -192,21 +202,6 @@ export const otpMachine = setup({
     input: {} as OtpInput,
   },
   actors: {
-    // One code mail on its way; stopping it cancels a job not yet handed to a connection.
-    deliver: fromCallback<OtpEvent, DeliverInput>(({ input, sendBack }) => {
-      let sending: Sending;
-      try {
-        sending = input.start();
-      } catch (err) {
-        sendBack({ type: 'mail.settled', id: input.id, error: toMailroomError(err) });
-        return undefined;
-      }
-      sending.result.then(
-        () => sendBack({ type: 'mail.settled', id: input.id, error: undefined }),
-        (err: unknown) => sendBack({ type: 'mail.settled', id: input.id, error: toMailroomError(err) }),
-      );
-      return () => sending.cancel();
-    }),
     // Sends a sweep every `input` ms, and the next slice of a sweep when
     // asked. A slice follows the one before after a whole event-loop turn
     // (setImmediate): zero-delay timers scheduled from a timer all run in the
@@ -251,13 +246,10 @@ export const otpMachine = setup({
             for (const request of event.checks) check(context, request);
           },
         },
-        'code.send': { actions: enqueueActions(({ context, event, enqueue }) => onSend(context, event, enqueue)) },
-        'mail.settled': {
-          actions: enqueueActions(({ context, event, enqueue }) => {
-            enqueue.stopChild(event.id);
-            onSettled(context, event);
-          }),
+        'code.send': {
+          actions: ({ context, event, self }) => onSend(context, event, (id, error) => self.send({ type: 'mail.settled', id, error })),
         },
+        'mail.settled': { actions: ({ context, event }) => onSettled(context, event) },
         sweep: {
           actions: enqueueActions(({ context, enqueue }) => {
             const { removed, examined } = context.store.sweep(context.now(), SWEEP_SLICE);
