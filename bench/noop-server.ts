@@ -13,16 +13,21 @@ import { loadMailProto } from '../src/rpc/proto.js';
 const answerAfterMs = Number(process.argv[2] ?? 0);
 const proto = loadMailProto();
 const server = new grpc.Server();
-const noop = (cb: grpc.sendUnaryData<unknown>): void => cb(null, { status: 'SUCCESS', isValid: false });
-server.addService(proto.mail.OtpService.service, {
-  SendCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: 'SUCCESS' }),
-  ValidateCode: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => (answerAfterMs > 0 ? setTimeout(noop, answerAfterMs, cb) : noop(cb)),
-});
+type Callback = grpc.sendUnaryData<unknown>;
+/** A unary handler that answers with `reply`, at once or after the timer. */
+const answering =
+  (reply: () => unknown) =>
+  (_call: unknown, cb: Callback): void => {
+    if (answerAfterMs > 0) setTimeout(() => cb(null, reply()), answerAfterMs);
+    else cb(null, reply());
+  };
 let sent = 0;
-const delivered = (cb: grpc.sendUnaryData<unknown>): void =>
-  cb(null, { status: 'SUCCESS', message_id: `<${++sent}.5f3a9c@mailroom.invalid>`, smtp_response: '250 2.0.0 Ok: queued' });
+server.addService(proto.mail.OtpService.service, {
+  SendCode: (_call: unknown, cb: Callback) => cb(null, { status: 'SUCCESS' }),
+  ValidateCode: answering(() => ({ status: 'SUCCESS', isValid: false })),
+});
 server.addService(proto.mail.MailService.service, {
-  SendMail: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => (answerAfterMs > 0 ? setTimeout(delivered, answerAfterMs, cb) : delivered(cb)),
+  SendMail: answering(() => ({ status: 'SUCCESS', message_id: `<${++sent}.5f3a9c@mailroom.invalid>`, smtp_response: '250 2.0.0 Ok: queued' })),
 });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) throw err;
