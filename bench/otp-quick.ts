@@ -19,6 +19,7 @@ import { otpMachine } from '../src/actors/otp.js';
 import { CodeHasher } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import type { OtpStore } from '../src/otp/store.js';
+import { Calls } from '../src/rpc/calls.js';
 import { otpServiceHandlers } from '../src/rpc/otp-service.js';
 
 const IN_FLIGHT = 100;
@@ -81,7 +82,7 @@ function otpHandlersAlone(): OtpServiceHandlers {
       log,
     },
   }).start();
-  return otpServiceHandlers({ otp, hasher, codeLength: 6, maxAttempts: 100, log });
+  return otpServiceHandlers({ otp, calls: new Calls(), hasher, codeLength: 6, maxAttempts: 100, log });
 }
 
 function seed(store: OtpStore, hasher: CodeHasher): void {

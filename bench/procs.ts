@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { BenchPki } from './pki.js';
+import { V8_FLAGS } from '../src/runtime-flags.js';
 import type { ChildMessage, LoadResult } from './common.js';
 import { BENCH_AUTH, BENCH_MAIL, freePort, procCpuMicros, procCpuSplit, procRssMb } from './common.js';
 import type { SinkReply } from './sink.js';
@@ -141,8 +142,18 @@ export interface ServiceProc {
   stop(): Promise<void>;
 }
 
+
+export interface ServiceStart {
+  readonly workers: number;
+  readonly pki?: BenchPki;
+  readonly extraEnv?: Record<string, string>;
+  readonly profileDir?: string;
+  /** a checkout with its own built dist/ (an A/B baseline); default: this one */
+  readonly root?: string;
+}
+
 /** mailroom as it runs in production: built output, JSON logs at warn, configured by env. */
-export async function startService(sink: Sink, opts: { workers: number; pki?: BenchPki; extraEnv?: Record<string, string>; profileDir?: string }): Promise<ServiceProc> {
+export async function startService(sink: Sink, opts: ServiceStart): Promise<ServiceProc> {
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -161,8 +172,9 @@ export async function startService(sink: Sink, opts: { workers: number; pki?: Be
       : { EMAIL_TLS: 'none' }),
     ...opts.extraEnv,
   };
-  const nodeArgs = opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : [];
-  const child = track(spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] }));
+  const nodeArgs = [...V8_FLAGS, ...(opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : [])];
+  const root = opts.root ?? ROOT;
+  const child = track(spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'main.js')], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => {

@@ -12,11 +12,14 @@ import { ratio, render, summarise, type Ratio, type Row, type Target } from './r
 import type { LoadgenOptions } from './loadgen.js';
 import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
+import { abScenarios } from './ab.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
 // --only=tls,plain,rpc,otp runs some groups; w1only with tls skips the WORKERS=5 pairs
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+// --baseline=<checkout with a built dist/>: the ab group compares this build with that one
+const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
 const REPS = quick ? 1 : 3;
 const N = {
   mail: quick ? 2000 : 6000,
@@ -178,6 +181,14 @@ async function main(): Promise<void> {
         await server.stop();
       }
     }
+  }
+
+  // ---- A/B against another build, interleaved ------------------------------
+  if (baseline !== undefined && (only === undefined || only.includes('ab'))) {
+    log(`A/B against the build in ${baseline}`);
+    const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row });
+    ratios.push(...out);
+    extra.push(['A/B baseline', baseline]);
   }
 
   // Every send a sender reported as done must be one the sink itself accepted.

@@ -1,20 +1,22 @@
 // The composition root: configuration, logger, actors, servers. Nothing else
-// wires real implementations together; tests call boot() with their own env.
+// wires real implementations together; tests call boot() with their own env
+// (and, through `machines`, their own machine implementations).
 import { Subject } from 'rxjs';
 import { createActor, waitFor } from 'xstate';
 import { loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
-import { withTlsContext } from './smtp/session.js';
+import { withTlsContext } from './smtp/tls.js';
 import { otpMachine, type OtpActor } from './actors/otp.js';
 import { CodeHasher } from './otp/code.js';
 import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { IdempotencyCache } from './mail/idempotency.js';
-import { parseAddressList } from './mail/address.js';
 import { MailroomError } from './errors.js';
+import { missingV8Flags } from './runtime-flags.js';
+import { Calls } from './rpc/calls.js';
 import { createGrpcServer, bindServer } from './rpc/server.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
 import { otpServiceHandlers } from './rpc/otp-service.js';
@@ -23,10 +25,15 @@ export interface Service {
   readonly config: Config;
   readonly port: number;
   readonly supervisor: SupervisorActor;
-  /** its snapshot's context.store is what tests inspect */
   readonly otp: OtpActor;
   readonly capture: CaptureServer | undefined;
   readonly log: Logger;
+  /**
+   * Settles when a root actor (supervisor or OTP) failed. From that moment
+   * every open call and every new one is answered INTERNAL; the process
+   * is to exit non-zero so that an orchestrator restarts it.
+   */
+  readonly failed: Promise<Error>;
   /** Stop taking calls, drain within SHUTDOWN_TIMEOUT_SECONDS, close everything. */
   shutdown(): Promise<void>;
 }
@@ -34,32 +41,44 @@ export interface Service {
 export interface BootOptions {
   /** replaces the logger built from LOG_LEVEL/LOG_FORMAT (tests silence it) */
   readonly log?: Logger;
+  /** the machines to run instead of the real ones (tests provide failing implementations) */
+  readonly machines?: { readonly supervisor?: typeof supervisorMachine; readonly otp?: typeof otpMachine };
 }
 
 export async function boot(env: Readonly<Record<string, string | undefined>>, options: BootOptions = {}): Promise<Service> {
   const config = loadConfig(env);
   const log = options.log ?? createLogger(config.log);
-  const from = parseAddressList(config.mail.from);
-  if (!from.ok || from.value.length !== 1) {
-    throw new MailroomError('ECONFIG', `invalid configuration:\n  EMAIL_FROM=${JSON.stringify(config.mail.from)}: expected one address`);
-  }
+  const missing = missingV8Flags();
+  if (missing.length > 0) log.warn(`started without ${missing.join(' ')}: expect 10-20% more CPU per mail (see src/runtime-flags.ts; npm start sets it)`);
 
   let capture: CaptureServer | undefined;
-  let smtpHost = config.smtp.host;
-  let smtpPort = config.smtp.port;
-  if (smtpHost === undefined) {
+  let relay = config.smtp.relay;
+  if (relay === undefined) {
     capture = await startCaptureServer(config.mail.captureDir, config.mail.maxBodyBytes, log.child({ component: 'capture' }));
-    smtpHost = '127.0.0.1';
-    smtpPort = capture.port;
+    relay = { host: '127.0.0.1', port: capture.port };
     log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, {
       captureDir: capture.dir,
     });
   }
   if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
 
+  const calls = new Calls();
+  let failedWith!: (err: Error) => void;
+  const failed = new Promise<Error>((resolve) => {
+    failedWith = resolve;
+  });
+  // Without an error subscriber xstate rethrows and the process dies; with
+  // one that only logs, callers would wait for answers that never come.
+  const onRootFailure = (name: string) => (err: unknown) => {
+    const error = err instanceof Error ? err : new Error(String(err));
+    log.error(`${name} actor failed: answering every call INTERNAL`, { reason: error.message, stack: error.stack });
+    calls.refuse(new MailroomError('EINTERNAL', `${name} failed`, { cause: error }));
+    failedWith(error);
+  };
+
   const jobs$ = new Subject<MailJob>();
   const { smtp } = config;
-  const supervisor = createActor(supervisorMachine, {
+  const supervisor = createActor(options.machines?.supervisor ?? supervisorMachine, {
     input: {
       jobs$,
       log: log.child({ component: 'smtp' }),
@@ -73,19 +92,18 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         retryMaxMs: smtp.backoffMaxMs,
         // QUIT after the drain is a courtesy: it must not stretch the shutdown
         // by a whole command timeout (30 s by default) past its deadline.
-        closeTimeoutMs: Math.min(smtp.commandTimeoutMs, 2000),
+        closeTimeoutMs: Math.min(smtp.session.commandTimeoutMs, 2000),
         connection: {
           keepaliveMs: smtp.keepaliveMs,
           maxMessagesPerConnection: smtp.maxMessagesPerConnection,
           backoffBaseMs: smtp.backoffBaseMs,
           backoffMaxMs: smtp.backoffMaxMs,
-          session: withTlsContext({ ...smtp, host: smtpHost, port: smtpPort }),
+          session: withTlsContext({ ...smtp.session, ...relay }),
         },
       },
     },
   });
-  // Without an error subscriber xstate rethrows and the process dies.
-  supervisor.subscribe({ error: (err) => log.error('supervisor failed', { reason: (err as Error).message }) });
+  supervisor.subscribe({ error: onRootFailure('supervisor') });
   const poolUp = new Promise<void>((resolve) => {
     const sub = supervisor.on('pool.health', (e) => {
       if (e.up > 0) {
@@ -98,14 +116,14 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
 
   // Take traffic once the pool can serve it; a relay that is down at boot
   // does not keep the service from starting (queued calls then wait or fail).
-  const readyWithin = smtp.connectTimeoutMs + smtp.greetingTimeoutMs;
+  const readyWithin = smtp.session.connectTimeoutMs + smtp.session.greetingTimeoutMs;
   const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
   if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
 
-  const mailer = new Mailer(jobs$, from.value[0] as NonNullable<(typeof from.value)[0]>, new IdempotencyCache(config.queue.idempotencyWindowMs));
+  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs));
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
-  const otp = createActor(otpMachine, {
+  const otp = createActor(options.machines?.otp ?? otpMachine, {
     input: {
       options: {
         length: otpConfig.length,
@@ -121,14 +139,14 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       log: log.child({ component: 'otp' }),
     },
   });
-  otp.subscribe({ error: (err) => log.error('otp actor failed', { reason: (err as Error).message }) });
+  otp.subscribe({ error: onRootFailure('otp') });
   otp.start();
 
   const rpcLog = log.child({ component: 'rpc' });
   const server = createGrpcServer(
     {
-      mail: mailServiceHandlers({ mailer, limits: config.mail, log: rpcLog }),
-      otp: otpServiceHandlers({ otp, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
+      mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
+      otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
     },
     rpcLog,
   );
@@ -144,7 +162,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     const reason = /errors: \[(.*)\]$/.exec((err as Error).message)?.[1] ?? (err as Error).message;
     throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
   }
-  log.info('listening', { host: config.host, port, workers: config.workers, relay: `${smtpHost}:${smtpPort}`, tls: smtp.tls });
+  log.info('listening', { host: config.host, port, workers: config.workers, relay: `${relay.host}:${relay.port}`, tls: smtp.session.tls });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -152,13 +170,18 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
       // New calls are refused from here on; calls in flight keep their replies coming.
       const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      supervisor.send({ type: 'shutdown', timeoutMs: config.shutdownTimeoutMs });
-      await waitFor(supervisor, (s) => s.status === 'done', { timeout: Infinity });
-      // Every code mail is settled by now; the actor answers any straggler with ESHUTDOWN.
+      // The OTP actor refuses new code sends and waits for its code mails,
+      // which the supervisor drains with every other job.
       otp.send({ type: 'shutdown' });
+      supervisor.send({ type: 'shutdown', timeoutMs: config.shutdownTimeoutMs });
+      const pool = await waitFor(supervisor, (s) => s.status !== 'active', { timeout: Infinity });
+      // A failed supervisor settles no job: the code mails would never come back.
+      if (pool.status === 'error') otp.stop();
+      else await waitFor(otp, (s) => s.status !== 'active', { timeout: Infinity });
       jobs$.complete();
       // Every job is settled by now; give their replies a moment to flush.
       await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
+      calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
       server.forceShutdown();
       await capture?.close();
       log.info('stopped');
@@ -166,5 +189,5 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     return stopping;
   };
 
-  return { config, port, supervisor, otp, capture, log, shutdown };
+  return { config, port, supervisor, otp, capture, log, failed, shutdown };
 }

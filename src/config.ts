@@ -4,11 +4,11 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError } from './errors.js';
-import type { SessionOptions } from './smtp/session.js';
-import { parseAddressList } from './mail/address.js';
+import type { SessionSettings, TlsMode } from './smtp/options.js';
+import { parseAddressList, type Address } from './mail/address.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 
-export type TlsMode = 'implicit' | 'starttls' | 'none';
+export type { TlsMode } from './smtp/options.js';
 export type LogFormat = 'json' | 'pretty';
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,10 +17,11 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly workers: number;
-  /** the relay session's own options (see SessionOptions), plus the pool's */
-  readonly smtp: Omit<SessionOptions, 'host'> & {
-    /** undefined: run the embedded capture server */
-    readonly host: string | undefined;
+  readonly smtp: {
+    /** where the relay is; undefined: run the embedded capture server */
+    readonly relay: { readonly host: string; readonly port: number } | undefined;
+    /** every session's options but where the relay is */
+    readonly session: SessionSettings;
     readonly keepaliveMs: number;
     readonly maxMessagesPerConnection: number;
     readonly backoffBaseMs: number;
@@ -28,7 +29,7 @@ export interface Config {
   };
   readonly mail: {
     /** From header and envelope sender */
-    readonly from: string;
+    readonly from: Address;
     readonly captureDir: string;
     readonly maxSubjectChars: number;
     readonly maxBodyBytes: number;
@@ -122,6 +123,17 @@ class Reader {
     return value;
   }
 
+  /** EMAIL_FROM, else EMAIL, else a placeholder: one address, display name allowed. */
+  sender(user: string | undefined): Address {
+    const set = this.raw('EMAIL_FROM');
+    const value = set ?? user ?? 'mailroom@mailroom.localhost';
+    const parsed = parseAddressList(value);
+    if (parsed.ok && parsed.value.length === 1) return parsed.value[0] as Address;
+    const name = set === undefined ? 'EMAIL_FROM (unset, so EMAIL)' : 'EMAIL_FROM';
+    this.problems.push(`${name}=${JSON.stringify(value)}: expected one address, e.g. "Shop <shop@example.com>"`);
+    return { name: '', address: 'mailroom@mailroom.localhost' };
+  }
+
   secret(name: string, minLength: number): string | undefined {
     const value = this.raw(name);
     if (value !== undefined && value.length < minLength) {
@@ -148,14 +160,7 @@ export function loadConfig(env: Env): Config {
   if ((user === undefined) !== (password === undefined)) {
     r.problems.push('EMAIL and APP_PASSWORD: set both for AUTH, or neither');
   }
-  const fromSet = r.raw('EMAIL_FROM');
-  const from = fromSet ?? user ?? 'mailroom@mailroom.localhost';
-  // Checked here, not at first use, so that it is reported with every other problem.
-  const fromParsed = parseAddressList(from);
-  if (!fromParsed.ok || fromParsed.value.length !== 1) {
-    const name = fromSet === undefined ? 'EMAIL_FROM (unset, so EMAIL)' : 'EMAIL_FROM';
-    r.problems.push(`${name}=${JSON.stringify(from)}: expected one address, e.g. "Shop <shop@example.com>"`);
-  }
+  const from = r.sender(user);
   const tls = r.oneOf<TlsMode>('EMAIL_TLS', ['implicit', 'starttls', 'none'], smtpPort === 465 ? 'implicit' : 'starttls');
 
   const seconds = (name: string, fallback: number, min: number, max: number): number =>
@@ -166,18 +171,19 @@ export function loadConfig(env: Env): Config {
     host: r.raw('HOST') ?? '0.0.0.0',
     workers: r.int('WORKERS', 5, 1, 256),
     smtp: {
-      host: smtpHost,
-      port: smtpPort,
-      // The capture server speaks plain SMTP on loopback.
-      tls: smtpHost === undefined ? 'none' : tls,
-      ca: r.file('EMAIL_CA_FILE'),
-      user,
-      password,
-      heloName: r.raw('EMAIL_HELO_NAME') ?? hostname(),
-      connectTimeoutMs: r.int('SMTP_CONNECT_TIMEOUT_MS', 10_000, 1, 600_000),
-      greetingTimeoutMs: r.int('SMTP_GREETING_TIMEOUT_MS', 30_000, 1, 600_000),
-      commandTimeoutMs: r.int('SMTP_COMMAND_TIMEOUT_MS', 30_000, 1, 600_000),
-      dataTimeoutMs: r.int('SMTP_DATA_TIMEOUT_MS', 120_000, 1, 600_000),
+      relay: smtpHost === undefined ? undefined : { host: smtpHost, port: smtpPort },
+      session: {
+        // The capture server speaks plain SMTP on loopback.
+        tls: smtpHost === undefined ? 'none' : tls,
+        ca: r.file('EMAIL_CA_FILE'),
+        user,
+        password,
+        heloName: r.raw('EMAIL_HELO_NAME') ?? hostname(),
+        connectTimeoutMs: r.int('SMTP_CONNECT_TIMEOUT_MS', 10_000, 1, 600_000),
+        greetingTimeoutMs: r.int('SMTP_GREETING_TIMEOUT_MS', 30_000, 1, 600_000),
+        commandTimeoutMs: r.int('SMTP_COMMAND_TIMEOUT_MS', 30_000, 1, 600_000),
+        dataTimeoutMs: r.int('SMTP_DATA_TIMEOUT_MS', 120_000, 1, 600_000),
+      },
       keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
       maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
       backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),

@@ -1,50 +1,6 @@
-// Process entry: environment (plus an optional .env file), boot, signals.
-import './v8-flags.js'; // first: before any other module runs
-import { existsSync, readFileSync } from 'node:fs';
-import { parseEnv } from 'node:util';
-import { boot, type Service } from './boot.js';
-import { isMailroomError } from './errors.js';
+// Process entry. Started as `node --no-allocation-site-pretenuring
+// dist/src/main.js` (npm start): see run.ts for signals and exit codes, and
+// the README for why the V8 flag.
+import { run } from './run.js';
 
-/** Variables from .env fill in what the real environment leaves unset. */
-function environment(): Record<string, string | undefined> {
-  const file = process.env.DOTENV_PATH ?? '.env';
-  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {};
-  return { ...fromFile, ...process.env };
-}
-
-let service: Service | undefined;
-let signalled = false;
-
-// Installed before boot: a signal while the pool dials (which can take the
-// connect and greeting timeouts) ends the process at once, nothing was taken yet.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (service === undefined) {
-      process.stderr.write(`mailroom: ${signal} during boot, exiting\n`);
-      process.exit(0);
-    }
-    if (signalled) {
-      service.log.warn('second signal: exiting without waiting for the drain', { signal });
-      process.exit(1);
-    }
-    signalled = true;
-    service.log.info('signal received', { signal });
-    service.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        service?.log.error('shutdown failed', { reason: (err as Error).message });
-        process.exit(1);
-      },
-    );
-  });
-}
-
-try {
-  service = await boot(environment());
-} catch (err) {
-  if (isMailroomError(err) && err.code === 'ECONFIG') {
-    process.stderr.write(`mailroom: ${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
-}
+await run();

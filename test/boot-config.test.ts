@@ -3,24 +3,17 @@
 // leaves unset. Only bad values are used, so no process gets as far as serving.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { once } from './helpers.js';
-
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+import { once, spawnService } from './helpers.js';
 
 /** Runs main.js with exactly env (plus PATH); resolves with its exit code and stderr. */
 async function run(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/nonexistent/.env', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawnService(env);
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   const [code] = (await once(child, 'exit')) as [number | null];
   clearTimeout(timer);

@@ -14,7 +14,7 @@ function recorder(): { actor: OtpActor; events: OtpEvent[] } {
 test('checks made together travel as one event, in the order they were made', async () => {
   const { actor, events } = recorder();
   const batcher = new CheckBatcher(actor);
-  const noop = (): void => undefined;
+  const noop = { answer: (): void => undefined, fail: (): void => undefined };
   batcher.check('a@x', 'h1', noop);
   batcher.check('b@x', 'h2', noop);
   batcher.check('c@x', 'h3', noop);
@@ -30,4 +30,18 @@ test('checks made together travel as one event, in the order they were made', as
   batcher.check('d@x', 'h4', noop);
   await Promise.resolve();
   assert.equal(events.length, 2, 'a later run makes a new event');
+});
+
+test('each check is answered with its own result, in order, once the actor replies', async () => {
+  const { actor, events } = recorder();
+  const batcher = new CheckBatcher(actor);
+  const got: string[] = [];
+  for (const key of ['a@x', 'b@x', 'c@x']) batcher.check(key, 'h', { answer: (r) => got.push(`${key}=${r}`), fail: (e) => got.push(`${key}:${e.code}`) });
+  await Promise.resolve();
+  const [event] = events;
+  assert.ok(event?.type === 'code.checks');
+  assert.deepEqual(got, [], 'nobody is answered from inside the actor');
+  event.reply.resolve([-1, 4, 0]);
+  await Promise.resolve();
+  assert.deepEqual(got, ['a@x=-1', 'b@x=4', 'c@x=0']);
 });

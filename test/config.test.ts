@@ -23,11 +23,11 @@ test('an empty environment gives the documented defaults and capture mode', () =
   assert.equal(c.port, 40_700);
   assert.equal(c.host, '0.0.0.0');
   assert.equal(c.workers, 5);
-  assert.equal(c.smtp.host, undefined, 'no EMAIL_HOST: embedded capture relay');
-  assert.equal(c.smtp.tls, 'none', 'the capture relay speaks plain SMTP on loopback');
-  assert.equal(c.smtp.user, undefined);
+  assert.equal(c.smtp.relay, undefined, 'no EMAIL_HOST: embedded capture relay');
+  assert.equal(c.smtp.session.tls, 'none', 'the capture relay speaks plain SMTP on loopback');
+  assert.equal(c.smtp.session.user, undefined);
   assert.equal(c.mail.captureDir, 'var/mail');
-  assert.equal(c.mail.from, 'mailroom@mailroom.localhost');
+  assert.deepEqual(c.mail.from, { name: '', address: 'mailroom@mailroom.localhost' });
   assert.equal(c.queue.limit, 1_000);
   assert.equal(c.otp.lifespanMs, 120_000);
   assert.equal(c.otp.cleanupMs, 180_000);
@@ -38,27 +38,27 @@ test('an empty environment gives the documented defaults and capture mode', () =
 });
 
 test('EMAIL_TLS defaults to implicit on port 465 and to starttls on any other port', () => {
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.port, 465);
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.tls, 'implicit');
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '587' }).smtp.tls, 'starttls');
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '25' }).smtp.tls, 'starttls');
-  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_PORT: '25', EMAIL_TLS: 'NONE' }).smtp.tls, 'none');
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '2465', EMAIL_TLS: 'implicit' }).smtp.tls, 'implicit');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.relay?.port, 465);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com' }).smtp.session.tls, 'implicit');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '587' }).smtp.session.tls, 'starttls');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '25' }).smtp.session.tls, 'starttls');
+  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_PORT: '25', EMAIL_TLS: 'NONE' }).smtp.session.tls, 'none');
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_PORT: '2465', EMAIL_TLS: 'implicit' }).smtp.session.tls, 'implicit');
 });
 
 test('EMAIL_PORT defaults from EMAIL_TLS: 587 for starttls, 25 for none, 465 otherwise', () => {
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls' }).smtp.port, 587);
-  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_TLS: 'none' }).smtp.port, 25);
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'implicit' }).smtp.port, 465);
-  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls', EMAIL_PORT: '2525' }).smtp.port, 2525);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls' }).smtp.relay?.port, 587);
+  assert.equal(loadConfig({ EMAIL_HOST: 'relay.local', EMAIL_TLS: 'none' }).smtp.relay?.port, 25);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'implicit' }).smtp.relay?.port, 465);
+  assert.equal(loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL_TLS: 'starttls', EMAIL_PORT: '2525' }).smtp.relay?.port, 2525);
 });
 
 test('EMAIL_FROM defaults to EMAIL; EMAIL and APP_PASSWORD come as a pair', () => {
   const c = loadConfig({ EMAIL_HOST: 'smtp.example.com', EMAIL: 'robot@example.com', APP_PASSWORD: 'pw' });
-  assert.equal(c.mail.from, 'robot@example.com');
-  assert.equal(c.smtp.user, 'robot@example.com');
-  assert.equal(c.smtp.password, 'pw');
-  assert.equal(loadConfig({ EMAIL: 'robot@example.com', APP_PASSWORD: 'pw', EMAIL_FROM: 'Shop <shop@example.com>' }).mail.from, 'Shop <shop@example.com>');
+  assert.deepEqual(c.mail.from, { name: '', address: 'robot@example.com' }, 'parsed once, here');
+  assert.equal(c.smtp.session.user, 'robot@example.com');
+  assert.equal(c.smtp.session.password, 'pw');
+  assert.deepEqual(loadConfig({ EMAIL: 'robot@example.com', APP_PASSWORD: 'pw', EMAIL_FROM: 'Shop <shop@example.com>' }).mail.from, { name: 'Shop', address: 'shop@example.com' });
   assert.match(problems({ EMAIL: 'robot@example.com' }), /EMAIL and APP_PASSWORD: set both/);
   assert.match(problems({ APP_PASSWORD: 'pw' }), /EMAIL and APP_PASSWORD: set both/);
 });
@@ -71,7 +71,7 @@ test('EMAIL_FROM must be one address, and is checked with everything else', () =
   assert.match(problems({ EMAIL_FROM: 'a@example.com\r\nBcc: x@example.com' }), /EMAIL_FROM=.*: expected one address/);
   // Some relays take a user name that is not an address: then EMAIL_FROM is needed.
   assert.match(problems({ EMAIL: 'apikey', APP_PASSWORD: 'pw' }), /EMAIL_FROM \(unset, so EMAIL\)="apikey": expected one address/);
-  assert.equal(loadConfig({ EMAIL: 'apikey', APP_PASSWORD: 'pw', EMAIL_FROM: 'shop@example.com' }).mail.from, 'shop@example.com');
+  assert.equal(loadConfig({ EMAIL: 'apikey', APP_PASSWORD: 'pw', EMAIL_FROM: 'shop@example.com' }).mail.from.address, 'shop@example.com');
 });
 
 test('seconds become milliseconds; blank values count as unset', () => {
@@ -85,7 +85,7 @@ test('seconds become milliseconds; blank values count as unset', () => {
 test('EMAIL_CA_FILE is read at load; an unreadable one is a configuration error', () => {
   const file = join(mkdtempSync(join(tmpdir(), 'mailroom-ca-')), 'ca.pem');
   writeFileSync(file, '-----BEGIN CERTIFICATE-----\n');
-  assert.equal(loadConfig({ EMAIL_CA_FILE: file }).smtp.ca, '-----BEGIN CERTIFICATE-----\n');
+  assert.equal(loadConfig({ EMAIL_CA_FILE: file }).smtp.session.ca, '-----BEGIN CERTIFICATE-----\n');
   assert.match(problems({ EMAIL_CA_FILE: '/nonexistent/ca.pem' }), /EMAIL_CA_FILE="\/nonexistent\/ca.pem": expected a readable file/);
 });
 

@@ -143,7 +143,7 @@ test('a relay that refuses TLS gets no mail in plain text; the call fails UNAVAI
   assert.equal(peer.count('MAIL'), 0, 'nothing was sent in plain text');
   assert.ok(peer.connections.length >= 2, 'the connection kept trying');
   refuse = false;
-  await waitForPool(svc, 1);
+  await waitForPool(svc);
   assert.equal((await sendMail(svc, mail('tls-back'))).status, 'SUCCESS');
   assert.ok(peer.connections[(peer.messages[0]?.conn ?? 0) - 1]?.tls);
   noViolations(peer);
@@ -255,7 +255,7 @@ test('a relay that answers nothing: greeting, command and DATA timeouts count as
   peer.dropAll();
   await peer.until(() => peer.connections.length === 3, 2000, 'a dial after the silent greeting');
   assert.ok((peer.connections[1]?.closedAt ?? 0) - (peer.connections[1]?.openedAt ?? 0) >= 140, 'gave up after the greeting timeout');
-  await waitForPool(svc, 1);
+  await waitForPool(svc);
 
   // A command: MAIL gets no answer within 100 ms.
   fault = 'MAIL';
@@ -299,7 +299,7 @@ test('AUTH 535 is not hammered: the connection waits the backoff cap, the pool h
   assert.ok(down.length <= 1, 'pool down is logged once, not per attempt');
 
   refuse = false;
-  await waitForPool(svc, 2, 3000);
+  await waitForPool(svc);
   assert.equal((await sendMail(svc, mail('good-credentials'))).status, 'SUCCESS');
   assert.ok(entries.some((e) => e.level === 'info' && e.message === 'pool up' && e.up === 2));
   noViolations(peer);
@@ -363,7 +363,7 @@ test('pool health in the log: warn per connection down with the reason, error wh
     { WORKERS: '2', SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '40' },
     { log: logger },
   );
-  await waitForPool(svc, 2);
+  await waitForPool(svc);
   const at = (level: string, message: string): LogEntry[] => entries.filter((e) => e.level === level && e.message === message);
   assert.equal(at('info', 'pool up').length, 1, 'fully up once at boot');
 
@@ -378,7 +378,7 @@ test('pool health in the log: warn per connection down with the reason, error wh
   assert.equal(none[0]?.up, 0);
 
   refuse = false;
-  await waitForPool(svc, 2);
+  await waitForPool(svc);
   assert.equal(at('info', 'pool up').length, 2, 'fully up again');
   assert.equal(entries.filter((e) => e.level === 'warn' || e.level === 'error').length, 2, 'nothing else above info');
 });

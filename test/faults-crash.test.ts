@@ -30,12 +30,12 @@ test('a connection actor that throws is replaced; its job goes through on anothe
   // The bug: an exception in the transition that takes a job.
   const crashy = smtpConnectionMachine.provide({
     guards: {
-      holdsJob: ({ context }) => {
-        if (context.job !== undefined && bombs > 0) {
+      holdsJobs: ({ context }) => {
+        if (context.held.length > 0 && bombs > 0) {
           bombs -= 1;
           throw new Error('boom: a bug in the connection machine');
         }
-        return context.job !== undefined;
+        return context.held.length > 0;
       },
     },
   });

@@ -29,7 +29,7 @@ for (const [label, stage, fault] of [
 ] as const) {
   test(`${label}: transient, retried on another connection, delivered once`, async (t) => {
     const { peer, svc } = await startRig(t, { script: firstTimes(stage, 1, fault) }, { WORKERS: '2' });
-    await waitForPool(svc, 2);
+    await waitForPool(svc);
     const req = mail(stage);
     const res = await sendMail(svc, req);
     assert.equal(res.status, 'SUCCESS');

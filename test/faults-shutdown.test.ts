@@ -3,15 +3,12 @@
 // SIGTERM after the drain, and a second signal forces it out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { FaultPeer } from './fault-peer.js';
-import { expectGrpcError, faultEnv, mail, sendMail, startRig, type RunningService } from './helpers.js';
+import { expectGrpcError, faultEnv, mail, sendMail, spawnService, startRig, type RunningService } from './helpers.js';
 import { loadMailProto } from '../src/rpc/proto.js';
-
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
 test('shutdown drains: every queued job is sent (a 451 retried meanwhile), connections QUIT, then calls are refused', async (t) => {
   let first451 = true;
@@ -79,10 +76,7 @@ interface Child {
 
 /** Starts `node dist/src/main.js` against the peer and waits for its 'listening' line. */
 async function startProcess(peer: FaultPeer, env: Record<string, string>): Promise<Child> {
-  const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', ...faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env }) },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const proc = spawnService(faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env }));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   const logs: Record<string, unknown>[] = [];
   const port = await new Promise<number>((resolve, reject) => {
@@ -160,10 +154,7 @@ test('a signal while the pool is still dialling ends the process at once', async
   // The relay never greets: boot waits up to the connect + greeting timeouts.
   const peer = await FaultPeer.start({ script: (c) => (c.stage === 'connect' ? { stall: true } : undefined) });
   t.after(() => peer.close());
-  const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', ...faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', SMTP_GREETING_TIMEOUT_MS: '30000' }) },
-    stdio: 'ignore',
-  });
+  const proc = spawnService(faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', SMTP_GREETING_TIMEOUT_MS: '30000' }), { stdio: 'ignore' });
   t.after(() => {
     proc.kill('SIGKILL');
   });

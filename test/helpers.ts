@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
+import { waitFor } from 'xstate';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { boot, type Service } from '../src/boot.js';
 import { makePki, type Pki } from './pki.js';
@@ -17,6 +18,9 @@ import type { SendEmailResponse__Output } from '../src/generated/mail/SendEmailR
 import type { SendCodeResponse__Output } from '../src/generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse__Output } from '../src/generated/mail/ValidateCodeResponse.js';
 import { FaultPeer, type FaultPeerOptions } from './fault-peer.js';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { V8_FLAGS } from '../src/runtime-flags.js';
 
 export { once };
 
@@ -146,6 +150,21 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** The service's entry point, as `npm start` runs it. */
+export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+
+/**
+ * Starts the service as a process of its own, with the V8 flags `npm start`
+ * gives it, exactly `env` (plus PATH, and no .env file), and `script` in
+ * place of main.js when a test needs another entry (a fixture).
+ */
+export function spawnService(env: Record<string, string>, options: { script?: string; stdio?: StdioOptions } = {}): ChildProcess {
+  return spawn(process.execPath, [...V8_FLAGS, options.script ?? MAIN], {
+    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/nonexistent/.env', ...env },
+    stdio: options.stdio ?? ['ignore', 'ignore', 'pipe'],
+  });
 }
 
 export interface RunningService {
@@ -293,22 +312,14 @@ export function faultEnv(port: number, extra: Record<string, string> = {}): Reco
   });
 }
 
-/** Resolves once at least `up` connections of the pool are authenticated. */
-export function waitForPool(svc: RunningService, up: number, timeoutMs = 5000): Promise<void> {
+/** Resolves once every connection of the pool is authenticated: the supervisor's chart is in serving.up. */
+export async function waitForPool(svc: RunningService, timeoutMs = 5000): Promise<void> {
   const { supervisor } = svc.service;
-  if (supervisor.getSnapshot().context.up.size >= up) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      sub.unsubscribe();
-      reject(new Error(`the pool did not reach ${up} connections within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const sub = supervisor.on('pool.health', (e) => {
-      if (e.up < up) return;
-      clearTimeout(timer);
-      sub.unsubscribe();
-      resolve();
-    });
-  });
+  try {
+    await waitFor(supervisor, (s) => s.matches({ serving: 'up' }), { timeout: timeoutMs });
+  } catch {
+    throw new Error(`the pool was not fully up within ${timeoutMs} ms`);
+  }
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

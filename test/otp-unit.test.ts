@@ -6,7 +6,8 @@ import { createActor } from 'xstate';
 import { createLogger } from '../src/log.js';
 import { loadConfig } from '../src/config.js';
 import { MailroomError } from '../src/errors.js';
-import { otpMachine, SWEEP_SLICE, type CodeMailer, type OtpOptions } from '../src/actors/otp.js';
+import { otpMachine, SWEEP_SLICE, type CodeMailer, type CodeSent, type OtpActor, type OtpOptions } from '../src/actors/otp.js';
+import { awaitReply } from '../src/actors/reply.js';
 import { CodeHasher, generateCode } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { CODE_ACCEPTED } from '../src/otp/store.js';
@@ -39,6 +40,23 @@ function startOtp(store: InMemoryOtpStore, over: { options?: Partial<OtpOptions>
       ...(over.now !== undefined ? { now: over.now } : {}),
     },
   }).start();
+}
+
+/** A SendCode through the actor's mailbox: undefined when the code went out, else the error. */
+async function sendCode(actor: OtpActor, key: string): Promise<MailroomError | undefined> {
+  const { reply, answer } = awaitReply<CodeSent>();
+  actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply });
+  return answer.then(
+    () => undefined,
+    (err: MailroomError) => err,
+  );
+}
+
+/** One ValidateCode through the actor's mailbox: CODE_ACCEPTED or the attempts left. */
+async function checkCode(actor: OtpActor, key: string, code: string): Promise<number> {
+  const { reply, answer } = awaitReply<number[]>();
+  actor.send({ type: 'code.checks', checks: [{ key, hash: hasher.hash(key, code) }], reply });
+  return (await answer)[0] as number;
 }
 
 test('9: a sweep over 100,000 live codes and 10 expired ones examines about 10 entries', () => {
@@ -176,12 +194,8 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
     mailer,
     now: () => now,
   });
-  const send = (key: string) =>
-    new Promise<MailroomError | undefined>((resolve) =>
-      actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply: (error) => resolve(error) }),
-    );
-  const check = (key: string, code: string) =>
-    new Promise<number>((resolve) => actor.send({ type: 'code.check', key, hash: hasher.hash(key, code), reply: resolve }));
+  const send = (key: string) => sendCode(actor, key);
+  const check = (key: string, code: string) => checkCode(actor, key, code);
 
   assert.equal(await send('a@x.org'), undefined);
   const code = drafts[0]!.text;
@@ -205,28 +219,32 @@ test('actor: sends become live on acceptance, sweeps remove expired codes, failu
   actor.send({ type: 'sweep' });
   assert.equal(store.size, 0);
   assert.equal(await check('a@x.org', code), 0);
-  assert.equal(actor.getSnapshot().context.pending.size, 0);
   actor.send({ type: 'shutdown' });
-  assert.equal(actor.getSnapshot().status, 'done');
+  assert.equal(actor.getSnapshot().status, 'done', 'no code mail under way: draining is over at once');
 });
 
-test('actor: shutdown cancels code mails still under way, answers them ESHUTDOWN and frees their claims', async () => {
-  let cancelled = 0;
+test('actor: draining refuses new sends and waits for the code mails under way, which settle their claims', async () => {
+  const outcomes: ((error: MailroomError) => void)[] = [];
   const mailer: CodeMailer = {
-    send: () => ({ result: new Promise<never>(() => undefined), cancel: () => void cancelled++ }),
+    send: () => {
+      const result = new Promise<never>((_, reject) => outcomes.push(reject));
+      return { result, cancel: () => undefined };
+    },
   };
   const store = new InMemoryOtpStore(LIMITS);
   const actor = startOtp(store, { mailer });
   const replies: (string | undefined)[] = [];
-  for (const key of ['a@x.org', 'b@x.org']) {
-    actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply: (error) => replies.push(error?.code) });
-  }
-  assert.deepEqual(replies, [], 'nothing is answered while the mails are under way');
+  const sends = ['a@x.org', 'b@x.org'].map((key) => sendCode(actor, key).then((e) => replies.push(e?.code)));
+  await Promise.resolve();
   actor.send({ type: 'shutdown' });
+  assert.ok(actor.getSnapshot().matches('draining'), 'two code mails are under way');
+  assert.equal((await sendCode(actor, 'c@x.org'))?.code, 'ESHUTDOWN', 'a new send is refused while draining');
+  assert.deepEqual(replies, [], 'nothing is answered while the mails are under way');
+  for (const settle of outcomes) settle(new MailroomError('ESHUTDOWN', 'the service shut down before the message could be sent'));
+  await Promise.all(sends);
   assert.deepEqual(replies, ['ESHUTDOWN', 'ESHUTDOWN']);
-  assert.equal(cancelled, 2);
+  assert.equal(actor.getSnapshot().status, 'done', 'stopped once nothing was under way');
   assert.equal(store.reserve('a@x.org', Date.now()).ok, true, 'the claim was released');
-  assert.equal(actor.getSnapshot().status, 'done');
 });
 
 test('actor: a mailer that throws fails the send and leaves no claim', async () => {
@@ -237,12 +255,9 @@ test('actor: a mailer that throws fails the send and leaves no claim', async () 
   };
   const store = new InMemoryOtpStore(LIMITS);
   const actor = startOtp(store, { mailer });
-  const error = await new Promise<MailroomError | undefined>((resolve) =>
-    actor.send({ type: 'code.send', key: 'a@x.org', to: { name: '', address: 'a@x.org' }, deadline: Infinity, reply: resolve }),
-  );
+  const error = await sendCode(actor, 'a@x.org');
   assert.equal(error?.code, 'ESHUTDOWN');
   assert.equal(store.peek('a@x.org'), undefined);
-  assert.equal(actor.getSnapshot().context.pending.size, 0);
   assert.equal(store.reserve('a@x.org', Date.now()).ok, true, 'the claim was released');
   actor.stop();
 });
@@ -252,9 +267,7 @@ test('actor: a correct check answers CODE_ACCEPTED once', async () => {
   store.reserve('a@x.org', Date.now());
   store.commit('a@x.org', hasher.hash('a@x.org', '424242'), Date.now());
   const actor = startOtp(store, { options: { lifespanMs: 1000 } });
-  const results: number[] = [];
-  const hash = hasher.hash('a@x.org', '424242');
-  for (let i = 0; i < 3; i++) actor.send({ type: 'code.check', key: 'a@x.org', hash, reply: (r) => results.push(r) });
+  const results = await Promise.all([0, 1, 2].map(() => checkCode(actor, 'a@x.org', '424242')));
   assert.deepEqual(results, [CODE_ACCEPTED, 0, 0]);
   actor.stop();
 });

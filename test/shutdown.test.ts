@@ -3,13 +3,9 @@
 // SIGTERM to the real process ends it with exit code 0.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, type Socket, type AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { startSmtp, startService, relayEnv, sendMail, once, type SmtpPeer } from './helpers.js';
-
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+import { startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -68,18 +64,11 @@ test('a relay that never answers the final dot is cut off at the close deadline,
 
 /** Runs main.js against a relay on `port`; resolves once `ready(stderr)` holds. */
 async function startMain(port: number, env: Record<string, string>, ready: (stderr: string) => boolean) {
-  const child = spawn(process.execPath, [MAIN], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      DOTENV_PATH: '/nonexistent/.env',
-      ...relayEnv(port, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2', LOG_LEVEL: 'info', ...env }),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawnService(relayEnv(port, { PORT: '0', HOST: '127.0.0.1', WORKERS: '2', LOG_LEVEL: 'info', ...env }));
   const output = { stderr: '' };
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: Buffer) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
       output.stderr += chunk.toString();
       if (ready(output.stderr)) resolve();
     });

@@ -2,7 +2,7 @@
 // doubles every leading dot; otherwise a line "." would end the message early.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dotStuff } from '../src/smtp/session.js';
+import { dotStuff } from '../src/smtp/data.js';
 
 /** What the receiving server does: drop one leading dot from every line. */
 function unstuff(data: string): string {

@@ -4,7 +4,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { SmtpSession, withTlsContext } from '../src/smtp/session.js';
+import { dial } from '../src/smtp/dial.js';
+import { Deliveries } from '../src/smtp/delivery.js';
+import { withTlsContext } from '../src/smtp/tls.js';
 import {
   startSmtp,
   startService,
@@ -140,13 +142,13 @@ test('a re-dial resumes the TLS session of the one before (implicit TLS and STAR
       commandTimeoutMs: 2000,
       dataTimeoutMs: 2000,
     });
-    const first = await SmtpSession.dial(options);
+    const first = await dial(options);
     assert.equal(first.resumed, false, `${mode}: the first dial has no session to resume`);
-    await first.deliver({ from: AUTH.user, to: ['ann@example.com'] }, 'Subject: one\r\n\r\nfirst\r\n');
+    await new Deliveries(first).submit({ from: AUTH.user, to: ['ann@example.com'] }, 'Subject: one\r\n\r\nfirst\r\n');
     await first.quit();
-    const second = await SmtpSession.dial(options);
+    const second = await dial(options);
     assert.equal(second.resumed, true, `${mode}: the second dial resumes the first one's session`);
-    await second.deliver({ from: AUTH.user, to: ['bob@example.com'] }, 'Subject: two\r\n\r\nsecond\r\n');
+    await new Deliveries(second).submit({ from: AUTH.user, to: ['bob@example.com'] }, 'Subject: two\r\n\r\nsecond\r\n');
     await second.quit();
     assert.deepEqual(
       smtp.messages.map((m) => [m.user, m.secure]),

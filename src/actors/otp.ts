@@ -2,16 +2,25 @@
 // mailbox, and it alone touches the store, so checks never race: of any
 // number of concurrent checks of a correct code, exactly one wins.
 //
-// A send claims the address in the store at once (cooldown and hourly budget
-// counted before any mail goes out), mails the code through the Mailer, and
-// only when the relay accepted the mail (its outcome comes back through the
-// mailbox as mail.settled) makes the code live.
-// Callers get their answer through the `reply` function in their event;
-// a check carries the candidate already hashed, never the code.
+//   serving ──shutdown──► draining ──no code mail under way──► stopped
+//     code.send: claim, mail      code.send: refused
+//     code.checks, sweep          code.checks
 //
-// Context holds the mutable store and the map of sends in flight, owned by
-// this actor alone: copying a million codes per event is not an option, and
-// the check path must stay allocation-light (it is benchmarked per call).
+// A send claims the address in the store at once (cooldown and hourly budget
+// counted before any mail goes out) and hands the code mail to `codeMail`, a
+// long-lived child that puts it on the mail path. Only when the relay
+// accepted the mail (mail.settled) does the code become live. Draining waits
+// for the code mails under way: the supervisor drains them, and each either
+// goes out (its code live, its caller told) or fails and gives its claim back.
+//
+// Callers get their answers by promise (reply.ts): no caller's code runs
+// inside this actor. A check carries the candidate already hashed, and the
+// code mail's content travels sealed (sealed.ts): no event carries a code
+// an inspector could read.
+//
+// Context holds the mutable store and the sends in flight, owned by this
+// actor alone: copying a million codes per event is not an option, and the
+// check path must stay allocation-light (it is benchmarked per call).
 import { enqueueActions, fromCallback, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError } from '../errors.js';
@@ -19,8 +28,10 @@ import type { Address } from '../mail/address.js';
 import type { Draft } from '../mail/compose.js';
 import type { Sending } from '../mail/mailer.js';
 import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
+import { Sealed } from '../otp/sealed.js';
 import type { OtpStore, Reservation } from '../otp/store.js';
-import { renderCodeMail, type CodeTemplates } from '../otp/template.js';
+import { renderCodeMail, type CodeMail, type CodeTemplates } from '../otp/template.js';
+import type { Reply } from './reply.js';
 
 export interface CodeMailer {
   send(draft: Draft, options: { deadline: number }): Sending;
@@ -53,38 +64,40 @@ export interface CodeSent {
   readonly otpCode: string;
 }
 
-export type SendReply = (error: MailroomError | undefined, sent?: CodeSent) => void;
-/** `result` is CODE_ACCEPTED, or the wrong checks the live code has left (0 when none). */
-export type CheckReply = (result: number) => void;
-
 /** The candidate arrives hashed: no event in the mailbox carries a code an inspector could see. */
 export interface CheckRequest {
   readonly key: string;
   readonly hash: CodeHash;
-  readonly reply: CheckReply;
 }
 
 export type OtpEvent =
   /** key: the normalised address; to: where the mail goes */
-  | { type: 'code.send'; key: string; to: Address; deadline: number; reply: SendReply }
-  | ({ type: 'code.check' } & CheckRequest)
-  /** checks that reached the service together (one microtask run), answered in order (see CheckBatcher) */
-  | { type: 'code.checks'; checks: readonly CheckRequest[] }
+  | { type: 'code.send'; key: string; to: Address; deadline: number; reply: Reply<CodeSent> }
+  /**
+   * Checks that reached the service together (one microtask run, see
+   * CheckBatcher), answered in order: each result is CODE_ACCEPTED, or the
+   * wrong checks the live code has left (0 when none).
+   */
+  | { type: 'code.checks'; checks: readonly CheckRequest[]; reply: Reply<number[]> }
   | { type: 'sweep' }
   | { type: 'mail.settled'; id: number; error: MailroomError | undefined }
   | { type: 'shutdown' };
 
+/** What the actor asks of its code-mail child. */
+interface CodeMailRequest {
+  readonly type: 'mail';
+  readonly id: number;
+  readonly to: Address;
+  readonly deadline: number;
+  readonly content: Sealed<CodeMail>;
+}
+
 interface PendingSend {
   readonly key: string;
   readonly hash: CodeHash;
-  readonly reply: SendReply;
+  readonly reply: Reply<CodeSent>;
   readonly otpCode: string;
-  /** cancels the code mail's job while no connection has taken it */
-  cancel: () => void;
 }
-
-/** Posts a send's outcome to the actor's own mailbox. */
-type Settle = (id: number, error: MailroomError | undefined) => void;
 
 interface OtpContext {
   readonly options: OtpOptions;
@@ -97,8 +110,6 @@ interface OtpContext {
   readonly pending: Map<number, PendingSend>;
   seq: number;
 }
-
-type Report<T extends OtpEvent['type']> = Extract<OtpEvent, { type: T }>;
 
 /** A 5xx refusal is the address's own fault and keeps its place in the hourly budget; our outages do not. */
 function refundable(error: MailroomError): boolean {
@@ -116,75 +127,6 @@ function refusal(r: Exclude<Reservation, { ok: true }>): MailroomError {
   return new MailroomError('ERATELIMIT', message, { retryAfterSeconds });
 }
 
-const noop = (): void => undefined;
-
-// The mail goes out from the action itself, its outcome coming back as an
-// event: a child actor per send (spawned, registered, stopped) cost more CPU
-// and garbage than the rest of a SendCode's work in the actor together.
-function onSend(context: OtpContext, event: Report<'code.send'>, settle: Settle): void {
-  const reservation = context.store.reserve(event.key, context.now());
-  if (!reservation.ok) {
-    event.reply(refusal(reservation));
-    return;
-  }
-  const { options, mailer } = context;
-  const code = generateCode(options.length);
-  const id = ++context.seq;
-  const send: PendingSend = {
-    key: event.key,
-    hash: context.hasher.hash(event.key, code),
-    reply: event.reply,
-    otpCode: options.returnCode ? code : '',
-    cancel: noop,
-  };
-  context.pending.set(id, send);
-  const mail = renderCodeMail(options.templates, code, options.lifespanMs);
-  try {
-    // The draft, code and all, stays in this call: no event or snapshot carries it.
-    const sending = mailer.send({ to: [event.to], cc: [], bcc: [], replyTo: [], ...mail }, { deadline: event.deadline });
-    send.cancel = () => sending.cancel();
-    sending.result.then(
-      () => settle(id, undefined),
-      (err: unknown) => settle(id, toMailroomError(err)),
-    );
-  } catch (err) {
-    settle(id, toMailroomError(err));
-  }
-}
-
-function check(context: OtpContext, request: CheckRequest): void {
-  request.reply(context.store.check(request.key, request.hash, context.now()));
-}
-
-function onSettled(context: OtpContext, event: Report<'mail.settled'>): void {
-  const send = context.pending.get(event.id);
-  if (send === undefined) return;
-  context.pending.delete(event.id);
-  const { error } = event;
-  if (error !== undefined) {
-    context.store.release(send.key, refundable(error));
-    context.log.info('code mail failed', { code: error.code, reason: error.message });
-    send.reply(error);
-    return;
-  }
-  context.store.commit(send.key, send.hash, context.now());
-  const { lifespanMs, resendCooldownMs } = context.options;
-  send.reply(undefined, {
-    expiresInSeconds: Math.ceil(lifespanMs / 1000),
-    resendAfterSeconds: Math.ceil(resendCooldownMs / 1000),
-    otpCode: send.otpCode,
-  });
-}
-
-function onShutdown(context: OtpContext): void {
-  for (const send of context.pending.values()) {
-    send.cancel();
-    context.store.release(send.key, true);
-    send.reply(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
-  }
-  context.pending.clear();
-}
-
 /**
  * Most entries one sweep event removes. A removal from the in-memory store
  * costs 0.03 to 0.06 µs once its code is optimised and up to ~2 µs before
@@ -194,6 +136,8 @@ function onShutdown(context: OtpContext): void {
  * per removal, and the slice bounds that too.
  */
 export const SWEEP_SLICE = 1_000;
+
+type SendParams = Omit<Extract<OtpEvent, { type: 'code.send' }>, 'type'>;
 
 export const otpMachine = setup({
   types: {
@@ -222,6 +166,82 @@ export const otpMachine = setup({
         if (more !== undefined) clearImmediate(more);
       };
     }),
+    // Puts each code mail on the mail path and reports its outcome. One
+    // child for the actor's life: spawning one per send (registered,
+    // stopped) cost more CPU and garbage than the rest of a SendCode's work.
+    codeMail: fromCallback<CodeMailRequest, CodeMailer>(({ input: mailer, sendBack, receive }) => {
+      const settled = (id: number, error: MailroomError | undefined): void => sendBack({ type: 'mail.settled', id, error });
+      receive((request) => {
+        let sending: Sending;
+        try {
+          sending = mailer.send({ to: [request.to], cc: [], bcc: [], replyTo: [], ...request.content.open() }, { deadline: request.deadline });
+        } catch (err) {
+          settled(request.id, toMailroomError(err));
+          return;
+        }
+        sending.result.then(
+          () => settled(request.id, undefined),
+          (err: unknown) => settled(request.id, toMailroomError(err)),
+        );
+      });
+    }),
+  },
+  guards: {
+    nothingPending: ({ context }) => context.pending.size === 0,
+  },
+  actions: {
+    checkCodes: ({ context }, params: { checks: readonly CheckRequest[]; reply: Reply<number[]> }) => {
+      const now = context.now();
+      const results: number[] = new Array<number>(params.checks.length);
+      for (let i = 0; i < results.length; i++) {
+        const check = params.checks[i] as CheckRequest;
+        results[i] = context.store.check(check.key, check.hash, now);
+      }
+      params.reply.resolve(results);
+    },
+    /** Claims the address (or refuses the send) and hands the code mail to the mail path. */
+    startSend: enqueueActions(({ context, enqueue }, params: SendParams) => {
+      const reservation = context.store.reserve(params.key, context.now());
+      if (!reservation.ok) {
+        params.reply.reject(refusal(reservation));
+        return;
+      }
+      const { options } = context;
+      const code = generateCode(options.length);
+      const id = ++context.seq;
+      context.pending.set(id, { key: params.key, hash: context.hasher.hash(params.key, code), reply: params.reply, otpCode: options.returnCode ? code : '' });
+      const content = new Sealed(renderCodeMail(options.templates, code, options.lifespanMs));
+      enqueue.sendTo('codeMail', { type: 'mail', id, to: params.to, deadline: params.deadline, content } satisfies CodeMailRequest);
+    }),
+    refuseSend: (_, params: { reply: Reply<CodeSent> }) => {
+      params.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
+    },
+    /** The code mail's outcome: accepted makes the code live, anything else gives the claim back. */
+    finishSend: ({ context }, params: { id: number; error: MailroomError | undefined }) => {
+      const send = context.pending.get(params.id) as PendingSend;
+      context.pending.delete(params.id);
+      const { error } = params;
+      if (error !== undefined) {
+        context.store.release(send.key, refundable(error));
+        context.log.info('code mail failed', { code: error.code, reason: error.message });
+        send.reply.reject(error);
+        return;
+      }
+      context.store.commit(send.key, send.hash, context.now());
+      const { lifespanMs, resendCooldownMs } = context.options;
+      send.reply.resolve({
+        expiresInSeconds: Math.ceil(lifespanMs / 1000),
+        resendAfterSeconds: Math.ceil(resendCooldownMs / 1000),
+        otpCode: send.otpCode,
+      });
+    },
+    sweep: enqueueActions(({ context, enqueue }) => {
+      const { removed, examined } = context.store.sweep(context.now(), SWEEP_SLICE);
+      if (removed > 0) context.log.debug('swept', { removed, examined, live: context.store.size });
+      // A full slice may leave more: carry on after the event loop had its turn.
+      if (removed >= SWEEP_SLICE) enqueue.sendTo('sweeper', { type: 'sweep.more' });
+    }),
+    logDraining: ({ context }) => context.log.debug('draining', { codeMailsUnderWay: context.pending.size }),
   },
 }).createMachine({
   id: 'otp',
@@ -235,30 +255,27 @@ export const otpMachine = setup({
     pending: new Map(),
     seq: 0,
   }),
-  initial: 'running',
+  // Lives until the actor stops: code mails under way report to it while draining.
+  invoke: { id: 'codeMail', src: 'codeMail', input: ({ context }) => context.mailer },
+  on: {
+    'code.checks': { actions: { type: 'checkCodes', params: ({ event }) => ({ checks: event.checks, reply: event.reply }) } },
+    'mail.settled': { actions: { type: 'finishSend', params: ({ event }) => ({ id: event.id, error: event.error }) } },
+  },
+  initial: 'serving',
   states: {
-    running: {
+    serving: {
       invoke: { id: 'sweeper', src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
       on: {
-        'code.check': { actions: ({ context, event }) => check(context, event) },
-        'code.checks': {
-          actions: ({ context, event }) => {
-            for (const request of event.checks) check(context, request);
-          },
-        },
-        'code.send': {
-          actions: ({ context, event, self }) => onSend(context, event, (id, error) => self.send({ type: 'mail.settled', id, error })),
-        },
-        'mail.settled': { actions: ({ context, event }) => onSettled(context, event) },
-        sweep: {
-          actions: enqueueActions(({ context, enqueue }) => {
-            const { removed, examined } = context.store.sweep(context.now(), SWEEP_SLICE);
-            if (removed > 0) context.log.debug('swept', { removed, examined, live: context.store.size });
-            // A full slice may leave more: carry on after the event loop had its turn.
-            if (removed >= SWEEP_SLICE) enqueue.sendTo('sweeper', { type: 'sweep.more' });
-          }),
-        },
-        shutdown: { target: 'stopped', actions: ({ context }) => onShutdown(context) },
+        'code.send': { actions: { type: 'startSend', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
+        sweep: { actions: 'sweep' },
+        shutdown: { target: 'draining' },
+      },
+    },
+    draining: {
+      entry: 'logDraining',
+      always: { guard: 'nothingPending', target: 'stopped' },
+      on: {
+        'code.send': { actions: { type: 'refuseSend', params: ({ event }) => ({ reply: event.reply }) } },
       },
     },
     stopped: {

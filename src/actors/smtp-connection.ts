@@ -1,14 +1,34 @@
-// One persistent SMTP connection as a state machine:
-// connecting → session.authenticated ⇄ session.sending … , on any fault
-// reconnecting (capped exponential backoff with full jitter) → connecting,
-// and session.closing → closed on shutdown. Socket work lives in the invoked
-// actors; transitions only assign, log and report to the supervisor.
-import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type ActorRefFrom } from 'xstate';
+// One persistent SMTP connection as a state machine.
+//
+//               ┌──────────── after backoff ────────────┐
+//               ▼                                       │
+//   ┌──────► connecting ──dial failed──────────► reconnecting ◄─── lost ───┐
+//   │           │ dialled                                ▲                 │
+//   │           ▼                                        │ all reported    │
+//   │   session ─────────────────────────────────────────┼─────────────────┤
+//   │   │ idle ──JOB──► sending ──lost──► ending ────────┘                 │
+//   │   │  │  ▲           │ all reported                                   │
+//   │   │  │  └───────── settling ──spent──► recycling ─── QUIT ───────────┼─┐
+//   │   │  └─keepalive─► pinging (NOOP) ──► idle | sending                 │ │
+//   │   │ idle + SHUTDOWN ──► closing ── QUIT ──► closed                   │ │
+//   │   └──────────────────────────────────────────────────────────────────┘ │
+//   └──────────────────────────────────────────────────────────────────────────┘
+//
+// The connection asks the supervisor for work (conn.ready, and the capacity
+// it reports with every outcome) and owns each job it is given until it
+// reports that job's outcome: delivered, failed, or given back unsent. With
+// PIPELINING it asks for a second job while the first is under way, and the
+// courier sends that one's envelope right behind the first one's dot.
+// Socket work lives in the invoked actors; transitions only assign, log and
+// report.
+import { assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import { SmtpSession, type SessionOptions } from '../smtp/session.js';
-import { closesSession } from '../smtp/reply.js';
+import { Deliveries } from '../smtp/delivery.js';
+import { dial } from '../smtp/dial.js';
+import type { SessionOptions } from '../smtp/options.js';
+import type { SmtpSession } from '../smtp/session.js';
 import { backoffDelay } from './backoff.js';
 import { sessionCap } from './session-cap.js';
 
@@ -28,44 +48,51 @@ export interface ConnectionInput {
 
 export type ConnectionEvent =
   | { type: 'JOB'; job: MailJob }
-  /** finish the job in hand, QUIT, close */
+  /** finish the jobs in hand, QUIT, close */
   | { type: 'SHUTDOWN' }
   /** drop the socket now: the shutdown deadline has passed */
   | { type: 'FORCE_CLOSE' }
+  // from the courier, which holds the session and performs the deliveries:
   | { type: 'LOST'; error: MailroomError }
-  // from the `hold` actor, which performs the deliveries:
-  /** the relay took the message (250 to the final dot) */
-  | { type: 'SENT'; reply: SmtpReply }
-  | { type: 'SEND_FAILED'; error: MailroomError }
-  /** one event-loop turn after SENT: a close right behind the 250 has been seen */
+  /** the relay took the message (250 to its final dot) */
+  | { type: 'SENT'; job: MailJob; reply: SmtpReply }
+  | { type: 'SEND_FAILED'; job: MailJob; error: MailroomError }
+  /** one event-loop turn after the last outcome: a close right behind the 250 has been seen */
   | { type: 'SETTLED' };
 
-/** What the connection asks of its `hold` actor. */
-type HoldRequest = { type: 'deliver'; job: MailJob } | { type: 'prime'; job: MailJob } | { type: 'settle' };
+/** What the connection asks of its courier. */
+type CourierRequest = { type: 'deliver'; job: MailJob } | { type: 'settle' };
 
-/** What a connection tells its supervisor. */
+/**
+ * What a connection tells its supervisor. `capacity` is how many jobs it
+ * could hold at that moment, those it holds included; the supervisor, which
+ * knows what it handed out, gives the difference.
+ */
 export type ConnectionReport =
-  | { type: 'conn.ready'; cid: string }
-  | { type: 'conn.delivered'; cid: string; job: MailJob; reply: SmtpReply }
-  | { type: 'conn.failed'; cid: string; job: MailJob; error: MailroomError }
-  | { type: 'conn.bounced'; cid: string; job: MailJob }
-  | { type: 'conn.down'; cid: string; error: MailroomError }
-  | { type: 'conn.closed'; cid: string };
+  | { type: 'conn.ready'; cid: string; capacity: number }
+  | { type: 'conn.delivered'; cid: string; job: MailJob; reply: SmtpReply; capacity: number }
+  | { type: 'conn.failed'; cid: string; job: MailJob; error: MailroomError; capacity: number }
+  /** jobs it could not carry, untouched */
+  | { type: 'conn.returned'; cid: string; jobs: readonly MailJob[] }
+  /** the session is gone; `returned`: jobs it held that never reached the relay */
+  | { type: 'conn.down'; cid: string; error: MailroomError; returned: readonly MailJob[] }
+  /** final; `returned`: jobs it held when it was forced closed */
+  | { type: 'conn.closed'; cid: string; returned: readonly MailJob[] };
 
 interface ConnectionContext {
   readonly cid: string;
   readonly options: ConnectionOptions;
   readonly log: Logger;
   session: SmtpSession | undefined;
-  job: MailJob | undefined;
-  /**
-   * The job to send right after `job`, given while it was being sent; its
-   * envelope goes out behind `job`'s final dot where the relay pipelines.
-   */
-  next: MailJob | undefined;
+  /** the relay pipelines (RFC 2920): a second job's envelope can go out behind the first one's dot */
+  pipelining: boolean;
+  /** the jobs this connection owns, oldest first: outcomes come in this order */
+  readonly held: MailJob[];
+  /** how many of `held` went to the courier */
+  submitted: number;
   /** consecutive failed dials */
   attempt: number;
-  /** messages sent on the current session */
+  /** messages the relay took part in on the current session */
   sent: number;
   /** messages the current session may carry (see sessionCap) */
   cap: number;
@@ -80,13 +107,37 @@ function current(context: ConnectionContext): SmtpSession {
 }
 
 /**
- * A refusal (4xx/5xx) leaves the session usable after RSET; a 421 (the relay
- * is closing the channel), a timeout or a lost socket means it is gone.
+ * How many jobs the connection can hold now: one, or two once the session
+ * has carried a message and the relay pipelines (a relay that closes after
+ * every message would fail the second for nothing), never more than the
+ * session's cap has room for.
  */
-function isReplyError(error: MailroomError): boolean {
-  if (error.smtp === undefined || closesSession(error.smtp)) return false;
-  return error.code === 'ESMTP_TRANSIENT' || error.code === 'ESMTP_PERMANENT' || error.code === 'ERECIPIENT';
+function capacity(context: ConnectionContext): number {
+  const depth = context.pipelining && context.sent >= 1 ? 2 : 1;
+  return Math.max(0, Math.min(depth, context.cap - context.sent));
 }
+
+/** What an outcome report offers: nothing once the connection winds down or has nothing left (it settles first). */
+function capacityAfter(context: ConnectionContext, more: boolean): number {
+  return !more || context.shutdownRequested || context.held.length === 0 ? 0 : capacity(context);
+}
+
+type Sent = Extract<ConnectionEvent, { type: 'SENT' }>;
+type SendFailed = Extract<ConnectionEvent, { type: 'SEND_FAILED' }>;
+
+/** The actions of an outcome: count the attempt, let go of the job, report it (offering more capacity or not). */
+const delivered = (more: boolean) =>
+  [
+    { type: 'countAttempt', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
+    { type: 'letGo', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
+    { type: 'reportDelivered', params: ({ event }: { event: Sent }) => ({ job: event.job, reply: event.reply, more }) },
+  ] as const;
+const failed = (more: boolean) =>
+  [
+    { type: 'countAttempt', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error }) },
+    { type: 'letGo', params: ({ event }: { event: SendFailed }) => ({ job: event.job }) },
+    { type: 'reportFailed', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error, more }) },
+  ] as const;
 
 export const smtpConnectionMachine = setup({
   types: {
@@ -95,27 +146,32 @@ export const smtpConnectionMachine = setup({
     input: {} as ConnectionInput,
   },
   actors: {
-    dial: fromPromise<SmtpSession, SessionOptions>(({ input, signal }) => SmtpSession.dial(input, signal)),
+    dial: fromPromise<SmtpSession, SessionOptions>(({ input, signal }) => dial(input, signal)),
     noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
-    reset: fromPromise<void, SmtpSession>(({ input }) => input.reset()),
     quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
     // Holds the session while connected: reports its loss, performs the
-    // deliveries the machine asks for, and destroys the session whenever the
-    // machine leaves the connected states for any reason (a delivery still
-    // under way then fails, and its outcome is dropped with this actor).
-    // Deliveries run here rather than in a fromPromise actor per message:
-    // spawning and stopping one per mail was a large share of the service's
-    // CPU per mail.
-    hold: fromCallback<HoldRequest, SmtpSession>(({ input: session, sendBack, receive }) => {
+    // deliveries asked for, one outcome event each, and destroys the session
+    // whenever the machine leaves the connected states for any reason. A
+    // delivery per message in this one long-lived actor, not a fromPromise
+    // actor each: spawning and stopping one per mail was a large share of
+    // the service's CPU per mail.
+    courier: fromCallback<CourierRequest, SmtpSession>(({ input: session, sendBack, receive }) => {
+      // Subscribed before the loss listener below: on a loss the deliveries
+      // fail what was under way first, so LOST always precedes their outcomes.
+      const deliveries = new Deliveries(session);
       const unsubscribe = session.onLost((error) => sendBack({ type: 'LOST', error }));
-      const sent = (reply: SmtpReply): void => sendBack({ type: 'SENT', reply });
-      const failed = (err: unknown): void => sendBack({ type: 'SEND_FAILED', error: toMailroomError(err) });
       receive((request) => {
-        if (request.type === 'deliver') session.deliver(request.job.message.envelope, request.job.message.raw).then(sent, failed);
-        else if (request.type === 'prime') session.prime(request.job.message.envelope);
-        // One turn of the event loop, so that a close the relay sent right
-        // behind its last reply is seen (as LOST) before the connection calls itself idle.
-        else setImmediate(() => sendBack({ type: 'SETTLED' }));
+        if (request.type === 'deliver') {
+          const { job } = request;
+          deliveries.submit(job.message.envelope, job.message.raw).then(
+            (reply) => sendBack({ type: 'SENT', job, reply }),
+            (err: unknown) => sendBack({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
+          );
+        } else {
+          // One turn of the event loop, so that a close the relay sent right
+          // behind its last reply is seen (as LOST) before the connection calls itself idle.
+          setImmediate(() => sendBack({ type: 'SETTLED' }));
+        }
       });
       return () => {
         unsubscribe();
@@ -135,61 +191,93 @@ export const smtpConnectionMachine = setup({
   guards: {
     spent: ({ context }) => context.sent >= context.cap,
     shutdownRequested: ({ context }) => context.shutdownRequested,
-    holdsJob: ({ context }) => context.job !== undefined,
-    holdsNext: ({ context }) => context.next !== undefined,
-    // Only a session that has carried a message and stayed up takes a next
-    // one (a relay that closes after every message would fail it for
-    // nothing), and none that is about to recycle or close.
-    canTakeNext: ({ context }) =>
-      context.next === undefined && !context.shutdownRequested && context.sent >= 1 && context.sent + 2 <= context.cap,
+    holdsJobs: ({ context }) => context.held.length > 0,
+    holdsNothing: ({ context }) => context.held.length === 0,
+    /** the outcome being reported is of the last job held */
+    lastHeld: ({ context }) => context.held.length === 1,
+    canCarry: ({ context }) => context.held.length < capacity(context),
   },
   actions: {
-    // A job that reaches a connection which is not idle goes back to the queue head.
-    bounce: sendParent(({ context }, params: { job: MailJob }): ConnectionReport => ({
-      type: 'conn.bounced',
-      cid: context.cid,
-      job: params.job,
-    })),
     // The per-mail bookkeeping mutates the context in place: assign() copies
-    // the whole context each time, three copies per mail on the hot path.
+    // the whole context each time, several copies per mail on the hot path.
     // Nothing else holds the old context: the machine is its only reader.
-    takeJob: ({ context }, params: { job: MailJob }) => {
-      context.job = params.job;
+    hold: ({ context }, params: { job: MailJob }) => {
+      context.held.push(params.job);
     },
-    countSent: ({ context }) => {
+    /** Every held job not yet with the courier goes to it, oldest first. */
+    deliverHeld: enqueueActions(({ context, enqueue }) => {
+      while (context.submitted < context.held.length) {
+        enqueue.sendTo('courier', { type: 'deliver', job: context.held[context.submitted++] as MailJob } satisfies CourierRequest);
+      }
+    }),
+    /**
+     * The relay took part in this delivery: it counts toward the session's
+     * cap and is one of the job's attempts. One the session lost before the
+     * relay answered MAIL (ESTALE) is neither.
+     */
+    countAttempt: ({ context }, params: { job: MailJob; error?: MailroomError }) => {
+      if (params.error?.code === 'ESTALE') return;
       context.sent += 1;
+      params.job.attempts += 1;
     },
-    // Once reported, the job belongs to the supervisor again.
-    releaseJob: ({ context }) => {
-      context.job = undefined;
+    /** The job's outcome is in: the connection no longer holds it (it reports it next). */
+    letGo: ({ context }, params: { job: MailJob }) => {
+      const i = context.held.indexOf(params.job);
+      if (i < 0) throw new MailroomError('EINTERNAL', `connection ${context.cid} has an outcome for job ${params.job.id}, which it does not hold`);
+      context.held.splice(i, 1);
+      if (i < context.submitted) context.submitted--;
     },
-    deliverJob: sendTo('hold', ({ context }): HoldRequest => ({ type: 'deliver', job: context.job as MailJob })),
-    takeNext: ({ context }, params: { job: MailJob }) => {
-      context.next = params.job;
-    },
-    primeNext: sendTo('hold', ({ context }): HoldRequest => ({ type: 'prime', job: context.next as MailJob })),
-    promoteNext: ({ context }) => {
-      context.job = context.next;
-      context.next = undefined;
-    },
-    reportDelivered: sendParent(({ context }, params: { reply: SmtpReply }): ConnectionReport => ({
+    reportDelivered: sendParent(({ context }, params: { job: MailJob; reply: SmtpReply; more: boolean }): ConnectionReport => ({
       type: 'conn.delivered',
       cid: context.cid,
-      job: context.job as MailJob,
+      job: params.job,
       reply: params.reply,
+      capacity: capacityAfter(context, params.more),
     })),
-    reportFailed: sendParent(({ context }, params: { error: MailroomError }): ConnectionReport => ({
+    reportFailed: sendParent(({ context }, params: { job: MailJob; error: MailroomError; more: boolean }): ConnectionReport => ({
       type: 'conn.failed',
       cid: context.cid,
-      job: context.job as MailJob,
+      job: params.job,
       error: params.error,
+      capacity: capacityAfter(context, params.more),
     })),
-    requestShutdown: assign({ shutdownRequested: true }),
+    reportReady: sendParent(({ context }): ConnectionReport => ({ type: 'conn.ready', cid: context.cid, capacity: capacity(context) })),
+    /** A job this connection cannot carry now goes straight back, untouched. */
+    returnJob: sendParent(({ context }, params: { job: MailJob }): ConnectionReport => ({ type: 'conn.returned', cid: context.cid, jobs: [params.job] })),
+    /** Jobs held here never reached the relay (held during a NOOP or while settling): they go back with the report. */
     reportDown: sendParent(({ context }): ConnectionReport => ({
       type: 'conn.down',
       cid: context.cid,
       error: context.lastError ?? new MailroomError('ECONNECTION', 'connection lost'),
+      returned: [...context.held],
     })),
+    reportClosed: sendParent(({ context }): ConnectionReport => ({ type: 'conn.closed', cid: context.cid, returned: [...context.held] })),
+    /** Whatever it held went back with its report. */
+    dropHeld: ({ context }) => {
+      context.held.length = 0;
+      context.submitted = 0;
+    },
+    settle: sendTo('courier', { type: 'settle' } satisfies CourierRequest),
+    startSession: assign(({ context }, params: { session: SmtpSession }) => ({
+      session: params.session,
+      pipelining: params.session.pipelining,
+      attempt: 0,
+      sent: 0,
+      submitted: 0,
+      cap: sessionCap(context.options.maxMessagesPerConnection),
+      lastError: undefined,
+    })),
+    recordDialFailure: assign(({ context }, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: context.attempt + 1 })),
+    /** The session failed (a loss, a failed NOOP): the next dial is the first of a new series. */
+    recordLoss: assign((_, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: 1 })),
+    forgetSession: assign({ session: undefined }),
+    requestShutdown: assign({ shutdownRequested: true }),
+    logConnecting: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
+    logIdle: ({ context }) => context.log.debug('authenticated', { sent: context.sent }),
+    logRecycling: ({ context }) => context.log.debug('recycling', { sent: context.sent }),
+    logReconnecting: ({ context }) =>
+      context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
+    logClosed: ({ context }) => context.log.debug('closed'),
   },
 }).createMachine({
   id: 'smtpConnection',
@@ -198,8 +286,9 @@ export const smtpConnectionMachine = setup({
     options: input.options,
     log: input.log,
     session: undefined,
-    job: undefined,
-    next: undefined,
+    pipelining: false,
+    held: [],
+    submitted: 0,
     attempt: 0,
     sent: 0,
     cap: input.options.maxMessagesPerConnection,
@@ -208,54 +297,34 @@ export const smtpConnectionMachine = setup({
   }),
   initial: 'connecting',
   on: {
-    JOB: { actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
+    JOB: { actions: { type: 'returnJob', params: ({ event }) => ({ job: event.job }) } },
     FORCE_CLOSE: { target: '.closed' },
   },
   states: {
     connecting: {
-      entry: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
+      entry: 'logConnecting',
       invoke: {
         src: 'dial',
         input: ({ context }) => context.options.session,
-        onDone: {
-          target: 'session',
-          actions: assign({
-            session: ({ event }) => event.output,
-            attempt: 0,
-            sent: 0,
-            cap: ({ context }) => sessionCap(context.options.maxMessagesPerConnection),
-            lastError: undefined,
-          }),
-        },
-        onError: {
-          target: 'reconnecting',
-          actions: assign({
-            lastError: ({ event }) => toMailroomError(event.error),
-            attempt: ({ context }) => context.attempt + 1,
-          }),
-        },
+        onDone: { target: 'session', actions: { type: 'startSession', params: ({ event }) => ({ session: event.output }) } },
+        onError: { target: 'reconnecting', actions: { type: 'recordDialFailure', params: ({ event }) => ({ error: event.error }) } },
       },
       on: { SHUTDOWN: 'closed' },
     },
     session: {
-      invoke: { id: 'hold', src: 'hold', input: ({ context }) => current(context) },
+      invoke: { id: 'courier', src: 'courier', input: ({ context }) => current(context) },
+      exit: 'forgetSession',
       on: {
-        LOST: {
-          target: 'reconnecting',
-          actions: assign({ lastError: ({ event }) => event.error, attempt: 1 }),
-        },
+        LOST: { target: 'reconnecting', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
       },
-      initial: 'authenticated',
+      initial: 'idle',
       states: {
-        authenticated: {
-          entry: [
-            ({ context }) => context.log.debug('authenticated', { sent: context.sent }),
-            sendParent(({ context }): ConnectionReport => ({ type: 'conn.ready', cid: context.cid })),
-          ],
+        idle: {
+          entry: ['logIdle', 'reportReady'],
           always: { guard: 'shutdownRequested', target: 'closing' },
           after: { keepalive: 'pinging' },
           on: {
-            JOB: { target: 'sending', actions: { type: 'takeJob', params: ({ event }) => ({ job: event.job }) } },
+            JOB: { target: 'sending', actions: { type: 'hold', params: ({ event }) => ({ job: event.job }) } },
             SHUTDOWN: 'closing',
           },
         },
@@ -264,104 +333,65 @@ export const smtpConnectionMachine = setup({
             src: 'noop',
             input: ({ context }) => current(context),
             // A job that came during the NOOP was held for this moment.
-            onDone: [{ guard: 'holdsJob', target: 'sending' }, { target: 'authenticated' }],
-            onError: {
-              target: '#smtpConnection.reconnecting',
-              actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
-            },
+            onDone: [{ guard: 'holdsJobs', target: 'sending' }, { target: 'idle' }],
+            onError: { target: '#smtpConnection.reconnecting', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
           },
           on: {
-            // The supervisor still counted this connection idle when it sent the
-            // job; holding it beats bouncing it. If the NOOP fails, conn.down
-            // hands it back.
-            JOB: [
-              { guard: 'holdsJob', actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
-              { actions: { type: 'takeJob', params: ({ event }) => ({ job: event.job }) } },
-            ],
+            // It asked for work before the keepalive came due: the job is its own now.
+            JOB: { actions: { type: 'hold', params: ({ event }) => ({ job: event.job }) } },
             SHUTDOWN: { actions: 'requestShutdown' },
           },
         },
         sending: {
-          entry: 'deliverJob',
+          entry: 'deliverHeld',
           on: {
-            // The supervisor counts on the next job following at once (no
-            // conn.ready between). Staying in `sending` without re-entering it
-            // spares the exit and entry work on every pipelined message.
-            SENT: [
-              {
-                guard: 'holdsNext',
-                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'promoteNext', 'deliverJob'],
-              },
-              {
-                target: 'delivered',
-                actions: ['countSent', { type: 'reportDelivered', params: ({ event }) => ({ reply: event.reply }) }, 'releaseJob'],
-              },
-            ],
-            SEND_FAILED: [
-              {
-                // The relay got the next envelope behind the refused message's
-                // dot and waits for its content: no RSET, the next one goes on.
-                guard: ({ context, event }) => isReplyError(event.error) && context.next !== undefined && context.session?.hasPrimed === true,
-                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'promoteNext', 'deliverJob'],
-              },
-              {
-                guard: ({ event }) => isReplyError(event.error),
-                target: 'resetting',
-                actions: ['countSent', { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) }, 'releaseJob'],
-              },
-              {
-                target: '#smtpConnection.reconnecting',
-                actions: [
-                  { type: 'reportFailed', params: ({ event }) => ({ error: event.error }) },
-                  'releaseJob',
-                  assign({ lastError: ({ event }) => event.error, attempt: 1 }),
-                ],
-              },
-            ],
             JOB: [
-              { guard: 'canTakeNext', actions: [{ type: 'takeNext', params: ({ event }) => ({ job: event.job }) }, 'primeNext'] },
-              { actions: { type: 'bounce', params: ({ event }) => ({ job: event.job }) } },
+              { guard: 'canCarry', actions: [{ type: 'hold', params: ({ event }) => ({ job: event.job }) }, 'deliverHeld'] },
+              { actions: { type: 'returnJob', params: ({ event }) => ({ job: event.job }) } },
             ],
+            SENT: [
+              { guard: 'lastHeld', target: 'settling', actions: delivered(true) },
+              { actions: delivered(true) },
+            ],
+            // A refusal leaves the session usable (the courier sent RSET where a transaction was open).
+            SEND_FAILED: [
+              { guard: 'lastHeld', target: 'settling', actions: failed(true) },
+              { actions: failed(true) },
+            ],
+            // The relay is gone: the courier fails what was under way, each with its own outcome.
+            LOST: { target: 'ending', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
             SHUTDOWN: { actions: 'requestShutdown' },
-            LOST: {}, // the delivery fails on its own (SEND_FAILED) and reports the job
           },
         },
-        delivered: {
-          // Relays that close after each message (or after N) send the close
-          // right behind the 250: taking the next job first would fail it for
-          // nothing, so `hold` sends SETTLED one event-loop turn later. LOST
-          // meanwhile leads to reconnecting from `session`.
-          entry: sendTo('hold', { type: 'settle' }),
+        ending: {
+          always: { guard: 'holdsNothing', target: '#smtpConnection.reconnecting' },
           on: {
-            SETTLED: [{ guard: 'spent', target: 'recycling' }, { target: 'authenticated' }],
+            SENT: { actions: delivered(false) },
+            SEND_FAILED: { actions: failed(false) },
+            LOST: {},
             SHUTDOWN: { actions: 'requestShutdown' },
           },
         },
-        resetting: {
-          invoke: {
-            src: 'reset',
-            input: ({ context }) => current(context),
-            onDone: [
-              { guard: 'holdsNext', target: 'sending', actions: 'promoteNext' },
-              { target: 'delivered' },
-            ],
-            onError: {
-              target: '#smtpConnection.reconnecting',
-              actions: assign({ lastError: ({ event }) => toMailroomError(event.error), attempt: 1 }),
-            },
+        settling: {
+          // Relays that close after each message (or after N) send the close
+          // right behind the 250: asking for the next job first would fail it
+          // for nothing, so the courier answers SETTLED one event-loop turn
+          // later. LOST meanwhile leads to reconnecting from `session`.
+          entry: 'settle',
+          on: {
+            // granted on a capacity it reported before its last outcome
+            JOB: { actions: { type: 'hold', params: ({ event }) => ({ job: event.job }) } },
+            SETTLED: [{ guard: 'holdsJobs', target: 'sending' }, { guard: 'spent', target: 'recycling' }, { target: 'idle' }],
+            SHUTDOWN: { actions: 'requestShutdown' },
           },
-          on: { SHUTDOWN: { actions: 'requestShutdown' } },
         },
         recycling: {
           // Providers cap messages per connection; a fresh dial is routine.
-          entry: ({ context }) => context.log.debug('recycling', { sent: context.sent }),
+          entry: 'logRecycling',
           invoke: {
             src: 'quit',
             input: ({ context }) => current(context),
-            onDone: [
-              { guard: 'shutdownRequested', target: '#smtpConnection.closed' },
-              { target: '#smtpConnection.connecting' },
-            ],
+            onDone: [{ guard: 'shutdownRequested', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
             onError: '#smtpConnection.connecting',
           },
           on: { SHUTDOWN: { actions: 'requestShutdown' }, LOST: {} },
@@ -378,15 +408,8 @@ export const smtpConnectionMachine = setup({
       },
     },
     reconnecting: {
-      entry: [
-        // A job held during a NOOP never reached the relay: conn.down hands it back.
-        // conn.down hands back the next job too: none of it reached the relay as a message.
-        assign({ session: undefined, job: undefined, next: undefined }),
-        ({ context }) =>
-          context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
-        'reportDown',
-      ],
-      // Lost while finishing its last job after SHUTDOWN: no point dialling again.
+      entry: ['logReconnecting', 'reportDown', 'dropHeld'],
+      // Lost while finishing its last jobs after SHUTDOWN: no point dialling again.
       always: { guard: 'shutdownRequested', target: 'closed' },
       after: { backoff: 'connecting' },
       on: { SHUTDOWN: 'closed' },
@@ -394,10 +417,7 @@ export const smtpConnectionMachine = setup({
     closed: {
       type: 'final',
       // Leaving `session` or `connecting` already stopped the actor that held the socket.
-      entry: [
-        ({ context }) => context.log.debug('closed'),
-        sendParent(({ context }): ConnectionReport => ({ type: 'conn.closed', cid: context.cid })),
-      ],
+      entry: ['logClosed', 'reportClosed', 'dropHeld'],
     },
   },
 });

@@ -1,37 +1,32 @@
-// The pool: owns WORKERS connection actors and the job stream. It gives each
-// job to an idle authenticated connection, keeps a bounded queue, retries
-// transient failures with backoff, fails permanent ones at once, and on
-// shutdown drains what it holds before closing the connections. Every job is
-// settled exactly once (MailJob guards that) and none is dropped silently.
+// The pool: owns WORKERS connection actors and the job stream.
+//
+//   starting ──first dials ended──► serving ──shutdown──► draining ──drained or deadline──► closing ──all closed──► stopped
+//                                   ┌─────────────────────────┐
+//                                   │ up ⇄ degraded ⇄ down     │  how many connections are usable
+//                                   └─────────────────────────┘
+//
+// Connections ask for work (conn.ready, and the capacity each outcome report
+// carries); the supervisor hands each queued job to one that can take it,
+// keeps a bounded queue, retries transient failures with backoff, fails
+// permanent ones at once, and on shutdown drains what it holds before closing
+// the connections. Where each job is, is the ledger's (job-ledger.ts): queued,
+// waiting for a retry, or held by one connection, which owns it until it
+// reports its outcome. Every job is settled exactly once and none silently.
 //
 // Context holds mutable collections owned by this actor alone: copying a
 // queue of thousands of jobs on every event would make each job cost O(n).
-import { enqueueActions, fromCallback, setup, emit, type ActorRefFrom } from 'xstate';
+import { emit, enqueueActions, fromCallback, setup, type ActorRefFrom } from 'xstate';
 import type { Observable } from 'rxjs';
 import type { Logger } from 'winston';
+import { MailroomError, type ErrorCode } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import { Deque } from '../mail/deque.js';
 import { TokenBucket } from '../mail/token-bucket.js';
+import { formatReply } from '../smtp/reply.js';
+import { backoffDelay } from './backoff.js';
+import { dispatch, fail, sweepQueue } from './dispatch.js';
+import { JobLedger } from './job-ledger.js';
+import { Pool } from './pool.js';
 import { smtpConnectionMachine, type ConnectionOptions, type ConnectionReport, type SmtpConnectionActor } from './smtp-connection.js';
-import { JobSlots } from './job-slots.js';
-import {
-  connectionInput,
-  dispatch,
-  failEverything,
-  failWaiting,
-  onBounced,
-  onChildError,
-  onDelivered,
-  onDown,
-  onFailed,
-  onReady,
-  onRetry,
-  onSubmitted,
-  refuseAll,
-  sweepQueue,
-  type ChildError,
-  type SupervisorContext,
-} from './supervisor-handlers.js';
 
 export interface SupervisorOptions {
   readonly workers: number;
@@ -68,6 +63,50 @@ export type SupervisorEvent =
 
 export type SupervisorEmitted = { type: 'pool.health'; up: number; workers: number };
 
+interface SupervisorContext {
+  readonly options: SupervisorOptions;
+  readonly log: Logger;
+  readonly jobs$: Observable<MailJob>;
+  readonly ledger: JobLedger;
+  readonly pool: Pool;
+  readonly bucket: TokenBucket | undefined;
+  tickScheduled: boolean;
+  /** why a connection last went down, and which: the reason given to jobs that time out in the queue */
+  lastDown: { cid: string; error: MailroomError } | undefined;
+  shutdownTimeoutMs: number;
+  /** until a first connection authenticates: the failure last logged, logged again only when it changes */
+  unreachableCode: ErrorCode | undefined;
+  /** whether any connection ever came up; after that, health changes speak for the pool */
+  reachedOnce: boolean;
+}
+
+/** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */
+interface ChildError {
+  readonly type: string;
+  readonly error: unknown;
+}
+const CHILD_ERROR = 'xstate.error.actor.';
+
+type Report<T extends SupervisorEvent['type']> = Extract<SupervisorEvent, { type: T }>;
+
+function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string): { cid: string; options: ConnectionOptions; log: Logger } {
+  return { cid, options: context.options.connection, log: context.log.child({ cid }) };
+}
+
+/** The connection an `xstate.error.actor.<id>` event is about (ids are `c3`, or `c3~2` after respawns). */
+function crashedCid(event: ChildError): string {
+  const actorId = event.type.slice(CHILD_ERROR.length);
+  return actorId.split('~')[0] ?? actorId;
+}
+
+function health(context: SupervisorContext): SupervisorEmitted {
+  return { type: 'pool.health', up: context.pool.up, workers: context.options.workers };
+}
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export const supervisorMachine = setup({
   types: {
     context: {} as SupervisorContext,
@@ -93,7 +132,7 @@ export const supervisorMachine = setup({
         queueMicrotask(() => {
           batch = undefined;
           // A batch that outlived the supervisor is answered, not dropped.
-          if (stopped) refuseAll(jobs);
+          if (stopped) for (const j of jobs) fail(j, 'ESHUTDOWN', 'the service is shutting down');
           else sendBack({ type: 'jobs.submitted', jobs });
         });
       });
@@ -108,39 +147,205 @@ export const supervisorMachine = setup({
       return () => clearTimeout(timer);
     }),
   },
+  delays: {
+    shutdownTimeout: ({ context }) => context.shutdownTimeoutMs,
+    closeTimeout: ({ context }) => context.options.closeTimeoutMs,
+  },
   guards: {
-    drained: ({ context }) => context.queue.length === 0 && context.inflight.size === 0 && context.next.size === 0 && context.retrying.size === 0,
-    allClosed: ({ context }) => context.closed.size === context.connections.size,
+    allUp: ({ context }) => context.pool.up === context.options.workers,
+    partlyUp: ({ context }) => context.pool.up > 0 && context.pool.up < context.options.workers,
+    noneUp: ({ context }) => context.pool.up === 0,
+    allTried: ({ context }) => context.pool.allTried,
+    /** a connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times */
+    stale: ({ context }, params: { job: MailJob; error: MailroomError }) =>
+      params.error.code === 'ESTALE' && params.job.staleRequeues < context.options.maxAttempts,
+    worthRetrying: ({ context }, params: { job: MailJob; error: MailroomError }) =>
+      params.error.transient && params.job.attempts < context.options.maxAttempts && !params.job.settled(),
+    drained: ({ context }) => context.ledger.empty,
+    allClosed: ({ context }) => context.pool.allClosed,
+  },
+  actions: {
+    admitJobs: ({ context }, params: { jobs: readonly MailJob[] }) => {
+      const { ledger, options } = context;
+      for (const job of params.jobs) {
+        if (ledger.queued >= options.queueLimit) {
+          job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
+        } else {
+          ledger.admit(job);
+        }
+      }
+    },
+    refuseJobs: (_, params: { jobs: readonly MailJob[] }) => {
+      for (const job of params.jobs) fail(job, 'ESHUTDOWN', 'the service is shutting down');
+    },
+    dispatch: enqueueActions(({ context, enqueue }) =>
+      dispatch(context, {
+        give: (ref, job) => enqueue.sendTo(ref, { type: 'JOB', job }),
+        tickIn: (ms) => enqueue.raise({ type: 'tick' }, { delay: ms }),
+      }),
+    ),
+    clearTick: ({ context }) => {
+      context.tickScheduled = false;
+    },
+    sweepQueue: ({ context }) => sweepQueue(context.ledger, context.options.queueTimeoutMs, context.pool.up === 0 ? context.lastDown?.error : undefined),
+    markReady: enqueueActions(({ context, enqueue }, params: { cid: string; capacity: number }) => {
+      if (!context.pool.ready(params.cid, params.capacity)) return;
+      context.reachedOnce = true;
+      context.log.debug('SMTP connection up', { up: context.pool.up, workers: context.options.workers });
+      enqueue.emit(health(context));
+    }),
+    offer: ({ context }, params: { cid: string; capacity: number }) => context.pool.offer(params.cid, params.capacity),
+    markDown: enqueueActions(({ context, enqueue }, params: { cid: string; error: MailroomError }) => {
+      const { pool, log, options } = context;
+      context.lastDown = { cid: params.cid, error: params.error };
+      if (pool.down(params.cid)) {
+        if (pool.up > 0) log.warn('SMTP connection down', { cid: params.cid, up: pool.up, workers: options.workers, code: params.error.code, reason: params.error.message });
+        enqueue.emit(health(context));
+      } else if (!context.reachedOnce && params.error.code !== context.unreachableCode) {
+        // A relay that was never reached (refused certificate or credentials,
+        // wrong host) would otherwise show its reason only in debug lines.
+        log.warn('cannot reach the SMTP relay', { code: params.error.code, reason: params.error.message });
+      }
+      if (!context.reachedOnce) context.unreachableCode = params.error.code;
+    }),
+    markClosed: ({ context }, params: { cid: string }) => context.pool.closed(params.cid),
+    logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
+    logPoolDown: ({ context }) => {
+      // A relay never reached was reported as such already (markDown).
+      if (!context.reachedOnce) return;
+      const down = context.lastDown;
+      context.log.error('pool down: no SMTP connection is up', { cid: down?.cid, up: 0, workers: context.options.workers, code: down?.error.code, reason: down?.error.message });
+    },
+    resolveJob: ({ context }, params: { cid: string; job: MailJob; reply: Report<'conn.delivered'>['reply'] }) => {
+      const { job } = params;
+      context.ledger.release(job);
+      // A 250 is the truth even for a job the shutdown deadline already failed.
+      job.resolve({ messageId: job.message.messageId, reply: params.reply, attempts: job.attempts });
+      context.log.debug('delivered', { jobId: job.id, cid: params.cid, attempts: job.attempts });
+    },
+    requeueStale: ({ context }, params: { cid: string; job: MailJob }) => {
+      const { job } = params;
+      // Not an attempt: the relay saw nothing. The connection that went stale backs off on its own.
+      job.staleRequeues += 1;
+      job.lastCid = params.cid;
+      context.ledger.giveBack(job);
+      context.log.debug('requeued from a stale connection', { jobId: job.id, cid: params.cid, requeues: job.staleRequeues });
+    },
+    scheduleRetry: enqueueActions(({ context, enqueue }, params: { cid: string; job: MailJob; error: MailroomError }) => {
+      const { job, error } = params;
+      const { retryBaseMs, retryMaxMs } = context.options;
+      const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
+      job.lastCid = params.cid;
+      context.ledger.deferRetry(job);
+      context.log.info('retrying', { jobId: job.id, cid: params.cid, attempt: job.attempts, code: error.code, delayMs: delay });
+      enqueue.raise({ type: 'job.retry', job }, { delay });
+    }),
+    failJob: ({ context }, params: { cid: string; job: MailJob; error: MailroomError }) => {
+      const { job, error } = params;
+      context.ledger.release(job);
+      context.log.info('failed', { jobId: job.id, cid: params.cid, attempts: job.attempts, code: error.code, reply: error.smtp && formatReply(error.smtp) });
+      job.reject(error);
+    },
+    /** Jobs a connection gives back untouched go to the front of the line. */
+    takeBack: ({ context }, params: { jobs: readonly MailJob[] }) => {
+      for (const job of params.jobs) context.ledger.giveBack(job);
+    },
+    /** Once the connections are closing, a job given back has nowhere to go. */
+    failReturned: ({ context }, params: { jobs: readonly MailJob[] }) => {
+      for (const job of params.jobs) {
+        context.ledger.release(job);
+        fail(job, 'ESHUTDOWN', 'the service stopped; the relay had not confirmed the message');
+      }
+    },
+    requeueRetry: ({ context }, params: { job: MailJob }) => {
+      context.ledger.retryDue(params.job); // false: shutdown failed it meanwhile
+    },
+    /**
+     * A connection actor that throws is a bug, but it must not take the pool
+     * down (an unhandled child error would put the supervisor itself in
+     * error): what it held goes back to the queue (the dead actor can report
+     * nothing), and a new actor starts after a backoff.
+     */
+    recoverCrash: enqueueActions(({ context, enqueue }, params: { event: ChildError; respawn: boolean }) => {
+      const cid = crashedCid(params.event);
+      const { pool, ledger, log, options } = context;
+      if (!pool.has(cid)) {
+        log.error('supervisor helper actor failed', { actor: params.event.type.slice(CHILD_ERROR.length), reason: reason(params.event.error) });
+        return;
+      }
+      const crashes = pool.crashed(cid);
+      log.error('SMTP connection actor crashed', { cid, crashes, reason: reason(params.event.error) });
+      const error = new MailroomError('EINTERNAL', `connection actor crashed: ${reason(params.event.error)}`, { cause: params.event.error });
+      context.lastDown = { cid, error };
+      if (pool.down(cid)) {
+        if (pool.up > 0) log.warn('SMTP connection down', { cid, up: pool.up, workers: options.workers, code: error.code, reason: error.message });
+        enqueue.emit(health(context));
+      }
+      if (!params.respawn) {
+        pool.closed(cid);
+        for (const job of ledger.forfeit(cid)) fail(job, 'ESHUTDOWN', 'the service stopped; the relay had not confirmed the message');
+        return;
+      }
+      ledger.reclaim(cid);
+      const { backoffBaseMs, backoffMaxMs } = options.connection;
+      enqueue.raise({ type: 'conn.respawn', cid }, { delay: backoffDelay(crashes, backoffBaseMs, backoffMaxMs) });
+    }),
+    respawn: enqueueActions(({ context, enqueue }, params: { cid: string }) => {
+      const { cid } = params;
+      enqueue.assign(({ spawn }) => {
+        const id = `${cid}~${context.pool.crashes(cid)}`;
+        context.pool.replace(cid, spawn('connection', { id, input: connectionInput(context, cid) }));
+        return {};
+      });
+    }),
+    startDrain: ({ context }, params: { timeoutMs: number }) => {
+      context.shutdownTimeoutMs = params.timeoutMs;
+      context.log.info('draining', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
+    },
+    /**
+     * Fails the jobs no connection holds: none of them has reached the relay.
+     * A message in flight may already be with the relay: failing it now
+     * would tell its caller UNAVAILABLE for mail that then goes out, and a
+     * retry would send it twice. Its connection finishes it (bounded by the
+     * command deadlines, then the close deadline) before it QUITs.
+     */
+    failWaiting: ({ context }) => {
+      context.log.warn('shutdown deadline passed', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
+      for (const job of context.ledger.takeWaiting()) fail(job, 'ESHUTDOWN', 'the service shut down before the message could be sent');
+    },
+    shutDownConnections: enqueueActions(({ context, enqueue }) => {
+      for (const ref of context.pool.refs()) enqueue.sendTo(ref, { type: 'SHUTDOWN' });
+    }),
+    forceCloseConnections: enqueueActions(({ context, enqueue }) => {
+      for (const ref of context.pool.refs()) enqueue.sendTo(ref, { type: 'FORCE_CLOSE' });
+    }),
+    failEverything: ({ context }) => {
+      for (const job of context.ledger.takeWaiting()) fail(job, 'ESHUTDOWN', 'the service stopped');
+    },
+    emitStopped: emit({ type: 'pool.health', up: 0, workers: 0 } satisfies SupervisorEmitted),
   },
 }).createMachine({
   id: 'supervisor',
   context: ({ input, spawn }) => {
     const { options, log } = input;
-    const connections = new Map<string, SmtpConnectionActor>();
+    const ledger = new JobLedger();
+    const pool = new Pool(ledger);
     for (let i = 1; i <= options.workers; i++) {
       const cid = `c${i}`;
-      connections.set(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }));
+      pool.add(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }) as SmtpConnectionActor);
     }
     return {
       options,
       log,
       jobs$: input.jobs$,
-      connections,
-      idle: [],
-      up: new Set(),
-      closed: new Set(),
-      queue: new Deque<MailJob>(),
-      inflight: new JobSlots(),
-      next: new JobSlots(),
-      noNext: new Set(),
-      retrying: new Set(),
+      ledger,
+      pool,
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
-      lastDownError: undefined,
       tickScheduled: false,
+      lastDown: undefined,
       shutdownTimeoutMs: 0,
       unreachableCode: undefined,
       reachedOnce: false,
-      crashes: new Map(),
     };
   },
   invoke: [
@@ -150,104 +355,138 @@ export const supervisorMachine = setup({
       input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' }, repeat: true }),
     },
   ],
+  // What connections report is handled alike until the pool is closing.
   on: {
-    'conn.ready': { actions: enqueueActions(({ context, event, enqueue }) => onReady(context, event, enqueue)) },
-    'conn.down': { actions: enqueueActions(({ context, event, enqueue }) => onDown(context, event, enqueue)) },
-    'conn.delivered': { actions: enqueueActions(({ context, event, enqueue }) => onDelivered(context, event, enqueue)) },
-    'conn.failed': { actions: enqueueActions(({ context, event, enqueue }) => onFailed(context, event, enqueue)) },
-    'conn.bounced': { actions: enqueueActions(({ context, event, enqueue }) => onBounced(context, event, enqueue)) },
-    'job.retry': { actions: enqueueActions(({ context, event, enqueue }) => onRetry(context, event, enqueue)) },
-    tick: {
-      actions: enqueueActions(({ context, enqueue }) => {
-        context.tickScheduled = false;
-        dispatch(context, enqueue);
-      }),
+    'conn.ready': {
+      actions: [
+        { type: 'markReady', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
+        'dispatch',
+      ],
     },
-    sweep: { actions: ({ context }) => sweepQueue(context) },
-    'xstate.error.actor.*': {
-      actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, false)),
+    'conn.delivered': {
+      actions: [
+        { type: 'resolveJob', params: ({ event }) => ({ cid: event.cid, job: event.job, reply: event.reply }) },
+        { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
+        'dispatch',
+      ],
     },
-    'conn.respawn': {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        const { cid } = event;
-        enqueue.assign(({ spawn }) => {
-          const id = `${cid}~${context.crashes.get(cid) ?? 0}`;
-          context.connections.set(cid, spawn('connection', { id, input: connectionInput(context, cid) }));
-          return {};
-        });
-      }),
+    'conn.failed': [
+      {
+        guard: { type: 'stale', params: ({ event }) => ({ job: event.job, error: event.error }) },
+        actions: [
+          { type: 'requeueStale', params: ({ event }) => ({ cid: event.cid, job: event.job }) },
+          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
+          'dispatch',
+        ],
+      },
+      {
+        guard: { type: 'worthRetrying', params: ({ event }) => ({ job: event.job, error: event.error }) },
+        actions: [
+          { type: 'scheduleRetry', params: ({ event }) => ({ cid: event.cid, job: event.job, error: event.error }) },
+          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
+          'dispatch',
+        ],
+      },
+      {
+        actions: [
+          { type: 'failJob', params: ({ event }) => ({ cid: event.cid, job: event.job, error: event.error }) },
+          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
+          'dispatch',
+        ],
+      },
+    ],
+    'conn.returned': { actions: [{ type: 'takeBack', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
+    'conn.down': {
+      actions: [
+        { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
+        { type: 'takeBack', params: ({ event }) => ({ jobs: event.returned }) },
+        'dispatch',
+      ],
     },
     'conn.closed': {
-      actions: ({ context, event }) => {
-        context.closed.add(event.cid);
-        context.up.delete(event.cid);
+      actions: [{ type: 'markClosed', params: ({ event }) => ({ cid: event.cid }) }, { type: 'failReturned', params: ({ event }) => ({ jobs: event.returned }) }],
+    },
+    'job.retry': { actions: [{ type: 'requeueRetry', params: ({ event }) => ({ job: event.job }) }, 'dispatch'] },
+    tick: { actions: ['clearTick', 'dispatch'] },
+    sweep: { actions: 'sweepQueue' },
+    'xstate.error.actor.*': {
+      actions: [{ type: 'recoverCrash', params: ({ event }: { event: unknown }) => ({ event: event as ChildError, respawn: true }) }, 'dispatch'],
+    },
+    'conn.respawn': { actions: { type: 'respawn', params: ({ event }) => ({ cid: event.cid }) } },
+  },
+  initial: 'starting',
+  states: {
+    starting: {
+      always: [
+        { guard: 'allUp', target: 'serving.up' },
+        { guard: 'partlyUp', target: 'serving.degraded' },
+        { guard: 'allTried', target: 'serving.down' },
+      ],
+      on: {
+        'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
+        shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
       },
     },
-  },
-  initial: 'running',
-  states: {
-    running: {
+    serving: {
       on: {
-        'jobs.submitted': { actions: enqueueActions(({ context, event, enqueue }) => onSubmitted(context, event, enqueue)) },
-        shutdown: {
-          target: 'draining',
-          actions: [
-            ({ context, event }) => {
-              context.shutdownTimeoutMs = event.timeoutMs;
-              context.log.info('draining', { queued: context.queue.length, inflight: context.inflight.size });
-            },
+        'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
+        shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
+      },
+      // entered through starting's choice; `down` only names a default
+      initial: 'down',
+      states: {
+        up: {
+          entry: 'logPoolUp',
+          always: [
+            { guard: 'noneUp', target: 'down' },
+            { guard: 'partlyUp', target: 'degraded' },
+          ],
+        },
+        degraded: {
+          always: [
+            { guard: 'allUp', target: 'up' },
+            { guard: 'noneUp', target: 'down' },
+          ],
+        },
+        down: {
+          entry: 'logPoolDown',
+          always: [
+            { guard: 'allUp', target: 'up' },
+            { guard: 'partlyUp', target: 'degraded' },
           ],
         },
       },
     },
     draining: {
-      invoke: {
-        src: 'ticker',
-        input: ({ context }) => ({ ms: context.shutdownTimeoutMs, event: { type: 'shutdown.deadline' }, repeat: false }),
-      },
-      always: { guard: 'drained', target: 'stopping' },
+      after: { shutdownTimeout: { target: 'closing', actions: 'failWaiting' } },
+      always: { guard: 'drained', target: 'closing' },
       on: {
-        'jobs.submitted': { actions: ({ event }) => refuseAll(event.jobs) },
-        'shutdown.deadline': {
-          target: 'stopping',
-          actions: ({ context }) => {
-            context.log.warn('shutdown deadline passed', { queued: context.queue.length, inflight: context.inflight.size });
-            // A message in flight may already be with the relay: failing it now
-            // would tell its caller UNAVAILABLE for mail that then goes out, and a
-            // retry would send it twice. Its connection finishes it (bounded by
-            // the command deadlines, then close.deadline) before it QUITs.
-            failWaiting(context, 'the service shut down before the message could be sent');
-          },
-        },
+        'jobs.submitted': { actions: { type: 'refuseJobs', params: ({ event }) => ({ jobs: event.jobs }) } },
       },
     },
-    stopping: {
-      entry: enqueueActions(({ context, enqueue }) => {
-        for (const ref of context.connections.values()) enqueue.sendTo(ref, { type: 'SHUTDOWN' });
-      }),
-      invoke: {
-        src: 'ticker',
-        input: ({ context }) => ({ ms: context.options.closeTimeoutMs, event: { type: 'close.deadline' }, repeat: false }),
-      },
+    closing: {
+      entry: 'shutDownConnections',
+      after: { closeTimeout: { actions: 'forceCloseConnections' } },
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
-        'jobs.submitted': { actions: ({ event }) => refuseAll(event.jobs) },
+        'jobs.submitted': { actions: { type: 'refuseJobs', params: ({ event }) => ({ jobs: event.jobs }) } },
+        'conn.returned': { actions: { type: 'failReturned', params: ({ event }) => ({ jobs: event.jobs }) } },
+        'conn.down': {
+          actions: [
+            { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
+            { type: 'failReturned', params: ({ event }) => ({ jobs: event.returned }) },
+          ],
+        },
         // A crash now counts as closed; nothing is respawned.
         'xstate.error.actor.*': {
-          actions: enqueueActions(({ context, event, enqueue }) => onChildError(context as SupervisorContext, event as ChildError, enqueue, true)),
+          actions: { type: 'recoverCrash', params: ({ event }: { event: unknown }) => ({ event: event as ChildError, respawn: false }) },
         },
-        'conn.respawn': { actions: ({ context, event }) => context.closed.add(event.cid) },
-        'close.deadline': {
-          target: 'stopped',
-          actions: enqueueActions(({ context, enqueue }) => {
-            for (const ref of context.connections.values()) enqueue.sendTo(ref, { type: 'FORCE_CLOSE' });
-          }),
-        },
+        'conn.respawn': { actions: { type: 'markClosed', params: ({ event }) => ({ cid: event.cid }) } },
       },
     },
     stopped: {
       type: 'final',
-      entry: [({ context }) => failEverything(context, 'the service stopped'), emit({ type: 'pool.health', up: 0, workers: 0 })],
+      entry: ['failEverything', 'emitStopped'],
     },
   },
 });

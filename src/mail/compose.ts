@@ -1,7 +1,7 @@
 // A validated draft becomes what a connection sends: envelope plus message text.
 import type { Address } from './address.js';
 import { buildMime, newMessageId } from './mime.js';
-import type { Envelope } from '../smtp/session.js';
+import type { Envelope } from './envelope.js';
 
 export interface Draft {
   readonly to: readonly Address[];

@@ -10,6 +10,13 @@ export interface Delivered {
   readonly attempts: number;
 }
 
+/**
+ * Where a job is (src/actors/job-ledger.ts writes it): on its way to the
+ * supervisor, queued, waiting out a retry backoff, held by a connection,
+ * or out of the supervisor's hands for good.
+ */
+export type JobPlace = 'new' | 'queued' | 'retrying' | 'held' | 'out';
+
 export interface MailJob {
   /** for log lines: unique within this process (the Message-ID is the lasting name) */
   readonly id: string;
@@ -18,8 +25,16 @@ export interface MailJob {
   readonly deadline: number;
   /** epoch ms when the job entered the queue */
   readonly enqueuedAt: number;
+  place: JobPlace;
+  /** the connection that holds it, while `place` is 'held' */
+  holder: string | undefined;
+  /**
+   * Deliveries the relay took part in, counted once by the connection that
+   * handed the message over, when it reports the outcome. A connection that
+   * was gone before the relay answered MAIL (ESTALE) counts none.
+   */
   attempts: number;
-  /** times it was handed back for free because its connection had gone stale (bounded) */
+  /** times it came back for free because its connection had gone stale (bounded) */
   staleRequeues: number;
   /** connection of the last failed attempt, avoided on retry when another is idle */
   lastCid: string | undefined;
@@ -43,6 +58,8 @@ export function createJob(message: OutgoingMessage, deadline: number): { job: Ma
     message,
     deadline,
     enqueuedAt: Date.now(),
+    place: 'new',
+    holder: undefined,
     attempts: 0,
     staleRequeues: 0,
     lastCid: undefined,
@@ -59,4 +76,13 @@ export function createJob(message: OutgoingMessage, deadline: number): { job: Ma
     },
   };
   return { job, done };
+}
+
+/**
+ * Whether the job may still be called off without a trace: it never reached
+ * a connection that could have handed it to the relay. Once it did, its
+ * outcome stands, so that an idempotent retry sees the truth.
+ */
+export function cancellable(job: MailJob): boolean {
+  return job.attempts === 0 && job.place !== 'held';
 }

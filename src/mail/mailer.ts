@@ -5,7 +5,7 @@ import type { Subject } from 'rxjs';
 import type { Address } from './address.js';
 import { composeMessage, type Draft } from './compose.js';
 import { IdempotencyCache } from './idempotency.js';
-import { createJob, type Delivered, type MailJob } from './job.js';
+import { cancellable, createJob, type Delivered, type MailJob } from './job.js';
 import { MailroomError } from '../errors.js';
 
 export interface Sending {
@@ -39,9 +39,7 @@ export class Mailer {
     return {
       result: done,
       cancel: () => {
-        // Once handed to a connection the message may reach the relay; its
-        // outcome then stands, so that an idempotent retry sees it.
-        if (job.attempts === 0) job.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
+        if (cancellable(job)) job.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
       },
     };
   }

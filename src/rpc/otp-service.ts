@@ -1,18 +1,20 @@
 // OtpService: validate, hand the request to the OTP actor, reply once.
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
-import type { OtpActor } from '../actors/otp.js';
+import type { CodeSent, OtpActor } from '../actors/otp.js';
+import { awaitReply } from '../actors/reply.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import type { CodeHasher } from '../otp/code.js';
+import type { SendCodeResponse } from '../generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
+import type { Calls } from './calls.js';
 import { CheckBatcher } from './check-batcher.js';
 import { deadlineOf } from './deadline.js';
-import { toServiceError } from './status.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 
 export interface OtpServiceDeps {
   readonly otp: OtpActor;
+  readonly calls: Calls;
   /** the actor's own: a candidate is hashed here so that no event carries a code */
   readonly hasher: CodeHasher;
   readonly codeLength: number;
@@ -20,8 +22,12 @@ export interface OtpServiceDeps {
   readonly log: Logger;
 }
 
+function sentResponse(sent: CodeSent): SendCodeResponse {
+  return { status: 'SUCCESS', otpCode: sent.otpCode, expires_in_seconds: sent.expiresInSeconds, resend_after_seconds: sent.resendAfterSeconds };
+}
+
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
-  const { otp, hasher, log } = deps;
+  const { otp, calls, hasher, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
   const checks = new CheckBatcher(otp);
   // Every answer ValidateCode can give, built once: the check path is hot.
@@ -31,44 +37,38 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   );
   return {
     SendCode(call, callback) {
+      const open = calls.open(callback);
+      if (open === undefined) return;
       let request;
       try {
         request = validateSendCode(call.request.email);
       } catch (err) {
-        callback(toServiceError(err) as grpc.ServiceError);
+        open.fail(err);
         return;
       }
-      otp.send({
-        type: 'code.send',
-        key: request.key,
-        to: request.to,
-        deadline: deadlineOf(call),
-        reply: (error, sent) => {
-          if (error !== undefined || sent === undefined) {
-            const status = toServiceError(error);
-            log.debug('SendCode failed', { grpcCode: status.code, reason: status.details });
-            callback(status as grpc.ServiceError);
-            return;
-          }
-          callback(null, {
-            status: 'SUCCESS',
-            otpCode: sent.otpCode,
-            expires_in_seconds: sent.expiresInSeconds,
-            resend_after_seconds: sent.resendAfterSeconds,
-          });
+      const { reply, answer } = awaitReply<CodeSent>();
+      otp.send({ type: 'code.send', key: request.key, to: request.to, deadline: deadlineOf(call), reply });
+      answer.then(
+        (sent) => open.ok(sentResponse(sent)),
+        (err: unknown) => {
+          const status = open.fail(err);
+          log.debug('SendCode failed', { grpcCode: status.code, reason: status.details });
         },
-      });
+      );
     },
     ValidateCode(call, callback) {
+      const open = calls.open(callback);
+      if (open === undefined) return;
       let key: string;
       try {
         key = validateCheck(call.request.email, call.request.otpCode);
       } catch (err) {
-        callback(toServiceError(err) as grpc.ServiceError);
+        open.fail(err);
         return;
       }
-      checks.check(key, hasher.hash(key, call.request.otpCode), (result) => {
-        callback(null, result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0]));
+      checks.check(key, hasher.hash(key, call.request.otpCode), {
+        answer: (result) => open.ok(result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0] as ValidateCodeResponse)),
+        fail: (err) => open.fail(err),
       });
     },
   };

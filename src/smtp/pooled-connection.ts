@@ -1,10 +1,16 @@
-// emailjs's SMTPConnection with the socket exposed, every reply handed back
-// as it came, a verifying STARTTLS, and a way to read pipelined replies.
+// emailjs's SMTPConnection for the handshake: the socket exposed, every
+// reply handed back as it came, a verifying STARTTLS, and the socket handed
+// over to the session once the handshake is done.
+//
+// It relies on emailjs internals: the protected `sock`, `monitor`, `features`
+// and `_secure` fields, `send()`, and SMTPResponseMonitor's constructor.
+// emailjs is pinned to one version, and test/emailjs-internals.test.ts fails
+// when one of them is gone.
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { SMTPConnection, SMTPError, SMTPErrorStates, SMTPResponseMonitor } from 'emailjs';
-import { ReplyReader } from './pipeline.js';
-import { keepSessions, type TlsSessionCache } from './tls.js';
+import type { TlsSessionCache } from './options.js';
+import { keepSessions } from './tls.js';
 
 /** Exposes the protected socket and replaces emailjs's STARTTLS. */
 export class PooledConnection extends SMTPConnection {
@@ -64,19 +70,16 @@ export class PooledConnection extends SMTPConnection {
     });
   }
 
-  /** Takes the socket's replies away from emailjs for a pipelined exchange (see pipeline.ts). */
-  takeReplies(): ReplyReader | undefined {
+  /**
+   * Ends emailjs's part: its reply monitor stops and the socket goes to
+   * whoever reads replies next (the session). emailjs keeps the socket only
+   * to close it.
+   */
+  release(): Socket | TLSSocket {
     const sock = this.sock;
-    if (sock === null) return undefined;
+    if (sock === null) throw new Error('no socket to hand over');
     this.monitor?.stop();
     this.monitor = null;
-    return new ReplyReader(sock);
-  }
-
-  /** Hands the socket's replies back to emailjs after a pipelined exchange. */
-  giveBackReplies(reader: ReplyReader): void {
-    reader.release();
-    const sock = this.sock;
-    if (sock !== null && !sock.destroyed) this.monitor = new SMTPResponseMonitor(sock, 0, () => this.close(true));
+    return sock;
   }
 }

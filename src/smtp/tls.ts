@@ -3,12 +3,7 @@
 // verifying the certificate chain again.
 import { isIP } from 'node:net';
 import { TLSSocket, createSecureContext, type ConnectionOptions } from 'node:tls';
-import type { SessionOptions } from './session.js';
-
-/** Holds the newest TLS session (ticket) of one relay, shared by every dial of a pool. */
-export class TlsSessionCache {
-  last: Buffer | undefined;
-}
+import type { SessionOptions, SessionSettings, TlsSessionCache } from './options.js';
 
 const MIN_TLS_VERSION = 'TLSv1.2';
 
@@ -19,11 +14,11 @@ const MIN_TLS_VERSION = 'TLSv1.2';
  * file every time, and a full handshake each time made the relay sign and
  * this side verify a certificate chain again.
  */
-export function withTlsContext(options: SessionOptions): SessionOptions {
+export function withTlsContext<T extends SessionSettings>(options: T): T {
   if (options.tls === 'none' || options.secureContext !== undefined) return options;
   try {
     const secureContext = createSecureContext({ ...(options.ca !== undefined ? { ca: options.ca } : {}), minVersion: MIN_TLS_VERSION });
-    return { ...options, secureContext, tlsSessions: options.tlsSessions ?? new TlsSessionCache() };
+    return { ...options, secureContext, tlsSessions: options.tlsSessions ?? { last: undefined } };
   } catch {
     // An unusable CA file: each dial fails on it and says why (ETLS), as before.
     return options;

@@ -1,0 +1,77 @@
+// Which queued job goes to which connection, and when a queued job has
+// waited too long. Plain functions over the supervisor's ledger and pool;
+// the supervisor's machine decides when they run.
+import { MailroomError } from '../errors.js';
+import type { MailJob } from '../mail/job.js';
+import type { TokenBucket } from '../mail/token-bucket.js';
+import type { JobLedger } from './job-ledger.js';
+import type { Pool } from './pool.js';
+import type { SmtpConnectionActor } from './smtp-connection.js';
+
+export interface DispatchState {
+  readonly ledger: JobLedger;
+  readonly pool: Pool;
+  readonly bucket: TokenBucket | undefined;
+  /** a tick is already scheduled for when the rate limit lets the next job go */
+  tickScheduled: boolean;
+}
+
+/** The effects dispatch needs, as xstate's enqueueActions offers them. */
+export interface DispatchEffects {
+  give(ref: SmtpConnectionActor, job: MailJob): void;
+  tickIn(ms: number): void;
+}
+
+export function fail(job: MailJob, code: MailroomError['code'], message: string, cause?: MailroomError): void {
+  job.reject(new MailroomError(code, message, { cause, smtp: cause?.smtp }));
+}
+
+/**
+ * Hands queued jobs, oldest first, to connections that can take them while
+ * both exist and the rate limit allows. A busy connection with room gets
+ * one only when no connection is idle, never under a rate limit (the tick
+ * hands jobs out one by one), and never a job that came back from a stale
+ * connection: the job pipelined behind another is the one a relay that
+ * closes right behind its 250 catches.
+ */
+export function dispatch(state: DispatchState, effects: DispatchEffects): void {
+  const { ledger, pool, bucket } = state;
+  for (let job = ledger.peek(); job !== undefined; job = ledger.peek()) {
+    if (job.settled()) {
+      ledger.drop(); // its caller gave up while it was queued
+      continue;
+    }
+    const now = Date.now();
+    if (now >= job.deadline) {
+      ledger.drop();
+      fail(job, 'EDEADLINE', 'deadline passed before a connection was free');
+      continue;
+    }
+    if (bucket !== undefined) {
+      if (!pool.hasIdle) return;
+      const wait = bucket.take(now);
+      if (wait > 0) {
+        if (!state.tickScheduled) {
+          state.tickScheduled = true;
+          effects.tickIn(wait);
+        }
+        return;
+      }
+    }
+    const cid = pool.pick(job.lastCid, bucket === undefined && job.staleRequeues === 0);
+    if (cid === undefined) return;
+    effects.give(pool.ref(cid), ledger.hand(cid));
+  }
+}
+
+/** Fails what waited too long: past its caller's deadline, or longer than QUEUE_TIMEOUT_MS. */
+export function sweepQueue(ledger: JobLedger, queueTimeoutMs: number, down: MailroomError | undefined): void {
+  const now = Date.now();
+  for (const job of ledger.removeQueued((j) => j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs)) {
+    if (now >= job.deadline) fail(job, 'EDEADLINE', 'deadline passed while queued');
+    else {
+      const why = down === undefined ? '' : `: ${down.message}`;
+      fail(job, 'EUNAVAILABLE', `no SMTP connection could take the message within ${queueTimeoutMs} ms${why}`, down);
+    }
+  }
+}

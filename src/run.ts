@@ -1,0 +1,60 @@
+// The process around the service: its environment (plus an optional .env
+// file), boot, signals and exit codes. 0: stopped on a signal; 1: a second
+// signal, a failed shutdown, or a root actor that failed; 2: bad configuration.
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { boot, type BootOptions, type Service } from './boot.js';
+import { isMailroomError } from './errors.js';
+
+/** Variables from .env fill in what the real environment leaves unset. */
+function environment(): Record<string, string | undefined> {
+  const file = process.env.DOTENV_PATH ?? '.env';
+  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {};
+  return { ...fromFile, ...process.env };
+}
+
+export async function run(options: BootOptions = {}): Promise<void> {
+  let service: Service | undefined;
+  let signalled = false;
+
+  // Installed before boot: a signal while the pool dials (which can take the
+  // connect and greeting timeouts) ends the process at once, nothing was taken yet.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (service === undefined) {
+        process.stderr.write(`mailroom: ${signal} during boot, exiting\n`);
+        process.exit(0);
+      }
+      if (signalled) {
+        service.log.warn('second signal: exiting without waiting for the drain', { signal });
+        process.exit(1);
+      }
+      signalled = true;
+      service.log.info('signal received', { signal });
+      service.shutdown().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          service?.log.error('shutdown failed', { reason: (err as Error).message });
+          process.exit(1);
+        },
+      );
+    });
+  }
+
+  try {
+    service = await boot(environment(), options);
+  } catch (err) {
+    if (isMailroomError(err) && err.code === 'ECONFIG') {
+      process.stderr.write(`mailroom: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const running = service;
+  // Every call has been answered INTERNAL already; stop taking calls, let the
+  // answers flush, and exit non-zero so that an orchestrator restarts us.
+  void running.failed.then(async () => {
+    await running.shutdown().catch(() => undefined);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,173 @@
+// Messages over one session, strictly in the order they were submitted;
+// each gets its own outcome: the relay's 250 to its final dot, or why not.
+//
+// With RFC 2920 PIPELINING a message costs one write and one round trip
+// when others queue behind it: [MAIL, RCPT…, DATA] goes out at once, then,
+// once the relay said 354, [content, dot, the next message's MAIL, RCPT…,
+// DATA] (content may be followed by the next transaction's commands, 3.1).
+// Every status of a group is checked, the reply to DATA included; one
+// refused recipient fails the message. Without PIPELINING, one command at a
+// time.
+//
+// What a lost session means for each message depends on how far it got:
+// the oldest one under way fails with the loss (after its dot that is the
+// ambiguous case: the relay may have taken it); every message behind it,
+// and one whose MAIL was never answered, fails ESTALE: the relay saw none of
+// its content, so sending it again cannot duplicate it.
+import { MailroomError, type SmtpReply } from '../errors.js';
+import type { Envelope } from '../mail/envelope.js';
+import { content, envelopeGroup } from './data.js';
+import { replyError, type SmtpStage } from './reply.js';
+import type { SmtpSession } from './session.js';
+
+interface Message {
+  readonly envelope: Envelope;
+  readonly raw: string;
+  /** waiting: nothing written yet; envelope: its MAIL is out; content: its final dot is out */
+  phase: 'waiting' | 'envelope' | 'content';
+  readonly resolve: (reply: SmtpReply) => void;
+  readonly reject: (err: MailroomError) => void;
+}
+
+const ignore = (): void => undefined;
+
+export class Deliveries {
+  /** every message without an outcome, oldest first; outcomes come in this order */
+  private readonly queue: Message[] = [];
+  /** PIPELINING: what has been written ends where a new transaction may begin */
+  private boundary = true;
+  /** stepwise: the message before the next one has its outcome */
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly session: SmtpSession) {
+    session.onLost((err) => this.failAll(err));
+  }
+
+  submit(envelope: Envelope, raw: string): Promise<SmtpReply> {
+    return new Promise<SmtpReply>((resolve, reject) => {
+      const lost = this.session.lost;
+      if (lost !== undefined) {
+        reject(stale(lost));
+        return;
+      }
+      const message: Message = { envelope, raw, phase: 'waiting', resolve, reject };
+      this.queue.push(message);
+      if (this.session.pipelining) this.advance('');
+      else this.tail = this.tail.then(() => this.stepwise(message)).catch(ignore);
+    });
+  }
+
+  /** Writes `before`, followed by the next waiting message's envelope if a transaction may begin. */
+  private advance(before: string): void {
+    const next = this.boundary ? this.queue.find((m) => m.phase === 'waiting') : undefined;
+    if (next === undefined) {
+      if (before !== '') this.session.write(before);
+      return;
+    }
+    this.boundary = false;
+    next.phase = 'envelope';
+    const { from, to } = next.envelope;
+    const replies = this.session.expect('mail', this.session.options.commandTimeoutMs, to.length + 2);
+    this.session.write(before + envelopeGroup(from, to));
+    // A rejection here is the session's loss, which failAll answers.
+    replies.then((r) => this.onEnvelope(next, r), ignore);
+  }
+
+  private onEnvelope(message: Message, replies: SmtpReply[]): void {
+    const n = message.envelope.to.length;
+    const mail = replies[0] as SmtpReply;
+    let refused = mail.code === 250 ? undefined : replyError(mail, 'mail');
+    let accepted = 0;
+    for (let i = 1; i <= n; i++) {
+      const rcpt = replies[i] as SmtpReply;
+      if (rcpt.code === 250 || rcpt.code === 251) accepted++;
+      else refused ??= replyError(rcpt, 'rcpt');
+    }
+    const data = replies[n + 1] as SmtpReply;
+    if (data.code !== 354) {
+      this.settle(message, refused ?? replyError(data, 'data'));
+      // No content follows; RSET closes whatever MAIL may have opened.
+      this.closeTransaction('RSET\r\n', 'rset', true);
+      return;
+    }
+    if (refused !== undefined) {
+      this.settle(message, refused);
+      // The relay took DATA although the envelope failed. With no recipient
+      // a lone dot ends an empty transaction that goes nowhere; otherwise
+      // only dropping the connection keeps a partial delivery from happening.
+      if (accepted === 0 && mail.code === 250) this.closeTransaction('.\r\n', 'data', false);
+      else this.session.destroy(new MailroomError('ECONNECTION', 'connection dropped: the relay took DATA for a message with a refused recipient'));
+      return;
+    }
+    message.phase = 'content';
+    const dot = this.session.expect('data', this.session.options.dataTimeoutMs, 1);
+    // The final dot ends this transaction whatever the relay answers to it.
+    this.boundary = true;
+    this.advance(content(message.raw));
+    dot.then(([reply]) => this.settle(message, (reply as SmtpReply).code === 250 ? (reply as SmtpReply) : replyError(reply as SmtpReply, 'data')), ignore);
+  }
+
+  /** Ends an open transaction with `text`; `strict`: anything but 250 means the session is out of step. */
+  private closeTransaction(text: string, stage: SmtpStage, strict: boolean): void {
+    const reply = this.session.expect(stage, this.session.options.commandTimeoutMs, 1);
+    this.boundary = true;
+    this.advance(text);
+    reply.then(([r]) => {
+      if (strict && (r as SmtpReply).code !== 250) this.session.destroy(replyError(r as SmtpReply, stage));
+    }, ignore);
+  }
+
+  /** Without PIPELINING: each command waits for its reply. */
+  private async stepwise(message: Message): Promise<void> {
+    const { session } = this;
+    const { commandTimeoutMs, dataTimeoutMs } = session.options;
+    message.phase = 'envelope';
+    const refused = async (reply: SmtpReply, stage: SmtpStage): Promise<void> => {
+      this.settle(message, replyError(reply, stage));
+      const reset = await session.exchange('rset', commandTimeoutMs, 'RSET\r\n');
+      if (reset.code !== 250) session.destroy(replyError(reset, 'rset'));
+    };
+    const mail = await session.exchange('mail', commandTimeoutMs, `MAIL FROM:<${message.envelope.from}>\r\n`);
+    if (mail.code !== 250) return refused(mail, 'mail');
+    for (const rcpt of message.envelope.to) {
+      const reply = await session.exchange('rcpt', commandTimeoutMs, `RCPT TO:<${rcpt}>\r\n`);
+      if (reply.code !== 250 && reply.code !== 251) return refused(reply, 'rcpt');
+    }
+    const data = await session.exchange('data', commandTimeoutMs, 'DATA\r\n');
+    if (data.code !== 354) return refused(data, 'data');
+    message.phase = 'content';
+    const dot = await session.exchange('data', dataTimeoutMs, content(message.raw));
+    this.settle(message, dot.code === 250 ? dot : replyError(dot, 'data'));
+  }
+
+  /** The outcome of the oldest message: outcomes come in submission order, as the relay's replies do. */
+  private settle(message: Message, outcome: SmtpReply | MailroomError): void {
+    if (this.queue[0] !== message) throw new MailroomError('EINTERNAL', 'delivery outcome out of order');
+    this.queue.shift();
+    if (outcome instanceof MailroomError) message.reject(outcome);
+    else message.resolve(outcome);
+  }
+
+  private failAll(err: MailroomError): void {
+    let first = true;
+    for (const message of this.queue.splice(0)) {
+      if (first && message.phase !== 'waiting') message.reject(message.phase === 'content' ? err : staleIfUnanswered(err));
+      else message.reject(stale(err));
+      first = false;
+    }
+  }
+}
+
+/**
+ * A relay that closes an idle connection (or closes right behind its last 250)
+ * races our next MAIL: the socket is gone before any reply. Nothing of this
+ * message reached the relay; ESTALE says so, so that it is not counted as a
+ * delivery attempt. Any other error (a timeout, a reply) passes through.
+ */
+function staleIfUnanswered(err: MailroomError): MailroomError {
+  return err.code === 'ECONNECTION' && err.smtp === undefined ? stale(err) : err;
+}
+
+function stale(err: MailroomError): MailroomError {
+  return new MailroomError('ESTALE', `${err.message} before the relay answered MAIL`, { cause: err });
+}
