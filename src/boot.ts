@@ -11,6 +11,7 @@ import { withTlsContext } from './smtp/tls.js';
 import { otpMachine, type OtpActor } from './actors/otp.js';
 import { CodeHasher } from './otp/code.js';
 import { InMemoryOtpStore } from './otp/memory-store.js';
+import type { OtpStore } from './otp/store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { IdempotencyCache } from './mail/idempotency.js';
@@ -43,6 +44,10 @@ export interface BootOptions {
   readonly log?: Logger;
   /** the machines to run instead of the real ones (tests provide failing implementations) */
   readonly machines?: { readonly supervisor?: typeof supervisorMachine; readonly otp?: typeof otpMachine };
+  /** the OTP store to use instead of a fresh in-memory one (tests look into the one they gave) */
+  readonly otpStore?: OtpStore;
+  /** the clock of every expiry (OTP codes, idempotency windows), epoch ms; tests move it instead of sleeping */
+  readonly clock?: () => number;
 }
 
 export async function boot(env: Readonly<Record<string, string | undefined>>, options: BootOptions = {}): Promise<Service> {
@@ -103,7 +108,14 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       },
     },
   });
-  supervisor.subscribe({ error: onRootFailure('supervisor') });
+  supervisor.subscribe({
+    error: (err) => {
+      onRootFailure('supervisor')(err);
+      // xstate leaves the children of an actor in error running: the
+      // connections would keep their sockets and timers. Each closes at once.
+      for (const child of Object.values(supervisor.getSnapshot().children)) child?.send({ type: 'FORCE_CLOSE' });
+    },
+  });
   const poolUp = new Promise<void>((resolve) => {
     const sub = supervisor.on('pool.health', (e) => {
       if (e.up > 0) {
@@ -120,7 +132,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
   if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
 
-  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs));
+  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs, undefined, options.clock));
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
@@ -133,10 +145,11 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         returnCode: otpConfig.returnCode,
         templates: { subject: otpConfig.subjectTemplate, text: otpConfig.textTemplate, html: otpConfig.htmlTemplate },
       },
-      store: new InMemoryOtpStore(otpConfig),
+      store: options.otpStore ?? new InMemoryOtpStore(otpConfig),
       hasher,
       mailer,
       log: log.child({ component: 'otp' }),
+      ...(options.clock !== undefined ? { now: options.clock } : {}),
     },
   });
   otp.subscribe({ error: onRootFailure('otp') });

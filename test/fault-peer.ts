@@ -287,10 +287,11 @@ class PeerSession {
       return 'replied';
     }
     return new Promise((resolve) => {
+      // A connection closed meanwhile has nothing to answer: the timer must not keep a test's process alive.
       setTimeout(() => {
         if (this.closed) resolve('stop');
         else resolve(this.apply(fault.then, normal));
-      }, fault.delay);
+      }, fault.delay).unref();
     });
   }
 

@@ -95,7 +95,8 @@ test('deadlines: a job whose deadline passes during its retry backoff is not ret
 });
 
 test('idempotency: a repeat returns the first result without resending; a concurrent repeat waits for it', async (t) => {
-  const { peer, svc } = await startRig(t, { script: (c) => (c.stage === 'dot' ? { delay: 600 } : undefined) }, { WORKERS: '2', IDEMPOTENCY_WINDOW_SECONDS: '2' });
+  let now = Date.now();
+  const { peer, svc } = await startRig(t, { script: (c) => (c.stage === 'dot' ? { delay: 600 } : undefined) }, { WORKERS: '2', IDEMPOTENCY_WINDOW_SECONDS: '2' }, { clock: () => now });
   const req = { ...mail('idem'), idempotency_key: 'order-42-confirmation' };
   // Two calls at once: the second waits for the first's outcome.
   const [a, b] = await Promise.all([sendMail(svc, req), sendMail(svc, req)]);
@@ -113,8 +114,8 @@ test('idempotency: a repeat returns the first result without resending; a concur
   assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
   assert.match(err.details, /idempotency_key/);
 
-  // After the window (2 s from the first call, which took 600 ms) the key is free again.
-  await sleep(1500);
+  // After the window (2 s from the first call) the key is free again.
+  now += 2000;
   const d = await sendMail(svc, req);
   assert.notEqual(d.message_id, a.message_id);
   assert.equal(peer.withSubject(req.subject).length, 2);

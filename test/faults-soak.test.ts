@@ -24,6 +24,8 @@ test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered
   const total = 2000;
   const inFlight = 200;
   const seed = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
+  // First, so that a failing run can be replayed whatever fails and wherever.
+  t.diagnostic(`SOAK_SEED=${seed} replays this run`);
   const random = prng(seed);
   let dropsMidData = 0;
   // Half of the drops come while the data streams in, half just after the
@@ -86,6 +88,6 @@ test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered
   assert.ok(duplicates <= peer.ambiguous, `${duplicates} duplicates, ${peer.ambiguous} ambiguous drops: every duplicate is explained by one`);
   assert.deepEqual(peer.violations, []);
 
-  t.diagnostic(`seed ${seed}: ${total} mails in ${seconds.toFixed(2)} s (${Math.round(total / seconds)}/s) over ${peer.connections.length} connections`);
+  t.diagnostic(`${total} mails in ${seconds.toFixed(2)} s (${Math.round(total / seconds)}/s) over ${peer.connections.length} connections`);
   t.diagnostic(`drops mid-DATA ${dropsMidData}, after the final dot ${peer.ambiguous}; duplicates delivered ${duplicates}`);
 });

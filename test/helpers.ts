@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { waitFor } from 'xstate';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { boot, type Service } from '../src/boot.js';
+import { boot, type BootOptions, type Service } from '../src/boot.js';
 import { makePki, type Pki } from './pki.js';
 import { createLogger, type Logger } from '../src/log.js';
 import type { LogLevel } from '../src/config.js';
@@ -208,7 +208,7 @@ export function recordingLogger(level: LogLevel = 'debug'): LogRecording {
   return { logger: createLogger({ level, format: 'json', stream }), lines, entries };
 }
 
-export interface ServiceOptions {
+export interface ServiceOptions extends BootOptions {
   /** the service's logger; default: silent unless TEST_LOGS=1 */
   readonly log?: Logger;
 }
@@ -217,7 +217,7 @@ export interface ServiceOptions {
 export async function startService(env: Record<string, string>, options: ServiceOptions = {}): Promise<RunningService> {
   const service = await boot(
     { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', ...env },
-    { log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
+    { ...options, log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
   );
   const proto = loadMailProto();
   const address = `127.0.0.1:${service.port}`;

@@ -3,10 +3,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
+import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { startSmtp, startService, relayEnv, sendCode, validateCode, codeFromMail, type SmtpPeer, type RunningService } from './helpers.js';
 
 let smtp: SmtpPeer;
 let svc: RunningService;
+/** the service's store, given to it here so that a test can see what is still kept */
+const store = new InMemoryOtpStore({ lifespanMs: 1000, maxAttempts: 5, resendCooldownMs: 0, maxSendsPerHour: 10 });
+/** the OTP actor's clock: the tests move it past a code's lifetime instead of sleeping */
+let now = Date.now();
+const later = (ms: number): void => {
+  now += ms;
+};
 
 before(async () => {
   smtp = await startSmtp();
@@ -21,6 +29,7 @@ before(async () => {
       OTP_TEXT: 'Hello,\\n\\nyour code is {{code}}.\\nIt is good for {{seconds}} seconds ({{minutes}} min).',
       OTP_HTML: '<p>Your code: <b>{{code}}</b></p>',
     }),
+    { clock: () => now, otpStore: store },
   );
 });
 
@@ -28,8 +37,6 @@ after(async () => {
   await svc.close();
   await smtp.close();
 });
-
-const store = () => svc.service.otp.getSnapshot().context.store;
 
 test('2: OTP_LENGTH sets the number of digits', async () => {
   await sendCode(svc, 'eight@example.com');
@@ -58,8 +65,8 @@ test('9: an expired code is refused even though no sweep has run', async () => {
   const res = await sendCode(svc, 'expiry@example.com');
   assert.equal(res.expires_in_seconds, 1);
   const code = await codeFromMail(smtp, 'expiry@example.com', 8);
-  await new Promise((r) => setTimeout(r, 1100));
-  assert.ok(store().peek('expiry@example.com') !== undefined, 'still stored: the sweep runs every 180 s');
+  later(1000);
+  assert.ok(store.peek('expiry@example.com') !== undefined, 'still stored: the sweep runs every 180 s');
   const check = await validateCode(svc, 'expiry@example.com', code);
   assert.deepEqual({ ...check }, { status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
 });
@@ -73,7 +80,7 @@ test('10: OTP_RETURN_CODE=true puts the mailed code in the reply', async () => {
 test('11: an expired code answers exactly as an unknown address does', async () => {
   await sendCode(svc, 'expired2@example.com');
   const code = await codeFromMail(smtp, 'expired2@example.com', 8);
-  await new Promise((r) => setTimeout(r, 1100));
+  later(1000);
   const expired = await validateCode(svc, 'expired2@example.com', code);
   const unknown = await validateCode(svc, 'unknown2@example.com', code);
   assert.deepEqual({ ...expired }, { ...unknown });

@@ -17,9 +17,12 @@ import {
   type SmtpPeer,
   type RunningService,
 } from './helpers.js';
+import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 
 let smtp: SmtpPeer;
 let svc: RunningService;
+/** the service's store, given to it here so that the tests can look at what it keeps */
+let store: InMemoryOtpStore;
 
 before(async () => {
   smtp = await startSmtp({
@@ -34,15 +37,14 @@ before(async () => {
       },
     },
   });
-  svc = await startService(relayEnv(smtp.port, { WORKERS: '2', OTP_MAX_SENDS_PER_HOUR: '3' }));
+  store = new InMemoryOtpStore({ lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 3 });
+  svc = await startService(relayEnv(smtp.port, { WORKERS: '2', OTP_MAX_SENDS_PER_HOUR: '3' }), { otpStore: store });
 });
 
 after(async () => {
   await svc.close();
   await smtp.close();
 });
-
-const store = () => svc.service.otp.getSnapshot().context.store;
 
 /** SendCode, then the code as the mail carried it. */
 async function issue(address: string): Promise<string> {
@@ -79,7 +81,7 @@ test('3: only a keyed hash is stored; addresses are trimmed and lower-cased alik
   assert.deepEqual(mail.to, ['Mixed.Case@example.com'], 'the mail goes to the address as typed, domain lower-cased');
   const code = await codeFromMail(smtp, 'Mixed.Case@example.com');
 
-  const stored = store().peek('mixed.case@example.com');
+  const stored = store.peek('mixed.case@example.com');
   assert.ok(stored !== undefined, 'stored under the normalised address');
   const bytes = Buffer.from(stored.hash, 'latin1');
   assert.equal(bytes.length, 32, 'an HMAC-SHA-256');
@@ -94,8 +96,8 @@ test('3: only a keyed hash is stored; addresses are trimmed and lower-cased alik
 test('4: a correct check consumes the code', async () => {
   const code = await issue('once@example.com');
   assert.equal((await validateCode(svc, 'once@example.com', code)).isValid, true);
-  assert.equal(store().peek('once@example.com'), undefined);
   assert.equal((await validateCode(svc, 'once@example.com', code)).isValid, false);
+  assert.equal(store.peek('once@example.com'), undefined, 'and it is gone from the store');
 });
 
 test('5: five wrong guesses kill the code; the right one is then refused', async () => {
@@ -144,13 +146,13 @@ test('6c: at most OTP_MAX_SENDS_PER_HOUR codes per address (3 here)', async () =
 test('6d: a SendCode while another for the same address is in flight is RESOURCE_EXHAUSTED; the code is not live before its mail is accepted', async () => {
   const first = sendCode(svc, 'slow@example.com');
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(store().peek('slow@example.com'), undefined, 'not live while the mail is on its way');
+  assert.equal(store.peek('slow@example.com'), undefined, 'not live while the mail is on its way');
   const err = await expectGrpcError(sendCode(svc, 'slow@example.com'));
   assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
   assert.match(err.details, /being sent/);
   assert.ok(Number(metadataValue(err, 'retry-after')) > 0);
   assert.equal((await first).status, 'SUCCESS');
-  assert.ok(store().peek('slow@example.com') !== undefined);
+  assert.ok(store.peek('slow@example.com') !== undefined);
   const code = await codeFromMail(smtp, 'slow@example.com');
   assert.equal((await validateCode(svc, 'slow@example.com', code)).isValid, true);
 });
@@ -160,7 +162,7 @@ test('7: an SMTP refusal fails SendCode with the relay reply and leaves no live 
   assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
   assert.match(err.details, /550/);
   assert.equal(metadataValue(err, 'smtp-code'), '550');
-  assert.equal(store().peek('refused@example.com'), undefined);
+  assert.equal(store.peek('refused@example.com'), undefined);
   for (const guess of ['000000', '123456', '999999']) {
     assert.equal((await validateCode(svc, 'refused@example.com', guess)).isValid, false);
   }
@@ -196,7 +198,7 @@ test('11: unknown address and wrong code both answer isValid false with status S
 
 test('12: malformed addresses and codes are INVALID_ARGUMENT and change nothing', async () => {
   const code = await issue('strict@example.com');
-  const size = store().size;
+  const size = store.size;
   const mails = smtp.messages.length;
   const badChecks: [string, string][] = [
     ['strict@example.com', ''],
@@ -218,8 +220,8 @@ test('12: malformed addresses and codes are INVALID_ARGUMENT and change nothing'
     const err = await expectGrpcError(sendCode(svc, email));
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT, `${JSON.stringify(email)}: ${err.details}`);
   }
-  assert.equal(store().size, size);
-  assert.equal(store().peek('strict@example.com')?.attemptsLeft, 5, 'no attempt was counted');
+  assert.equal(store.size, size);
+  assert.equal(store.peek('strict@example.com')?.attemptsLeft, 5, 'no attempt was counted');
   assert.equal(smtp.messages.length, mails, 'no mail was sent');
   assert.equal((await validateCode(svc, 'strict@example.com', code)).isValid, true);
 });

@@ -5,7 +5,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket, type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { MAIN, startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -84,11 +85,28 @@ test('SIGTERM: the process drains, quits its SMTP connections and exits 0', asyn
   const { child, exited, output } = await startMain(smtp.port, {}, (stderr) => stderr.includes('"message":"listening"'));
   assert.equal(smtp.connections.length, 2, 'the pool dialled before it took traffic');
 
+  assert.doesNotMatch(output.stderr, /started without/, 'npm start gives the V8 flags: no warning');
+
   child.kill('SIGTERM');
   const [code, signal] = await exited;
   assert.equal(signal, null, output.stderr);
   assert.equal(code, 0, output.stderr);
   assert.match(output.stderr, /"message":"stopped"/);
+});
+
+test('started without the V8 flags npm start gives, the service says so', async () => {
+  const smtp = await startSmtp();
+  open.push(smtp);
+  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/nonexistent/.env', ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1' }) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  await new Promise<void>((resolve) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('"message":"listening"')) resolve();
+    });
+  });
+  child.kill('SIGKILL');
+  assert.match(stderr, /started without --no-allocation-site-pretenuring/);
 });
 
 test('SIGTERM while boot still waits for the relay: handled, exit 0 (nothing was taken yet)', async () => {
