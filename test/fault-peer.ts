@@ -5,6 +5,8 @@
 // answer late. It records every accepted message with the connection that
 // carried it, every command, and every protocol violation a client commits
 // (MAIL before AUTH, a command after QUIT…), so tests assert what the relay saw.
+// One file over 300 lines: the peer's dialogue is one state machine per
+// connection, and splitting it would scatter the protocol it checks.
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket, createSecureContext } from 'node:tls';
 import type { AddressInfo } from 'node:net';

@@ -5,20 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { mail, sendMail, startRig } from './helpers.js';
+import { mail, prng, sendMail, startRig } from './helpers.js';
 import type { FaultContext, Fault } from './fault-peer.js';
-
-/** mulberry32: a seeded PRNG, so that a failing run can be replayed with SOAK_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered, nothing lost', { timeout: 90_000 }, async (t) => {
   const total = 2000;

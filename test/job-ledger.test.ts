@@ -7,21 +7,10 @@ import assert from 'node:assert/strict';
 import { JobLedger } from '../src/actors/job-ledger.js';
 import { createJob, type MailJob } from '../src/mail/job.js';
 import type { OutgoingMessage } from '../src/mail/compose.js';
+import { prng } from './helpers.js';
 
 const message: OutgoingMessage = { messageId: '<m@x>', envelope: { from: 'a@x.org', to: ['b@x.org'] }, raw: 'Subject: x\r\n\r\nx\r\n' };
 const job = (): MailJob => createJob(message, Infinity).job;
-
-/** mulberry32, so that a failing run names its seed */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('a job is in exactly one place after any sequence of moves, and its place says which', () => {
   const seed = Number(process.env.LEDGER_SEED ?? Date.now() % 1_000_000);

@@ -20,7 +20,9 @@
 // PIPELINING it asks for a second job while the first is under way, and the
 // courier sends that one's envelope right behind the first one's dot.
 // Socket work lives in the invoked actors; transitions only assign, log and
-// report.
+// report. One file over 300 lines because a machine is one setup() and one
+// createMachine() expression, typed as a whole; the socket work it invokes
+// is in src/smtp.
 import { assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';

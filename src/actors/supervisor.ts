@@ -15,6 +15,11 @@
 //
 // Context holds mutable collections owned by this actor alone: copying a
 // queue of thousands of jobs on every event would make each job cost O(n).
+//
+// One file over 300 lines because a machine is one setup() and one
+// createMachine() expression: xstate types every action, guard and
+// transition from it, and a reader follows the chart in one place. What the
+// actions do at length lives beside it: job-ledger.ts, pool.ts, dispatch.ts.
 import { emit, enqueueActions, fromCallback, setup, type ActorRefFrom } from 'xstate';
 import type { Observable } from 'rxjs';
 import type { Logger } from 'winston';
@@ -355,8 +360,10 @@ export const supervisorMachine = setup({
       input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' }, repeat: true }),
     },
   ],
-  // What connections report is handled alike until the pool is closing.
+  // Jobs are taken in until the pool drains, and what connections report is
+  // handled alike until it is closing.
   on: {
+    'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
     'conn.ready': {
       actions: [
         { type: 'markReady', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
@@ -423,13 +430,11 @@ export const supervisorMachine = setup({
         { guard: 'allTried', target: 'serving.down' },
       ],
       on: {
-        'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
         shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
       },
     },
     serving: {
       on: {
-        'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
         shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
       },
       // entered through starting's choice; `down` only names a default
