@@ -13,11 +13,10 @@ function recorder(): { actor: OtpActor; events: OtpEvent[] } {
 
 test('checks made together travel as one event, in the order they were made', async () => {
   const { actor, events } = recorder();
-  const batcher = new CheckBatcher(actor);
-  const noop = { answer: (): void => undefined, fail: (): void => undefined };
-  batcher.check('a@x', 'h1', noop);
-  batcher.check('b@x', 'h2', noop);
-  batcher.check('c@x', 'h3', noop);
+  const batcher = new CheckBatcher<string>(actor, { answer: () => undefined, fail: () => undefined });
+  batcher.check('a@x', 'h1', 'a');
+  batcher.check('b@x', 'h2', 'b');
+  batcher.check('c@x', 'h3', 'c');
   assert.equal(events.length, 0, 'nothing is sent while the synchronous run goes on');
   await Promise.resolve();
   assert.equal(events.length, 1);
@@ -27,16 +26,16 @@ test('checks made together travel as one event, in the order they were made', as
     first.checks.map((c) => c.key),
     ['a@x', 'b@x', 'c@x'],
   );
-  batcher.check('d@x', 'h4', noop);
+  batcher.check('d@x', 'h4', 'd');
   await Promise.resolve();
   assert.equal(events.length, 2, 'a later run makes a new event');
 });
 
 test('each check is answered with its own result, in order, once the actor replies', async () => {
   const { actor, events } = recorder();
-  const batcher = new CheckBatcher(actor);
   const got: string[] = [];
-  for (const key of ['a@x', 'b@x', 'c@x']) batcher.check(key, 'h', { answer: (r) => got.push(`${key}=${r}`), fail: (e) => got.push(`${key}:${e.code}`) });
+  const batcher = new CheckBatcher<string>(actor, { answer: (key, r) => got.push(`${key}=${r}`), fail: (key, e) => got.push(`${key}:${e.code}`) });
+  for (const key of ['a@x', 'b@x', 'c@x']) batcher.check(key, 'h', key);
   await Promise.resolve();
   const [event] = events;
   assert.ok(event?.type === 'code.checks');

@@ -14,36 +14,39 @@ import { awaitReply } from '../actors/reply.js';
 import type { MailroomError } from '../errors.js';
 import type { CodeHash } from '../otp/code.js';
 
-/** What a check's caller is told: the result, or why there is none. */
-export interface CheckAnswer {
-  answer(result: number): void;
-  fail(error: MailroomError): void;
+/** How a check's caller is told its result (a number from the store), or why there is none. */
+export interface CheckAnswers<C> {
+  answer(caller: C, result: number): void;
+  fail(caller: C, error: MailroomError): void;
 }
 
-export class CheckBatcher {
+export class CheckBatcher<C> {
   private checks: CheckRequest[] = [];
-  private answers: CheckAnswer[] = [];
+  private callers: C[] = [];
 
-  constructor(private readonly otp: OtpActor) {}
+  constructor(
+    private readonly otp: OtpActor,
+    private readonly answers: CheckAnswers<C>,
+  ) {}
 
-  check(key: string, hash: CodeHash, answer: CheckAnswer): void {
+  check(key: string, hash: CodeHash, caller: C): void {
     if (this.checks.length === 0) queueMicrotask(this.flush);
     this.checks.push({ key, hash });
-    this.answers.push(answer);
+    this.callers.push(caller);
   }
 
   private readonly flush = (): void => {
-    const { checks, answers } = this;
+    const { checks, callers, answers } = this;
     this.checks = [];
-    this.answers = [];
+    this.callers = [];
     const { reply, answer } = awaitReply<number[]>();
     this.otp.send({ type: 'code.checks', checks, reply });
     answer.then(
       (results) => {
-        for (let i = 0; i < answers.length; i++) (answers[i] as CheckAnswer).answer(results[i] as number);
+        for (let i = 0; i < callers.length; i++) answers.answer(callers[i] as C, results[i] as number);
       },
       (error: MailroomError) => {
-        for (const a of answers) a.fail(error);
+        for (const caller of callers) answers.fail(caller, error);
       },
     );
   };

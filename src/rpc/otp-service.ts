@@ -7,7 +7,7 @@ import type { CodeHasher } from '../otp/code.js';
 import type { SendCodeResponse } from '../generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
-import type { Calls } from './calls.js';
+import type { Calls, OpenCall } from './calls.js';
 import { CheckBatcher } from './check-batcher.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
@@ -29,12 +29,15 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   const { otp, calls, hasher, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
-  const checks = new CheckBatcher(otp);
   // Every answer ValidateCode can give, built once: the check path is hot.
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
   const rejected: readonly ValidateCodeResponse[] = Array.from({ length: deps.maxAttempts + 1 }, (_, n) =>
     Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: n }),
   );
+  const checks = new CheckBatcher<OpenCall<ValidateCodeResponse>>(otp, {
+    answer: (open, result) => open.ok(result === CODE_ACCEPTED ? accepted : (rejected[result] ?? (rejected[0] as ValidateCodeResponse))),
+    fail: (open, error) => open.fail(error),
+  });
   return {
     SendCode(call, callback) {
       const open = calls.open(callback);
@@ -66,10 +69,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         open.fail(err);
         return;
       }
-      checks.check(key, hasher.hash(key, call.request.otpCode), {
-        answer: (result) => open.ok(result === CODE_ACCEPTED ? accepted : (rejected[result] ?? rejected[0] as ValidateCodeResponse)),
-        fail: (err) => open.fail(err),
-      });
+      checks.check(key, hasher.hash(key, call.request.otpCode), open);
     },
   };
 }
