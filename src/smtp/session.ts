@@ -32,6 +32,8 @@ export class SmtpSession {
   private readonly waiting: Expectation[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly reader: ReplyReader;
+  /** what is to be written at the end of this tick */
+  private out = '';
 
   constructor(
     private readonly link: Link,
@@ -75,10 +77,25 @@ export class SmtpSession {
     });
   }
 
-  /** Writes to the socket; a lost session has failed everything waiting already. */
+  /**
+   * Writes to the socket at the end of this tick, together with whatever
+   * else is written before then: a message's content and the next message's
+   * envelope become one write (one TLS record, one syscall) even when the
+   * next message is handed over a few microtasks later, as it is when the
+   * relay's replies to both came in one read. A lost session has failed
+   * everything waiting already.
+   */
   write(text: string): void {
-    if (this.link.lost === undefined) this.sock.write(text);
+    if (this.link.lost !== undefined) return;
+    if (this.out === '') process.nextTick(this.flush);
+    this.out += text;
   }
+
+  private readonly flush = (): void => {
+    const text = this.out;
+    this.out = '';
+    if (this.link.lost === undefined) this.sock.write(text);
+  };
 
   /** One command and its reply. */
   async exchange(stage: SmtpStage, timeoutMs: number, text: string): Promise<SmtpReply> {
