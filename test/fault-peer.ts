@@ -44,7 +44,13 @@ export type Fault =
   /** never answer; the socket stays open until the client gives up */
   | { readonly stall: true }
   /** answer normally (or with `then`) after `ms` */
-  | { readonly delay: number; readonly then?: Fault };
+  | { readonly delay: number; readonly then?: Fault }
+  /**
+   * a hostile relay: instead of a reply, send without end either continuation
+   * lines of a reply that never finishes (`lines`, with this code) or bytes
+   * that never end a line (`unterminated`), until the client goes away
+   */
+  | { readonly flood: 'lines' | 'unterminated'; readonly code?: string };
 
 export type Script = (ctx: FaultContext) => Fault | undefined;
 
@@ -92,6 +98,8 @@ export class FaultPeer {
   readonly commands: PeerCommand[] = [];
   /** messages the peer kept but never confirmed (dropped or stalled after the final dot) */
   ambiguous = 0;
+  /** bytes sent by `flood` faults */
+  flooded = 0;
   /** protocol rules a client broke; every test expects none */
   readonly violations: string[] = [];
   /** replaced at will by a test; undefined answers are normal behaviour */
@@ -273,6 +281,18 @@ class PeerSession {
       if (fault.reset === true) this.sock.resetAndDestroy();
       else this.sock.destroy();
       this.closed = true;
+      return 'stop';
+    }
+    if ('flood' in fault) {
+      const chunk = fault.flood === 'lines' ? `${fault.code ?? '250'}-${'y'.repeat(200)}\r\n`.repeat(64) : 'z'.repeat(16_384);
+      const pump = (): void => {
+        if (this.sock.destroyed || !this.stream.writable) return;
+        this.peer.flooded += chunk.length;
+        if (this.stream.write(chunk)) setImmediate(pump);
+        else this.stream.once('drain', pump);
+      };
+      pump();
+      this.closed = true; // read nothing more
       return 'stop';
     }
     if ('stall' in fault) {

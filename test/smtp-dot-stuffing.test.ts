@@ -1,5 +1,5 @@
-// Dot-stuffing (RFC 5321 4.5.2): emailjs writes DATA as is, so the session
-// doubles every leading dot; otherwise a line "." would end the message early.
+// Dot-stuffing (RFC 5321 4.5.2): the session doubles every leading dot of
+// the content; otherwise a line "." would end the message early.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dotStuff } from '../src/smtp/data.js';

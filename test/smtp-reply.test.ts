@@ -1,4 +1,4 @@
-// SMTP replies as emailjs hands them over: parsing (RFC 5321 multi-line,
+// SMTP replies: parsing (RFC 5321 multi-line,
 // RFC 3463 enhanced codes) and the classification that drives retries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,6 +72,6 @@ test('classification of AUTH: refused credentials are EAUTH, a temporary failure
 });
 
 test('the cause is kept for the log', () => {
-  const cause = new Error('emailjs said no');
+  const cause = new Error('the socket said no');
   assert.equal(replyError(reply('550 no'), 'mail', cause).cause, cause);
 });

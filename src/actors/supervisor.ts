@@ -164,8 +164,9 @@ export const supervisorMachine = setup({
     /** a connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times */
     stale: ({ context }, params: { job: MailJob; error: MailroomError }) =>
       params.error.code === 'ESTALE' && params.job.staleRequeues < context.options.maxAttempts,
+    /** ESTALE counts no attempt: once its free requeues are spent it fails, or it would go round for ever. */
     worthRetrying: ({ context }, params: { job: MailJob; error: MailroomError }) =>
-      params.error.transient && params.job.attempts < context.options.maxAttempts && !params.job.settled(),
+      params.error.transient && params.error.code !== 'ESTALE' && params.job.attempts < context.options.maxAttempts && !params.job.settled(),
     drained: ({ context }) => context.ledger.empty,
     allClosed: ({ context }) => context.pool.allClosed,
   },

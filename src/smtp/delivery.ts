@@ -18,6 +18,7 @@ import { MailroomError, type SmtpReply } from '../errors.js';
 import type { Envelope } from '../mail/envelope.js';
 import { content, envelopeGroup } from './data.js';
 import { replyError, type SmtpStage } from './reply.js';
+import { isDeparture } from './link.js';
 import type { SmtpSession } from './session.js';
 
 interface Message {
@@ -162,10 +163,11 @@ export class Deliveries {
  * A relay that closes an idle connection (or closes right behind its last 250)
  * races our next MAIL: the socket is gone before any reply. Nothing of this
  * message reached the relay; ESTALE says so, so that it is not counted as a
- * delivery attempt. Any other error (a timeout, a reply) passes through.
+ * delivery attempt. Any other loss (a timeout, a reply out of bounds or out of
+ * step) passes through: the relay did answer, or may have.
  */
 function staleIfUnanswered(err: MailroomError): MailroomError {
-  return err.code === 'ECONNECTION' && err.smtp === undefined ? stale(err) : err;
+  return isDeparture(err) ? stale(err) : err;
 }
 
 function stale(err: MailroomError): MailroomError {

@@ -1,89 +1,138 @@
 // Dialling the relay: TCP (or implicit TLS) connect, greeting, EHLO,
-// STARTTLS where configured, AUTH where configured. emailjs's
-// SMTPConnection speaks the handshake; each step runs under a deadline of
-// its own (command.ts). What comes out is a session that reads its own
-// replies from then on (session.ts).
-import type { TLSSocket } from 'node:tls';
-import { MailroomError } from '../errors.js';
-import { command } from './command.js';
+// STARTTLS where configured, AUTH where configured. Every step has its own
+// deadline and every reply goes through the session's bounded reader
+// (reply-reader.ts), the greeting included: a relay that floods the
+// handshake ends its own connection, never the process.
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
+import { authSteps, chooseMechanism, parseEhlo, withoutText } from './handshake.js';
 import { Link } from './link.js';
 import type { SessionOptions } from './options.js';
-import { PooledConnection } from './pooled-connection.js';
+import { parseReplyLines, replyError, type SmtpStage } from './reply.js';
 import { SmtpSession } from './session.js';
-import { resumeSession, tlsOptionsFor } from './tls.js';
+import { keepSessions, resumeSession, tlsOptionsFor } from './tls.js';
+
+const TLS_ERROR = /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO|HOSTNAME|ssl|handshake|alert/i;
 
 export async function dial(options: SessionOptions, signal?: AbortSignal): Promise<SmtpSession> {
-  const conn = new PooledConnection({
-    host: options.host,
-    port: options.port,
-    ssl: options.tls === 'implicit' ? tlsOptionsFor(options, 'at-tcp-connect') : false,
-    tls: false,
-    domain: options.heloName,
-    user: options.user,
-    password: options.password,
-    // PLAIN first: one round trip, and the channel is encrypted or the operator chose `none`.
-    authentication: ['PLAIN', 'LOGIN', 'CRAM-MD5'],
-    timeout: options.connectTimeoutMs + options.greetingTimeoutMs,
-  });
-  const link = new Link(() => conn.close(true));
-  const onAbort = (): void => link.destroy();
+  let sock: Socket | TLSSocket | undefined;
+  const link = new Link();
+  const onAbort = (): void => link.destroy(new MailroomError('ECONNECTION', 'dial aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await open(conn, link, options);
+    sock = await connect(options, link);
+    let session = new SmtpSession(link, sock, options);
+    const greeting = await session.expect('greeting', options.greetingTimeoutMs, 1);
+    expectCode(greeting[0] as SmtpReply, 220, 'greeting');
+    await ehlo(session);
     if (options.tls === 'starttls') {
-      await command(link, 'ehlo', options.commandTimeoutMs, (done) => conn.ehlo(done));
-      if (!conn.has_extn('starttls')) {
+      if (!session.features.starttls) {
         throw new MailroomError('ETLS', 'the SMTP relay does not offer STARTTLS (set EMAIL_TLS=none to send in plain text)');
       }
-      await command(link, 'starttls', options.commandTimeoutMs, (done) => conn.command('STARTTLS', done, [220]));
-      await command(link, 'starttls', options.connectTimeoutMs, (done) => conn.upgrade(tlsOptionsFor(options, 'in-connect'), options.tlsSessions, done));
-      link.watch(conn.socket());
+      expectCode(await session.exchange('starttls', options.commandTimeoutMs, 'STARTTLS\r\n'), 220, 'starttls');
+      session.detach();
+      sock = await upgrade(sock, options, link);
+      session = new SmtpSession(link, sock, options);
+      await ehlo(session);
     }
-    if (options.user !== undefined) {
-      // login() runs EHLO itself when no features are known.
-      await command(link, 'auth', options.commandTimeoutMs, (done) => conn.login(done));
-    } else {
-      await command(link, 'ehlo', options.commandTimeoutMs, (done) => conn.ehlo(done));
-    }
+    if (options.user !== undefined) await authenticate(session, options.user, options.password ?? '');
     if (signal?.aborted === true) throw new MailroomError('ECONNECTION', 'dial aborted');
-    const pipelining = conn.has_extn('pipelining');
-    return new SmtpSession(link, conn.release(), options, { pipelining });
+    return session;
   } catch (err) {
-    link.destroy();
-    throw err;
+    const error = err instanceof MailroomError ? err : (link.lost ?? toMailroomError(err));
+    link.destroy(error);
+    throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
 }
 
-/** The TCP (or TLS) connect and the relay's greeting, each under its own deadline. */
-async function open(conn: PooledConnection, link: Link, options: SessionOptions): Promise<void> {
-  let connectTimer: NodeJS.Timeout | undefined;
-  try {
-    await command(link, 'greeting', options.connectTimeoutMs + options.greetingTimeoutMs, (done, restart) => {
-      conn.connect(done);
-      const sock = conn.socket();
-      if (sock === null) return;
-      // TRAP: emailjs never sets TCP_NODELAY; Nagle plus delayed ACK then
-      // costs ~40 ms on every command round trip.
-      sock.setNoDelay(true);
-      if (options.tls === 'implicit') resumeSession(sock as TLSSocket, options.tlsSessions);
-      // TRAP: emailjs's `timeout` is a socket inactivity timer that also kills
-      // idle pooled connections. It stays only until the TCP connect; after
-      // that every command carries its own deadline and keepalive uses NOOP.
-      // The connect and the greeting have deadlines of their own.
-      connectTimer = setTimeout(() => {
-        link.destroy(new MailroomError('ETIMEDOUT', `no TCP connection to the SMTP relay within ${options.connectTimeoutMs} ms`));
-      }, options.connectTimeoutMs);
-      sock.once('connect', () => {
-        clearTimeout(connectTimer);
-        sock.setTimeout(0);
-        // the greeting's clock starts at the connect
-        restart(options.greetingTimeoutMs);
-      });
-      link.watch(sock);
+/** The TCP connect, and for implicit TLS the TLS handshake too, each failure named for its step. */
+function connect(options: SessionOptions, link: Link): Promise<Socket | TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const implicit = options.tls === 'implicit';
+    const sock = implicit ? tlsConnect({ ...tlsOptionsFor(options, 'at-tcp-connect'), port: options.port }) : tcpConnect(options.port, options.host);
+    // TRAP: Node leaves TCP_NODELAY off; Nagle plus delayed ACK then costs
+    // ~40 ms on every command round trip.
+    sock.setNoDelay(true);
+    if (implicit) resumeSession(sock as TLSSocket, options.tlsSessions);
+    let connected = false;
+    const timer = setTimeout(() => {
+      link.destroy(new MailroomError('ETIMEDOUT', `no TCP connection to the SMTP relay within ${options.connectTimeoutMs} ms`));
+    }, options.connectTimeoutMs);
+    const unsubscribe = link.onLost((err) => {
+      clearTimeout(timer);
+      reject(err);
     });
-  } finally {
-    clearTimeout(connectTimer);
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) link.destroy(new MailroomError('ECONNECTION', `SMTP connect: ${err.message}`, { cause: err }));
+      else link.destroy(implicit && TLS_ERROR.test(`${err.code ?? ''} ${err.message}`) ? tlsError(err) : new MailroomError('ECONNECTION', `SMTP connection: ${err.message}`, { cause: err }));
+    });
+    const done = (): void => {
+      unsubscribe();
+      resolve(sock);
+    };
+    sock.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      if (!implicit) done();
+    });
+    // The TLS handshake counts toward the greeting's deadline, which starts at the TCP connect.
+    if (implicit) sock.once('secureConnect', done);
+    link.watch(sock);
+  });
+}
+
+/** STARTTLS: the TLS handshake over the connected socket, verifying the relay's certificate like any TLS connect. */
+function upgrade(plain: Socket | TLSSocket, options: SessionOptions, link: Link): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const secure = tlsConnect({ ...tlsOptionsFor(options, 'in-connect'), socket: plain });
+    secure.setNoDelay(true);
+    keepSessions(secure, options.tlsSessions);
+    const timer = setTimeout(() => link.destroy(new MailroomError('ETIMEDOUT', `no TLS handshake with the SMTP relay within ${options.connectTimeoutMs} ms`)), options.connectTimeoutMs);
+    const unsubscribe = link.onLost((err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    secure.once('error', (err) => link.destroy(tlsError(err)));
+    secure.once('secureConnect', () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(secure);
+    });
+    link.watch(secure);
+  });
+}
+
+async function ehlo(session: SmtpSession): Promise<void> {
+  const { options } = session;
+  const replies = session.expectLines('ehlo', options.commandTimeoutMs, 1);
+  session.write(`EHLO ${options.heloName}\r\n`);
+  const lines = (await replies)[0] as string[];
+  expectCode(parseReplyLines(lines) as SmtpReply, 250, 'ehlo');
+  session.features = parseEhlo(lines);
+}
+
+/** AUTH with the first mechanism both sides speak. No reply text reaches an error: it may echo the credential. */
+async function authenticate(session: SmtpSession, user: string, password: string): Promise<void> {
+  const mechanism = chooseMechanism(session.features.auth);
+  if (mechanism === undefined) {
+    throw new MailroomError('EAUTH', `the SMTP relay offers no AUTH mechanism mailroom speaks (it offers: ${session.features.auth.join(' ') || 'none'})`);
   }
+  let challenge = '';
+  for (const step of authSteps(mechanism, user, password)) {
+    const reply = await session.exchange('auth', session.options.commandTimeoutMs, `${step.line(challenge)}\r\n`);
+    if (reply.code === 235) return; // some relays accept before the last step
+    if (reply.code !== step.expect) throw replyError(withoutText(reply), 'auth');
+    challenge = reply.text;
+  }
+}
+
+function expectCode(reply: SmtpReply, code: number, stage: SmtpStage): void {
+  if (reply.code !== code) throw replyError(reply, stage);
+}
+
+function tlsError(err: Error): MailroomError {
+  return new MailroomError('ETLS', `TLS with the SMTP relay failed: ${err.message}`, { cause: err });
 }

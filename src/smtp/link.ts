@@ -7,13 +7,28 @@ import { MailroomError } from '../errors.js';
 
 export type LossListener = (err: MailroomError) => void;
 
+/** Losses where the relay simply went away (closed, reset, or we dropped it): no reply was garbled or late. */
+const departures = new WeakSet<MailroomError>();
+
+function departure(message: string, cause?: Error): MailroomError {
+  const err = new MailroomError('ECONNECTION', message, cause === undefined ? {} : { cause });
+  departures.add(err);
+  return err;
+}
+
+/**
+ * Whether a loss is the connection going away, rather than the relay
+ * misbehaving (a reply out of bounds, a missed deadline). Only a departure
+ * before the relay answered MAIL proves the relay saw none of a message.
+ */
+export function isDeparture(err: MailroomError): boolean {
+  return departures.has(err);
+}
+
 export class Link {
   private cause: MailroomError | undefined;
   private readonly sockets: Socket[] = [];
   private readonly listeners: LossListener[] = [];
-
-  /** `onDestroy` closes whatever else holds the sockets (emailjs's connection). */
-  constructor(private readonly onDestroy: () => void) {}
 
   /** Why the connection is gone; undefined while it is up. */
   get lost(): MailroomError | undefined {
@@ -23,12 +38,13 @@ export class Link {
   watch(sock: Socket | null): void {
     if (sock === null) return;
     this.sockets.push(sock);
-    // TRAP: emailjs's close() removes its own 'error' listener; a late reset
-    // on that socket would then be an uncaught exception and kill the process.
-    sock.on('error', () => undefined);
+    // A socket's error is the connection's loss; whoever watches it more
+    // closely (dial's connect) names it first. Without a listener a late
+    // reset would be an uncaught exception and kill the process.
+    sock.on('error', (err: Error) => this.fail(departure(`connection to the SMTP relay lost: ${err.message}`, err)));
     // Once the relay has ended its side no reply can come: the connection is
     // lost right there, and nothing waits for a reply that cannot arrive.
-    const gone = (): void => this.fail(new MailroomError('ECONNECTION', 'the SMTP relay closed the connection'));
+    const gone = (): void => this.fail(departure('the SMTP relay closed the connection'));
     sock.once('end', gone);
     sock.once('close', gone);
   }
@@ -56,10 +72,7 @@ export class Link {
   /** Drops the connection; `err` says why (a timeout, a reply out of step), when there is a why. */
   destroy(err?: MailroomError): void {
     // Called again and again as a session winds down: an error (and its stack) only the first time.
-    if (this.cause === undefined) this.fail(err ?? new MailroomError('ECONNECTION', 'connection closed'));
-    this.onDestroy();
-    // emailjs forgets its socket on a graceful close (after a failed AUTH, say)
-    // without waiting for it to go: make sure none outlives the connection.
+    if (this.cause === undefined) this.fail(err ?? departure('connection closed'));
     for (const sock of this.sockets) sock.destroy();
   }
 }

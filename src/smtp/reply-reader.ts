@@ -1,25 +1,34 @@
 // Reads SMTP replies off a socket's data: one callback per complete reply
-// (a multi-line reply is one), in the order they came.
+// (a multi-line reply is one), its lines in the order they came. Every reply
+// of a session goes through here, the greeting included.
 //
-// TRAP: emailjs cannot read pipelined replies. Its SMTPResponseMonitor emits
-// one reply per socket 'data' event (a second reply in the same chunk waits
-// for the next chunk), and each emitted reply goes to every pending
-// once('response') listener at the same time. So after the handshake a
-// session reads with this instead, for every command.
-import { MailroomError, type SmtpReply } from '../errors.js';
-import { parseSmtpReply } from './reply.js';
+// A relay is not trusted to be sane. A line over MAX_LINE bytes, a reply of
+// more than MAX_LINES lines, or more than MAX_PENDING bytes waiting without a
+// complete reply ends the session with ECONNECTION saying which. Reading is
+// linear in the bytes received: a chunk is scanned once, and what waits for
+// its line end is at most MAX_LINE bytes, prepended to the next chunk. No
+// input makes push() throw.
+import { MailroomError } from '../errors.js';
+
+/** RFC 5321 4.5.3.1.5 gives 512 octets for a reply line; relays' banners and EHLO lines run longer in practice. */
+export const MAX_LINE = 2048;
+/** EHLO replies are the longest legitimate ones, a few dozen lines. */
+export const MAX_LINES = 128;
+export const MAX_PENDING = 64 * 1024;
 
 const REPLY_LINE = /^\d{3}(?:[ -]|$)/;
 
 export class ReplyReader {
-  /** the start of a line whose end has not come yet */
+  /** the start of a line whose end has not come yet (at most MAX_LINE bytes) */
   private partial = '';
-  /** the lines so far of a multi-line reply, joined with "\n" */
-  private current = '';
+  /** the lines so far of the reply being read */
+  private lines: string[] = [];
+  /** bytes of those lines */
+  private pending = 0;
   private failed = false;
 
   constructor(
-    private readonly onReply: (reply: SmtpReply) => void,
+    private readonly onReply: (lines: string[]) => void,
     private readonly onError: (err: MailroomError) => void,
   ) {}
 
@@ -27,28 +36,42 @@ export class ReplyReader {
   push(chunk: string): void {
     if (this.failed) return;
     const text = this.partial === '' ? chunk : this.partial + chunk;
+    this.partial = '';
     let start = 0;
     for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-      const line = text.charCodeAt(nl - 1) === 13 ? text.slice(start, nl - 1) : text.slice(start, nl);
+      const end = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+      if (end - start > MAX_LINE) return this.fail(`a reply line of more than ${MAX_LINE} bytes`);
+      const line = text.slice(start, end);
       start = nl + 1;
-      if (!REPLY_LINE.test(line)) {
-        this.failed = true;
-        this.onError(new MailroomError('ECONNECTION', `malformed reply line from the SMTP relay: ${JSON.stringify(line.slice(0, 80))}`));
-        return;
+      if (!REPLY_LINE.test(line)) return this.fail(`a malformed reply line ${JSON.stringify(line.slice(0, 80))}`);
+      this.lines.push(line);
+      this.pending += line.length;
+      if (line.charCodeAt(3) === 45 /* '-' */) {
+        if (this.lines.length >= MAX_LINES) return this.fail(`a reply of more than ${MAX_LINES} lines`);
+        if (this.pending > MAX_PENDING) return this.fail(`more than ${MAX_PENDING} bytes without a complete reply`);
+        continue;
       }
-      this.current += `${line}\n`;
-      if (line.charCodeAt(3) !== 45 /* '-' */) {
-        const reply = parseSmtpReply(this.current) as SmtpReply; // every line matched REPLY_LINE
-        this.current = '';
-        this.onReply(reply);
-        if (this.failed) return;
-      }
+      const lines = this.lines;
+      this.lines = [];
+      this.pending = 0;
+      this.onReply(lines);
+      if (this.failed) return;
     }
-    this.partial = start === 0 ? text : text.slice(start);
+    const rest = text.length - start;
+    if (rest > MAX_LINE) return this.fail(`a reply line of more than ${MAX_LINE} bytes`);
+    if (this.pending + rest > MAX_PENDING) return this.fail(`more than ${MAX_PENDING} bytes without a complete reply`);
+    if (rest > 0) this.partial = start === 0 ? text : text.slice(start);
   }
 
-  /** Reads nothing more (the session is gone). */
+  /** Reads nothing more (the session is gone, or the socket changes hands for STARTTLS). */
   stop(): void {
     this.failed = true;
+    this.partial = '';
+    this.lines = [];
+  }
+
+  private fail(why: string): void {
+    this.stop();
+    this.onError(new MailroomError('ECONNECTION', `the SMTP relay sent ${why}: connection dropped`));
   }
 }

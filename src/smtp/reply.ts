@@ -1,33 +1,37 @@
-// SMTP replies as emailjs hands them over (err.smtp holds the raw reply
-// lines) turned into a code, an RFC 3463 enhanced status and one line of text.
+// SMTP replies turned into a code, an RFC 3463 enhanced status and one line
+// of text, and what a refusal means.
 import { MailroomError, type ErrorCode, type SmtpReply } from '../errors.js';
 
 /** Where in the dialogue a reply came: it decides what a refusal means. */
-export type SmtpStage = 'connect' | 'greeting' | 'ehlo' | 'starttls' | 'auth' | 'noop' | 'rset' | 'mail' | 'rcpt' | 'data' | 'quit';
+export type SmtpStage = 'connect' | 'tls' | 'greeting' | 'ehlo' | 'starttls' | 'auth' | 'noop' | 'rset' | 'mail' | 'rcpt' | 'data' | 'quit';
 
 // RFC 5321 4.2: the text after the code is optional ("354" alone is a reply),
 // and an enhanced code may be all the text there is ("250 2.0.0").
 const LINE = /^(\d{3})(?:[ -](?:([245]\.\d{1,3}\.\d{1,3})(?:\s+|$))?(.*))?$/;
 
-export function parseSmtpReply(raw: unknown): SmtpReply | undefined {
-  if (typeof raw !== 'string') return undefined;
+/** The text kept of a reply: enough for a person to read, never a relay's whole banner. */
+const MAX_TEXT = 500;
+
+/** A reply from its lines (the reader's output): the last line's code, the first enhanced code, the texts joined. */
+export function parseReplyLines(lines: readonly string[]): SmtpReply | undefined {
   let code: number | undefined;
   let enhanced: string | undefined;
   let text = '';
-  // Line by line without split(): every message's replies pass through here.
-  for (let start = 0; start < raw.length; ) {
-    let end = raw.indexOf('\n', start);
-    if (end < 0) end = raw.length;
-    const m = LINE.exec(raw.slice(start, end).trim());
-    start = end + 1;
+  for (const line of lines) {
+    const m = LINE.exec(line.trim());
     if (m === null) continue;
     code = Number(m[1]);
     enhanced ??= m[2];
     const part = m[3]?.trim();
-    if (part) text = text === '' ? part : `${text} ${part}`;
+    if (part && text.length < MAX_TEXT) text = text === '' ? part : `${text} ${part}`;
   }
   if (code === undefined) return undefined;
-  return { code, enhanced, text: text.length > 500 ? text.slice(0, 500) : text };
+  return { code, enhanced, text: text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text };
+}
+
+/** A reply from its raw text, lines separated by LF or CRLF. */
+export function parseSmtpReply(raw: unknown): SmtpReply | undefined {
+  return typeof raw === 'string' ? parseReplyLines(raw.split('\n')) : undefined;
 }
 
 export function formatReply(reply: SmtpReply): string {

@@ -1,55 +1,67 @@
-// An authenticated session with the relay, after the handshake (dial.ts).
-// It writes commands and hands each reply, in order, to whoever waits for
-// it, under a deadline. Replies come in the order their commands went out,
-// so only the oldest expectation has a clock running; when it is answered
-// the next one's starts.
+// A session with the relay: it writes commands and hands each reply, in
+// order, to whoever waits for it, under a deadline. The handshake (dial.ts)
+// speaks through it from the greeting on, and so does everything after.
+// Replies come in the order their commands went out, so only the oldest
+// expectation has a clock running; when it is answered the next one's starts.
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MailroomError, type SmtpReply } from '../errors.js';
 import type { Link, LossListener } from './link.js';
 import type { SessionOptions } from './options.js';
 import { ReplyReader } from './reply-reader.js';
-import { formatReply, replyError, type SmtpStage } from './reply.js';
+import { formatReply, parseReplyLines, replyError, type SmtpStage } from './reply.js';
 
 interface Expectation {
   readonly stage: SmtpStage;
   readonly timeoutMs: number;
   readonly count: number;
-  readonly replies: SmtpReply[];
-  readonly resolve: (replies: SmtpReply[]) => void;
+  readonly replies: string[][];
+  readonly resolve: (replies: string[][]) => void;
   readonly reject: (err: MailroomError) => void;
 }
 
-/** What the relay's EHLO offered that changes how messages are sent. */
-export interface SessionFeatures {
+/** What the relay's EHLO offered. */
+export interface Features {
   readonly pipelining: boolean;
+  readonly starttls: boolean;
+  /** AUTH mechanisms, upper case */
+  readonly auth: readonly string[];
 }
 
+export const NO_FEATURES: Features = { pipelining: false, starttls: false, auth: [] };
+
 export class SmtpSession {
-  readonly pipelining: boolean;
-  /** whether the TLS handshake resumed an earlier session (see TlsSessionCache) */
-  readonly resumed: boolean;
+  /** what the last EHLO offered (dial.ts sets it) */
+  features: Features = NO_FEATURES;
   private readonly waiting: Expectation[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly reader: ReplyReader;
   /** what is to be written at the end of this tick */
   private out = '';
+  private readonly onData = (chunk: Buffer): void => this.reader.push(chunk.toString('latin1'));
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly link: Link,
     private readonly sock: Socket | TLSSocket,
     readonly options: SessionOptions,
-    features: SessionFeatures,
   ) {
-    this.pipelining = features.pipelining;
-    this.resumed = 'isSessionReused' in sock && sock.isSessionReused();
     this.reader = new ReplyReader(
-      (reply) => this.onReply(reply),
+      (lines) => this.onReply(lines),
       (err) => this.destroy(err),
     );
-    sock.on('data', (chunk: Buffer) => this.reader.push(chunk.toString('latin1')));
+    sock.on('data', this.onData);
     // First among the loss listeners: whatever waits for a reply fails before anyone else hears of the loss.
-    link.onLost((err) => this.failWaiting(err));
+    this.unsubscribe = link.onLost((err) => this.failWaiting(err));
+  }
+
+  get pipelining(): boolean {
+    return this.features.pipelining;
+  }
+
+  /** Whether the TLS handshake resumed an earlier session (see TlsSessionCache). */
+  get resumed(): boolean {
+    return 'isSessionReused' in this.sock && this.sock.isSessionReused();
   }
 
   /** Why the session is gone; undefined while it is up. */
@@ -67,7 +79,12 @@ export class SmtpSession {
    * nobody waiting. A missed deadline drops the session.
    */
   expect(stage: SmtpStage, timeoutMs: number, count: number): Promise<SmtpReply[]> {
-    return new Promise<SmtpReply[]>((resolve, reject) => {
+    return this.expectLines(stage, timeoutMs, count).then((replies) => replies.map((lines) => parseReplyLines(lines) as SmtpReply));
+  }
+
+  /** expect(), with each reply's lines as the relay sent them (EHLO's are the list of what it offers). */
+  expectLines(stage: SmtpStage, timeoutMs: number, count: number): Promise<string[][]> {
+    return new Promise<string[][]>((resolve, reject) => {
       if (this.link.lost !== undefined) {
         reject(this.link.lost);
         return;
@@ -91,17 +108,11 @@ export class SmtpSession {
     this.out += text;
   }
 
-  private readonly flush = (): void => {
-    const text = this.out;
-    this.out = '';
-    if (this.link.lost === undefined) this.sock.write(text);
-  };
-
   /** One command and its reply. */
   async exchange(stage: SmtpStage, timeoutMs: number, text: string): Promise<SmtpReply> {
     const replies = this.expect(stage, timeoutMs, 1);
     this.write(text);
-    return ((await replies)[0]) as SmtpReply;
+    return (await replies)[0] as SmtpReply;
   }
 
   async noop(): Promise<void> {
@@ -124,14 +135,31 @@ export class SmtpSession {
     this.link.destroy(err);
   }
 
-  private onReply(reply: SmtpReply): void {
+  /**
+   * Stops reading the socket, which then belongs to whoever takes it next
+   * (the TLS layer, after STARTTLS). Nothing may be waiting for a reply.
+   */
+  detach(): void {
+    this.sock.off('data', this.onData);
+    this.reader.stop();
+    this.unsubscribe();
+  }
+
+  private readonly flush = (): void => {
+    const text = this.out;
+    this.out = '';
+    if (this.link.lost === undefined) this.sock.write(text);
+  };
+
+  private onReply(lines: string[]): void {
     const head = this.waiting[0];
     if (head === undefined) {
       // A reply nobody asked for (a 421 before the relay hangs up, most often) puts the dialogue out of step.
+      const reply = parseReplyLines(lines) as SmtpReply;
       this.destroy(new MailroomError('ECONNECTION', `the SMTP relay replied unasked: ${formatReply(reply)}`, { smtp: reply }));
       return;
     }
-    head.replies.push(reply);
+    head.replies.push(lines);
     if (head.replies.length < head.count) return;
     this.waiting.shift();
     clearTimeout(this.timer);
