@@ -49,3 +49,26 @@ test('a wrong password: UNAVAILABLE, nothing sent, and the password is in no log
   const seen = [...logs.lines, err.details, JSON.stringify(err.metadata.getMap())].join('\n');
   for (const form of forms) assert.ok(!seen.includes(form), `"${form}" leaked`);
 });
+
+for (const method of ['PLAIN', 'LOGIN', 'CRAM-MD5']) {
+  test(`AUTH ${method}, when it is the one the relay offers, gets the mail through`, async () => {
+    const pki = testPki();
+    const smtp = await startSmtp({ secure: pki.server, auth: { user: USER, pass: 'the-right-one' }, authMethods: [method] });
+    open.push(smtp);
+    const svc = await startService({
+      EMAIL_HOST: '127.0.0.1',
+      EMAIL_PORT: String(smtp.port),
+      EMAIL_TLS: 'implicit',
+      EMAIL_CA_FILE: pki.caFile,
+      EMAIL: USER,
+      APP_PASSWORD: 'the-right-one',
+      WORKERS: '1',
+    });
+    open.push(svc);
+    assert.equal((await sendMail(svc, { to: 'ann@example.com', subject: method, body: 'b' })).status, 'SUCCESS');
+    assert.deepEqual(
+      smtp.authAttempts.map((a) => [a.method, a.ok]),
+      [[method, true]],
+    );
+  });
+}

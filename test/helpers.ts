@@ -41,6 +41,7 @@ export interface AuthAttempt {
   readonly ok: boolean;
   /** the session was already TLS when AUTH came */
   readonly secure: boolean;
+  readonly method: string;
 }
 
 export interface SmtpPeer {
@@ -64,6 +65,8 @@ export interface SmtpPeerOptions {
   readonly starttls?: { key: string; cert: string };
   /** require AUTH with these credentials */
   readonly auth?: { user: string; pass: string };
+  /** the AUTH mechanisms offered; default PLAIN and LOGIN */
+  readonly authMethods?: string[];
   /** hold each 250 to the final dot this long (a slow relay) */
   readonly dataDelayMs?: number;
   /** extra smtp-server options (onRcptTo refusals and the like) */
@@ -85,15 +88,19 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
     ...(tls !== undefined ? { key: tls.key, cert: tls.cert } : {}),
     hideSTARTTLS: options.starttls === undefined,
     authOptional: options.auth === undefined,
-    authMethods: ['PLAIN', 'LOGIN'],
+    authMethods: options.authMethods ?? ['PLAIN', 'LOGIN'],
     size: 64 * 1024 * 1024,
     onConnect(session: SMTPServerSession, cb) {
       connections.push(session.id);
       cb();
     },
     onAuth(auth, session, cb) {
-      const ok = options.auth !== undefined && auth.username === options.auth.user && auth.password === options.auth.pass;
-      authAttempts.push({ user: auth.username ?? '', ok, secure: session.secure });
+      const pass = options.auth?.pass ?? '';
+      const ok =
+        options.auth !== undefined &&
+        auth.username === options.auth.user &&
+        (auth.method === 'CRAM-MD5' ? (auth.validatePassword?.(pass) ?? false) : auth.password === pass);
+      authAttempts.push({ user: auth.username ?? '', ok, secure: session.secure, method: auth.method });
       if (ok) {
         cb(null, { user: auth.username });
         return;
