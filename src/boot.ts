@@ -18,7 +18,9 @@ import { IdempotencyCache } from './mail/idempotency.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
-import { createGrpcServer, bindServer } from './rpc/server.js';
+import * as grpc from '@grpc/grpc-js';
+import { createGrpcServer } from './rpc/server.js';
+import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
 import { otpServiceHandlers } from './rpc/otp-service.js';
 
@@ -67,7 +69,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   }
   if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
 
-  const calls = new Calls();
+  const rpcLog = log.child({ component: 'rpc' });
+  const calls = new Calls(rpcLog);
   let failedWith!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => {
     failedWith = resolve;
@@ -90,6 +93,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       options: {
         workers: config.workers,
         queueLimit: config.queue.limit,
+        maxBytes: config.queue.maxBytes,
         maxAttempts: config.queue.maxAttempts,
         rateLimitPerSecond: config.queue.rateLimitPerSecond,
         queueTimeoutMs: config.queue.queueTimeoutMs,
@@ -132,7 +136,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
   if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
 
-  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs, undefined, options.clock));
+  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock));
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
@@ -155,26 +159,29 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   otp.subscribe({ error: onRootFailure('otp') });
   otp.start();
 
-  const rpcLog = log.child({ component: 'rpc' });
+  let listener: GrpcListener | undefined;
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
       otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
     },
+    { mail: config.mail, ...config.grpc },
+    (peer) => listener?.started(peer),
     rpcLog,
   );
-  let port: number;
   try {
-    port = await bindServer(server, config.host, config.port);
+    listener = await GrpcListener.listen(server, grpc.ServerCredentials.createInsecure(), config.host, config.port, config.grpc, rpcLog);
   } catch (err) {
     // Most often another instance holds the port: say so in the words of the
     // configuration (exit 2 from main) instead of grpc-js's stack trace.
     supervisor.stop();
     otp.stop();
     await capture?.close();
-    const reason = /errors: \[(.*)\]$/.exec((err as Error).message)?.[1] ?? (err as Error).message;
+    const reason = (err as Error).message;
     throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
   }
+  const { port } = listener;
+  const accepting = listener;
   log.info('listening', { host: config.host, port, workers: config.workers, relay: `${relay.host}:${relay.port}`, tls: smtp.session.tls });
 
   let stopping: Promise<void> | undefined;
@@ -182,6 +189,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     stopping ??= (async () => {
       log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
       // New calls are refused from here on; calls in flight keep their replies coming.
+      void accepting.close();
       const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       // The OTP actor refuses new code sends and waits for its code mails,
       // which the supervisor drains with every other job.
@@ -196,6 +204,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
       calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
       server.forceShutdown();
+      accepting.destroy();
       await capture?.close();
       log.info('stopped');
     })();

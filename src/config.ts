@@ -34,6 +34,7 @@ export interface Config {
     readonly maxSubjectChars: number;
     readonly maxBodyBytes: number;
     readonly maxRecipients: number;
+    readonly maxDisplayNameChars: number;
   };
   readonly queue: {
     readonly limit: number;
@@ -42,6 +43,20 @@ export interface Config {
     /** a queued message waits at most this long for a connection */
     readonly queueTimeoutMs: number;
     readonly idempotencyWindowMs: number;
+    /** bytes of all queued and in-flight messages together (their requests included) */
+    readonly maxBytes: number;
+    /** bytes the idempotency keys and their results may take */
+    readonly idempotencyMaxBytes: number;
+  };
+  readonly grpc: {
+    readonly maxConnections: number;
+    readonly maxStreamsPerConnection: number;
+    /** a connection with no call for this long is closed */
+    readonly idleTimeoutMs: number;
+    /** a connection that has started no call this long after it was accepted is closed */
+    readonly handshakeTimeoutMs: number;
+    /** a call whose request has not fully arrived this long after it began is ended */
+    readonly receiveTimeoutMs: number;
   };
   readonly otp: {
     readonly lifespanMs: number;
@@ -50,6 +65,10 @@ export interface Config {
     readonly maxAttempts: number;
     readonly resendCooldownMs: number;
     readonly maxSendsPerHour: number;
+    /** codes sent per minute by the whole service; 0: no cap */
+    readonly maxSendsPerMinute: number;
+    /** ValidateCode calls per second for the whole service; 0: no cap */
+    readonly maxChecksPerSecond: number;
     /** undefined: a random key per process */
     readonly secret: string | undefined;
     readonly returnCode: boolean;
@@ -145,6 +164,7 @@ class Reader {
 }
 
 const DAY_SECONDS = 86_400;
+const MIB = 1_048_576;
 const DEFAULT_OTP_TEXT = 'Your code is {{code}}. It expires in {{minutes}} minutes.\r\nIf you did not ask for it, ignore this mail.';
 
 export function loadConfig(env: Env): Config {
@@ -195,6 +215,7 @@ export function loadConfig(env: Env): Config {
       maxSubjectChars: r.int('MAX_SUBJECT_CHARS', 998, 1, 10_000),
       maxBodyBytes: r.int('MAX_BODY_BYTES', 1_048_576, 1, 50 * 1_048_576),
       maxRecipients: r.int('MAX_RECIPIENTS', 50, 1, 1_000),
+      maxDisplayNameChars: r.int('MAX_DISPLAY_NAME_CHARS', 256, 1, 900),
     },
     queue: {
       limit: r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000),
@@ -202,6 +223,15 @@ export function loadConfig(env: Env): Config {
       rateLimitPerSecond: r.int('SEND_RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
       queueTimeoutMs: r.int('QUEUE_TIMEOUT_MS', 60_000, 10, 3_600_000),
       idempotencyWindowMs: seconds('IDEMPOTENCY_WINDOW_SECONDS', 3_600, 1, 7 * DAY_SECONDS),
+      maxBytes: r.int('QUEUE_MAX_BYTES', 128 * MIB, MIB, 64 * 1024 * MIB),
+      idempotencyMaxBytes: r.int('IDEMPOTENCY_MAX_BYTES', 128 * MIB, 64 * 1024, 16 * 1024 * MIB),
+    },
+    grpc: {
+      maxConnections: r.int('MAX_GRPC_CONNECTIONS', 1_000, 1, 100_000),
+      maxStreamsPerConnection: r.int('GRPC_MAX_STREAMS_PER_CONNECTION', 100, 1, 10_000),
+      idleTimeoutMs: r.int('GRPC_IDLE_TIMEOUT_MS', 300_000, 1_000, 86_400_000),
+      handshakeTimeoutMs: r.int('GRPC_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
+      receiveTimeoutMs: r.int('GRPC_RECEIVE_TIMEOUT_MS', 30_000, 100, 600_000),
     },
     otp: {
       lifespanMs: seconds('OTP_LIFESPAN_SECONDS', 120, 1, DAY_SECONDS),
@@ -210,6 +240,8 @@ export function loadConfig(env: Env): Config {
       maxAttempts: r.int('OTP_MAX_ATTEMPTS', 5, 1, 100),
       resendCooldownMs: seconds('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, DAY_SECONDS),
       maxSendsPerHour: r.int('OTP_MAX_SENDS_PER_HOUR', 10, 1, 10_000),
+      maxSendsPerMinute: r.int('OTP_MAX_SENDS_PER_MINUTE', 600, 0, 10_000_000),
+      maxChecksPerSecond: r.int('OTP_MAX_CHECKS_PER_SECOND', 200, 0, 10_000_000),
       secret: r.secret('OTP_SECRET', 32),
       returnCode: r.bool('OTP_RETURN_CODE', false),
       subjectTemplate: r.template('OTP_SUBJECT', 'Your code: {{code}}'),

@@ -19,6 +19,7 @@ export const ERROR_CATALOGUE = {
   ESHUTDOWN: { transient: false, summary: 'the service is shutting down' },
   EUNAVAILABLE: { transient: false, summary: 'the SMTP relay is unavailable' },
   EIDEMPOTENCY: { transient: false, summary: 'idempotency key reused with a different request' },
+  EKEYSFULL: { transient: false, summary: 'the idempotency keys fill their memory, every one still inside its window' },
   EINTERNAL: { transient: false, summary: 'internal error' },
 } as const;
 

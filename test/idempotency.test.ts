@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { IdempotencyCache } from '../src/mail/idempotency.js';
+import { IdempotencyCache, entryBytes } from '../src/mail/idempotency.js';
 import type { Delivered } from '../src/mail/job.js';
 import { MailroomError } from '../src/errors.js';
 import { startSmtp, startService, relayEnv, sendMail, expectGrpcError, type SmtpPeer, type RunningService } from './helpers.js';
@@ -54,7 +54,7 @@ const delivered = (id: string): Delivered => ({ messageId: id, reply: { code: 25
 
 test('the cache: entries expire after the window; a failure is forgotten at once', async () => {
   let now = 0;
-  const cache = new IdempotencyCache(1_000, 100, () => now);
+  const cache = new IdempotencyCache(1_000, 1_000_000, () => now);
   let sends = 0;
   const send = (): Promise<Delivered> => Promise.resolve(delivered(`<m${++sends}@x>`));
   assert.equal(cache.run('k', 'f', send).first, true);
@@ -69,11 +69,25 @@ test('the cache: entries expire after the window; a failure is forgotten at once
   assert.equal(cache.run('bad', 'f', send).first, true, 'a failed send is not remembered');
 });
 
-test('the cache: bounded, the oldest key goes first', () => {
-  const cache = new IdempotencyCache(60_000, 3, () => 0);
+test('the cache: bounded in bytes; a live key is never forgotten, a new one is refused until the oldest expires', () => {
+  let now = 0;
+  const cache = new IdempotencyCache(60_000, 3 * entryBytes('a'), () => now);
   const send = (): Promise<Delivered> => Promise.resolve(delivered('<m@x>'));
-  for (const key of ['a', 'b', 'c', 'd']) cache.run(key, 'f', send);
-  assert.equal(cache.size, 3);
-  assert.equal(cache.run('a', 'f', send).first, true, 'a was evicted');
-  assert.equal(cache.run('d', 'f', send).first, false);
+  for (const key of ['a', 'b', 'c']) assert.equal(cache.run(key, 'f', send).first, true);
+  now = 20_000;
+  assert.throws(
+    () => cache.run('d', 'f', send),
+    (e: unknown) => e instanceof MailroomError && e.code === 'EKEYSFULL' && e.retryAfterSeconds === 40,
+    'full of live keys: refused, with the wait until the oldest expires',
+  );
+  assert.equal(cache.run('a', 'f', send).first, false, 'a is still remembered: its retry gets the first result');
+  now = 60_000;
+  assert.equal(cache.run('d', 'f', send).first, true, 'once a, b and c expired there is room');
+});
+
+test('the cache: the same key from two callers is two keys', () => {
+  const cache = new IdempotencyCache(60_000, 1_000_000, () => 0);
+  const send = (): Promise<Delivered> => Promise.resolve(delivered('<m@x>'));
+  assert.equal(cache.run('order-43', 'f', send, 'shop').first, true);
+  assert.equal(cache.run('order-43', 'other message', send, 'squatter').first, true, 'no FAILED_PRECONDITION for the real sender');
 });

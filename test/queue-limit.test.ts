@@ -36,3 +36,32 @@ test('a full queue: RESOURCE_EXHAUSTED with retry-after, the rest delivered', as
   assert.equal(delivered + refused.length, 10);
   assert.equal(smtp.messages.length, delivered, 'nothing refused reached the relay');
 });
+
+test('QUEUE_MAX_BYTES: a call that would take the queued and in-flight bytes over it is RESOURCE_EXHAUSTED at once; room comes back as mail goes out', async (t) => {
+  const relay = await startSmtp({ dataDelayMs: 300 });
+  // 1 MiB for everything held; each 100 KB call holds its message (~100 KB) and its decoded request (~200 KB).
+  const service = await startService(relayEnv(relay.port, { WORKERS: '1', QUEUE_MAX_BYTES: '1048576' }));
+  t.after(async () => {
+    await service.close();
+    await relay.close();
+  });
+  const body = 'x'.repeat(100_000);
+  const outcomes = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      sendMail(service, { to: `u${i}@example.com`, subject: `big ${i}`, body }).then(
+        () => 'SUCCESS',
+        (err: grpc.ServiceError) => {
+          assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, err.details);
+          assert.match(err.details, /QUEUE_MAX_BYTES=1048576/);
+          assert.deepEqual(err.metadata.get('retry-after'), ['1']);
+          return 'REFUSED';
+        },
+      ),
+    ),
+  );
+  const ok = outcomes.filter((o) => o === 'SUCCESS').length;
+  assert.ok(ok >= 2 && ok <= 3, `${ok} of 8 fit in 1 MiB at about 300 KB each`);
+  assert.equal(relay.messages.length, ok, 'nothing refused reached the relay');
+  // Everything went out: the bytes are free again.
+  assert.equal((await sendMail(service, { to: 'later@example.com', subject: 'after', body })).status, 'SUCCESS');
+});

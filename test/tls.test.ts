@@ -76,7 +76,7 @@ test('STARTTLS with AUTH: the session is secured before AUTH is sent', async () 
   const res = await sendMail(svc, { to: 'ann@example.com', subject: 'upgraded', body: 'b' });
   assert.equal(res.status, 'SUCCESS');
   assert.equal(smtp.authAttempts.length, 1);
-  assert.deepEqual(smtp.authAttempts[0], { user: AUTH.user, ok: true, secure: true });
+  assert.deepEqual(smtp.authAttempts[0], { user: AUTH.user, ok: true, secure: true, method: 'PLAIN' });
   assert.equal(smtp.messages.at(-1)?.secure, true);
   assert.equal(smtp.messages.at(-1)?.user, AUTH.user);
 });

@@ -27,6 +27,7 @@ export class JobLedger {
   private readonly retrying = new Set<MailJob>();
   private readonly holdings = new Map<string, MailJob[]>();
   private held = 0;
+  private bytesHeld = 0;
 
   /** jobs waiting for a connection, both lanes */
   get queued(): number {
@@ -51,9 +52,15 @@ export class JobLedger {
     return this.holdings.get(cid)?.length ?? 0;
   }
 
+  /** bytes of every job in the ledger (MailJob.bytes), the memory QUEUE_MAX_BYTES bounds */
+  get bytes(): number {
+    return this.bytesHeld;
+  }
+
   /** A new job joins the end of the queue. */
   admit(job: MailJob): void {
     job.place = 'queued';
+    this.bytesHeld += job.bytes;
     this.fresh.push(job);
   }
 
@@ -65,7 +72,7 @@ export class JobLedger {
   /** Takes the head of the queue out of the supervisor's hands (it is settled, or about to be). */
   drop(): MailJob | undefined {
     const job = this.back.length > 0 ? this.back.shift() : this.fresh.shift();
-    if (job !== undefined) job.place = 'out';
+    if (job !== undefined) this.leave(job);
     return job;
   }
 
@@ -87,7 +94,7 @@ export class JobLedger {
   /** Its connection reported the job's outcome: it leaves the ledger. */
   release(job: MailJob): void {
     this.unhold(job);
-    job.place = 'out';
+    this.leave(job);
   }
 
   /** Its connection gave it back before the relay saw it: to the returning lane. */
@@ -116,6 +123,7 @@ export class JobLedger {
   reclaim(cid: string): void {
     for (const job of this.forfeit(cid)) {
       job.place = 'queued';
+      this.bytesHeld += job.bytes;
       this.back.push(job);
     }
   }
@@ -127,7 +135,7 @@ export class JobLedger {
     const jobs = held.splice(0);
     this.held -= jobs.length;
     for (const job of jobs) {
-      job.place = 'out';
+      this.leave(job);
       job.holder = undefined;
     }
     return jobs;
@@ -136,7 +144,7 @@ export class JobLedger {
   /** Removes the queued jobs for which `drop` is true, keeping the order of the rest. */
   removeQueued(drop: (job: MailJob) => boolean): MailJob[] {
     const removed = [...this.back.removeWhere(drop), ...this.fresh.removeWhere(drop)];
-    for (const job of removed) job.place = 'out';
+    for (const job of removed) this.leave(job);
     return removed;
   }
 
@@ -144,9 +152,14 @@ export class JobLedger {
   takeWaiting(): MailJob[] {
     const jobs = [...this.retrying];
     this.retrying.clear();
+    for (const job of jobs) this.leave(job);
     for (let job = this.drop(); job !== undefined; job = this.drop()) jobs.push(job);
-    for (const job of jobs) job.place = 'out';
     return jobs;
+  }
+
+  private leave(job: MailJob): void {
+    job.place = 'out';
+    this.bytesHeld -= job.bytes;
   }
 
   private unhold(job: MailJob): void {

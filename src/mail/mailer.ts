@@ -21,20 +21,21 @@ export class Mailer {
     private readonly idempotency: IdempotencyCache,
   ) {}
 
-  send(draft: Draft, options: { deadline: number; idempotencyKey?: string }): Sending {
+  /** `requestBytes`: what the caller's request holds in memory while the mail is under way (see MailJob.bytes). */
+  send(draft: Draft, options: { deadline: number; idempotencyKey?: string; requestBytes?: number }): Sending {
     const key = options.idempotencyKey;
-    if (key === undefined || key === '') return this.enqueue(draft, options.deadline);
+    if (key === undefined || key === '') return this.enqueue(draft, options);
     let own: Sending | undefined;
     const { result } = this.idempotency.run(key, fingerprint(draft), () => {
-      own = this.enqueue(draft, options.deadline);
+      own = this.enqueue(draft, options);
       return own.result;
     });
     // Only the call that started the send may cancel it; a repeat just waits.
     return { result, cancel: () => own?.cancel() };
   }
 
-  private enqueue(draft: Draft, deadline: number): Sending {
-    const { job, done } = createJob(composeMessage(draft, this.from), deadline);
+  private enqueue(draft: Draft, options: { deadline: number; requestBytes?: number }): Sending {
+    const { job, done } = createJob(composeMessage(draft, this.from), options.deadline, options.requestBytes);
     this.jobs$.next(job);
     return {
       result: done,

@@ -7,7 +7,8 @@
 // that gains and loses an entry for every call is the pattern that kept
 // finished jobs alive through scavenges (see job-ledger.ts).
 import type * as grpc from '@grpc/grpc-js';
-import type { MailroomError } from '../errors.js';
+import type { Logger } from 'winston';
+import { toMailroomError, type MailroomError } from '../errors.js';
 import { toServiceError } from './status.js';
 
 interface Link {
@@ -20,13 +21,16 @@ export class Calls {
   private first: Link | undefined;
   private refusal: Partial<grpc.StatusObject> | undefined;
 
+  /** `log` hears of every unexpected error a call is answered with (INTERNAL, whose caller sees only a generic message). */
+  constructor(private readonly log: Logger) {}
+
   /** Opens a call; undefined when calls are refused, in which case it has been answered already. */
   open<T>(callback: grpc.sendUnaryData<T>): OpenCall<T> | undefined {
     if (this.refusal !== undefined) {
       callback(this.refusal as grpc.ServiceError);
       return undefined;
     }
-    const call = new OpenCall<T>(this, callback);
+    const call = new OpenCall<T>(this, callback, this.log);
     call.next = this.first;
     if (this.first !== undefined) this.first.prev = call;
     this.first = call;
@@ -57,6 +61,7 @@ export class OpenCall<T> implements Link {
   constructor(
     private readonly calls: Calls,
     private readonly callback: grpc.sendUnaryData<T>,
+    private readonly log: Logger,
   ) {}
 
   ok(value: T): void {
@@ -66,7 +71,12 @@ export class OpenCall<T> implements Link {
 
   /** Answers with the gRPC status the error maps to; returns that status (for the log). */
   fail(err: unknown): Partial<grpc.StatusObject> {
-    const status = toServiceError(err);
+    const error = toMailroomError(err);
+    if (error.code === 'EINTERNAL') {
+      const cause = error.cause instanceof Error ? error.cause : error;
+      this.log.error('unexpected error', { reason: cause.message, stack: cause.stack });
+    }
+    const status = toServiceError(error);
     if (this.finish()) this.callback(status as grpc.ServiceError);
     return status;
   }

@@ -21,6 +21,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   ESHUTDOWN: grpc.status.UNAVAILABLE,
   EUNAVAILABLE: grpc.status.UNAVAILABLE,
   EIDEMPOTENCY: grpc.status.FAILED_PRECONDITION,
+  EKEYSFULL: grpc.status.RESOURCE_EXHAUSTED,
   EINTERNAL: grpc.status.INTERNAL,
 };
 

@@ -1,0 +1,117 @@
+// The gRPC port. mailroom accepts connections itself and hands them to
+// grpc-js (Server.createConnectionInjector), so that it can refuse what
+// grpc-js would take without limit: beyond MAX_GRPC_CONNECTIONS open
+// connections a new one is closed at once, before it costs a file
+// descriptor for long; and a connection that has started no call
+// GRPC_HANDSHAKE_TIMEOUT_MS after it was accepted (a client that connects
+// and sends nothing, or stops halfway through its handshake) is closed.
+// Idle connections and requests that never finish arriving are grpc-js's
+// (max_connection_idle_ms) and the receive deadline's (server.ts).
+import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'winston';
+
+export interface ListenerLimits {
+  readonly maxConnections: number;
+  readonly handshakeTimeoutMs: number;
+}
+
+interface Accepted {
+  readonly sock: Socket;
+  /** runs until the connection's first call; undefined after it */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** How grpc-js names a call's peer (ServerInterceptingCall.getPeer), which is how a call finds its connection. */
+function peerOf(address: string | undefined, port: number | undefined): string {
+  return `${address ?? ''}:${port ?? ''}`;
+}
+
+export class GrpcListener {
+  private readonly open = new Map<string, Accepted>();
+  private refused = 0;
+  private refusedLogged = 0;
+
+  private constructor(
+    private readonly net: NetServer,
+    private readonly injector: ReturnType<grpc.Server['createConnectionInjector']>,
+    private readonly limits: ListenerLimits,
+    private readonly log: Logger,
+  ) {}
+
+  static listen(server: grpc.Server, credentials: grpc.ServerCredentials, host: string, port: number, limits: ListenerLimits, log: Logger): Promise<GrpcListener> {
+    const injector = server.createConnectionInjector(credentials);
+    const net = createServer();
+    const listener = new GrpcListener(net, injector, limits, log);
+    net.on('connection', (sock) => listener.accept(sock));
+    return new Promise((resolve, reject) => {
+      net.once('error', (err) => {
+        injector.destroy();
+        reject(err);
+      });
+      net.listen(port, host, () => {
+        net.on('error', (err) => log.error('gRPC listener error', { reason: err.message }));
+        resolve(listener);
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.net.address() as AddressInfo).port;
+  }
+
+  get connections(): number {
+    return this.open.size;
+  }
+
+  /** A call began from `peer`: its connection is past its handshake. */
+  readonly started = (peer: string): void => {
+    const accepted = this.open.get(peer);
+    if (accepted?.timer === undefined) return;
+    clearTimeout(accepted.timer);
+    accepted.timer = undefined;
+  };
+
+  /** Stops accepting; connections already open are grpc-js's to drain. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.net.close(() => resolve()));
+  }
+
+  /** Drops every connection still open (after the drain). */
+  destroy(): void {
+    this.injector.destroy();
+    for (const { sock } of this.open.values()) sock.destroy();
+  }
+
+  private accept(sock: Socket): void {
+    if (this.open.size >= this.limits.maxConnections) {
+      this.refuse(sock);
+      return;
+    }
+    const peer = peerOf(sock.remoteAddress, sock.remotePort);
+    const accepted: Accepted = {
+      sock,
+      timer: setTimeout(() => {
+        this.log.debug('gRPC connection closed: no call within the handshake timeout', { timeoutMs: this.limits.handshakeTimeoutMs });
+        sock.destroy();
+      }, this.limits.handshakeTimeoutMs),
+    };
+    this.open.set(peer, accepted);
+    sock.once('close', () => {
+      clearTimeout(accepted.timer);
+      this.open.delete(peer);
+    });
+    this.injector.injectConnection(sock);
+  }
+
+  private refuse(sock: Socket): void {
+    sock.on('error', () => undefined);
+    sock.destroy();
+    this.refused++;
+    // Once per ten seconds at most: a flood of connections must not become a flood of log lines.
+    const now = Date.now();
+    if (now - this.refusedLogged < 10_000) return;
+    this.refusedLogged = now;
+    this.log.warn('gRPC connection refused: MAX_GRPC_CONNECTIONS open', { open: this.open.size, max: this.limits.maxConnections, refusedSoFar: this.refused });
+  }
+}
