@@ -80,7 +80,7 @@ export class GrpcListener {
   /** Drops every connection still open (after the drain). */
   destroy(): void {
     this.injector.destroy();
-    for (const { sock } of this.open.values()) sock.destroy();
+    for (const { sock } of this.open.values()) sock.resetAndDestroy();
   }
 
   private accept(sock: Socket): void {
@@ -93,7 +93,10 @@ export class GrpcListener {
       sock,
       timer: setTimeout(() => {
         this.log.debug('gRPC connection closed: no call within the handshake timeout', { timeoutMs: this.limits.handshakeTimeoutMs });
-        sock.destroy();
+        // TRAP: once HTTP/2 has taken the socket's handle, destroy() closes
+        // nothing (the descriptor stays open and the peer never hears);
+        // resetAndDestroy() does.
+        sock.resetAndDestroy();
       }, this.limits.handshakeTimeoutMs),
     };
     this.open.set(peer, accepted);

@@ -1,0 +1,154 @@
+// What a caller can make mailroom spend: every input gets INVALID_ARGUMENT
+// or RESOURCE_EXHAUSTED in proportion to its size and at once, never
+// INTERNAL or a freeze; connections and streams that never finish are
+// closed; a request that does not decode is the caller's fault.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as http2Connect, constants as h2 } from 'node:http2';
+import { connect as tcpConnect } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { expectGrpcError, relayEnv, sendMail, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
+
+let smtp: SmtpPeer;
+let svc: RunningService;
+
+before(async () => {
+  smtp = await startSmtp();
+  svc = await startService(
+    relayEnv(smtp.port, {
+      WORKERS: '1',
+      MAX_GRPC_CONNECTIONS: '4',
+      GRPC_HANDSHAKE_TIMEOUT_MS: '300',
+      GRPC_RECEIVE_TIMEOUT_MS: '300',
+      GRPC_IDLE_TIMEOUT_MS: '1000',
+    }),
+  );
+});
+
+after(async () => {
+  await svc.close();
+  await smtp.close();
+});
+
+const address = (): string => `127.0.0.1:${svc.service.port}`;
+
+/** Resolves with how long the socket lived, once the server closed it. */
+function closedIn(sock: ReturnType<typeof tcpConnect>): Promise<number> {
+  const opened = Date.now();
+  return new Promise((resolve) => {
+    sock.on('error', () => undefined);
+    sock.once('close', () => resolve(Date.now() - opened));
+  });
+}
+
+/** A raw HTTP/2 call: what grpc-js's client would not let a test send. */
+function rawCall(path: string, frames: Buffer, end: boolean): Promise<{ status: number; message: string; ms: number }> {
+  const started = Date.now();
+  const session = http2Connect(`http://${address()}`);
+  session.on('error', () => undefined);
+  const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'POST', [h2.HTTP2_HEADER_PATH]: path, 'content-type': 'application/grpc', te: 'trailers' });
+  return new Promise((resolve, reject) => {
+    let headers: Record<string, unknown> = {};
+    stream.on('response', (h) => (headers = h));
+    stream.on('trailers', (t) => {
+      session.close();
+      resolve({ status: Number(t['grpc-status']), message: String(t['grpc-message'] ?? ''), ms: Date.now() - started });
+    });
+    stream.on('end', () => {
+      // a trailers-only answer comes as headers
+      if (headers['grpc-status'] !== undefined) {
+        session.close();
+        resolve({ status: Number(headers['grpc-status']), message: String(headers['grpc-message'] ?? ''), ms: Date.now() - started });
+      }
+    });
+    stream.on('error', reject);
+    stream.resume();
+    stream.write(frames);
+    if (end) stream.end();
+  });
+}
+
+/** A gRPC length-prefixed message: no compression flag, 4-byte length, then `length` of payload sent out of `payload`. */
+function frame(payload: Buffer, declaredLength = payload.length): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(declaredLength, 1);
+  return Buffer.concat([head, payload]);
+}
+
+test('a request that does not decode is INVALID_ARGUMENT, not INTERNAL', async () => {
+  // field 1 (to), length-delimited, its length varint cut short
+  const answer = await rawCall('/mail.MailService/SendMail', frame(Buffer.from([0x0a, 0xff])), true);
+  assert.equal(answer.status, grpc.status.INVALID_ARGUMENT, answer.message);
+  assert.match(decodeURIComponent(answer.message), /does not decode/);
+});
+
+test('a request whose body never finishes arriving ends DEADLINE_EXCEEDED after GRPC_RECEIVE_TIMEOUT_MS', async () => {
+  // It claims 100,000 bytes and sends 10.
+  const answer = await rawCall('/mail.MailService/SendMail', frame(Buffer.alloc(10), 100_000), false);
+  assert.equal(answer.status, grpc.status.DEADLINE_EXCEEDED, answer.message);
+  assert.ok(answer.ms >= 250 && answer.ms < 3000, `ended after ${answer.ms} ms`);
+});
+
+test('a connection that starts no call is closed after GRPC_HANDSHAKE_TIMEOUT_MS; beyond MAX_GRPC_CONNECTIONS one is closed at once', async () => {
+  // Six at once against a cap of four (earlier tests' connections may still be closing): the first four are held, the rest refused.
+  const lived = await Promise.all(Array.from({ length: 6 }, () => closedIn(tcpConnect(svc.service.port, '127.0.0.1'))));
+  const refused = lived.filter((ms) => ms < 200);
+  const held = lived.filter((ms) => ms >= 200);
+  assert.ok(refused.length >= 2, `refused at once: ${JSON.stringify(lived)}`);
+  assert.ok(held.length >= 1 && held.length <= 4, `held: ${JSON.stringify(lived)}`);
+  for (const ms of held) assert.ok(ms >= 250 && ms < 3000, `a silent connection lived ${ms} ms`);
+  // Room again: a real call goes through.
+  assert.equal((await sendMail(svc, { to: 'a@example.com', subject: 'room', body: 'b' })).status, 'SUCCESS');
+});
+
+test('an idle connection is closed after GRPC_IDLE_TIMEOUT_MS; the client reconnects by itself', async () => {
+  const session = http2Connect(`http://${address()}`);
+  session.on('error', () => undefined);
+  const stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'POST', [h2.HTTP2_HEADER_PATH]: '/mail.OtpService/ValidateCode', 'content-type': 'application/grpc', te: 'trailers' });
+  stream.resume();
+  stream.end(frame(Buffer.alloc(0)));
+  const opened = Date.now();
+  await new Promise((resolve) => session.once('goaway', resolve));
+  const ms = Date.now() - opened;
+  session.destroy();
+  assert.ok(ms >= 800 && ms < 5000, `GOAWAY after ${ms} ms idle`);
+  assert.equal((await sendMail(svc, { to: 'a@example.com', subject: 'again', body: 'b' })).status, 'SUCCESS');
+});
+
+test('oversized and huge inputs are refused at once with a status in proportion', async () => {
+  const cases: [string, Record<string, unknown>, grpc.status][] = [
+    ['a 60 MB subject', { subject: 's'.repeat(60 * 1_048_576) }, grpc.status.RESOURCE_EXHAUSTED],
+    ['200,000 addresses in to', { to: Array.from({ length: 200_000 }, (_, i) => `u${i}@example.com`).join(',') }, grpc.status.RESOURCE_EXHAUSTED],
+    ['5,000 cc entries', { cc: Array.from({ length: 5000 }, (_, i) => `c${i}@example.com`) }, grpc.status.INVALID_ARGUMENT],
+    ['a 1 MB display name', { to: `"${'n'.repeat(1_048_576)}" <a@example.com>` }, grpc.status.INVALID_ARGUMENT],
+    ['a 2 MB display name', { to: `"${'n'.repeat(2 * 1_048_576)}" <a@example.com>` }, grpc.status.RESOURCE_EXHAUSTED],
+    ['a display name of 300 characters', { to: `"${'n'.repeat(300)}" <a@example.com>` }, grpc.status.INVALID_ARGUMENT],
+    ['60 recipients in one to', { to: Array.from({ length: 60 }, (_, i) => `u${i}@example.com`).join(',') }, grpc.status.INVALID_ARGUMENT],
+  ];
+  const mails = smtp.messages.length;
+  for (const [what, fields, status] of cases) {
+    const started = Date.now();
+    const err = await expectGrpcError(sendMail(svc, { to: 'a@example.com', subject: 's', body: 'b', ...fields }, { deadline: Date.now() + 20_000 }));
+    assert.equal(err.code, status, `${what}: ${err.details}`);
+    assert.ok(Date.now() - started < 2000, `${what}: answered in ${Date.now() - started} ms`);
+  }
+  assert.equal(smtp.messages.length, mails, 'nothing was sent');
+});
+
+test('many problems: the first 20 and a count, so that the status reaches the caller', async () => {
+  const cc = Array.from({ length: 45 }, (_, i) => `not an address ${i}`);
+  const err = await expectGrpcError(sendMail(svc, { to: 'a@example.com', subject: 's', body: 'b', cc }, { deadline: Date.now() + 5000 }));
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(err.details, /; and 25 more$/);
+  assert.ok(err.details.length < 4000, `${err.details.length} characters`);
+});
+
+test('the longest display names still give header lines within 998 characters', async () => {
+  const name = `${'Ω'.repeat(128)}${'n'.repeat(128)}`;
+  const to = Array.from({ length: 3 }, (_, i) => `"${name}" <u${i}@example.com>`).join(', ');
+  const res = await sendMail(svc, { to, cc: [`"${'q'.repeat(256)}" <c@example.com>`], reply_to: `"${'r, '.repeat(85)}" <r@example.com>`, subject: 'S'.repeat(998), body: 'b' });
+  assert.equal(res.status, 'SUCCESS');
+  const raw = smtp.messages.at(-1)?.raw ?? '';
+  const header = raw.slice(0, raw.indexOf('\r\n\r\n'));
+  for (const line of header.split('\r\n')) assert.ok(line.length <= 998, `a header line of ${line.length} characters`);
+});
