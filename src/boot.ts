@@ -39,6 +39,8 @@ export interface Service {
   readonly failed: Promise<Error>;
   /** Stop taking calls, drain within SHUTDOWN_TIMEOUT_SECONDS, close everything. */
   shutdown(): Promise<void>;
+  /** SIGHUP: re-read what can be re-read, and say what it was. */
+  reload(): void;
 }
 
 export interface BootOptions {
@@ -163,7 +165,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
-      otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxAttempts: otpConfig.maxAttempts, log: rpcLog }),
+      otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxSendsPerMinute: otpConfig.maxSendsPerMinute, maxChecksPerSecond: otpConfig.maxChecksPerSecond, log: rpcLog }),
     },
     { mail: config.mail, ...config.grpc },
     (peer) => listener?.started(peer),
@@ -211,5 +213,9 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     return stopping;
   };
 
-  return { config, port, supervisor, otp, capture, log, failed, shutdown };
+  const reload = (): void => {
+    log.info('SIGHUP: nothing to re-read (nothing configured can change while running)');
+  };
+
+  return { config, port, supervisor, otp, capture, log, failed, shutdown, reload };
 }

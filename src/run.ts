@@ -1,6 +1,7 @@
 // The process around the service: its environment (plus an optional .env
-// file), boot, signals and exit codes. 0: stopped on a signal; 1: a second
-// signal, a failed shutdown, or a root actor that failed; 2: bad configuration.
+// file), boot, signals and exit codes. 0: stopped on SIGINT/SIGTERM; 1: a
+// second signal, a failed shutdown, or a root actor that failed; 2: bad
+// configuration. SIGHUP never ends it: it re-reads what can be re-read.
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { boot, type BootOptions, type Service } from './boot.js';
@@ -40,6 +41,13 @@ export async function run(options: BootOptions = {}): Promise<void> {
       );
     });
   }
+
+  // SIGHUP ends a Node process by default; for a service it means "re-read
+  // what can be re-read" (a terminal closing or a reload by the operator).
+  process.on('SIGHUP', () => {
+    if (service === undefined) process.stderr.write('mailroom: SIGHUP during boot, ignored\n');
+    else service.reload();
+  });
 
   try {
     service = await boot(environment(), options);

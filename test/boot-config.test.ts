@@ -75,3 +75,12 @@ test('a PORT another process holds stops boot with a message naming it, not a st
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a MAIL_CAPTURE_DIR that cannot be made stops boot with exit 2 and says why, not a stack trace', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'mailroom-capture-')), 'a-file');
+  writeFileSync(file, 'not a folder');
+  const { code, stderr } = await run({ MAIL_CAPTURE_DIR: join(file, 'mail') });
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /MAIL_CAPTURE_DIR=".*a-file\/mail": cannot be made \(ENOTDIR/);
+  assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+});

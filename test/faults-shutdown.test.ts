@@ -175,3 +175,31 @@ test('a relay that never answers QUIT does not hold the shutdown a whole command
   assert.ok(took < 3500, `shutdown took ${took} ms with QUIT unanswered`);
   assert.equal(peer.count('QUIT'), 2);
 });
+
+test('SIGHUP never ends the process: calls in flight go on, it says what it re-read, SIGTERM still drains', async (t) => {
+  const peer = await FaultPeer.start({ script: (c) => (c.stage === 'dot' ? { delay: 60 } : undefined) });
+  t.after(() => peer.close());
+  const child = await startProcess(peer, { WORKERS: '2' });
+  t.after(() => {
+    child.proc.kill('SIGKILL');
+  });
+  const svc = client(child.port);
+  const calls = Array.from({ length: 20 }, (_, i) => sendMail(svc, mail(`sighup-${i}`)));
+  await peer.until(() => peer.count('DATA') >= 2, 3000, 'sending under way');
+  const hups = (): number => child.logs.filter((e) => typeof e.message === 'string' && e.message.startsWith('SIGHUP')).length;
+  const logged = async (n: number): Promise<void> => {
+    for (let i = 0; i < 100 && hups() < n; i++) await new Promise((r) => setTimeout(r, 20));
+  };
+  // One at a time: the kernel merges a signal sent while the same one is still pending.
+  child.proc.kill('SIGHUP');
+  await logged(1);
+  child.proc.kill('SIGHUP');
+  await logged(2);
+  const results = await Promise.all(calls);
+  assert.ok(results.every((r) => r.status === 'SUCCESS'), 'every caller answered, none cut off');
+  assert.equal(peer.messages.length, 20);
+  assert.equal(hups(), 2, 'each SIGHUP logged');
+  assert.equal((await sendMail(svc, mail('after-sighup'))).status, 'SUCCESS');
+  child.proc.kill('SIGTERM');
+  assert.deepEqual(await child.exited, { code: 0, signal: null });
+});

@@ -38,7 +38,8 @@ before(async () => {
     },
   });
   store = new InMemoryOtpStore({ lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 3 });
-  svc = await startService(relayEnv(smtp.port, { WORKERS: '2', OTP_MAX_SENDS_PER_HOUR: '3' }), { otpStore: store });
+  // The service-wide caps have a test of their own below; here they stay out of the way of 300 checks at once.
+  svc = await startService(relayEnv(smtp.port, { WORKERS: '2', OTP_MAX_SENDS_PER_HOUR: '3', OTP_MAX_CHECKS_PER_SECOND: '0', OTP_MAX_SENDS_PER_MINUTE: '0' }), { otpStore: store });
 });
 
 after(async () => {
@@ -108,9 +109,11 @@ test('5: five wrong guesses kill the code; the right one is then refused', async
     assert.equal(res.isValid, false);
     left.push(res.attempts_remaining);
   }
-  assert.deepEqual(left, [4, 3, 2, 1, 0]);
+  assert.deepEqual(left, [0, 0, 0, 0, 0], 'attempts_remaining tells nothing: a live code and none answer alike');
+  assert.equal(store.peek('guess@example.com'), undefined, 'the fifth wrong guess killed it');
   const res = await validateCode(svc, 'guess@example.com', code);
   assert.deepEqual({ ...res }, { status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
+  assert.deepEqual({ ...(await validateCode(svc, 'never-sent@example.com', code)) }, { ...res }, 'exactly what an address with no code gets');
 });
 
 test('6a: a resend inside the cooldown is RESOURCE_EXHAUSTED with the wait in retry-after', async () => {
@@ -224,4 +227,29 @@ test('12: malformed addresses and codes are INVALID_ARGUMENT and change nothing'
   assert.equal(store.peek('strict@example.com')?.attemptsLeft, 5, 'no attempt was counted');
   assert.equal(smtp.messages.length, mails, 'no mail was sent');
   assert.equal((await validateCode(svc, 'strict@example.com', code)).isValid, true);
+});
+
+test('OTP_MAX_CHECKS_PER_SECOND and OTP_MAX_SENDS_PER_MINUTE cap the whole service, whatever the address', async (t) => {
+  const capped = await startService(relayEnv(smtp.port, { WORKERS: '1', OTP_MAX_CHECKS_PER_SECOND: '5', OTP_MAX_SENDS_PER_MINUTE: '3' }));
+  t.after(() => capped.close());
+  const checks = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => validateCode(capped, `probe${i}@example.com`, '123456').then(() => 'ok', (err: grpc.ServiceError) => err)),
+  );
+  const refusedChecks = checks.filter((r): r is grpc.ServiceError => r !== 'ok');
+  assert.equal(checks.length - refusedChecks.length, 5, 'a second of checks: five');
+  for (const err of refusedChecks) {
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(metadataValue(err, 'retry-after'), '1');
+    assert.match(err.details, /OTP_MAX_CHECKS_PER_SECOND/);
+  }
+  const sends = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => sendCode(capped, `cap${i}@example.com`).then(() => 'ok', (err: grpc.ServiceError) => err)),
+  );
+  const refusedSends = sends.filter((r): r is grpc.ServiceError => r !== 'ok');
+  assert.equal(sends.length - refusedSends.length, 3, 'a minute of sends: three, to three different addresses');
+  for (const err of refusedSends) {
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
+    const wait = Number(metadataValue(err, 'retry-after'));
+    assert.ok(wait >= 1 && wait <= 20, `retry-after ${wait}: the next of three a minute comes within 20 s`);
+  }
 });

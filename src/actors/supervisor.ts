@@ -350,7 +350,7 @@ export const supervisorMachine = setup({
       jobs$: input.jobs$,
       ledger,
       pool,
-      bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, Date.now()) : undefined,
+      bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, 1000, Date.now()) : undefined,
       tickScheduled: false,
       lastDown: undefined,
       shutdownTimeoutMs: 0,

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import type { Logger } from 'winston';
+import { MailroomError } from '../errors.js';
 
 export interface CaptureServer {
   readonly port: number;
@@ -15,7 +16,12 @@ export interface CaptureServer {
 
 export async function startCaptureServer(dir: string, maxBytes: number, log: Logger): Promise<CaptureServer> {
   const folder = resolve(dir);
-  mkdirSync(folder, { recursive: true });
+  try {
+    mkdirSync(folder, { recursive: true });
+  } catch (err) {
+    // Exit 2 with the variable's name (main), not a stack trace.
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  MAIL_CAPTURE_DIR=${JSON.stringify(dir)}: cannot be made (${(err as Error).message})`, { cause: err });
+  }
   let seq = 0;
   const server = new SMTPServer({
     secure: false,

@@ -9,6 +9,7 @@ import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeRespons
 import { CODE_ACCEPTED } from '../otp/store.js';
 import type { Calls, OpenCall } from './calls.js';
 import { CheckBatcher } from './check-batcher.js';
+import { RateCap } from './rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 
@@ -18,7 +19,9 @@ export interface OtpServiceDeps {
   /** the actor's own: a candidate is hashed here so that no event carries a code */
   readonly hasher: CodeHasher;
   readonly codeLength: number;
-  readonly maxAttempts: number;
+  /** OTP_MAX_SENDS_PER_MINUTE, OTP_MAX_CHECKS_PER_SECOND; 0: no cap */
+  readonly maxSendsPerMinute: number;
+  readonly maxChecksPerSecond: number;
   readonly log: Logger;
 }
 
@@ -29,13 +32,15 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   const { otp, calls, hasher, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
-  // Every answer ValidateCode can give, built once: the check path is hot.
+  const sends = new RateCap(deps.maxSendsPerMinute, 60_000, 'codes sent this minute (OTP_MAX_SENDS_PER_MINUTE)');
+  const checking = new RateCap(deps.maxChecksPerSecond, 1000, 'code checks this second (OTP_MAX_CHECKS_PER_SECOND)');
+  // Both answers ValidateCode can give, built once: the check path is hot.
+  // attempts_remaining is always 0: a count for a live code and 0 for none
+  // told an attacker which addresses have a code worth guessing.
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
-  const rejected: readonly ValidateCodeResponse[] = Array.from({ length: deps.maxAttempts + 1 }, (_, n) =>
-    Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: n }),
-  );
+  const rejected: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
   const checks = new CheckBatcher<OpenCall<ValidateCodeResponse>>(otp, {
-    answer: (open, result) => open.ok(result === CODE_ACCEPTED ? accepted : (rejected[result] ?? (rejected[0] as ValidateCodeResponse))),
+    answer: (open, result) => open.ok(result === CODE_ACCEPTED ? accepted : rejected),
     fail: (open, error) => open.fail(error),
   });
   return {
@@ -45,6 +50,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let request;
       try {
         request = validateSendCode(call.request.email);
+        sends.take('');
       } catch (err) {
         open.fail(err);
         return;
@@ -65,6 +71,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let key: string;
       try {
         key = validateCheck(call.request.email, call.request.otpCode);
+        checking.take('');
       } catch (err) {
         open.fail(err);
         return;
