@@ -83,10 +83,17 @@ function fitsSevenBit(body: string): boolean {
   return body.length - lineStart <= MAX_LINE;
 }
 
+/** Lines of 76 characters, built as one flat string: a rope of slices would keep thousands of objects and the whole base64 text alive until it is flattened on the wire. */
 function wrapBase64(b64: string): string {
-  let out = '';
-  for (let i = 0; i < b64.length; i += 76) out += b64.slice(i, i + 76) + CRLF;
-  return out;
+  const lines = Math.ceil(b64.length / 76);
+  const out = Buffer.allocUnsafe(b64.length + 2 * lines);
+  let at = 0;
+  for (let i = 0; i < b64.length; i += 76) {
+    at += out.write(b64.slice(i, i + 76), at, 'latin1');
+    out[at++] = 13;
+    out[at++] = 10;
+  }
+  return out.toString('latin1', 0, at);
 }
 
 export function normaliseNewlines(s: string): string {
