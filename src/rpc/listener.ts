@@ -2,10 +2,14 @@
 // grpc-js (Server.createConnectionInjector), so that it can refuse what
 // grpc-js would take without limit: beyond MAX_GRPC_CONNECTIONS open
 // connections a new one is closed at once, before it costs a file
-// descriptor for long; and a connection that has started no call
-// GRPC_HANDSHAKE_TIMEOUT_MS after it was accepted (a client that connects
-// and sends nothing, or stops halfway through its handshake) is closed.
-// Idle connections and requests that never finish arriving are grpc-js's
+// descriptor for long; a connection that sends nothing within
+// GRPC_HANDSHAKE_TIMEOUT_MS of being accepted is closed, and so is one that
+// started its handshake but has begun no call within GRPC_IDLE_TIMEOUT_MS
+// (its HTTP/2 session may never have formed, so grpc-js's own idle timer,
+// which starts with the session, would never fire). A connection is handed
+// to grpc-js with its first bytes, not before: a client that connects and
+// only calls later (waitForReady, a busy process) is not taken for a silent
+// one. Idle sessions and requests that never finish arriving are grpc-js's
 // (max_connection_idle_ms) and the receive deadline's (server.ts).
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
@@ -14,11 +18,12 @@ import type { Logger } from 'winston';
 export interface ListenerLimits {
   readonly maxConnections: number;
   readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
 }
 
 interface Accepted {
   readonly sock: Socket;
-  /** runs until the connection's first call; undefined after it */
+  /** runs until the connection's first bytes, then until its first call; undefined after it */
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -89,22 +94,28 @@ export class GrpcListener {
       return;
     }
     const peer = peerOf(sock.remoteAddress, sock.remotePort);
-    const accepted: Accepted = {
-      sock,
-      timer: setTimeout(() => {
-        this.log.debug('gRPC connection closed: no call within the handshake timeout', { timeoutMs: this.limits.handshakeTimeoutMs });
-        // TRAP: once HTTP/2 has taken the socket's handle, destroy() closes
-        // nothing (the descriptor stays open and the peer never hears);
-        // resetAndDestroy() does.
-        sock.resetAndDestroy();
-      }, this.limits.handshakeTimeoutMs),
+    const accepted: Accepted = { sock, timer: undefined };
+    // TRAP: once HTTP/2 has taken the socket's handle, destroy() closes
+    // nothing (the descriptor stays open and the peer never hears);
+    // resetAndDestroy() does.
+    const drop = (why: string): void => {
+      this.log.debug(`gRPC connection closed: ${why}`);
+      sock.resetAndDestroy();
     };
+    accepted.timer = setTimeout(() => drop(`nothing sent within ${this.limits.handshakeTimeoutMs} ms`), this.limits.handshakeTimeoutMs);
     this.open.set(peer, accepted);
+    sock.on('error', () => undefined);
     sock.once('close', () => {
       clearTimeout(accepted.timer);
       this.open.delete(peer);
     });
-    this.injector.injectConnection(sock);
+    sock.once('data', (first: Buffer) => {
+      clearTimeout(accepted.timer);
+      sock.pause();
+      sock.unshift(first);
+      accepted.timer = setTimeout(() => drop(`no call within ${this.limits.idleTimeoutMs} ms`), this.limits.idleTimeoutMs);
+      this.injector.injectConnection(sock);
+    });
   }
 
   private refuse(sock: Socket): void {
