@@ -14,12 +14,14 @@ import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { OtpStore } from './otp/store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
+import { MemoryBudget, decodedBytes } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
 import * as grpc from '@grpc/grpc-js';
-import { createGrpcServer } from './rpc/server.js';
+import { createGrpcServer, receiveLimit } from './rpc/server.js';
+import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
 import { otpServiceHandlers } from './rpc/otp-service.js';
@@ -95,7 +97,6 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       options: {
         workers: config.workers,
         queueLimit: config.queue.limit,
-        maxBytes: config.queue.maxBytes,
         maxAttempts: config.queue.maxAttempts,
         rateLimitPerSecond: config.queue.rateLimitPerSecond,
         queueTimeoutMs: config.queue.queueTimeoutMs,
@@ -138,7 +139,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
   if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
 
-  const mailer = new Mailer(jobs$, config.mail.from, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock));
+  const budget = new MemoryBudget(config.queue.maxBytes);
+  const mailer = new Mailer(jobs$, config.mail.from, budget, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock));
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
@@ -162,13 +164,19 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   otp.start();
 
   let listener: GrpcListener | undefined;
+  const sendMailAdmission: Admission = {
+    early: () => budget.early(),
+    admit: (bytes) => budget.admit(decodedBytes(bytes), bytes),
+    // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
+    gate: new ArrivalGate(Math.max(1, Math.floor(config.queue.maxBytes / (2 * receiveLimit(config.mail))))),
+  };
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
       otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxSendsPerMinute: otpConfig.maxSendsPerMinute, maxChecksPerSecond: otpConfig.maxChecksPerSecond, log: rpcLog }),
     },
     { mail: config.mail, ...config.grpc },
-    (peer) => listener?.started(peer),
+    { onCall: (peer) => listener?.started(peer), sendMailAdmission },
     rpcLog,
   );
   try {

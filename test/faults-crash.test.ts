@@ -47,7 +47,6 @@ test('a connection actor that throws is replaced; its job goes through on anothe
       options: {
         workers: 2,
         queueLimit: 100,
-        maxBytes: 128 * 1_048_576,
         maxAttempts: 3,
         rateLimitPerSecond: 0,
         queueTimeoutMs: 5000,

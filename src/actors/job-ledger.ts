@@ -27,7 +27,6 @@ export class JobLedger {
   private readonly retrying = new Set<MailJob>();
   private readonly holdings = new Map<string, MailJob[]>();
   private held = 0;
-  private bytesHeld = 0;
 
   /** jobs waiting for a connection, both lanes */
   get queued(): number {
@@ -52,15 +51,9 @@ export class JobLedger {
     return this.holdings.get(cid)?.length ?? 0;
   }
 
-  /** bytes of every job in the ledger (MailJob.bytes), the memory QUEUE_MAX_BYTES bounds */
-  get bytes(): number {
-    return this.bytesHeld;
-  }
-
   /** A new job joins the end of the queue. */
   admit(job: MailJob): void {
     job.place = 'queued';
-    this.bytesHeld += job.bytes;
     this.fresh.push(job);
   }
 
@@ -123,7 +116,6 @@ export class JobLedger {
   reclaim(cid: string): void {
     for (const job of this.forfeit(cid)) {
       job.place = 'queued';
-      this.bytesHeld += job.bytes;
       this.back.push(job);
     }
   }
@@ -159,7 +151,6 @@ export class JobLedger {
 
   private leave(job: MailJob): void {
     job.place = 'out';
-    this.bytesHeld -= job.bytes;
   }
 
   private unhold(job: MailJob): void {

@@ -36,8 +36,6 @@ import { smtpConnectionMachine, type ConnectionOptions, type ConnectionReport, t
 export interface SupervisorOptions {
   readonly workers: number;
   readonly queueLimit: number;
-  /** bytes of all jobs in the ledger together (MailJob.bytes) */
-  readonly maxBytes: number;
   readonly maxAttempts: number;
   readonly rateLimitPerSecond: number;
   /** a queued job waits at most this long for a connection */
@@ -178,8 +176,6 @@ export const supervisorMachine = setup({
       for (const job of params.jobs) {
         if (ledger.queued >= options.queueLimit) {
           job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
-        } else if (ledger.bytes + job.bytes > options.maxBytes) {
-          job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${Math.ceil(ledger.bytes / 1_048_576)} of QUEUE_MAX_BYTES=${options.maxBytes} bytes held)`, { retryAfterSeconds: 1 }));
         } else {
           ledger.admit(job);
         }

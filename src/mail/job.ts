@@ -25,8 +25,6 @@ export interface MailJob {
   readonly deadline: number;
   /** epoch ms when the job entered the queue */
   readonly enqueuedAt: number;
-  /** what it keeps in memory until it is settled: the message, and the request it was made from */
-  readonly bytes: number;
   place: JobPlace;
   /** the connection that holds it, while `place` is 'held' */
   holder: string | undefined;
@@ -47,8 +45,7 @@ export interface MailJob {
 
 let jobs = 0;
 
-/** `requestBytes`: what the caller's request holds while the job lives (0 when nothing but the job does). */
-export function createJob(message: OutgoingMessage, deadline: number, requestBytes = 0): { job: MailJob; done: Promise<Delivered> } {
+export function createJob(message: OutgoingMessage, deadline: number): { job: MailJob; done: Promise<Delivered> } {
   let settled = false;
   let resolveP!: (r: Delivered) => void;
   let rejectP!: (e: MailroomError) => void;
@@ -61,8 +58,6 @@ export function createJob(message: OutgoingMessage, deadline: number, requestByt
     message,
     deadline,
     enqueuedAt: Date.now(),
-    // The message text is ASCII (MIME encodes the rest), one byte a character in V8.
-    bytes: message.raw.length + requestBytes,
     place: 'new',
     holder: undefined,
     attempts: 0,

@@ -7,6 +7,7 @@ import { composeMessage, type Draft } from './compose.js';
 import { IdempotencyCache } from './idempotency.js';
 import { cancellable, createJob, type Delivered, type MailJob } from './job.js';
 import { MailroomError } from '../errors.js';
+import { messageBytes, type MemoryBudget } from './memory-budget.js';
 
 export interface Sending {
   readonly result: Promise<Delivered>;
@@ -18,11 +19,11 @@ export class Mailer {
   constructor(
     private readonly jobs$: Subject<MailJob>,
     private readonly from: Address,
+    private readonly budget: MemoryBudget,
     private readonly idempotency: IdempotencyCache,
   ) {}
 
-  /** `requestBytes`: what the caller's request holds in memory while the mail is under way (see MailJob.bytes). */
-  send(draft: Draft, options: { deadline: number; idempotencyKey?: string; requestBytes?: number }): Sending {
+  send(draft: Draft, options: { deadline: number; idempotencyKey?: string }): Sending {
     const key = options.idempotencyKey;
     if (key === undefined || key === '') return this.enqueue(draft, options);
     let own: Sending | undefined;
@@ -34,8 +35,20 @@ export class Mailer {
     return { result, cancel: () => own?.cancel() };
   }
 
-  private enqueue(draft: Draft, options: { deadline: number; requestBytes?: number }): Sending {
-    const { job, done } = createJob(composeMessage(draft, this.from), options.deadline, options.requestBytes);
+  private enqueue(draft: Draft, options: { deadline: number }): Sending {
+    // Reserved before composing: a refusal under load costs no MIME work.
+    const bytes = messageBytes(Buffer.byteLength(draft.text, 'utf8') + Buffer.byteLength(draft.html, 'utf8'), headerChars(draft));
+    this.budget.reserve(bytes);
+    let job: MailJob;
+    let done: Promise<Delivered>;
+    try {
+      ({ job, done } = createJob(composeMessage(draft, this.from), options.deadline));
+    } catch (err) {
+      this.budget.release(bytes);
+      throw err;
+    }
+    const release = (): void => this.budget.release(bytes);
+    done.then(release, release);
     this.jobs$.next(job);
     return {
       result: done,
@@ -44,6 +57,12 @@ export class Mailer {
       },
     };
   }
+}
+
+function headerChars(draft: Draft): number {
+  let n = draft.subject.length;
+  for (const list of [draft.to, draft.cc, draft.bcc, draft.replyTo]) for (const a of list) n += a.name.length + a.address.length + 4;
+  return n;
 }
 
 function fingerprint(draft: Draft): string {

@@ -5,7 +5,7 @@ import type { Mailer } from '../mail/mailer.js';
 import { formatReply } from '../smtp/reply.js';
 import type { Calls } from './calls.js';
 import { deadlineOf } from './deadline.js';
-import { requestChars, validateSendEmail, type MailLimits } from './validate.js';
+import { validateSendEmail, type MailLimits } from './validate.js';
 
 export function mailServiceHandlers(deps: { mailer: Mailer; calls: Calls; limits: MailLimits; log: Logger }): MailServiceHandlers {
   const { mailer, calls, limits, log } = deps;
@@ -16,8 +16,7 @@ export function mailServiceHandlers(deps: { mailer: Mailer; calls: Calls; limits
       let sending;
       try {
         const draft = validateSendEmail(call.request, limits);
-        // The decoded request stays with the call until it is answered: two bytes a UTF-16 unit at most.
-        sending = mailer.send(draft, { deadline: deadlineOf(call), idempotencyKey: draft.idempotencyKey, requestBytes: 2 * requestChars(call.request) });
+        sending = mailer.send(draft, { deadline: deadlineOf(call), idempotencyKey: draft.idempotencyKey });
       } catch (err) {
         open.fail(err);
         return;

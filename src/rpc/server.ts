@@ -9,6 +9,8 @@ import { MailroomError } from '../errors.js';
 import type { MailServiceHandlers } from '../generated/mail/MailService.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import { loadMailProto } from './proto.js';
+import { Arrival, deferring, isTicket, Pacer, Undecodable, type Admission } from './admission.js';
+import type { Ticket } from '../mail/memory-budget.js';
 import { toServiceError } from './status.js';
 import { maxMailboxChars, type MailLimits } from './validate.js';
 
@@ -30,25 +32,10 @@ export function receiveLimit(limits: MailLimits): number {
   return limits.maxBodyBytes + 4 * limits.maxSubjectChars + 2 * limits.maxRecipients * 4 * maxMailboxChars(limits) + 200 + 16_384;
 }
 
-/** What a request that failed to decode becomes: the handler answers INVALID_ARGUMENT instead of grpc-js's INTERNAL. */
-class Undecodable {
-  constructor(readonly reason: string) {}
-}
-
-function tolerant(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+function tolerant(definition: grpc.ServiceDefinition, admissions: ReadonlyMap<string, Admission>): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
-    const decode = method.requestDeserialize;
-    out[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return decode(bytes);
-        } catch (err) {
-          return new Undecodable((err as Error).message);
-        }
-      },
-    };
+    out[name] = { ...method, requestDeserialize: deferring(method.requestDeserialize, admissions.has(method.path)) };
   }
   return out;
 }
@@ -85,31 +72,99 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, h
 }
 
 /**
- * Ends a call whose request has not fully arrived `ms` after it began: a
- * client that opens a stream and stops sending must not hold the request's
- * buffers for ever. `started` hears of every call, with its peer.
+ * Every call's guard: it ends a call whose request has not fully arrived
+ * `ms` after it began (a client that opens a stream and stops sending must
+ * not hold the request's buffers for ever); admits a request to the memory
+ * budget before it is decoded (RESOURCE_EXHAUSTED, never decoded, when it
+ * does not fit); decodes a large one and hands it to its handler through
+ * the pacer; and gives the request's share back when the call ends.
+ * `started` hears of every call, with its peer.
  */
-function receiveDeadline(ms: number, started: (peer: string) => void): grpc.ServerInterceptor {
-  return (_method, call) => {
+function callGuard(ms: number, started: (peer: string) => void, admissions: ReadonlyMap<string, Admission>): grpc.ServerInterceptor {
+  const pacer = new Pacer();
+  return (method, call) => {
+    const admission = admissions.get(method.path);
     let timer: NodeJS.Timeout | undefined;
+    let arrival: Arrival | undefined;
+    /** the share held while the request arrives, then the request's own */
+    let ticket: Ticket | undefined;
+    /** the half-close, while a paced message waits for its turn */
+    let halfClose: (() => void) | undefined;
+    let paced = false;
+    let ended = false;
+    /** gives back the call's place among the arriving requests, or leaves the line for one */
+    let leaveGate: (() => void) | undefined;
+    const end = (): void => {
+      ended = true;
+      leaveGate?.();
+      clearTimeout(timer);
+      ticket?.release();
+      arrival?.drop();
+    };
+    const refuse = (error: MailroomError): void => {
+      intercepting.sendStatus(toServiceError(error) as grpc.StatusObject);
+    };
     const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
             started(call.getPeer());
-            timer = setTimeout(() => {
-              intercepting.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `the request did not arrive within ${ms} ms` });
-            }, ms);
-            nextMetadata(metadata);
+            const early = admission?.early();
+            if (early !== undefined && !isTicket(early)) {
+              // Its request is never read: the stream stays paused, its body unsent beyond a flow-control window.
+              refuse(early);
+              return;
+            }
+            ticket = early;
+            const go = (): void => {
+              timer = setTimeout(() => {
+                intercepting.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `the request did not arrive within ${ms} ms` });
+              }, ms);
+              nextMetadata(metadata);
+            };
+            if (admission === undefined) go();
+            else leaveGate = admission.gate.enter(go);
           },
           onReceiveMessage: (message, nextMessage) => {
             clearTimeout(timer);
-            nextMessage(message);
+            if (!(message instanceof Arrival)) {
+              nextMessage(message);
+              return;
+            }
+            arrival = message;
+            leaveGate?.();
+            if (admission !== undefined) {
+              ticket?.release();
+              const admitted = admission.admit(message.size);
+              if (!isTicket(admitted)) {
+                ticket = undefined;
+                refuse(admitted);
+                return;
+              }
+              ticket = admitted;
+            }
+            if (!message.large) {
+              nextMessage(message.open());
+              return;
+            }
+            paced = true;
+            pacer.run(() => {
+              paced = false;
+              // A caller gone while it waited is not worth decoding for.
+              if (ended) return;
+              nextMessage(message.open());
+              halfClose?.();
+            });
           },
-          onCancel: () => clearTimeout(timer),
+          onReceiveHalfClose: (next) => {
+            if (ended) return;
+            if (paced) halfClose = next;
+            else next();
+          },
+          onCancel: end,
         }),
       sendStatus: (status, next) => {
-        clearTimeout(timer);
+        end();
         next(status);
       },
     });
@@ -120,10 +175,11 @@ function receiveDeadline(ms: number, started: (peer: string) => void): grpc.Serv
 export function createGrpcServer(
   handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers },
   limits: ServerLimits,
-  onCall: (peer: string) => void,
+  hooks: { onCall: (peer: string) => void; sendMailAdmission: Admission },
   log: Logger,
 ): grpc.Server {
   const proto = loadMailProto();
+  const admissions = new Map([['/mail.MailService/SendMail', hooks.sendMailAdmission]]);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': receiveLimit(limits.mail),
     'grpc.max_send_message_length': 1_048_576,
@@ -132,9 +188,9 @@ export function createGrpcServer(
     // No channelz service is offered, so its per-call trackers (closures and
     // timestamps on every call) would be kept for no reader.
     'grpc.enable_channelz': 0,
-    interceptors: [receiveDeadline(limits.receiveTimeoutMs, onCall)],
+    interceptors: [callGuard(limits.receiveTimeoutMs, hooks.onCall, admissions)],
   });
-  server.addService(tolerant(proto.mail.MailService.service), guarded('mail.MailService', handlers.mail, log));
-  server.addService(tolerant(proto.mail.OtpService.service), guarded('mail.OtpService', handlers.otp, log));
+  server.addService(tolerant(proto.mail.MailService.service, admissions), guarded('mail.MailService', handlers.mail, log));
+  server.addService(tolerant(proto.mail.OtpService.service, admissions), guarded('mail.OtpService', handlers.otp, log));
   return server;
 }

@@ -29,14 +29,6 @@ export function maxMailboxChars(limits: MailLimits): number {
   return 2 * limits.maxDisplayNameChars + 2 + 3 + 254 + 2;
 }
 
-/** How much of the request a field holds, in UTF-16 units (what the decoded request costs in memory, at most twice in bytes). */
-export function requestChars(req: SendEmailRequest__Output): number {
-  let n = req.to.length + req.subject.length + req.body.length + req.html.length + req.reply_to.length + req.idempotency_key.length;
-  for (const v of req.cc) n += v.length;
-  for (const v of req.bcc) n += v.length;
-  return n;
-}
-
 class Problems {
   private readonly list: string[] = [];
   private more = 0;
