@@ -16,6 +16,12 @@ export interface LoadgenOptions {
   readonly addresses?: number;
   /** SendCode/ValidateCode: prefix of the local part, to keep repetitions apart */
   readonly addressPrefix?: string;
+  /** SendMail: a body of this many bytes of UTF-8 instead of the receipt text */
+  readonly bodyBytes?: number;
+  /** with bodyBytes: 'utf8' makes it of two-byte characters (é) */
+  readonly bodyKind?: 'ascii' | 'utf8';
+  /** each call's deadline; default 30 s */
+  readonly deadlineMs?: number;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as LoadgenOptions;
@@ -23,7 +29,9 @@ const opts = JSON.parse(process.argv[2] ?? '{}') as LoadgenOptions;
 runChild(async () => {
   const proto = loadMailProto();
   const creds = grpc.credentials.createInsecure();
-  const mail = new proto.mail.MailService(opts.target, creds);
+  // Large bodies need a larger send limit than grpc-js's default client one.
+  const channelOptions = { 'grpc.max_send_message_length': -1 };
+  const mail = new proto.mail.MailService(opts.target, creds, channelOptions);
   const otp = new proto.mail.OtpService(opts.target, creds);
   await new Promise<void>((resolve, reject) => mail.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
   send({ type: 'ready' });
@@ -31,11 +39,13 @@ runChild(async () => {
     new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
   const addresses = opts.addresses ?? 10_000;
   const prefix = opts.addressPrefix ?? 'user';
-  const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + 30_000 });
+  const deadlineMs = opts.deadlineMs ?? 30_000;
+  const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + deadlineMs });
+  const body = opts.bodyBytes === undefined ? BENCH_MAIL.text : opts.bodyKind === 'utf8' ? 'é'.repeat(Math.floor(opts.bodyBytes / 2)) : 'x'.repeat(opts.bodyBytes);
   const call = (i: number): Promise<void> => {
     switch (opts.method) {
       case 'SendMail':
-        return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body: BENCH_MAIL.text }, deadline(), cb));
+        return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body }, deadline(), cb));
       case 'SendCode':
         return unary((cb) => otp.SendCode({ email: `${prefix}${i % addresses}@example.com` }, deadline(), cb));
       case 'ValidateCode':

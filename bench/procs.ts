@@ -72,8 +72,9 @@ export interface Sink {
   stop(): Promise<void>;
 }
 
-export async function startNodeSink(pki: BenchPki | undefined): Promise<Sink> {
-  const opts = pki !== undefined ? { tls: pki.server, auth: BENCH_AUTH } : {};
+/** `dataDelayMs`: a slow relay, holding each message's 250 that long. */
+export async function startNodeSink(pki: BenchPki | undefined, dataDelayMs = 0): Promise<Sink> {
+  const opts = { ...(pki !== undefined ? { tls: pki.server, auth: BENCH_AUTH } : {}), dataDelayMs };
   const child = track(fork(join(HERE, 'sink.js'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const { port } = await firstMessage<SinkReply>(child, (m) => m.type === 'listening', 'sink') as Extract<SinkReply, { type: 'listening' }>;
   return {
@@ -150,6 +151,8 @@ export interface ServiceStart {
   readonly profileDir?: string;
   /** a checkout with its own built dist/ (an A/B baseline); default: this one */
   readonly root?: string;
+  /** more node arguments (a probe to --import) */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** mailroom as it runs in production: built output, JSON logs at warn, configured by env. */
@@ -175,7 +178,7 @@ export async function startService(sink: Sink, opts: ServiceStart): Promise<Serv
       : { EMAIL_TLS: 'none' }),
     ...opts.extraEnv,
   };
-  const nodeArgs = [...V8_FLAGS, ...(opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : [])];
+  const nodeArgs = [...V8_FLAGS, ...(opts.nodeArgs ?? []), ...(opts.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir] : [])];
   const root = opts.root ?? ROOT;
   const child = track(spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'main.js')], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';

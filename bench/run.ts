@@ -13,6 +13,7 @@ import type { LoadgenOptions } from './loadgen.js';
 import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
 import { abScenarios } from './ab.js';
+import { memoryBudget } from './memory.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
@@ -181,6 +182,13 @@ async function main(): Promise<void> {
         await server.stop();
       }
     }
+  }
+
+  // ---- the memory budget under a flood of 1 MB calls ----------------------
+  if (want('memory')) {
+    const out = await memoryBudget({ reps: quick ? 1 : REPS, pki, log, row });
+    targets.push(...out.targets);
+    extra.push(...out.extra);
   }
 
   // ---- A/B against another build, interleaved ------------------------------

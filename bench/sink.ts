@@ -10,6 +10,8 @@ import { createServer as createTlsServer } from 'node:tls';
 interface SinkOptions {
   readonly tls?: { key: string; cert: string };
   readonly auth?: { user: string; pass: string };
+  /** a slow relay: each message's 250 comes this long after its final dot, and the connection reads nothing meanwhile */
+  readonly dataDelayMs?: number;
 }
 
 export type SinkRequest = { type: 'count' } | { type: 'stop' };
@@ -123,11 +125,12 @@ function session(sock: Socket): void {
   };
 
   sock.setEncoding('latin1');
-  sock.on('data', (chunk: string) => {
+  const delay = options.dataDelayMs ?? 0;
+  /** waiting out dataDelayMs: what arrives meanwhile is kept in buf */
+  let holding = false;
+  const feed = (text: string): void => {
     let out = '';
     let pos = 0;
-    let text = buf + chunk;
-    buf = '';
     while (pos < text.length) {
       if (inData) {
         // Only the end marker matters; the message itself is dropped.
@@ -142,6 +145,21 @@ function session(sock: Socket): void {
         inData = false;
         haveMail = false;
         rcpts = 0;
+        if (delay > 0) {
+          if (out !== '') sock.write(out);
+          holding = true;
+          const rest = text.slice(pos);
+          setTimeout(() => {
+            holding = false;
+            accepted++;
+            if (sock.writableEnded) return;
+            sock.write(`250 2.0.0 Ok: queued as ${accepted}\r\n`);
+            const more = rest + buf;
+            buf = '';
+            if (more !== '') feed(more);
+          }, delay);
+          return;
+        }
         accepted++;
         out += `250 2.0.0 Ok: queued as ${accepted}\r\n`;
         continue;
@@ -156,8 +174,16 @@ function session(sock: Socket): void {
       if (reply !== '') out += `${reply}\r\n`;
       if (sock.writableEnded) return;
     }
-    text = '';
     if (out !== '' && !sock.writableEnded) sock.write(out);
+  };
+  sock.on('data', (chunk: string) => {
+    if (holding) {
+      buf += chunk;
+      return;
+    }
+    const text = buf + chunk;
+    buf = '';
+    feed(text);
   });
   sock.write('220 sink.bench ESMTP\r\n');
 }
