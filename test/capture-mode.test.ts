@@ -45,6 +45,19 @@ test('a SendMail leaves exactly one .eml file whose content matches', async () =
   assert.equal((parsed.from as AddressObject).value[0]?.address, 'noreply@example.com');
 });
 
+test('each .eml starts with its envelope: Return-Path and one Delivered-To per recipient, Bcc included; the Bcc is in no header', async () => {
+  const res = await sendMail(svc, { to: 'to@example.com', cc: ['cc@example.com'], bcc: ['hidden@example.com'], subject: 'envelope', body: 'b' });
+  const file = res.smtp_response.replace(/^250 captured as /, '');
+  const text = readFileSync(join(dir, file), 'utf8');
+  const head = text.split('\r\n').slice(0, 4);
+  assert.deepEqual(head, ['Return-Path: <noreply@example.com>', 'Delivered-To: to@example.com', 'Delivered-To: cc@example.com', 'Delivered-To: hidden@example.com']);
+  const headers = text.slice(0, text.indexOf('\r\n\r\n'));
+  assert.equal(headers.split('hidden@example.com').length, 2, 'the Bcc address appears only in its Delivered-To line');
+  // What the README says to do to find the latest mail for an address:
+  const latest = readdirSync(dir).filter((f) => f.endsWith('.eml')).sort().reverse().find((f) => readFileSync(join(dir, f), 'utf8').includes('\r\nDelivered-To: hidden@example.com\r\n'));
+  assert.equal(latest, file);
+});
+
 test('a capture folder removed while the service runs is made again', async () => {
   rmSync(dir, { recursive: true, force: true });
   const res = await sendMail(svc, { to: 'ann@example.com', subject: 'after cleanup', body: 'b' });

@@ -1,9 +1,15 @@
-// The command-line client as the README shows it, against the real service.
+// The command-line client as the README shows it, as a subprocess against
+// the real service: replies in proto JSON names, failures with mailroom's
+// metadata, exit codes 0 / 1 / 2.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSmtp, startService, relayEnv, type SmtpPeer, type RunningService } from './helpers.js';
+import { simpleParser } from 'mailparser';
+import { codeFromMail, startSmtp, startService, relayEnv, type SmtpPeer, type RunningService } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/client/cli.js', import.meta.url));
 
@@ -11,7 +17,14 @@ let smtp: SmtpPeer;
 let svc: RunningService;
 
 before(async () => {
-  smtp = await startSmtp();
+  smtp = await startSmtp({
+    extra: {
+      onRcptTo(address, _session, cb) {
+        if (address.address.startsWith('reject-me@')) cb(Object.assign(new Error('5.1.1 no such user'), { responseCode: 550 }));
+        else cb();
+      },
+    },
+  });
   svc = await startService(relayEnv(smtp.port, { WORKERS: '2' }));
 });
 
@@ -20,33 +33,86 @@ after(async () => {
   await smtp.close();
 });
 
-function client(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function client(args: readonly string[], stdin?: string, port = svc.service.port): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args, '--address', `127.0.0.1:${svc.service.port}`], { timeout: 20_000 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args, '--address', `127.0.0.1:${port}`], { timeout: 20_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
+    child.stdin?.end(stdin ?? '');
   });
 }
 
-test('send prints the response as JSON', async () => {
-  const { code, stdout, stderr } = await client('send', '--to', 'a@example.com', '--subject', 'hi', '--body', 'text', '--cc', 'c@example.com');
+test('send prints the response as JSON with proto JSON names', async () => {
+  const { code, stdout, stderr } = await client(['send', '--to', 'a@example.com', '--subject', 'hi', '--body', 'text', '--cc', 'c@example.com']);
   assert.equal(code, 0, stderr);
-  const res = JSON.parse(stdout) as { status: string; message_id: string; smtp_response: string };
+  const res = JSON.parse(stdout) as { status: string; messageId: string; smtpResponse: string };
   assert.equal(res.status, 'SUCCESS');
-  assert.match(res.message_id, /^<.+@example\.com>$/);
+  assert.match(res.messageId, /^<.+@example\.com>$/);
+  assert.match(res.smtpResponse, /^250/);
   assert.deepEqual(smtp.messages.at(-1)?.to, ['a@example.com', 'c@example.com']);
 });
 
-test('a refused call prints STATUS: details on stderr and exits 1', async () => {
-  const { code, stdout, stderr } = await client('send', '--to', 'nobody', '--subject', 'hi', '--body', 'text');
+test('--body-file and --html-file read files, and - reads standard input', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-cli-'));
+  writeFileSync(join(dir, 'page.html'), '<p>from a file</p>');
+  const { code, stderr } = await client(['send', '--to', 'f@example.com', '--subject', 'files', '--body-file', '-', '--html-file', join(dir, 'page.html')], 'body from stdin\n');
+  assert.equal(code, 0, stderr);
+  const sent = await simpleParser(smtp.messages.at(-1)?.raw ?? '');
+  assert.equal(sent.text?.trim(), 'body from stdin');
+  assert.equal(sent.html, '<p>from a file</p>');
+  const both = await client(['send', '--to', 'f@example.com', '--subject', 's', '--body', 'x', '--body-file', '-']);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--body and --body-file: give one of them/);
+  const missing = await client(['send', '--to', 'f@example.com', '--subject', 's', '--body-file', join(dir, 'nope')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--body-file .*nope: ENOENT/);
+});
+
+test('a refused call prints STATUS: details and the error metadata on stderr, and exits 1', async () => {
+  const { code, stdout, stderr } = await client(['send', '--to', 'nobody', '--subject', 'hi', '--body', 'text']);
   assert.equal(code, 1);
   assert.equal(stdout, '');
   assert.match(stderr, /^INVALID_ARGUMENT: to: "nobody" is not an address/);
+  assert.match(stderr, /\n {2}mailroom-error: EINVALID\n/);
+});
+
+test('RESOURCE_EXHAUSTED shows retry-after; a refused recipient shows the SMTP codes', async (t) => {
+  // One connection, a relay that holds each message, room for one in the queue: the third call finds it full.
+  const slow = await startSmtp({ dataDelayMs: 1500 });
+  const full = await startService(relayEnv(slow.port, { WORKERS: '1', QUEUE_LIMIT: '1' }));
+  t.after(async () => {
+    await full.close();
+    await slow.close();
+  });
+  const port = full.service.port;
+  const held = [client(['send', '--to', 'q1@example.com', '--subject', 's', '--body', 'b'], '', port), client(['send', '--to', 'q2@example.com', '--subject', 's', '--body', 'b'], '', port)];
+  await new Promise((r) => setTimeout(r, 700));
+  const refusedForRoom = await client(['send', '--to', 'q3@example.com', '--subject', 's', '--body', 'b'], '', port);
+  await Promise.all(held);
+  assert.equal(refusedForRoom.code, 1);
+  assert.match(refusedForRoom.stderr, /^RESOURCE_EXHAUSTED: /);
+  assert.match(refusedForRoom.stderr, /\n {2}mailroom-error: EQUEUEFULL\n {2}retry-after: \d+/);
+  const refused = await client(['send', '--to', 'reject-me@example.com', '--subject', 's', '--body', 'b']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /\n {2}smtp-code: 550\n {2}smtp-enhanced-code: 5\.1\.1/);
+});
+
+test('validate-code exits 0 for a valid code and 1 for a wrong one', async () => {
+  const sent = await client(['send-code', '--email', 'cli-otp@example.com']);
+  assert.equal(sent.code, 0, sent.stderr);
+  assert.ok('expiresInSeconds' in (JSON.parse(sent.stdout) as object), 'camelCase names');
+  const code = await codeFromMail(smtp, 'cli-otp@example.com');
+  const wrong = await client(['validate-code', '--email', 'cli-otp@example.com', '--code', code === '000000' ? '111111' : '000000']);
+  assert.equal(wrong.code, 1);
+  assert.equal((JSON.parse(wrong.stdout) as { isValid: boolean }).isValid, false);
+  const right = await client(['validate-code', '--email', 'cli-otp@example.com', '--code', code]);
+  assert.equal(right.code, 0, right.stdout);
+  assert.equal((JSON.parse(right.stdout) as { isValid: boolean }).isValid, true);
 });
 
 test('--repeat with --concurrency is a load loop with a one-line summary', async () => {
   const before = smtp.messages.length;
-  const { code, stdout, stderr } = await client('send', '--to', 'a@example.com', '--subject', 'load', '--body', 'x', '--repeat', '40', '--concurrency', '8');
+  const { code, stdout, stderr } = await client(['send', '--to', 'a@example.com', '--subject', 'load', '--body', 'x', '--repeat', '40', '--concurrency', '1']);
   assert.equal(code, 0, stderr);
   const summary = JSON.parse(stdout) as { calls: number; ok: number; errors: Record<string, number>; perSecond: number };
   assert.equal(summary.calls, 40);
@@ -56,26 +122,26 @@ test('--repeat with --concurrency is a load loop with a one-line summary', async
   assert.equal(smtp.messages.length, before + 40);
 });
 
-test('a count that is not a whole number is a usage error, not a loop of NaN calls', async () => {
-  for (const [option, value] of [['--repeat', 'ten'], ['--concurrency', '0'], ['--deadline-ms', '1.5']] as const) {
-    const { code, stdout, stderr } = await client('send', '--to', 'a@example.com', '--subject', 's', '--body', 'b', option, value);
-    assert.equal(code, 1, `${option} ${value}`);
+test('usage errors exit 2 with a message naming what was wrong, never a stack trace', async () => {
+  const cases: [string[], RegExp][] = [
+    [['send', '--to', 'a@example.com', '--subject', 's', '--body', 'b', '--repeat', 'ten'], /^mailroom: --repeat: expected a whole number of at least 1/],
+    [['send', '--to', 'a@example.com', '--subject', 's', '--body', 'b', '--concurrency', '0'], /^mailroom: --concurrency: expected a whole number/],
+    [['send', '--to', 'a@example.com', '--subject', 's', '--body', 'b', '--deadline-ms', '1.5'], /^mailroom: --deadline-ms: expected a whole number/],
+    [['send', '--frobnicate'], /^mailroom: Unknown option '--frobnicate'/],
+    [['send', '--to', 'a@example.com'], /^mailroom: missing --subject/],
+    [['send', '--to', 'a@example.com', '--subject', 's', '--tls-cert', '/x.pem'], /^mailroom: --tls-cert and --tls-key: give both/],
+    [['frobnicate'], /^mailroom: unknown command "frobnicate"/],
+    [[], /^mailroom: no command/],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stdout, stderr } = await client(args);
+    assert.equal(code, 2, args.join(' '));
     assert.equal(stdout, '');
-    assert.match(stderr, new RegExp(`^${option}: expected a whole number of at least 1`));
-  }
-});
-
-test('an unknown or malformed option is a usage error, not a stack trace', async () => {
-  for (const args of [['send', '--frobnicate'], ['send', '--deadline-ms', '-5']]) {
-    const { code, stderr } = await client(...args);
-    assert.equal(code, 1, args.join(' '));
-    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    assert.match(stderr, message, args.join(' '));
     assert.match(stderr, /\nusage:/);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
   }
-});
-
-test('no command prints the usage and exits 1', async () => {
-  const { code, stdout } = await client();
-  assert.equal(code, 1);
-  assert.match(stdout, /^usage:/);
+  const help = await client(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage:/);
 });

@@ -1,6 +1,7 @@
 // The embedded capture relay: with no EMAIL_HOST configured, mailroom sends
 // to this SMTP server on loopback, which writes each accepted message to
-// MAIL_CAPTURE_DIR as an .eml file. It makes a fresh machine useful at once.
+// MAIL_CAPTURE_DIR as an .eml file, its envelope (Return-Path, Delivered-To)
+// first. It makes a fresh machine useful at once.
 import { mkdirSync, createWriteStream, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -61,6 +62,8 @@ export async function startCaptureServer(dir: string, maxBytes: number, log: Log
       const out = createWriteStream(partial);
       stream.on('error', fail);
       out.on('error', fail);
+      // The envelope, as an MTA's local delivery records it: Bcc recipients are in it and nowhere else.
+      out.write(envelopeLines(session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address, session.envelope.rcptTo.map((r) => r.address)));
       out.on('finish', () => {
         if (answered) return;
         if (stream.sizeExceeded) {
@@ -92,6 +95,11 @@ export async function startCaptureServer(dir: string, maxBytes: number, log: Log
     dir: folder,
     close: () => new Promise<void>((res) => server.close(() => res())),
   };
+}
+
+/** Return-Path and one Delivered-To per envelope recipient, prepended to the captured message. */
+export function envelopeLines(from: string, to: readonly string[]): string {
+  return `Return-Path: <${from}>\r\n${to.map((address) => `Delivered-To: ${address}\r\n`).join('')}`;
 }
 
 /** Removes a partial file if there is one; a folder that is gone or not a folder is no error here. */

@@ -1,146 +1,223 @@
-// A command-line client for trying the service by hand:
-//   npm run client -- send --to a@example.com --subject hi --body text
-//   npm run client -- send-code --email a@example.com
-//   npm run client -- validate-code --email a@example.com --code 123456
-// Options: --address host:port (default localhost:40700 or MAILROOM_ADDRESS),
-// --deadline-ms N, --repeat N and --concurrency N (send only: a quick load loop).
-import { parseArgs } from 'node:util';
+#!/usr/bin/env node
+// mailroom's command-line client (`npx mailroom …`, `npm run client -- …`):
+//   mailroom send --to a@example.com --subject hi --body text
+//   mailroom send-code --email a@example.com
+//   mailroom validate-code --email a@example.com --code 123456
+// Exit codes: 0 success; 1 the call failed, or the code is not valid;
+// 2 a usage error. Replies are printed as JSON with proto JSON (camelCase)
+// names; a failure prints its status, details and mailroom's metadata.
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../rpc/proto.js';
 import type { SendEmailRequest } from '../generated/mail/SendEmailRequest.js';
+import type { ValidateCodeRequest } from '../generated/mail/ValidateCodeRequest.js';
+import type { ValidateCodeResponse__Output } from '../generated/mail/ValidateCodeResponse.js';
+import { channelCredentials, printFailure, toProtoJson, UsageError } from './io.js';
 
 const USAGE = `usage:
-  npm run client -- send --to ADDR --subject TEXT --body TEXT [--html HTML] [--cc ADDR]... [--bcc ADDR]...
-                         [--reply-to ADDR] [--idempotency-key KEY] [--repeat N] [--concurrency N]
-  npm run client -- send-code --email ADDR
-  npm run client -- validate-code --email ADDR --code DIGITS
-common: [--address host:port] [--deadline-ms N]
+  mailroom send --to ADDR --subject TEXT (--body TEXT | --body-file FILE|-) [--html HTML | --html-file FILE|-]
+                [--cc ADDR]... [--bcc ADDR]... [--reply-to ADDR] [--idempotency-key KEY] [--repeat N --concurrency N]
+  mailroom send-code --email ADDR
+  mailroom validate-code --email ADDR --code DIGITS
+common: [--address host:port] [--deadline-ms N] [--token TOKEN] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+  --address defaults to MAILROOM_ADDRESS, else localhost:40700; --token to MAILROOM_TOKEN.
+  With --tls-ca (or a client certificate) the connection uses TLS.
+exit codes: 0 success; 1 the call failed or the code is not valid; 2 usage error
 `;
 
-/** A bad option is a usage error with the usage, not a parseArgs stack trace. */
-function usageError(message: string): never {
-  process.stderr.write(`${message}\n${USAGE}`);
-  process.exit(1);
+const OPTIONS = {
+  address: { type: 'string' },
+  'deadline-ms': { type: 'string', default: '30000' },
+  token: { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  to: { type: 'string', default: '' },
+  subject: { type: 'string', default: '' },
+  body: { type: 'string' },
+  'body-file': { type: 'string' },
+  html: { type: 'string' },
+  'html-file': { type: 'string' },
+  cc: { type: 'string', multiple: true, default: [] as string[] },
+  bcc: { type: 'string', multiple: true, default: [] as string[] },
+  'reply-to': { type: 'string', default: '' },
+  'idempotency-key': { type: 'string', default: '' },
+  email: { type: 'string', default: '' },
+  code: { type: 'string', default: '' },
+  repeat: { type: 'string', default: '1' },
+  concurrency: { type: 'string', default: '1' },
+  help: { type: 'boolean', default: false },
+} satisfies NonNullable<ParseArgsConfig['options']>;
+
+interface Values {
+  readonly address?: string;
+  readonly 'deadline-ms': string;
+  readonly token?: string;
+  readonly 'tls-ca'?: string;
+  readonly 'tls-cert'?: string;
+  readonly 'tls-key'?: string;
+  readonly to: string;
+  readonly subject: string;
+  readonly body?: string;
+  readonly 'body-file'?: string;
+  readonly html?: string;
+  readonly 'html-file'?: string;
+  readonly cc: string[];
+  readonly bcc: string[];
+  readonly 'reply-to': string;
+  readonly 'idempotency-key': string;
+  readonly email: string;
+  readonly code: string;
+  readonly repeat: string;
+  readonly concurrency: string;
+  readonly help: boolean;
 }
 
-function parse() {
-  try {
-    return parseArgs({
-      allowPositionals: true,
-      options: {
-        address: { type: 'string', default: process.env.MAILROOM_ADDRESS ?? 'localhost:40700' },
-        'deadline-ms': { type: 'string', default: '30000' },
-        to: { type: 'string', default: '' },
-        subject: { type: 'string', default: '' },
-        body: { type: 'string', default: '' },
-        html: { type: 'string', default: '' },
-        cc: { type: 'string', multiple: true, default: [] },
-        bcc: { type: 'string', multiple: true, default: [] },
-        'reply-to': { type: 'string', default: '' },
-        'idempotency-key': { type: 'string', default: '' },
-        email: { type: 'string', default: '' },
-        code: { type: 'string', default: '' },
-        repeat: { type: 'string', default: '1' },
-        concurrency: { type: 'string', default: '1' },
-        help: { type: 'boolean', default: false },
-      },
-    });
-  } catch (err) {
-    return usageError((err as Error).message);
-  }
-}
-const { values, positionals } = parse();
-
-/** A whole number option of at least 1; anything else is a usage error, not NaN calls. */
-function count(name: 'repeat' | 'concurrency' | 'deadline-ms'): number {
+/** A whole number option of at least 1. */
+function count(values: Values, name: 'repeat' | 'concurrency' | 'deadline-ms'): number {
   const raw = values[name];
   const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) usageError(`--${name}: expected a whole number of at least 1, got ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${name}: expected a whole number of at least 1, got ${JSON.stringify(raw)}`);
   return n;
 }
-const deadlineMs = count('deadline-ms');
-const repeat = count('repeat');
-const concurrency = count('concurrency');
 
-const out = (value: unknown): void => {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-};
-
-function fail(err: grpc.ServiceError | Error): never {
-  const code = 'code' in err && typeof err.code === 'number' ? grpc.status[err.code] : 'ERROR';
-  const details = 'details' in err ? err.details : err.message;
-  process.stderr.write(`${code}: ${details}\n`);
-  process.exit(1);
-}
-
-function unary<Req, Res>(
-  call: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
-  req: Req,
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    call(req, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
-  });
-}
-
-const proto = loadMailProto();
-const credentials = grpc.credentials.createInsecure();
-const [command] = positionals;
-
-if (values.help || command === undefined) {
-  process.stdout.write(USAGE);
-  process.exit(command === undefined && !values.help ? 1 : 0);
-}
-
-try {
-  if (command === 'send') {
-    const client = new proto.mail.MailService(values.address, credentials);
-    const request: SendEmailRequest = {
-      to: values.to,
-      subject: values.subject,
-      body: values.body,
-      html: values.html,
-      cc: values.cc,
-      bcc: values.bcc,
-      reply_to: values['reply-to'],
-      idempotency_key: values['idempotency-key'],
-    };
-    if (repeat === 1) {
-      out(await unary(client.SendMail.bind(client), request));
-    } else {
-      // A quick load loop: N calls, C in flight, then a one-line summary.
-      let next = 0;
-      let ok = 0;
-      const errors = new Map<string, number>();
-      const started = performance.now();
-      const worker = async (): Promise<void> => {
-        while (next < repeat) {
-          next++;
-          try {
-            await unary(client.SendMail.bind(client), request);
-            ok++;
-          } catch (err) {
-            const name = grpc.status[(err as grpc.ServiceError).code] ?? 'ERROR';
-            errors.set(name, (errors.get(name) ?? 0) + 1);
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: concurrency }, worker));
-      const seconds = (performance.now() - started) / 1000;
-      out({ calls: repeat, ok, errors: Object.fromEntries(errors), seconds: Number(seconds.toFixed(3)), perSecond: Math.round(ok / seconds) });
-    }
-    client.close();
-  } else if (command === 'send-code') {
-    const client = new proto.mail.OtpService(values.address, credentials);
-    out(await unary(client.SendCode.bind(client), { email: values.email }));
-    client.close();
-  } else if (command === 'validate-code') {
-    const client = new proto.mail.OtpService(values.address, credentials);
-    out(await unary(client.ValidateCode.bind(client), { email: values.email, otpCode: values.code }));
-    client.close();
-  } else {
-    process.stderr.write(USAGE);
-    process.exit(1);
+/** A text given inline or as a file ('-': standard input); not both. */
+function text(values: Values, inline: 'body' | 'html', file: 'body-file' | 'html-file'): string {
+  const given = values[inline];
+  const path = values[file];
+  if (given !== undefined && path !== undefined) throw new UsageError(`--${inline} and --${file}: give one of them`);
+  if (path === undefined) return given ?? '';
+  try {
+    return readFileSync(path === '-' ? 0 : path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--${file} ${path}: ${(err as Error).message}`);
   }
-} catch (err) {
-  fail(err as grpc.ServiceError);
 }
+
+function required(values: Values, names: readonly ('to' | 'subject' | 'email' | 'code')[]): void {
+  const missing = names.filter((n) => values[n] === '');
+  if (missing.length > 0) throw new UsageError(`missing ${missing.map((n) => `--${n}`).join(', ')}`);
+}
+
+type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
+
+async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const values: Values = parsed.values;
+  const { positionals } = parsed;
+  const [command, ...extra] = positionals;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (command === undefined) throw new UsageError('no command');
+  if (extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
+  const deadlineMs = count(values, 'deadline-ms');
+  const address = values.address ?? process.env.MAILROOM_ADDRESS ?? 'localhost:40700';
+  const token = values.token ?? process.env.MAILROOM_TOKEN;
+  const credentials = channelCredentials({ ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] });
+  const metadata = (): grpc.Metadata => {
+    const m = new grpc.Metadata();
+    if (token !== undefined && token !== '') m.set('authorization', `Bearer ${token}`);
+    return m;
+  };
+  const proto = loadMailProto();
+  const call = <Req, Res>(fn: Unary<Req, Res>, req: Req): Promise<Res> =>
+    new Promise((resolve, reject) => fn(req, metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res))));
+  const out = (value: unknown): void => {
+    process.stdout.write(`${JSON.stringify(toProtoJson(value), null, 2)}\n`);
+  };
+
+  switch (command) {
+    case 'send': {
+      required(values, ['to', 'subject']);
+      const request: SendEmailRequest = {
+        to: values.to,
+        subject: values.subject,
+        body: text(values, 'body', 'body-file'),
+        html: text(values, 'html', 'html-file'),
+        cc: values.cc,
+        bcc: values.bcc,
+        reply_to: values['reply-to'],
+        idempotency_key: values['idempotency-key'],
+      };
+      const repeat = count(values, 'repeat');
+      const concurrency = count(values, 'concurrency');
+      const client = new proto.mail.MailService(address, credentials);
+      try {
+        if (repeat === 1) {
+          out(await call(client.SendMail.bind(client), request));
+          return 0;
+        }
+        return await loop(() => call(client.SendMail.bind(client), request), repeat, concurrency, out);
+      } finally {
+        client.close();
+      }
+    }
+    case 'send-code': {
+      required(values, ['email']);
+      const client = new proto.mail.OtpService(address, credentials);
+      try {
+        out(await call(client.SendCode.bind(client), { email: values.email }));
+        return 0;
+      } finally {
+        client.close();
+      }
+    }
+    case 'validate-code': {
+      required(values, ['email', 'code']);
+      const client = new proto.mail.OtpService(address, credentials);
+      try {
+        const reply = await call<ValidateCodeRequest, ValidateCodeResponse__Output>(client.ValidateCode.bind(client), { email: values.email, otpCode: values.code });
+        out(reply);
+        return reply?.isValid === true ? 0 : 1;
+      } finally {
+        client.close();
+      }
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+/** A quick load loop: N calls, C in flight, then a one-line summary. */
+async function loop(send: () => Promise<unknown>, repeat: number, concurrency: number, out: (v: unknown) => void): Promise<number> {
+  let next = 0;
+  let ok = 0;
+  const errors = new Map<string, number>();
+  const started = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < repeat) {
+      next++;
+      try {
+        await send();
+        ok++;
+      } catch (err) {
+        const name = grpc.status[(err as grpc.ServiceError).code] ?? 'ERROR';
+        errors.set(name, (errors.get(name) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  out({ calls: repeat, ok, errors: Object.fromEntries(errors), seconds: Number(seconds.toFixed(3)), perSecond: Math.round(ok / seconds) });
+  return ok === repeat ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mailroom: ${err.message}\n${USAGE}`);
+      process.exit(2);
+    }
+    printFailure(err);
+    process.exit(1);
+  },
+);
