@@ -160,7 +160,7 @@ export async function startService(sink: Sink, opts: ServiceStart): Promise<Serv
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
-    DOTENV_PATH: '/nonexistent/.env',
+    DOTENV_PATH: '/dev/null',
     NODE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',

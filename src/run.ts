@@ -5,13 +5,24 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { boot, type BootOptions, type Service } from './boot.js';
-import { isMailroomError } from './errors.js';
+import { isMailroomError, MailroomError } from './errors.js';
 
-/** Variables from .env fill in what the real environment leaves unset. */
+/**
+ * Variables from .env fill in what the real environment leaves unset. A
+ * missing ./.env is fine; a DOTENV_PATH that names no readable file stops
+ * boot (exit 2): the operator meant a file, and it is not there.
+ */
 function environment(): Record<string, string | undefined> {
-  const file = process.env.DOTENV_PATH ?? '.env';
-  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {};
-  return { ...fromFile, ...process.env };
+  const named = process.env.DOTENV_PATH;
+  const file = named ?? '.env';
+  if (named === undefined && !existsSync(file)) return { ...process.env };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  DOTENV_PATH=${JSON.stringify(file)}: expected a readable file (${(err as Error).message})`);
+  }
+  return { ...parseEnv(text), ...process.env };
 }
 
 export async function run(options: BootOptions = {}): Promise<void> {

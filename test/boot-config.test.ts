@@ -45,6 +45,13 @@ test('several bad variables are listed in one message', async () => {
   assert.match(stderr, /EMAIL_TLS="ssl": expected one of implicit, starttls, none/);
 });
 
+test('a DOTENV_PATH that names no file stops boot with exit 2', async () => {
+  const missing = join(mkdtempSync(join(tmpdir(), 'mailroom-env-')), 'absent.env');
+  const { code, stderr } = await run({ DOTENV_PATH: missing });
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, new RegExp(`DOTENV_PATH="${missing.replace(/[.]/g, '\\.')}": expected a readable file`));
+});
+
 test('DOTENV_PATH names a .env file that is read; the real environment wins over it', async () => {
   const file = join(mkdtempSync(join(tmpdir(), 'mailroom-env-')), 'test.env');
   writeFileSync(file, '# comments and quotes as in any .env\nWORKERS="zero"\nPORT=abc\n');

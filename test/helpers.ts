@@ -1,6 +1,6 @@
 // Shared test peers: a real SMTP server (smtp-server), the real service booted
 // in-process on port 0, real gRPC clients, and a throwaway test CA.
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -71,6 +71,8 @@ export interface SmtpPeerOptions {
   readonly dataDelayMs?: number;
   /** extra smtp-server options (onRcptTo refusals and the like) */
   readonly extra?: Partial<SMTPServerOptions>;
+  /** a port of the test's choosing (one a service was pointed at before the relay came up); default: the OS picks */
+  readonly port?: number;
 }
 
 export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer> {
@@ -135,7 +137,7 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
   server.on('error', () => undefined);
   let dials = 0;
   server.server.on('connection', () => dials++);
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, '127.0.0.1');
   await once(server.server, 'listening');
   return {
     port: (server.server.address() as AddressInfo).port,
@@ -169,7 +171,7 @@ export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
  */
 export function spawnService(env: Record<string, string>, options: { script?: string; stdio?: StdioOptions } = {}): ChildProcess {
   return spawn(process.execPath, [...V8_FLAGS, options.script ?? MAIN], {
-    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/nonexistent/.env', ...env },
+    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', ...env },
     stdio: options.stdio ?? ['ignore', 'ignore', 'pipe'],
   });
 }
@@ -342,6 +344,16 @@ export function prng(seed: number): () => number {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A loopback port nothing listens on (the OS handed it out and it was closed again). */
+export async function closedPort(): Promise<number> {
+  const server = createNetServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 
 export interface Rig {
   readonly peer: FaultPeer;

@@ -97,7 +97,7 @@ test('SIGTERM: the process drains, quits its SMTP connections and exits 0', asyn
 test('started without the V8 flags npm start gives, the service says so', async () => {
   const smtp = await startSmtp();
   open.push(smtp);
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/nonexistent/.env', ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1' }) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1' }) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   await new Promise<void>((resolve) => {
     child.stderr?.on('data', (chunk: Buffer) => {
