@@ -20,6 +20,7 @@ import { CodeHasher } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import type { OtpStore } from '../src/otp/store.js';
 import { Calls } from '../src/rpc/calls.js';
+import { NO_METRICS } from '../src/metrics/metrics.js';
 import { otpServiceHandlers } from '../src/rpc/otp-service.js';
 
 const IN_FLIGHT = 100;
@@ -82,7 +83,7 @@ function otpHandlersAlone(): OtpServiceHandlers {
       log,
     },
   }).start();
-  return otpServiceHandlers({ otp, calls: new Calls(log), hasher, codeLength: 6, maxSendsPerMinute: 0, maxChecksPerSecond: 0, log });
+  return otpServiceHandlers({ otp, calls: new Calls(log), hasher, codeLength: 6, maxSendsPerMinute: 0, maxChecksPerSecond: 0, metrics: NO_METRICS, log });
 }
 
 function seed(store: OtpStore, hasher: CodeHasher): void {

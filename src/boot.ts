@@ -3,7 +3,7 @@
 // (and, through `machines`, their own machine implementations).
 import { Subject } from 'rxjs';
 import { createActor, waitFor } from 'xstate';
-import { loadConfig, type Config } from './config.js';
+import { isLoopback, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
@@ -21,6 +21,16 @@ import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, receiveLimit } from './rpc/server.js';
+import { Authenticator, authInterceptor } from './rpc/auth.js';
+import { ServerCertificates } from './rpc/credentials.js';
+import { ServiceHealth } from './rpc/health.js';
+import { addReflection } from './rpc/reflection.js';
+import { metricsInterceptor } from './rpc/metrics-interceptor.js';
+import { TokenTable } from './rpc/tokens.js';
+import { NO_METRICS, PrometheusMetrics } from './metrics/metrics.js';
+import { serveMetrics, type MetricsServer } from './metrics/http.js';
+import { connectionStates, queueDepth } from './metrics/sources.js';
+import { readFileSync } from 'node:fs';
 import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
@@ -32,6 +42,9 @@ export interface Service {
   readonly supervisor: SupervisorActor;
   readonly otp: OtpActor;
   readonly capture: CaptureServer | undefined;
+  readonly health: ServiceHealth;
+  /** the metrics endpoint's port, when METRICS_PORT is set */
+  readonly metricsPort: number | undefined;
   readonly log: Logger;
   /**
    * Settles when a root actor (supervisor or OTP) failed. From that moment
@@ -62,6 +75,15 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const missing = missingV8Flags();
   if (missing.length > 0) log.warn(`started without ${missing.join(' ')}: expect 10-20% more CPU per mail (see src/runtime-flags.ts; npm start sets it)`);
 
+  // Read before anything starts: certificates that do not load stop boot (exit 2).
+  const certificates = config.auth.tls === undefined ? undefined : new ServerCertificates(config.auth.tls);
+  const authenticator = new Authenticator(config.auth.tokens, certificates?.mutual ?? false);
+  if (!config.auth.required) {
+    if (config.auth.allowUnauthenticated && !isLoopback(config.host)) {
+      log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${config.host}:${config.port} can send mail through the relay account and check codes`);
+    }
+  }
+
   let capture: CaptureServer | undefined;
   let relay = config.smtp.relay;
   if (relay === undefined) {
@@ -75,6 +97,18 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
 
   const rpcLog = log.child({ component: 'rpc' });
   const calls = new Calls(rpcLog);
+  const health = new ServiceHealth();
+  let supervisorRef: SupervisorActor | undefined;
+  let storeRef: OtpStore | undefined;
+  const prometheus =
+    config.metrics === undefined
+      ? undefined
+      : new PrometheusMetrics({
+          connectionStates: () => (supervisorRef === undefined ? new Map() : connectionStates(supervisorRef)),
+          queueDepth: () => (supervisorRef === undefined ? 0 : queueDepth(supervisorRef)),
+          liveCodes: () => storeRef?.size ?? 0,
+        });
+  const metrics = prometheus ?? NO_METRICS;
   let failedWith!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => {
     failedWith = resolve;
@@ -84,6 +118,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const onRootFailure = (name: string) => (err: unknown) => {
     const error = err instanceof Error ? err : new Error(String(err));
     log.error(`${name} actor failed: answering every call INTERNAL`, { reason: error.message, stack: error.stack });
+    health.stop();
     calls.refuse(new MailroomError('EINTERNAL', `${name} failed`, { cause: error }));
     failedWith(error);
   };
@@ -123,24 +158,19 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       for (const child of Object.values(supervisor.getSnapshot().children)) child?.send({ type: 'FORCE_CLOSE' });
     },
   });
-  const poolUp = new Promise<void>((resolve) => {
-    const sub = supervisor.on('pool.health', (e) => {
-      if (e.up > 0) {
-        sub.unsubscribe();
-        resolve();
-      }
-    });
-  });
+  supervisorRef = supervisor;
+  supervisor.on('pool.health', (e) => health.relay(e.up));
+  supervisor.on('conn.lost', () => metrics.reconnect());
   supervisor.start();
 
-  // Take traffic once the pool can serve it; a relay that is down at boot
-  // does not keep the service from starting (queued calls then wait or fail).
-  const readyWithin = smtp.session.connectTimeoutMs + smtp.session.greetingTimeoutMs;
-  const ready = await Promise.race([poolUp.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), readyWithin).unref())]);
-  if (!ready) log.error(`no SMTP connection came up within ${readyWithin} ms; serving anyway, calls will wait for the relay`);
+  // Take traffic once every connection's first dial has ended, well or not:
+  // a relay that is down at boot does not keep the port closed (health says
+  // NOT_SERVING, and calls fail at once with the relay's error).
+  const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches('starting'), { timeout: Infinity });
+  if (first.matches({ serving: 'down' })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
 
   const budget = new MemoryBudget(config.queue.maxBytes);
-  const mailer = new Mailer(jobs$, config.mail.from, budget, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock));
+  const mailer = new Mailer(jobs$, config.mail.from, budget, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock), metrics);
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
@@ -153,7 +183,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         returnCode: otpConfig.returnCode,
         templates: { subject: otpConfig.subjectTemplate, text: otpConfig.textTemplate, html: otpConfig.htmlTemplate },
       },
-      store: options.otpStore ?? new InMemoryOtpStore(otpConfig),
+      store: (storeRef = options.otpStore ?? new InMemoryOtpStore(otpConfig)),
       hasher,
       mailer,
       log: log.child({ component: 'otp' }),
@@ -173,30 +203,64 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
-      otp: otpServiceHandlers({ otp, calls, hasher, codeLength: otpConfig.length, maxSendsPerMinute: otpConfig.maxSendsPerMinute, maxChecksPerSecond: otpConfig.maxChecksPerSecond, log: rpcLog }),
+      otp: otpServiceHandlers({
+        otp,
+        calls,
+        hasher,
+        codeLength: otpConfig.length,
+        maxSendsPerMinute: otpConfig.maxSendsPerMinute,
+        maxChecksPerSecond: otpConfig.maxChecksPerSecond,
+        metrics,
+        log: rpcLog,
+      }),
     },
     { mail: config.mail, ...config.grpc },
-    { onCall: (peer) => listener?.started(peer), sendMailAdmission },
+    {
+      onCall: (peer) => listener?.started(peer),
+      sendMailAdmission,
+      // Metrics innermost: every status passes it, the refusals of the others included.
+      interceptors: [...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]), authInterceptor(authenticator)],
+    },
     rpcLog,
   );
+  health.addToServer(server);
+  addReflection(server);
+  let metricsServer: MetricsServer | undefined;
   try {
-    listener = await GrpcListener.listen(server, grpc.ServerCredentials.createInsecure(), config.host, config.port, config.grpc, rpcLog);
+    listener = await GrpcListener.listen(server, certificates?.credentials() ?? grpc.ServerCredentials.createInsecure(), config.host, config.port, config.grpc, rpcLog);
+    if (prometheus !== undefined && config.metrics !== undefined) {
+      metricsServer = await serveMetrics(prometheus.registry, config.metrics.host, config.metrics.port, log.child({ component: 'metrics' }));
+    }
   } catch (err) {
     // Most often another instance holds the port: say so in the words of the
     // configuration (exit 2 from main) instead of grpc-js's stack trace.
     supervisor.stop();
     otp.stop();
+    listener?.destroy();
     await capture?.close();
     const reason = (err as Error).message;
-    throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${reason})`, { cause: err });
+    const where = listener === undefined ? `PORT=${config.port} on HOST=${config.host}` : `METRICS_PORT=${config.metrics?.port} on METRICS_HOST=${config.metrics?.host}`;
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  ${where}: cannot listen (${reason})`, { cause: err });
   }
   const { port } = listener;
   const accepting = listener;
-  log.info('listening', { host: config.host, port, workers: config.workers, relay: `${relay.host}:${relay.port}`, tls: smtp.session.tls });
+  log.info('listening', {
+    host: config.host,
+    port,
+    workers: config.workers,
+    relay: `${relay.host}:${relay.port}`,
+    tls: smtp.session.tls,
+    grpcTls: certificates === undefined ? 'off' : certificates.mutual ? 'mutual' : 'server',
+    callers: config.auth.tokens?.names.length ?? (certificates?.mutual === true ? 'client certificates' : 'not authenticated'),
+    metricsPort: metricsServer?.port,
+  });
+  if (metricsServer !== undefined) log.info(`metrics on http://${config.metrics?.host}:${metricsServer.port}/metrics`);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
+      // Watch streams hear it before the drain begins: an orchestrator stops sending traffic here.
+      health.stop();
       log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
       // New calls are refused from here on; calls in flight keep their replies coming.
       void accepting.close();
@@ -215,6 +279,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
       server.forceShutdown();
       accepting.destroy();
+      await metricsServer?.close();
       await capture?.close();
       log.info('stopped');
     })();
@@ -222,8 +287,27 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   };
 
   const reload = (): void => {
-    log.info('SIGHUP: nothing to re-read (nothing configured can change while running)');
+    const reread: string[] = [];
+    const { tokensFile } = config.auth;
+    if (tokensFile !== undefined) {
+      try {
+        const tokens = TokenTable.parse(readFileSync(tokensFile, 'utf8'), tokensFile);
+        authenticator.replaceTokens(tokens);
+        reread.push(`AUTH_TOKENS_FILE (${tokens.size} callers: ${tokens.names.join(', ')})`);
+      } catch (err) {
+        log.error('SIGHUP: AUTH_TOKENS_FILE not re-read; the tokens loaded before stay', { reason: (err as Error).message });
+      }
+    }
+    if (certificates !== undefined) {
+      try {
+        certificates.reload();
+        reread.push('the gRPC TLS certificates');
+      } catch (err) {
+        log.error('SIGHUP: the gRPC TLS certificates not re-read; those loaded before stay', { reason: (err as Error).message });
+      }
+    }
+    log.info(reread.length > 0 ? `SIGHUP: re-read ${reread.join(' and ')}` : 'SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
   };
 
-  return { config, port, supervisor, otp, capture, log, failed, shutdown, reload };
+  return { config, port, supervisor, otp, capture, health, metricsPort: metricsServer?.port, log, failed, shutdown, reload };
 }

@@ -3,10 +3,11 @@
 // every bad one together, so a broken deployment is fixed in one round.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { MailroomError } from './errors.js';
+import { MailroomError, isMailroomError } from './errors.js';
 import type { SessionSettings, TlsMode } from './smtp/options.js';
 import { parseAddressList, type Address } from './mail/address.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
+import { TokenTable } from './rpc/tokens.js';
 
 export type { TlsMode } from './smtp/options.js';
 export type LogFormat = 'json' | 'pretty';
@@ -16,6 +17,20 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** who may call (see src/rpc/auth.ts) */
+  readonly auth: {
+    readonly tokensFile: string | undefined;
+    /** the file's table as read at boot */
+    readonly tokens: TokenTable | undefined;
+    /** TLS on the gRPC port; with a client CA, clients must present certificates */
+    readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
+    /** ALLOW_UNAUTHENTICATED: serve callers who are not authenticated on a non-loopback HOST */
+    readonly allowUnauthenticated: boolean;
+    /** tokens or client certificates are required */
+    readonly required: boolean;
+  };
+  /** undefined: no metrics endpoint */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly workers: number;
   readonly smtp: {
     /** where the relay is; undefined: run the embedded capture server */
@@ -153,6 +168,19 @@ class Reader {
     return { name: '', address: 'mailroom@mailroom.localhost' };
   }
 
+  /** The token table of the file `name` names; its problems join the others. */
+  tokens(name: string): TokenTable | undefined {
+    const text = this.file(name);
+    if (text === undefined) return undefined;
+    try {
+      return TokenTable.parse(text, this.raw(name) ?? name);
+    } catch (err) {
+      if (!isMailroomError(err)) throw err;
+      this.problems.push(...err.message.split('\n').slice(1).map((line) => line.trim()));
+      return undefined;
+    }
+  }
+
   secret(name: string, minLength: number): string | undefined {
     const value = this.raw(name);
     if (value !== undefined && value.length < minLength) {
@@ -186,9 +214,22 @@ export function loadConfig(env: Env): Config {
   const seconds = (name: string, fallback: number, min: number, max: number): number =>
     r.int(name, fallback, min, max) * 1000;
 
+  const auth = authConfig(r);
+  const metricsPort = r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 0, 65_535);
+  const host = r.raw('HOST') ?? (auth.required ? '0.0.0.0' : '127.0.0.1');
+  if (!auth.required && !auth.allowUnauthenticated && !isLoopback(host)) {
+    r.problems.push(
+      `HOST=${JSON.stringify(host)}: callers are not authenticated, so mailroom listens on loopback only. ` +
+        'Add AUTH_TOKENS_FILE (lines of "name token"), or GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and GRPC_TLS_CLIENT_CA_FILE for client certificates; ' +
+        'or set ALLOW_UNAUTHENTICATED=true to serve whoever reaches HOST',
+    );
+  }
+
   const config: Config = {
     port: r.int('PORT', 40_700, 0, 65_535),
-    host: r.raw('HOST') ?? '0.0.0.0',
+    host,
+    auth,
+    metrics: metricsPort === undefined ? undefined : { host: r.raw('METRICS_HOST') ?? '127.0.0.1', port: metricsPort },
     workers: r.int('WORKERS', 5, 1, 256),
     smtp: {
       relay: smtpHost === undefined ? undefined : { host: smtpHost, port: smtpPort },
@@ -270,9 +311,32 @@ export function loadConfig(env: Env): Config {
   return deepFreeze(config);
 }
 
+function authConfig(r: Reader): Config['auth'] {
+  const tokensFile = r.raw('AUTH_TOKENS_FILE');
+  const tokens = r.tokens('AUTH_TOKENS_FILE');
+  const certFile = r.raw('GRPC_TLS_CERT_FILE');
+  const keyFile = r.raw('GRPC_TLS_KEY_FILE');
+  const clientCaFile = r.raw('GRPC_TLS_CLIENT_CA_FILE');
+  if ((certFile === undefined) !== (keyFile === undefined)) r.problems.push('GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: set both for TLS on the gRPC port, or neither');
+  if (clientCaFile !== undefined && certFile === undefined) r.problems.push('GRPC_TLS_CLIENT_CA_FILE: client certificates need TLS (GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE)');
+  const tls = certFile !== undefined && keyFile !== undefined ? { certFile, keyFile, clientCaFile } : undefined;
+  return {
+    tokensFile,
+    tokens,
+    tls,
+    allowUnauthenticated: r.bool('ALLOW_UNAUTHENTICATED', false),
+    required: tokensFile !== undefined || (tls !== undefined && clientCaFile !== undefined),
+  };
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
 function deepFreeze<T extends object>(value: T): T {
   for (const inner of Object.values(value)) {
-    if (typeof inner === 'object' && inner !== null) deepFreeze(inner);
+    if (typeof inner === 'object' && inner !== null && (Array.isArray(inner) || Object.getPrototypeOf(inner) === Object.prototype)) deepFreeze(inner);
   }
   return Object.freeze(value);
 }

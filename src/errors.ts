@@ -20,6 +20,8 @@ export const ERROR_CATALOGUE = {
   EUNAVAILABLE: { transient: false, summary: 'the SMTP relay is unavailable' },
   EIDEMPOTENCY: { transient: false, summary: 'idempotency key reused with a different request' },
   EKEYSFULL: { transient: false, summary: 'the idempotency keys fill their memory, every one still inside its window' },
+  EUNAUTHENTICATED: { transient: false, summary: 'the caller sent no credentials, or unknown ones' },
+  EFORBIDDEN: { transient: false, summary: 'the caller may not call this service' },
   EINTERNAL: { transient: false, summary: 'internal error' },
 } as const;
 

@@ -21,7 +21,9 @@ function problems(env: Record<string, string>): string {
 test('an empty environment gives the documented defaults and capture mode', () => {
   const c = loadConfig({});
   assert.equal(c.port, 40_700);
-  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.host, '127.0.0.1', 'callers are not authenticated: loopback only');
+  assert.equal(c.auth.required, false);
+  assert.equal(c.metrics, undefined, 'metrics are off');
   assert.equal(c.workers, 5);
   assert.equal(c.smtp.relay, undefined, 'no EMAIL_HOST: embedded capture relay');
   assert.equal(c.smtp.session.tls, 'none', 'the capture relay speaks plain SMTP on loopback');
@@ -119,4 +121,51 @@ test('the configuration is frozen all the way down', () => {
   assert.throws(() => {
     (c as { workers: number }).workers = 9;
   }, TypeError);
+});
+
+test('protected by default: a non-loopback HOST needs authentication or ALLOW_UNAUTHENTICATED; with tokens HOST defaults to 0.0.0.0', () => {
+  const message = problems({ HOST: '0.0.0.0' });
+  assert.match(message, /HOST="0\.0\.0\.0": callers are not authenticated/);
+  assert.match(message, /AUTH_TOKENS_FILE/);
+  assert.match(message, /ALLOW_UNAUTHENTICATED=true/);
+  assert.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_UNAUTHENTICATED: 'true' }).host, '0.0.0.0');
+  for (const host of ['127.0.0.1', '127.8.9.10', '::1', 'localhost']) assert.equal(loadConfig({ HOST: host }).host, host);
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-tokens-'));
+  const file = join(dir, 'tokens');
+  writeFileSync(file, `# callers\nshop ${'s'.repeat(32)}\nauditor ${'a'.repeat(40)} mail.OtpService\n`);
+  const c = loadConfig({ AUTH_TOKENS_FILE: file });
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.auth.required, true);
+  assert.deepEqual(c.auth.tokens?.names, ['shop', 'auditor']);
+});
+
+test('AUTH_TOKENS_FILE: every bad line is named, never a token; short tokens, unknown services and duplicates are refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-tokens-'));
+  const file = join(dir, 'tokens');
+  const secret = 'x'.repeat(20);
+  writeFileSync(file, `shop ${secret}\nother ${'y'.repeat(32)} mail.Nope\ndup ${'z'.repeat(32)}\ndup ${'w'.repeat(32)}\nlonely\n`);
+  const message = problems({ AUTH_TOKENS_FILE: file });
+  assert.match(message, /line 1: the token of shop has 20 characters; at least 32/);
+  assert.match(message, /line 2: unknown service "mail\.Nope"/);
+  assert.match(message, /line 4: dup is named twice/);
+  assert.match(message, /line 5: expected "name token"/);
+  assert.ok(!message.includes(secret), 'no token in the message');
+  writeFileSync(file, '# nothing\n\n');
+  assert.match(problems({ AUTH_TOKENS_FILE: file }), /no tokens/);
+  assert.match(problems({ AUTH_TOKENS_FILE: join(dir, 'missing') }), /AUTH_TOKENS_FILE=.*expected a readable file/);
+});
+
+test('gRPC TLS files: both or neither, and client certificates only with TLS', () => {
+  assert.match(problems({ GRPC_TLS_CERT_FILE: '/x.pem' }), /GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: set both/);
+  assert.match(problems({ GRPC_TLS_CLIENT_CA_FILE: '/ca.pem' }), /GRPC_TLS_CLIENT_CA_FILE: client certificates need TLS/);
+  const c = loadConfig({ GRPC_TLS_CERT_FILE: '/c.pem', GRPC_TLS_KEY_FILE: '/k.pem', GRPC_TLS_CLIENT_CA_FILE: '/ca.pem' });
+  assert.equal(c.auth.required, true, 'client certificates authenticate');
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(loadConfig({ GRPC_TLS_CERT_FILE: '/c.pem', GRPC_TLS_KEY_FILE: '/k.pem' }).auth.required, false, 'server TLS alone authenticates no caller');
+});
+
+test('METRICS_PORT turns metrics on (0: the OS picks) on METRICS_HOST, loopback by default', () => {
+  assert.deepEqual(loadConfig({ METRICS_PORT: '0' }).metrics, { host: '127.0.0.1', port: 0 });
+  assert.deepEqual(loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0' }).metrics, { host: '0.0.0.0', port: 9464 });
+  assert.match(problems({ METRICS_PORT: 'on' }), /METRICS_PORT="on": expected a whole number from 0 to 65535/);
 });

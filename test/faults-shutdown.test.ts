@@ -3,12 +3,11 @@
 // SIGTERM after the drain, and a second signal forces it out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { FaultPeer } from './fault-peer.js';
 import { expectGrpcError, faultEnv, mail, sendMail, spawnService, startRig, type RunningService } from './helpers.js';
 import { loadMailProto } from '../src/rpc/proto.js';
+import { startProcess as startServiceProcess, type ServiceProcess } from './process.js';
 
 test('shutdown drains: every queued job is sent (a 451 retried meanwhile), connections QUIT, then calls are refused', async (t) => {
   let first451 = true;
@@ -67,35 +66,9 @@ test('shutdown deadline: what cannot be sent in time fails UNAVAILABLE, no call 
   assert.ok(peer.messages.length <= sent.length + 1);
 });
 
-interface Child {
-  readonly proc: ChildProcess;
-  readonly port: number;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  readonly logs: Record<string, unknown>[];
-}
-
-/** Starts `node dist/src/main.js` against the peer and waits for its 'listening' line. */
-async function startProcess(peer: FaultPeer, env: Record<string, string>): Promise<Child> {
-  const proc = spawnService(faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env }));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  const logs: Record<string, unknown>[] = [];
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the service did not start within 5 s')), 5000);
-    void exited.then(() => reject(new Error(`the service exited at boot: ${JSON.stringify(logs)}`)));
-    createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.message === 'listening') {
-          clearTimeout(timer);
-          resolve(Number(entry.port));
-        }
-      } catch {
-        logs.push({ raw: line });
-      }
-    });
-  });
-  return { proc, port, exited, logs };
+/** Starts `node dist/src/main.js` against the peer. */
+function startProcess(peer: FaultPeer, env: Record<string, string>): Promise<ServiceProcess> {
+  return startServiceProcess(faultEnv(peer.port, env));
 }
 
 function client(port: number): RunningService {

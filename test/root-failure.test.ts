@@ -6,12 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { supervisorMachine } from '../src/actors/supervisor.js';
 import { otpMachine } from '../src/actors/otp.js';
 import type { MailJob } from '../src/mail/job.js';
 import { loadMailProto } from '../src/rpc/proto.js';
+import { startProcess } from './process.js';
 import {
   expectGrpcError,
   faultEnv,
@@ -20,7 +20,6 @@ import {
   recordingLogger,
   sendCode,
   sendMail,
-  spawnService,
   startRig,
   validateCode,
 } from './helpers.js';
@@ -89,20 +88,9 @@ test('a failed OTP actor: its callers and every new call are answered INTERNAL a
 test('the process answers, then exits with code 1', async (t) => {
   const { peer } = await startRig(t);
   const script = fileURLToPath(new URL('./fixtures/failing-supervisor.js', import.meta.url));
-  const proc = spawnService(faultEnv(peer.port, { PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json', LOG_LEVEL: 'info' }), { script });
+  const { proc, port, exited } = await startProcess(faultEnv(peer.port), { script });
   t.after(() => {
     proc.kill('SIGKILL');
-  });
-  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the service did not start within 5 s')), 5000);
-    createInterface({ input: proc.stderr as NodeJS.ReadableStream }).on('line', (line) => {
-      const entry = JSON.parse(line) as { message: string; port?: number };
-      if (entry.message === 'listening') {
-        clearTimeout(timer);
-        resolve(entry.port as number);
-      }
-    });
   });
   const proto = loadMailProto();
   const client = new proto.mail.MailService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -111,6 +99,6 @@ test('the process answers, then exits with code 1', async (t) => {
   );
   client.close();
   assert.equal(err?.code, grpc.status.INTERNAL);
-  const [code] = await exited;
+  const { code } = await exited;
   assert.equal(code, 1, 'exits non-zero, for an orchestrator to restart it');
 });

@@ -12,6 +12,8 @@ interface Member {
   up: boolean;
   /** it has reported at least once (ready or down): its first dial is over */
   tried: boolean;
+  /** its last dial found the relay unreachable or refusing us (a session lost, or a handshake cut short, re-dials before it is judged) */
+  refused: boolean;
   closed: boolean;
   /** times its actor crashed, for the respawn backoff and the new actor's id */
   crashes: number;
@@ -26,7 +28,7 @@ export class Pool {
   constructor(private readonly ledger: JobLedger) {}
 
   add(cid: string, ref: SmtpConnectionActor): void {
-    this.members.set(cid, { ref, capacity: 0, up: false, tried: false, closed: false, crashes: 0 });
+    this.members.set(cid, { ref, capacity: 0, up: false, tried: false, refused: false, closed: false, crashes: 0 });
   }
 
   /** Its actor crashed and a new one takes its place. */
@@ -65,6 +67,17 @@ export class Pool {
     return true;
   }
 
+  /** no connection is up, and the last dial of every one that is not closed found the relay unreachable or refusing */
+  get unreachable(): boolean {
+    let open = 0;
+    for (const m of this.members.values()) {
+      if (m.closed) continue;
+      if (m.up || !m.refused) return false;
+      open++;
+    }
+    return open > 0;
+  }
+
   get allClosed(): boolean {
     for (const m of this.members.values()) if (!m.closed) return false;
     return true;
@@ -75,6 +88,7 @@ export class Pool {
     const m = this.member(cid);
     m.capacity = capacity;
     m.tried = true;
+    m.refused = false;
     if (this.ledger.holding(cid) === 0 && capacity > 0 && !this.idle.includes(cid)) this.idle.push(cid);
     if (m.up) return false;
     m.up = true;
@@ -87,11 +101,12 @@ export class Pool {
     this.member(cid).capacity = capacity;
   }
 
-  /** Its session is gone. Returns whether it was up until now. */
-  down(cid: string): boolean {
+  /** Its session is gone, or its dial failed (`refused`: see Member). Returns whether it was up until now. */
+  down(cid: string, refused = false): boolean {
     const m = this.member(cid);
     m.capacity = 0;
     m.tried = true;
+    m.refused = refused;
     this.leaveIdle(cid);
     if (!m.up) return false;
     m.up = false;

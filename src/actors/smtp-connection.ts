@@ -28,7 +28,7 @@ import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
 import { Deliveries } from '../smtp/delivery.js';
-import { dial } from '../smtp/dial.js';
+import { dial, relayRefused } from '../smtp/dial.js';
 import type { SessionOptions } from '../smtp/options.js';
 import type { SmtpSession } from '../smtp/session.js';
 import { backoffDelay } from './backoff.js';
@@ -76,8 +76,12 @@ export type ConnectionReport =
   | { type: 'conn.failed'; cid: string; job: MailJob; error: MailroomError; capacity: number }
   /** jobs it could not carry, untouched */
   | { type: 'conn.returned'; cid: string; jobs: readonly MailJob[] }
-  /** the session is gone; `returned`: jobs it held that never reached the relay */
-  | { type: 'conn.down'; cid: string; error: MailroomError; returned: readonly MailJob[] }
+  /**
+   * the session is gone, or a dial failed; `refused`: that dial found the
+   * relay unreachable or refusing us (see relayRefused); `returned`: jobs it
+   * held that never reached the relay
+   */
+  | { type: 'conn.down'; cid: string; error: MailroomError; refused: boolean; returned: readonly MailJob[] }
   /** final; `returned`: jobs it held when it was forced closed */
   | { type: 'conn.closed'; cid: string; returned: readonly MailJob[] };
 
@@ -99,6 +103,8 @@ interface ConnectionContext {
   /** messages the current session may carry (see sessionCap) */
   cap: number;
   lastError: MailroomError | undefined;
+  /** its last dial found the relay unreachable or refusing us (not a session lost, not a handshake cut short) */
+  refused: boolean;
   shutdownRequested: boolean;
 }
 
@@ -251,6 +257,7 @@ export const smtpConnectionMachine = setup({
       type: 'conn.down',
       cid: context.cid,
       error: context.lastError ?? new MailroomError('ECONNECTION', 'connection lost'),
+      refused: context.refused,
       returned: [...context.held],
     })),
     reportClosed: sendParent(({ context }): ConnectionReport => ({ type: 'conn.closed', cid: context.cid, returned: [...context.held] })),
@@ -268,10 +275,15 @@ export const smtpConnectionMachine = setup({
       submitted: 0,
       cap: sessionCap(context.options.maxMessagesPerConnection),
       lastError: undefined,
+      refused: false,
     })),
-    recordDialFailure: assign(({ context }, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: context.attempt + 1 })),
+    recordDialFailure: assign(({ context }, params: { error: unknown }) => ({
+      lastError: toMailroomError(params.error),
+      attempt: context.attempt + 1,
+      refused: relayRefused(params.error),
+    })),
     /** The session failed (a loss, a failed NOOP): the next dial is the first of a new series. */
-    recordLoss: assign((_, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: 1 })),
+    recordLoss: assign((_, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: 1, refused: false })),
     forgetSession: assign({ session: undefined }),
     requestShutdown: assign({ shutdownRequested: true }),
     logConnecting: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
@@ -295,6 +307,7 @@ export const smtpConnectionMachine = setup({
     sent: 0,
     cap: input.options.maxMessagesPerConnection,
     lastError: undefined,
+    refused: false,
     shutdownRequested: false,
   }),
   initial: 'connecting',

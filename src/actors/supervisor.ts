@@ -1,9 +1,10 @@
 // The pool: owns WORKERS connection actors and the job stream.
 //
 //   starting ──first dials ended──► serving ──shutdown──► draining ──drained or deadline──► closing ──all closed──► stopped
-//                                   ┌─────────────────────────┐
-//                                   │ up ⇄ degraded ⇄ down     │  how many connections are usable
-//                                   └─────────────────────────┘
+//                                   ┌──────────────────────────────────────────┐
+//                                   │ up ⇄ degraded ⇄ down                      │  how many connections are usable
+//                                   │         down: redialling ──► unreachable  │  every last dial refused: calls fail at once
+//                                   └──────────────────────────────────────────┘
 //
 // Connections ask for work (conn.ready, and the capacity each outcome report
 // carries); the supervisor hands each queued job to one that can take it,
@@ -66,7 +67,10 @@ export type SupervisorEvent =
   /** a connection actor crashed (a bug, not a relay fault): start a new one */
   | { type: 'conn.respawn'; cid: string };
 
-export type SupervisorEmitted = { type: 'pool.health'; up: number; workers: number };
+export type SupervisorEmitted =
+  | { type: 'pool.health'; up: number; workers: number }
+  /** a connection lost its session or failed a dial, and will dial again */
+  | { type: 'conn.lost'; cid: string; code: ErrorCode };
 
 interface SupervisorContext {
   readonly options: SupervisorOptions;
@@ -104,8 +108,15 @@ function crashedCid(event: ChildError): string {
   return actorId.split('~')[0] ?? actorId;
 }
 
-function health(context: SupervisorContext): SupervisorEmitted {
+function health(context: SupervisorContext): Extract<SupervisorEmitted, { type: 'pool.health' }> {
   return { type: 'pool.health', up: context.pool.up, workers: context.options.workers };
+}
+
+/** The relay, and why the last dial to it failed: what a caller is told while it cannot be reached. */
+function unreachableError(context: SupervisorContext): MailroomError {
+  const { host, port } = context.options.connection.session;
+  const last = context.lastDown?.error;
+  return new MailroomError('EUNAVAILABLE', `relay ${host}:${port}: ${last?.message ?? 'unreachable'}`, { cause: last, smtp: last?.smtp });
 }
 
 function reason(err: unknown): string {
@@ -161,6 +172,8 @@ export const supervisorMachine = setup({
     partlyUp: ({ context }) => context.pool.up > 0 && context.pool.up < context.options.workers,
     noneUp: ({ context }) => context.pool.up === 0,
     allTried: ({ context }) => context.pool.allTried,
+    /** no connection is up and every one's last dial found the relay unreachable or refusing: calls fail at once instead of waiting for it */
+    unreachable: ({ context }) => context.pool.unreachable,
     /** a connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times */
     stale: ({ context }, params: { job: MailJob; error: MailroomError }) =>
       params.error.code === 'ESTALE' && params.job.staleRequeues < context.options.maxAttempts,
@@ -201,10 +214,10 @@ export const supervisorMachine = setup({
       enqueue.emit(health(context));
     }),
     offer: ({ context }, params: { cid: string; capacity: number }) => context.pool.offer(params.cid, params.capacity),
-    markDown: enqueueActions(({ context, enqueue }, params: { cid: string; error: MailroomError }) => {
+    markDown: enqueueActions(({ context, enqueue }, params: { cid: string; error: MailroomError; refused: boolean }) => {
       const { pool, log, options } = context;
       context.lastDown = { cid: params.cid, error: params.error };
-      if (pool.down(params.cid)) {
+      if (pool.down(params.cid, params.refused)) {
         if (pool.up > 0) log.warn('SMTP connection down', { cid: params.cid, up: pool.up, workers: options.workers, code: params.error.code, reason: params.error.message });
         enqueue.emit(health(context));
       } else if (!context.reachedOnce && params.error.code !== context.unreachableCode) {
@@ -215,6 +228,16 @@ export const supervisorMachine = setup({
       if (!context.reachedOnce) context.unreachableCode = params.error.code;
     }),
     markClosed: ({ context }, params: { cid: string }) => context.pool.closed(params.cid),
+    reportLoss: emit((_, params: { cid: string; error: MailroomError }): SupervisorEmitted => ({ type: 'conn.lost', cid: params.cid, code: params.error.code })),
+    /** Every queued job fails now with why the relay cannot be reached; none would go out before a dial succeeds. */
+    failQueuedUnreachable: ({ context }) => {
+      const error = unreachableError(context);
+      for (const job of context.ledger.removeQueued(() => true)) job.reject(error);
+    },
+    refuseUnreachable: ({ context }, params: { jobs: readonly MailJob[] }) => {
+      const error = unreachableError(context);
+      for (const job of params.jobs) job.reject(error);
+    },
     logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
     logPoolDown: ({ context }) => {
       // A relay never reached was reported as such already (markDown).
@@ -227,7 +250,7 @@ export const supervisorMachine = setup({
       context.ledger.release(job);
       // A 250 is the truth even for a job the shutdown deadline already failed.
       job.resolve({ messageId: job.message.messageId, reply: params.reply, attempts: job.attempts });
-      context.log.debug('delivered', { jobId: job.id, cid: params.cid, attempts: job.attempts });
+      context.log.debug('delivered', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempts: job.attempts });
     },
     requeueStale: ({ context }, params: { cid: string; job: MailJob }) => {
       const { job } = params;
@@ -243,13 +266,13 @@ export const supervisorMachine = setup({
       const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
       job.lastCid = params.cid;
       context.ledger.deferRetry(job);
-      context.log.info('retrying', { jobId: job.id, cid: params.cid, attempt: job.attempts, code: error.code, delayMs: delay });
+      context.log.info('retrying', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempt: job.attempts, code: error.code, delayMs: delay });
       enqueue.raise({ type: 'job.retry', job }, { delay });
     }),
     failJob: ({ context }, params: { cid: string; job: MailJob; error: MailroomError }) => {
       const { job, error } = params;
       context.ledger.release(job);
-      context.log.info('failed', { jobId: job.id, cid: params.cid, attempts: job.attempts, code: error.code, reply: error.smtp && formatReply(error.smtp) });
+      context.log.info('failed', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempts: job.attempts, code: error.code, reply: error.smtp && formatReply(error.smtp) });
       job.reject(error);
     },
     /** Jobs a connection gives back untouched go to the front of the line. */
@@ -406,7 +429,8 @@ export const supervisorMachine = setup({
     'conn.returned': { actions: [{ type: 'takeBack', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
     'conn.down': {
       actions: [
-        { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
+        { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error, refused: event.refused }) },
+        { type: 'reportLoss', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
         { type: 'takeBack', params: ({ event }) => ({ jobs: event.returned }) },
         'dispatch',
       ],
@@ -460,6 +484,20 @@ export const supervisorMachine = setup({
             { guard: 'allUp', target: 'up' },
             { guard: 'partlyUp', target: 'degraded' },
           ],
+          initial: 'redialling',
+          states: {
+            // Connections dial again after a loss or a handshake cut short: calls wait for them.
+            redialling: {
+              always: { guard: 'unreachable', target: 'unreachable' },
+            },
+            unreachable: {
+              entry: 'failQueuedUnreachable',
+              on: {
+                'jobs.submitted': { actions: { type: 'refuseUnreachable', params: ({ event }) => ({ jobs: event.jobs }) } },
+                'job.retry': { actions: [{ type: 'requeueRetry', params: ({ event }) => ({ job: event.job }) }, 'failQueuedUnreachable'] },
+              },
+            },
+          },
         },
       },
     },
@@ -479,7 +517,7 @@ export const supervisorMachine = setup({
         'conn.returned': { actions: { type: 'failReturned', params: ({ event }) => ({ jobs: event.jobs }) } },
         'conn.down': {
           actions: [
-            { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
+            { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error, refused: event.refused }) },
             { type: 'failReturned', params: ({ event }) => ({ jobs: event.returned }) },
           ],
         },

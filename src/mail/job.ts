@@ -25,6 +25,8 @@ export interface MailJob {
   readonly deadline: number;
   /** epoch ms when the job entered the queue */
   readonly enqueuedAt: number;
+  /** who asked for it ('' when callers are not authenticated), for log lines */
+  readonly caller: string;
   place: JobPlace;
   /** the connection that holds it, while `place` is 'held' */
   holder: string | undefined;
@@ -45,7 +47,7 @@ export interface MailJob {
 
 let jobs = 0;
 
-export function createJob(message: OutgoingMessage, deadline: number): { job: MailJob; done: Promise<Delivered> } {
+export function createJob(message: OutgoingMessage, deadline: number, caller = ''): { job: MailJob; done: Promise<Delivered> } {
   let settled = false;
   let resolveP!: (r: Delivered) => void;
   let rejectP!: (e: MailroomError) => void;
@@ -58,6 +60,7 @@ export function createJob(message: OutgoingMessage, deadline: number): { job: Ma
     message,
     deadline,
     enqueuedAt: Date.now(),
+    caller,
     place: 'new',
     holder: undefined,
     attempts: 0,

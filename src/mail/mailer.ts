@@ -15,17 +15,33 @@ export interface Sending {
   cancel(): void;
 }
 
+/** Hears how each message it put on the mail path ended (metrics). */
+export interface MailOutcomes {
+  delivered(job: MailJob, delivered: Delivered): void;
+  failed(job: MailJob, error: MailroomError): void;
+}
+
+export interface SendOptions {
+  readonly deadline: number;
+  readonly idempotencyKey?: string;
+  /** the authenticated caller ('' when none): its idempotency keys are its own */
+  readonly caller?: string;
+}
+
 export class Mailer {
   constructor(
     private readonly jobs$: Subject<MailJob>,
     private readonly from: Address,
     private readonly budget: MemoryBudget,
     private readonly idempotency: IdempotencyCache,
+    private readonly outcomes: MailOutcomes,
   ) {}
 
-  send(draft: Draft, options: { deadline: number; idempotencyKey?: string }): Sending {
-    const key = options.idempotencyKey;
-    if (key === undefined || key === '') return this.enqueue(draft, options);
+  send(draft: Draft, options: SendOptions): Sending {
+    const given = options.idempotencyKey;
+    if (given === undefined || given === '') return this.enqueue(draft, options);
+    // Scoped per caller: one caller cannot squat another's key (names never hold a newline).
+    const key = options.caller ? `${options.caller}\n${given}` : given;
     let own: Sending | undefined;
     const { result } = this.idempotency.run(key, fingerprint(draft), () => {
       own = this.enqueue(draft, options);
@@ -35,20 +51,29 @@ export class Mailer {
     return { result, cancel: () => own?.cancel() };
   }
 
-  private enqueue(draft: Draft, options: { deadline: number }): Sending {
+  private enqueue(draft: Draft, options: SendOptions): Sending {
     // Reserved before composing: a refusal under load costs no MIME work.
     const bytes = messageBytes(Buffer.byteLength(draft.text, 'utf8') + Buffer.byteLength(draft.html, 'utf8'), headerChars(draft));
     this.budget.reserve(bytes);
     let job: MailJob;
     let done: Promise<Delivered>;
     try {
-      ({ job, done } = createJob(composeMessage(draft, this.from), options.deadline));
+      ({ job, done } = createJob(composeMessage(draft, this.from), options.deadline, options.caller));
     } catch (err) {
       this.budget.release(bytes);
       throw err;
     }
-    const release = (): void => this.budget.release(bytes);
-    done.then(release, release);
+    const { outcomes } = this;
+    done.then(
+      (delivered) => {
+        this.budget.release(bytes);
+        outcomes.delivered(job, delivered);
+      },
+      (error: MailroomError) => {
+        this.budget.release(bytes);
+        outcomes.failed(job, error);
+      },
+    );
     this.jobs$.next(job);
     return {
       result: done,

@@ -5,6 +5,7 @@ import type { Mailer } from '../mail/mailer.js';
 import { formatReply } from '../smtp/reply.js';
 import type { Calls } from './calls.js';
 import { deadlineOf } from './deadline.js';
+import { callerOf } from './auth.js';
 import { validateSendEmail, type MailLimits } from './validate.js';
 
 export function mailServiceHandlers(deps: { mailer: Mailer; calls: Calls; limits: MailLimits; log: Logger }): MailServiceHandlers {
@@ -13,10 +14,11 @@ export function mailServiceHandlers(deps: { mailer: Mailer; calls: Calls; limits
     SendMail(call, callback) {
       const open = calls.open(callback);
       if (open === undefined) return;
+      const caller = callerOf(call.metadata);
       let sending;
       try {
         const draft = validateSendEmail(call.request, limits);
-        sending = mailer.send(draft, { deadline: deadlineOf(call), idempotencyKey: draft.idempotencyKey });
+        sending = mailer.send(draft, { deadline: deadlineOf(call), idempotencyKey: draft.idempotencyKey, caller });
       } catch (err) {
         open.fail(err);
         return;
@@ -26,7 +28,7 @@ export function mailServiceHandlers(deps: { mailer: Mailer; calls: Calls; limits
         (delivered) => open.ok({ status: 'SUCCESS', message_id: delivered.messageId, smtp_response: formatReply(delivered.reply) }),
         (err: unknown) => {
           const status = open.fail(err);
-          log.debug('SendMail failed', { grpcCode: status.code, reason: status.details });
+          log.debug('SendMail failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
         },
       );
     },

@@ -12,6 +12,9 @@ import { CheckBatcher } from './check-batcher.js';
 import { RateCap } from './rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
+import { callerOf } from './auth.js';
+import { isMailroomError } from '../errors.js';
+import type { ServiceMetrics } from '../metrics/metrics.js';
 
 export interface OtpServiceDeps {
   readonly otp: OtpActor;
@@ -22,7 +25,15 @@ export interface OtpServiceDeps {
   /** OTP_MAX_SENDS_PER_MINUTE, OTP_MAX_CHECKS_PER_SECOND; 0: no cap */
   readonly maxSendsPerMinute: number;
   readonly maxChecksPerSecond: number;
+  readonly metrics: ServiceMetrics;
   readonly log: Logger;
+}
+
+/** How a refused SendCode counts: a limit (rate, cooldown, a send under way), or the request itself. */
+function refusal(err: unknown): 'refused' | 'invalid' | 'failed' {
+  if (!isMailroomError(err)) return 'failed';
+  if (err.code === 'EINVALID') return 'invalid';
+  return err.code === 'ERATELIMIT' ? 'refused' : 'failed';
 }
 
 function sentResponse(sent: CodeSent): SendCodeResponse {
@@ -30,7 +41,7 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 }
 
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
-  const { otp, calls, hasher, log } = deps;
+  const { otp, calls, hasher, metrics, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
   const sends = new RateCap(deps.maxSendsPerMinute, 60_000, 'codes sent this minute (OTP_MAX_SENDS_PER_MINUTE)');
   const checking = new RateCap(deps.maxChecksPerSecond, 1000, 'code checks this second (OTP_MAX_CHECKS_PER_SECOND)');
@@ -40,28 +51,41 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
   const rejected: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
   const checks = new CheckBatcher<OpenCall<ValidateCodeResponse>>(otp, {
-    answer: (open, result) => open.ok(result === CODE_ACCEPTED ? accepted : rejected),
-    fail: (open, error) => open.fail(error),
+    answer: (open, result) => {
+      const valid = result === CODE_ACCEPTED;
+      metrics.otpChecked(valid ? 'valid' : 'invalid');
+      open.ok(valid ? accepted : rejected);
+    },
+    fail: (open, error) => {
+      metrics.otpChecked('failed');
+      open.fail(error);
+    },
   });
   return {
     SendCode(call, callback) {
       const open = calls.open(callback);
       if (open === undefined) return;
+      const caller = callerOf(call.metadata);
       let request;
       try {
         request = validateSendCode(call.request.email);
-        sends.take('');
+        sends.take(caller);
       } catch (err) {
+        metrics.otpSent(refusal(err));
         open.fail(err);
         return;
       }
       const { reply, answer } = awaitReply<CodeSent>();
       otp.send({ type: 'code.send', key: request.key, to: request.to, deadline: deadlineOf(call), reply });
       answer.then(
-        (sent) => open.ok(sentResponse(sent)),
+        (sent) => {
+          metrics.otpSent('sent');
+          open.ok(sentResponse(sent));
+        },
         (err: unknown) => {
+          metrics.otpSent(refusal(err));
           const status = open.fail(err);
-          log.debug('SendCode failed', { grpcCode: status.code, reason: status.details });
+          log.debug('SendCode failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
         },
       );
     },
@@ -71,8 +95,9 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let key: string;
       try {
         key = validateCheck(call.request.email, call.request.otpCode);
-        checking.take('');
+        checking.take(callerOf(call.metadata));
       } catch (err) {
+        metrics.otpChecked('refused');
         open.fail(err);
         return;
       }

@@ -12,6 +12,7 @@ import { loadMailProto } from './proto.js';
 import { Arrival, deferring, isTicket, Pacer, Undecodable, type Admission } from './admission.js';
 import type { Ticket } from '../mail/memory-budget.js';
 import { toServiceError } from './status.js';
+import { callerOf } from './auth.js';
 import { maxMailboxChars, type MailLimits } from './validate.js';
 
 export interface ServerLimits {
@@ -63,7 +64,8 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, h
       unary(call, (err, value, trailer, flags) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         const code = err ? (err.code ?? grpc.status.UNKNOWN) : grpc.status.OK;
-        log.debug('call', { method: `${service}/${name}`, code: grpc.status[code], ms: Math.round(ms * 100) / 100 });
+        const caller = callerOf(call.metadata);
+        log.debug('call', { method: `${service}/${name}`, caller: caller || undefined, code: grpc.status[code], ms: Math.round(ms * 100) / 100 });
         callback(err, value, trailer, flags);
       });
     };
@@ -175,7 +177,12 @@ function callGuard(ms: number, started: (peer: string) => void, admissions: Read
 export function createGrpcServer(
   handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers },
   limits: ServerLimits,
-  hooks: { onCall: (peer: string) => void; sendMailAdmission: Admission },
+  hooks: {
+    onCall: (peer: string) => void;
+    sendMailAdmission: Admission;
+    /** interceptors that see a call before the guard does (metrics, authentication) */
+    interceptors: readonly grpc.ServerInterceptor[];
+  },
   log: Logger,
 ): grpc.Server {
   const proto = loadMailProto();
@@ -188,7 +195,7 @@ export function createGrpcServer(
     // No channelz service is offered, so its per-call trackers (closures and
     // timestamps on every call) would be kept for no reader.
     'grpc.enable_channelz': 0,
-    interceptors: [callGuard(limits.receiveTimeoutMs, hooks.onCall, admissions)],
+    interceptors: [...hooks.interceptors, callGuard(limits.receiveTimeoutMs, hooks.onCall, admissions)],
   });
   server.addService(tolerant(proto.mail.MailService.service, admissions), guarded('mail.MailService', handlers.mail, log));
   server.addService(tolerant(proto.mail.OtpService.service, admissions), guarded('mail.OtpService', handlers.otp, log));

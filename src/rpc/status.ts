@@ -22,6 +22,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   EUNAVAILABLE: grpc.status.UNAVAILABLE,
   EIDEMPOTENCY: grpc.status.FAILED_PRECONDITION,
   EKEYSFULL: grpc.status.RESOURCE_EXHAUSTED,
+  EUNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
+  EFORBIDDEN: grpc.status.PERMISSION_DENIED,
   EINTERNAL: grpc.status.INTERNAL,
 };
 

@@ -15,34 +15,66 @@ import { keepSessions, resumeSession, tlsOptionsFor } from './tls.js';
 
 const TLS_ERROR = /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|UNABLE_TO|HOSTNAME|ssl|handshake|alert/i;
 
+/** The step of the handshake a dial failed at, as an operator would name it. */
+type DialStep = 'connect' | 'TLS' | 'greeting' | 'EHLO' | 'STARTTLS' | 'AUTH';
+
+/** A dial's failure says at which step it failed ("greeting: connection closed by the SMTP relay"), unless it says so already. */
+function namedFor(step: DialStep, err: MailroomError): MailroomError {
+  if (new RegExp(`\\b${step}\\b`, 'i').test(err.message)) return err;
+  return new MailroomError(err.code, `${step}: ${err.message}`, { cause: err, smtp: err.smtp });
+}
+
+/** Dial failures that say the relay is not there or will not have us, as opposed to a handshake cut short. */
+const refusals = new WeakSet<MailroomError>();
+
+/**
+ * Whether a dial failed because the relay cannot be reached (no TCP
+ * connection: refused, unreachable, unknown host, no answer) or refused us
+ * outright (a certificate we do not trust, credentials it does not take, a
+ * 5xx greeting). A drop, reset or stall halfway through the handshake, or a
+ * 4xx, is not: the next dial may well get through.
+ */
+export function relayRefused(err: unknown): boolean {
+  return err instanceof MailroomError && refusals.has(err);
+}
+
 export async function dial(options: SessionOptions, signal?: AbortSignal): Promise<SmtpSession> {
   let sock: Socket | TLSSocket | undefined;
   const link = new Link();
   const onAbort = (): void => link.destroy(new MailroomError('ECONNECTION', 'dial aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
+  let step: DialStep = 'connect';
   try {
     sock = await connect(options, link);
     let session = new SmtpSession(link, sock, options);
+    step = 'greeting';
     const greeting = await session.expect('greeting', options.greetingTimeoutMs, 1);
     expectCode(greeting[0] as SmtpReply, 220, 'greeting');
+    step = 'EHLO';
     await ehlo(session);
     if (options.tls === 'starttls') {
+      step = 'STARTTLS';
       if (!session.features.starttls) {
         throw new MailroomError('ETLS', 'the SMTP relay does not offer STARTTLS (set EMAIL_TLS=none to send in plain text)');
       }
       expectCode(await session.exchange('starttls', options.commandTimeoutMs, 'STARTTLS\r\n'), 220, 'starttls');
       session.detach();
+      step = 'TLS';
       sock = await upgrade(sock, options, link);
       session = new SmtpSession(link, sock, options);
+      step = 'EHLO';
       await ehlo(session);
     }
+    step = 'AUTH';
     if (options.user !== undefined) await authenticate(session, options.user, options.password ?? '');
     if (signal?.aborted === true) throw new MailroomError('ECONNECTION', 'dial aborted');
     return session;
   } catch (err) {
     const error = err instanceof MailroomError ? err : (link.lost ?? toMailroomError(err));
     link.destroy(error);
-    throw error;
+    const named = namedFor(step, error);
+    if (refusals.has(error) || error.code === 'ETLS' || error.code === 'EAUTH' || error.code === 'ESMTP_PERMANENT') refusals.add(named);
+    throw named;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
@@ -59,14 +91,20 @@ function connect(options: SessionOptions, link: Link): Promise<Socket | TLSSocke
     if (implicit) resumeSession(sock as TLSSocket, options.tlsSessions);
     let connected = false;
     const timer = setTimeout(() => {
-      link.destroy(new MailroomError('ETIMEDOUT', `no TCP connection to the SMTP relay within ${options.connectTimeoutMs} ms`));
+      const error = new MailroomError('ETIMEDOUT', `connect: no TCP connection to the SMTP relay within ${options.connectTimeoutMs} ms`);
+      if (!connected) refusals.add(error);
+      link.destroy(error);
     }, options.connectTimeoutMs);
     const unsubscribe = link.onLost((err) => {
       clearTimeout(timer);
       reject(err);
     });
     sock.once('error', (err: NodeJS.ErrnoException) => {
-      if (!connected) link.destroy(new MailroomError('ECONNECTION', `SMTP connect: ${err.message}`, { cause: err }));
+      if (!connected) {
+        const error = new MailroomError('ECONNECTION', err.message, { cause: err });
+        refusals.add(error);
+        link.destroy(error);
+      }
       else link.destroy(implicit && TLS_ERROR.test(`${err.code ?? ''} ${err.message}`) ? tlsError(err) : new MailroomError('ECONNECTION', `SMTP connection: ${err.message}`, { cause: err }));
     });
     const done = (): void => {
@@ -95,8 +133,11 @@ function upgrade(plain: Socket | TLSSocket, options: SessionOptions, link: Link)
       clearTimeout(timer);
       reject(err);
     });
-    secure.once('error', (err) => link.destroy(tlsError(err)));
+    // Only a failed handshake is a TLS failure; a reset later is the connection's loss (link.watch names it).
+    const failed = (err: Error): void => link.destroy(tlsError(err));
+    secure.once('error', failed);
     secure.once('secureConnect', () => {
+      secure.off('error', failed);
       clearTimeout(timer);
       unsubscribe();
       resolve(secure);
