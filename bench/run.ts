@@ -17,7 +17,7 @@ import { memoryBudget } from './memory.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp runs some groups; w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics runs some groups; w1only with tls skips the WORKERS=5 pairs
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
@@ -189,6 +189,23 @@ async function main(): Promise<void> {
     const out = await memoryBudget({ reps: quick ? 1 : REPS, pki, log, row });
     targets.push(...out.targets);
     extra.push(...out.extra);
+  }
+
+  // ---- what metrics cost: SendMail C=100 with METRICS_PORT set and not -----
+  if (want('metrics')) {
+    const [cost] = await abScenarios({
+      reps: REPS,
+      pki,
+      n: N,
+      parties: [{ name: 'metrics on', env: { METRICS_PORT: '0' } }, { name: 'metrics off' }],
+      log,
+      row,
+      scenarios: ['send-c100'],
+    });
+    if (cost !== undefined) {
+      ratios.push(cost);
+      targets.push({ name: 'SendMail C=100 throughput, metrics on / off', figure: `${cost.throughput.toFixed(2)}×`, limit: '≥ 0.97×', holds: cost.throughput >= 0.97 });
+    }
   }
 
   // ---- A/B against another build, interleaved ------------------------------

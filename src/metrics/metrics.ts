@@ -3,7 +3,8 @@
 // closed set (a catalogue code, a state of a machine, an outcome named
 // here, a method of our services): never an address, a subject, a key or
 // anything else a caller chose.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './cells.js';
 import { ERROR_CATALOGUE, type ErrorCode, type MailroomError } from '../errors.js';
 import type { Delivered, MailJob } from '../mail/job.js';
 import type { MailOutcomes } from '../mail/mailer.js';
@@ -46,36 +47,40 @@ const GRPC_CODE_NAMES = [
 const ATTEMPT_CODES: ReadonlySet<ErrorCode> = new Set(['ECONNECTION', 'ETIMEDOUT', 'ETLS', 'EAUTH', 'ESMTP_TRANSIENT', 'ESMTP_PERMANENT', 'ERECIPIENT']);
 
 export interface CallSeries {
-  readonly started: Counter.Internal;
-  readonly seconds: Histogram.Internal<string>;
-  readonly handled: (Counter.Internal | undefined)[];
+  readonly started: CounterCell;
+  readonly seconds: HistogramCell;
+  /** by status code, made on first use */
+  readonly handled: (CounterCell | undefined)[];
+  readonly labels: { grpc_type: GrpcType; grpc_service: string; grpc_method: string };
 }
+
+type Attempt = 'delivered' | 'transient' | 'permanent';
 
 export class PrometheusMetrics implements ServiceMetrics {
   readonly registry = new Registry();
-  private readonly grpcStarted: Counter<string>;
-  private readonly grpcHandled: Counter<string>;
-  private readonly grpcSeconds: Histogram<string>;
+  private readonly grpcStarted: CounterFamily<'grpc_type' | 'grpc_service' | 'grpc_method'>;
+  private readonly grpcHandled: CounterFamily<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  private readonly grpcSeconds: HistogramFamily<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   private readonly calls = new Map<string, CallSeries>();
-  private readonly deliveredTotal: Counter<string>;
-  private readonly failedTotal: Counter<string>;
-  private readonly attempts: Record<'delivered' | 'transient' | 'permanent', Counter.Internal>;
-  private readonly deliverySeconds: Histogram<string>;
-  private readonly reconnects: Counter<string>;
-  private readonly otpSends: Counter<string>;
-  private readonly otpChecks: Counter<string>;
+  private readonly deliveredTotal: CounterCell;
+  private readonly failedTotal: Partial<Record<ErrorCode, CounterCell>> = {};
+  private readonly attempts: Record<Attempt, CounterCell>;
+  private readonly deliverySeconds: HistogramCell;
+  private readonly reconnects: CounterCell;
+  private readonly otpSends: Record<OtpSendOutcome, CounterCell>;
+  private readonly otpChecks: Record<OtpCheckResult, CounterCell>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.grpcStarted = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
-    this.grpcHandled = new Counter({
+    this.grpcStarted = new CounterFamily({ name: 'grpc_server_started_total', help: 'RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
+    this.grpcHandled = new CounterFamily({
       name: 'grpc_server_handled_total',
       help: 'RPCs completed on the server, whatever their status.',
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
       registers,
     });
-    this.grpcSeconds = new Histogram({
+    this.grpcSeconds = new HistogramFamily({
       name: 'grpc_server_handling_seconds',
       help: 'Time from the start of an RPC to its status, seconds.',
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
@@ -99,31 +104,30 @@ export class PrometheusMetrics implements ServiceMetrics {
         this.set(sources.queueDepth());
       },
     });
-    this.deliveredTotal = new Counter({ name: 'mailroom_mail_delivered_total', help: 'Messages the relay accepted (250 to the final dot).', registers });
-    this.failedTotal = new Counter({ name: 'mailroom_mail_failed_total', help: 'Messages that failed, by error catalogue code.', labelNames: ['code'], registers });
-    for (const code of Object.keys(ERROR_CATALOGUE)) this.failedTotal.labels(code).inc(0);
-    const attemptsTotal = new Counter({
+    this.deliveredTotal = new CounterFamily({ name: 'mailroom_mail_delivered_total', help: 'Messages the relay accepted (250 to the final dot).', registers }).cell();
+    const failed = new CounterFamily({ name: 'mailroom_mail_failed_total', help: 'Messages that failed, by error catalogue code.', labelNames: ['code'], registers });
+    for (const code of Object.keys(ERROR_CATALOGUE) as ErrorCode[]) this.failedTotal[code] = failed.cell({ code });
+    const attempts = new CounterFamily({
       name: 'mailroom_delivery_attempts_total',
       help: 'Messages handed to the relay, by how each attempt ended (counted when its message settles).',
       labelNames: ['outcome'],
       registers,
     });
-    this.attempts = { delivered: attemptsTotal.labels('delivered'), transient: attemptsTotal.labels('transient'), permanent: attemptsTotal.labels('permanent') };
-    for (const child of Object.values(this.attempts)) child.inc(0);
-    this.deliverySeconds = new Histogram({
+    this.attempts = { delivered: attempts.cell({ outcome: 'delivered' }), transient: attempts.cell({ outcome: 'transient' }), permanent: attempts.cell({ outcome: 'permanent' }) };
+    this.deliverySeconds = new HistogramFamily({
       name: 'mailroom_mail_delivery_seconds',
       help: "From a message's enqueueing to the relay's 250 to its final dot, seconds.",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers,
-    });
-    this.reconnects = new Counter({ name: 'mailroom_smtp_reconnects_total', help: 'Times a connection lost its session or failed a dial, and dialled again.', registers });
-    this.otpSends = new Counter({ name: 'mailroom_otp_sent_total', help: 'SendCode calls by outcome: sent, refused (a limit), failed (the mail), invalid (the request).', labelNames: ['outcome'], registers });
-    for (const o of ['sent', 'refused', 'failed', 'invalid']) this.otpSends.labels(o).inc(0);
-    this.otpChecks = new Counter({ name: 'mailroom_otp_checks_total', help: 'ValidateCode calls by result: valid, invalid, refused (a limit or the request), failed.', labelNames: ['result'], registers });
-    for (const r of ['valid', 'invalid', 'refused', 'failed']) this.otpChecks.labels(r).inc(0);
+    }).cell();
+    this.reconnects = new CounterFamily({ name: 'mailroom_smtp_reconnects_total', help: 'Times a connection lost its session or failed a dial, and dialled again.', registers }).cell();
+    const sends = new CounterFamily({ name: 'mailroom_otp_sent_total', help: 'SendCode calls by outcome: sent, refused (a limit), failed (the mail), invalid (the request).', labelNames: ['outcome'], registers });
+    this.otpSends = { sent: sends.cell({ outcome: 'sent' }), refused: sends.cell({ outcome: 'refused' }), failed: sends.cell({ outcome: 'failed' }), invalid: sends.cell({ outcome: 'invalid' }) };
+    const checks = new CounterFamily({ name: 'mailroom_otp_checks_total', help: 'ValidateCode calls by result: valid, invalid, refused (a limit or the request), failed.', labelNames: ['result'], registers });
+    this.otpChecks = { valid: checks.cell({ result: 'valid' }), invalid: checks.cell({ result: 'invalid' }), refused: checks.cell({ result: 'refused' }), failed: checks.cell({ result: 'failed' }) };
     new Gauge({
       name: 'mailroom_otp_live_codes',
-      help: 'OTP codes stored and not yet swept (in memory; with Redis, -1: it expires them itself).',
+      help: 'OTP codes stored and not yet swept (NaN with Redis, which expires them itself and keeps no count).',
       registers,
       collect() {
         this.set(sources.liveCodes());
@@ -133,58 +137,49 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   /** A call of `path` (/package.Service/Method) began. */
   callStarted(path: string, type: GrpcType): CallSeries {
-    const key = `${type} ${path}`;
-    let series = this.calls.get(key);
+    let series = this.calls.get(path);
     if (series === undefined) {
       const [, service = 'unknown', method = 'unknown'] = path.split('/');
-      series = {
-        started: this.grpcStarted.labels(type, service, method),
-        seconds: this.grpcSeconds.labels(type, service, method),
-        handled: GRPC_CODE_NAMES.map(() => undefined),
-      };
-      this.calls.set(key, series);
+      const labels = { grpc_type: type, grpc_service: service, grpc_method: method };
+      series = { started: this.grpcStarted.cell(labels), seconds: this.grpcSeconds.cell(labels), handled: [], labels };
+      this.calls.set(path, series);
     }
-    series.started.inc();
+    series.started.n++;
     return series;
   }
 
-  callHandled(series: CallSeries, path: string, type: GrpcType, code: number, seconds: number): void {
+  callHandled(series: CallSeries, code: number, seconds: number): void {
     series.seconds.observe(seconds);
-    let handled = series.handled[code];
-    if (handled === undefined) {
-      const [, service = 'unknown', method = 'unknown'] = path.split('/');
-      handled = this.grpcHandled.labels(type, service, method, GRPC_CODE_NAMES[code] ?? 'Unknown');
-      series.handled[code] = handled;
-    }
-    handled.inc();
+    const handled = (series.handled[code] ??= this.grpcHandled.cell({ ...series.labels, grpc_code: GRPC_CODE_NAMES[code] ?? 'Unknown' }));
+    handled.n++;
   }
 
   delivered(job: MailJob, delivered: Delivered): void {
-    this.deliveredTotal.inc();
+    this.deliveredTotal.n++;
     this.deliverySeconds.observe((Date.now() - job.enqueuedAt) / 1000);
     // Only a transient failure is retried, so every attempt before the last failed transiently.
-    if (delivered.attempts > 1) this.attempts.transient.inc(delivered.attempts - 1);
-    this.attempts.delivered.inc();
+    this.attempts.transient.n += delivered.attempts - 1;
+    this.attempts.delivered.n++;
   }
 
   failed(job: MailJob, error: MailroomError): void {
-    this.failedTotal.labels(error.code).inc();
+    const cell = this.failedTotal[error.code];
+    if (cell !== undefined) cell.n++;
     if (job.attempts === 0) return;
     const lastWasAttempt = ATTEMPT_CODES.has(error.code);
-    const transient = lastWasAttempt ? job.attempts - 1 : job.attempts;
-    if (transient > 0) this.attempts.transient.inc(transient);
-    if (lastWasAttempt) (error.transient ? this.attempts.transient : this.attempts.permanent).inc();
+    this.attempts.transient.n += lastWasAttempt ? job.attempts - 1 : job.attempts;
+    if (lastWasAttempt) (error.transient ? this.attempts.transient : this.attempts.permanent).n++;
   }
 
   reconnect(): void {
-    this.reconnects.inc();
+    this.reconnects.n++;
   }
 
   otpSent(outcome: OtpSendOutcome): void {
-    this.otpSends.labels(outcome).inc();
+    this.otpSends[outcome].n++;
   }
 
   otpChecked(result: OtpCheckResult): void {
-    this.otpChecks.labels(result).inc();
+    this.otpChecks[result].n++;
   }
 }

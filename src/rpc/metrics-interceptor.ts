@@ -19,7 +19,7 @@ export function metricsInterceptor(metrics: PrometheusMetrics): grpc.ServerInter
     const count = (code: number): void => {
       if (counted) return;
       counted = true;
-      metrics.callHandled(series, method.path, type, code, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.callHandled(series, code, Number(process.hrtime.bigint() - started) / 1e9);
     };
     return new grpc.ServerInterceptingCall(call, {
       start: (next) => next({ onCancel: () => count(grpc.status.CANCELLED) }),
