@@ -3,11 +3,10 @@
 // (and, through `machines`, their own machine implementations).
 import { Subject } from 'rxjs';
 import { createActor, waitFor } from 'xstate';
-import { isLoopback, loadConfig, type Config } from './config.js';
+import { loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
-import { withTlsContext } from './smtp/tls.js';
 import { otpMachine, type OtpActor } from './actors/otp.js';
 import { CodeHasher } from './otp/code.js';
 import { InMemoryOtpStore } from './otp/memory-store.js';
@@ -16,21 +15,22 @@ import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { MemoryBudget, decodedBytes } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
+import { RedisLink } from './redis/client.js';
+import { RedisIdempotency } from './redis/idempotency.js';
+import { RedisOtpStore } from './otp/redis-store.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, receiveLimit } from './rpc/server.js';
-import { Authenticator, authInterceptor } from './rpc/auth.js';
-import { ServerCertificates } from './rpc/credentials.js';
+import { CallerAccess } from './rpc/access.js';
+import { otpOptions, supervisorOptions } from './actor-options.js';
 import { ServiceHealth } from './rpc/health.js';
 import { addReflection } from './rpc/reflection.js';
 import { metricsInterceptor } from './rpc/metrics-interceptor.js';
-import { TokenTable } from './rpc/tokens.js';
 import { NO_METRICS, PrometheusMetrics } from './metrics/metrics.js';
 import { serveMetrics, type MetricsServer } from './metrics/http.js';
 import { connectionStates, queueDepth } from './metrics/sources.js';
-import { readFileSync } from 'node:fs';
 import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
@@ -45,6 +45,8 @@ export interface Service {
   readonly health: ServiceHealth;
   /** the metrics endpoint's port, when METRICS_PORT is set */
   readonly metricsPort: number | undefined;
+  /** the Redis connection, with REDIS_URL */
+  readonly redis: RedisLink | undefined;
   readonly log: Logger;
   /**
    * Settles when a root actor (supervisor or OTP) failed. From that moment
@@ -76,13 +78,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (missing.length > 0) log.warn(`started without ${missing.join(' ')}: expect 10-20% more CPU per mail (see src/runtime-flags.ts; npm start sets it)`);
 
   // Read before anything starts: certificates that do not load stop boot (exit 2).
-  const certificates = config.auth.tls === undefined ? undefined : new ServerCertificates(config.auth.tls);
-  const authenticator = new Authenticator(config.auth.tokens, certificates?.mutual ?? false);
-  if (!config.auth.required) {
-    if (config.auth.allowUnauthenticated && !isLoopback(config.host)) {
-      log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${config.host}:${config.port} can send mail through the relay account and check codes`);
-    }
-  }
+  const access = new CallerAccess(config, log);
 
   let capture: CaptureServer | undefined;
   let relay = config.smtp.relay;
@@ -124,30 +120,11 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   };
 
   const jobs$ = new Subject<MailJob>();
-  const { smtp } = config;
   const supervisor = createActor(options.machines?.supervisor ?? supervisorMachine, {
     input: {
       jobs$,
       log: log.child({ component: 'smtp' }),
-      options: {
-        workers: config.workers,
-        queueLimit: config.queue.limit,
-        maxAttempts: config.queue.maxAttempts,
-        rateLimitPerSecond: config.queue.rateLimitPerSecond,
-        queueTimeoutMs: config.queue.queueTimeoutMs,
-        retryBaseMs: smtp.backoffBaseMs,
-        retryMaxMs: smtp.backoffMaxMs,
-        // QUIT after the drain is a courtesy: it must not stretch the shutdown
-        // by a whole command timeout (30 s by default) past its deadline.
-        closeTimeoutMs: Math.min(smtp.session.commandTimeoutMs, 2000),
-        connection: {
-          keepaliveMs: smtp.keepaliveMs,
-          maxMessagesPerConnection: smtp.maxMessagesPerConnection,
-          backoffBaseMs: smtp.backoffBaseMs,
-          backoffMaxMs: smtp.backoffMaxMs,
-          session: withTlsContext({ ...smtp.session, ...relay }),
-        },
-      },
+      options: supervisorOptions(config, relay),
     },
   });
   supervisor.subscribe({
@@ -169,21 +146,23 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches('starting'), { timeout: Infinity });
   if (first.matches({ serving: 'down' })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
 
+  // With REDIS_URL, codes and idempotency keys are shared by replicas; the
+  // service starts whether Redis answers yet or not (health says when).
+  const redis = config.redis === undefined ? undefined : new RedisLink(config.redis, log.child({ component: 'redis' }));
+  redis?.onHealth((up) => health.store(up));
+  redis?.start();
   const budget = new MemoryBudget(config.queue.maxBytes);
-  const mailer = new Mailer(jobs$, config.mail.from, budget, new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock), metrics);
+  const idempotency =
+    redis === undefined
+      ? new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock)
+      : new RedisIdempotency(redis, config.queue.idempotencyWindowMs, log.child({ component: 'idempotency' }), options.clock);
+  const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     input: {
-      options: {
-        length: otpConfig.length,
-        lifespanMs: otpConfig.lifespanMs,
-        resendCooldownMs: otpConfig.resendCooldownMs,
-        cleanupMs: otpConfig.cleanupMs,
-        returnCode: otpConfig.returnCode,
-        templates: { subject: otpConfig.subjectTemplate, text: otpConfig.textTemplate, html: otpConfig.htmlTemplate },
-      },
-      store: (storeRef = options.otpStore ?? new InMemoryOtpStore(otpConfig)),
+      options: otpOptions(config),
+      store: (storeRef = options.otpStore ?? (redis === undefined ? new InMemoryOtpStore(otpConfig) : new RedisOtpStore(redis, otpConfig))),
       hasher,
       mailer,
       log: log.child({ component: 'otp' }),
@@ -219,7 +198,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       onCall: (peer) => listener?.started(peer),
       sendMailAdmission,
       // Metrics innermost: every status passes it, the refusals of the others included.
-      interceptors: [...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]), authInterceptor(authenticator)],
+      interceptors: [...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]), access.interceptor()],
     },
     rpcLog,
   );
@@ -227,7 +206,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   addReflection(server);
   let metricsServer: MetricsServer | undefined;
   try {
-    listener = await GrpcListener.listen(server, certificates?.credentials() ?? grpc.ServerCredentials.createInsecure(), config.host, config.port, config.grpc, rpcLog);
+    listener = await GrpcListener.listen(server, access.credentials(), config.host, config.port, config.grpc, rpcLog);
     if (prometheus !== undefined && config.metrics !== undefined) {
       metricsServer = await serveMetrics(prometheus.registry, config.metrics.host, config.metrics.port, log.child({ component: 'metrics' }));
     }
@@ -237,6 +216,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     supervisor.stop();
     otp.stop();
     listener?.destroy();
+    await redis?.close();
     await capture?.close();
     const reason = (err as Error).message;
     const where = listener === undefined ? `PORT=${config.port} on HOST=${config.host}` : `METRICS_PORT=${config.metrics?.port} on METRICS_HOST=${config.metrics?.host}`;
@@ -249,9 +229,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     port,
     workers: config.workers,
     relay: `${relay.host}:${relay.port}`,
-    tls: smtp.session.tls,
-    grpcTls: certificates === undefined ? 'off' : certificates.mutual ? 'mutual' : 'server',
-    callers: config.auth.tokens?.names.length ?? (certificates?.mutual === true ? 'client certificates' : 'not authenticated'),
+    tls: config.smtp.session.tls,
+    ...access.describe(),
     metricsPort: metricsServer?.port,
   });
   if (metricsServer !== undefined) log.info(`metrics on http://${config.metrics?.host}:${metricsServer.port}/metrics`);
@@ -280,6 +259,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       server.forceShutdown();
       accepting.destroy();
       await metricsServer?.close();
+      await redis?.close();
       await capture?.close();
       log.info('stopped');
     })();
@@ -287,27 +267,9 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   };
 
   const reload = (): void => {
-    const reread: string[] = [];
-    const { tokensFile } = config.auth;
-    if (tokensFile !== undefined) {
-      try {
-        const tokens = TokenTable.parse(readFileSync(tokensFile, 'utf8'), tokensFile);
-        authenticator.replaceTokens(tokens);
-        reread.push(`AUTH_TOKENS_FILE (${tokens.size} callers: ${tokens.names.join(', ')})`);
-      } catch (err) {
-        log.error('SIGHUP: AUTH_TOKENS_FILE not re-read; the tokens loaded before stay', { reason: (err as Error).message });
-      }
-    }
-    if (certificates !== undefined) {
-      try {
-        certificates.reload();
-        reread.push('the gRPC TLS certificates');
-      } catch (err) {
-        log.error('SIGHUP: the gRPC TLS certificates not re-read; those loaded before stay', { reason: (err as Error).message });
-      }
-    }
+    const reread = access.reload();
     log.info(reread.length > 0 ? `SIGHUP: re-read ${reread.join(' and ')}` : 'SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
   };
 
-  return { config, port, supervisor, otp, capture, health, metricsPort: metricsServer?.port, log, failed, shutdown, reload };
+  return { config, port, supervisor, otp, capture, health, metricsPort: metricsServer?.port, redis, log, failed, shutdown, reload };
 }

@@ -31,6 +31,8 @@ export interface Config {
   };
   /** undefined: no metrics endpoint */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** undefined: OTP codes and idempotency keys stay in this process's memory */
+  readonly redis: { readonly url: string; readonly prefix: string; readonly commandTimeoutMs: number } | undefined;
   readonly workers: number;
   readonly smtp: {
     /** where the relay is; undefined: run the embedded capture server */
@@ -225,11 +227,16 @@ export function loadConfig(env: Env): Config {
     );
   }
 
+  const redisUrl = r.raw('REDIS_URL');
+  if (redisUrl !== undefined && !/^(rediss?:\/\/|\/)/.test(redisUrl)) r.problems.push(`REDIS_URL=${JSON.stringify(redisUrl)}: expected redis://, rediss:// or the path of a unix socket`);
+  const redis = redisUrl === undefined ? undefined : { url: redisUrl, prefix: r.raw('REDIS_PREFIX') ?? 'mailroom:', commandTimeoutMs: r.int('REDIS_TIMEOUT_MS', 2_000, 10, 60_000) };
+
   const config: Config = {
     port: r.int('PORT', 40_700, 0, 65_535),
     host,
     auth,
     metrics: metricsPort === undefined ? undefined : { host: r.raw('METRICS_HOST') ?? '127.0.0.1', port: metricsPort },
+    redis,
     workers: r.int('WORKERS', 5, 1, 256),
     smtp: {
       relay: smtpHost === undefined ? undefined : { host: smtpHost, port: smtpPort },
@@ -305,6 +312,9 @@ export function loadConfig(env: Env): Config {
     r.problems.push('OTP_SUBJECT or OTP_TEXT: one of them must contain {{code}}');
   }
   if (otp.htmlTemplate !== '' && !hasCodePlaceholder(otp.htmlTemplate)) r.problems.push('OTP_HTML: expected {{code}} in it');
+  if (config.redis !== undefined && otp.secret === undefined) {
+    r.problems.push('OTP_SECRET: required with REDIS_URL, the same on every replica (each would hash codes with a key of its own, and no code would check out on another)');
+  }
   if (r.problems.length > 0) {
     throw new MailroomError('ECONFIG', `invalid configuration:\n  ${r.problems.join('\n  ')}`);
   }

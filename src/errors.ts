@@ -18,6 +18,7 @@ export const ERROR_CATALOGUE = {
   EDEADLINE: { transient: false, summary: "the caller's deadline passed" },
   ESHUTDOWN: { transient: false, summary: 'the service is shutting down' },
   EUNAVAILABLE: { transient: false, summary: 'the SMTP relay is unavailable' },
+  ESTORE: { transient: false, summary: 'the shared store (Redis) cannot be reached' },
   EIDEMPOTENCY: { transient: false, summary: 'idempotency key reused with a different request' },
   EKEYSFULL: { transient: false, summary: 'the idempotency keys fill their memory, every one still inside its window' },
   EUNAUTHENTICATED: { transient: false, summary: 'the caller sent no credentials, or unknown ones' },

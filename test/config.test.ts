@@ -169,3 +169,13 @@ test('METRICS_PORT turns metrics on (0: the OS picks) on METRICS_HOST, loopback 
   assert.deepEqual(loadConfig({ METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0' }).metrics, { host: '0.0.0.0', port: 9464 });
   assert.match(problems({ METRICS_PORT: 'on' }), /METRICS_PORT="on": expected a whole number from 0 to 65535/);
 });
+
+test('REDIS_URL: redis://, rediss:// or a socket path, and only with OTP_SECRET (the same on every replica)', () => {
+  const secret = { OTP_SECRET: 'x'.repeat(32) };
+  assert.deepEqual(loadConfig({ REDIS_URL: 'redis://cache:6379/2', ...secret }).redis, { url: 'redis://cache:6379/2', prefix: 'mailroom:', commandTimeoutMs: 2000 });
+  assert.equal(loadConfig({ REDIS_URL: 'rediss://cache', REDIS_PREFIX: 'shop:', ...secret }).redis?.prefix, 'shop:');
+  assert.equal(loadConfig({ REDIS_URL: '/run/redis/redis.sock', ...secret }).redis?.url, '/run/redis/redis.sock');
+  assert.match(problems({ REDIS_URL: 'redis://cache' }), /OTP_SECRET: required with REDIS_URL/);
+  assert.match(problems({ REDIS_URL: 'memcached://cache', ...secret }), /REDIS_URL="memcached:\/\/cache": expected redis:\/\/, rediss:\/\/ or the path of a unix socket/);
+  assert.equal(loadConfig({}).redis, undefined, 'unset: everything in memory');
+});

@@ -1,27 +1,30 @@
 // The OTP actor: every SendCode, ValidateCode and sweep is an event in its
-// mailbox, and it alone touches the store, so checks never race: of any
-// number of concurrent checks of a correct code, exactly one wins.
+// mailbox, and it alone asks the store, in mailbox order, so checks never
+// race: of any number of concurrent checks of a correct code, exactly one
+// wins (within a replica by this order, across replicas by the store's
+// atomic steps).
 //
-//   serving ──shutdown──► draining ──no code mail under way──► stopped
-//     code.send: claim, mail      code.send: refused
-//     code.checks, sweep          code.checks
+//   serving ──shutdown──► draining ──no send under way──► stopped
+//     code.send: reserve, mail, commit   code.send: refused
+//     code.checks, sweep                 code.checks
 //
-// A send claims the address in the store at once (cooldown and hourly budget
-// counted before any mail goes out) and hands the code mail to `codeMail`, a
-// long-lived child that puts it on the mail path. Only when the relay
-// accepted the mail (mail.settled) does the code become live. Draining waits
-// for the code mails under way: the supervisor drains them, and each either
-// goes out (its code live, its caller told) or fails and gives its claim back.
+// A send claims the address in the store first (cooldown and hourly budget
+// counted before any mail goes out), then hands the code mail to
+// `codeMail`, a long-lived child that puts it on the mail path. Only when
+// the relay accepted the mail is the code committed and live; a failed mail
+// gives the claim back. Draining waits for the sends under way.
 //
+// The store's work happens in `store`, a long-lived child: the in-memory
+// store answers at once, Redis a round trip later (the checks of one event
+// in one round trip); either way the requests go out in mailbox order.
 // Callers get their answers by promise (reply.ts): no caller's code runs
 // inside this actor. A check carries the candidate already hashed, and the
 // code mail's content travels sealed (sealed.ts): no event carries a code
 // an inspector could read.
 //
-// Context holds the mutable store and the sends in flight, owned by this
-// actor alone: copying a million codes per event is not an option, and the
-// check path must stay allocation-light (it is benchmarked per call).
-import { enqueueActions, fromCallback, setup, type ActorRefFrom } from 'xstate';
+// Context holds the sends in flight, owned by this actor alone; the store
+// is the store actor's.
+import { enqueueActions, fromCallback, sendTo, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError } from '../errors.js';
 import type { Address } from '../mail/address.js';
@@ -29,7 +32,7 @@ import type { Draft } from '../mail/compose.js';
 import type { Sending } from '../mail/mailer.js';
 import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
 import { Sealed } from '../otp/sealed.js';
-import type { OtpStore, Reservation } from '../otp/store.js';
+import { whenAnswered, type OtpStore, type Reservation, type SweepResult } from '../otp/store.js';
 import { renderCodeMail, type CodeMail, type CodeTemplates } from '../otp/template.js';
 import type { Reply } from './reply.js';
 
@@ -81,6 +84,11 @@ export type OtpEvent =
   | { type: 'code.checks'; checks: readonly CheckRequest[]; reply: Reply<number[]> }
   | { type: 'sweep' }
   | { type: 'mail.settled'; id: number; error: MailroomError | undefined }
+  // from the store child:
+  | { type: 'store.reserved'; id: number; reservation: Reservation }
+  | { type: 'store.committed'; id: number }
+  | { type: 'store.failed'; id: number; error: MailroomError }
+  | { type: 'store.swept'; result: SweepResult }
   | { type: 'shutdown' };
 
 /** What the actor asks of its code-mail child. */
@@ -92,11 +100,23 @@ interface CodeMailRequest {
   readonly content: Sealed<CodeMail>;
 }
 
+/** What the actor asks of its store child, in mailbox order. */
+type StoreRequest =
+  | { type: 'reserve'; id: number; key: string; now: number }
+  | { type: 'commit'; id: number; key: string; hash: CodeHash; now: number }
+  | { type: 'release'; key: string; refund: boolean; now: number }
+  | { type: 'checks'; checks: readonly CheckRequest[]; now: number; reply: Reply<number[]> }
+  | { type: 'sweep'; now: number; limit: number };
+
+/** A send from its request to its answer: claiming the address, mailing the code, making it live. */
 interface PendingSend {
+  phase: 'reserving' | 'mailing' | 'committing';
   readonly key: string;
-  readonly hash: CodeHash;
+  readonly to: Address;
+  readonly deadline: number;
   readonly reply: Reply<CodeSent>;
-  readonly otpCode: string;
+  hash: CodeHash | undefined;
+  otpCode: string;
 }
 
 interface OtpContext {
@@ -106,9 +126,15 @@ interface OtpContext {
   readonly mailer: CodeMailer;
   readonly log: Logger;
   readonly now: () => number;
-  /** sends whose mail is under way, by their number */
+  /** sends under way, by their number */
   readonly pending: Map<number, PendingSend>;
   seq: number;
+}
+
+/** A store that cannot be reached fails the call; it never gives an answer from a stale view. */
+function storeError(err: unknown): MailroomError {
+  if (err instanceof MailroomError) return err;
+  return new MailroomError('ESTORE', `the OTP store did not answer: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
 /** A 5xx refusal is the address's own fault and keeps its place in the hourly budget; our outages do not. */
@@ -185,63 +211,127 @@ export const otpMachine = setup({
         );
       });
     }),
+    // Runs the store's steps in the order they are asked for and reports
+    // each outcome. Checks answer their callers' promise directly: a batch
+    // of them is one event in, one reply out.
+    store: fromCallback<StoreRequest, { store: OtpStore; log: Logger }>(({ input: { store, log }, sendBack, receive }) => {
+      receive((request) => {
+        switch (request.type) {
+          case 'reserve':
+            whenAnswered(
+              store.reserve(request.key, request.now),
+              (reservation) => sendBack({ type: 'store.reserved', id: request.id, reservation }),
+              (err) => sendBack({ type: 'store.failed', id: request.id, error: storeError(err) }),
+            );
+            return;
+          case 'commit':
+            whenAnswered(
+              store.commit(request.key, request.hash, request.now),
+              () => sendBack({ type: 'store.committed', id: request.id }),
+              (err) => sendBack({ type: 'store.failed', id: request.id, error: storeError(err) }),
+            );
+            return;
+          case 'release':
+            // Best effort: a claim the store did not hear of ends with its time to live.
+            whenAnswered(store.release(request.key, request.refund, request.now), () => undefined, (err) => log.warn('could not release a send claim', { reason: storeError(err).message }));
+            return;
+          case 'checks': {
+            const answers = request.checks.map((c) => store.check(c.key, c.hash, request.now));
+            if (answers.some((a) => a instanceof Promise)) {
+              Promise.all(answers).then(request.reply.resolve, (err: unknown) => request.reply.reject(storeError(err)));
+            } else {
+              request.reply.resolve(answers as number[]);
+            }
+            return;
+          }
+          case 'sweep':
+            whenAnswered(
+              store.sweep(request.now, request.limit),
+              (result) => sendBack({ type: 'store.swept', result }),
+              (err) => log.warn('sweep failed', { reason: storeError(err).message }),
+            );
+            return;
+        }
+      });
+    }),
   },
   guards: {
     nothingPending: ({ context }) => context.pending.size === 0,
+    reserved: (_, params: { reservation: Reservation }) => params.reservation.ok,
+    mailAccepted: (_, params: { error: MailroomError | undefined }) => params.error === undefined,
   },
   actions: {
-    checkCodes: ({ context }, params: { checks: readonly CheckRequest[]; reply: Reply<number[]> }) => {
-      const now = context.now();
-      const results: number[] = new Array<number>(params.checks.length);
-      for (let i = 0; i < results.length; i++) {
-        const check = params.checks[i] as CheckRequest;
-        results[i] = context.store.check(check.key, check.hash, now);
-      }
-      params.reply.resolve(results);
-    },
-    /** Claims the address (or refuses the send) and hands the code mail to the mail path. */
-    startSend: enqueueActions(({ context, enqueue }, params: SendParams) => {
-      const reservation = context.store.reserve(params.key, context.now());
-      if (!reservation.ok) {
-        params.reply.reject(refusal(reservation));
-        return;
-      }
+    checkCodes: sendTo('store', ({ context }, params: { checks: readonly CheckRequest[]; reply: Reply<number[]> }): StoreRequest => ({
+      type: 'checks',
+      checks: params.checks,
+      now: context.now(),
+      reply: params.reply,
+    })),
+    /** A send begins by claiming the address in the store. */
+    reserve: enqueueActions(({ context, enqueue }, params: SendParams) => {
+      const id = ++context.seq;
+      context.pending.set(id, { phase: 'reserving', key: params.key, to: params.to, deadline: params.deadline, reply: params.reply, hash: undefined, otpCode: '' });
+      enqueue.sendTo('store', { type: 'reserve', id, key: params.key, now: context.now() } satisfies StoreRequest);
+    }),
+    /** Claimed: a code is made and mailed; only its hash stays here. */
+    mailCode: enqueueActions(({ context, enqueue }, params: { id: number }) => {
+      const send = context.pending.get(params.id) as PendingSend;
       const { options } = context;
       const code = generateCode(options.length);
-      const id = ++context.seq;
-      context.pending.set(id, { key: params.key, hash: context.hasher.hash(params.key, code), reply: params.reply, otpCode: options.returnCode ? code : '' });
+      send.phase = 'mailing';
+      send.hash = context.hasher.hash(send.key, code);
+      send.otpCode = options.returnCode ? code : '';
       const content = new Sealed(renderCodeMail(options.templates, code, options.lifespanMs));
-      enqueue.sendTo('codeMail', { type: 'mail', id, to: params.to, deadline: params.deadline, content } satisfies CodeMailRequest);
+      enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline: send.deadline, content } satisfies CodeMailRequest);
     }),
+    refuseReservation: ({ context }, params: { id: number; reservation: Reservation }) => {
+      const send = context.pending.get(params.id) as PendingSend;
+      context.pending.delete(params.id);
+      if (!params.reservation.ok) send.reply.reject(refusal(params.reservation));
+    },
     refuseSend: (_, params: { reply: Reply<CodeSent> }) => {
       params.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
     },
-    /** The code mail's outcome: accepted makes the code live, anything else gives the claim back. */
-    finishSend: ({ context }, params: { id: number; error: MailroomError | undefined }) => {
+    /** The relay accepted the code mail: the code becomes live. */
+    commit: enqueueActions(({ context, enqueue }, params: { id: number }) => {
+      const send = context.pending.get(params.id) as PendingSend;
+      send.phase = 'committing';
+      enqueue.sendTo('store', { type: 'commit', id: params.id, key: send.key, hash: send.hash as CodeHash, now: context.now() } satisfies StoreRequest);
+    }),
+    /** The code mail failed: the claim goes back, refunded unless the relay refused the address. */
+    failMail: enqueueActions(({ context, enqueue }, params: { id: number; error: MailroomError }) => {
       const send = context.pending.get(params.id) as PendingSend;
       context.pending.delete(params.id);
-      const { error } = params;
-      if (error !== undefined) {
-        context.store.release(send.key, refundable(error));
-        context.log.info('code mail failed', { code: error.code, reason: error.message });
-        send.reply.reject(error);
+      enqueue.sendTo('store', { type: 'release', key: send.key, refund: refundable(params.error), now: context.now() } satisfies StoreRequest);
+      context.log.info('code mail failed', { code: params.error.code, reason: params.error.message });
+      send.reply.reject(params.error);
+    }),
+    answerSent: ({ context }, params: { id: number }) => {
+      const send = context.pending.get(params.id) as PendingSend;
+      context.pending.delete(params.id);
+      const { lifespanMs, resendCooldownMs } = context.options;
+      send.reply.resolve({ expiresInSeconds: Math.ceil(lifespanMs / 1000), resendAfterSeconds: Math.ceil(resendCooldownMs / 1000), otpCode: send.otpCode });
+    },
+    /** The store failed a claim or a commit. A code mailed but not stored is no code: the caller is told, and may ask again. */
+    failStore: enqueueActions(({ context, enqueue }, params: { id: number; error: MailroomError }) => {
+      const send = context.pending.get(params.id) as PendingSend;
+      context.pending.delete(params.id);
+      context.log.warn('OTP store failed', { phase: send.phase, code: params.error.code, reason: params.error.message });
+      if (send.phase === 'committing') {
+        enqueue.sendTo('store', { type: 'release', key: send.key, refund: true, now: context.now() } satisfies StoreRequest);
+        send.reply.reject(new MailroomError('ESTORE', `the code mail went out, but its code could not be stored (${params.error.message}); ask for a new one`, { cause: params.error }));
         return;
       }
-      context.store.commit(send.key, send.hash, context.now());
-      const { lifespanMs, resendCooldownMs } = context.options;
-      send.reply.resolve({
-        expiresInSeconds: Math.ceil(lifespanMs / 1000),
-        resendAfterSeconds: Math.ceil(resendCooldownMs / 1000),
-        otpCode: send.otpCode,
-      });
-    },
-    sweep: enqueueActions(({ context, enqueue }) => {
-      const { removed, examined } = context.store.sweep(context.now(), SWEEP_SLICE);
+      send.reply.reject(params.error);
+    }),
+    sweep: sendTo('store', ({ context }): StoreRequest => ({ type: 'sweep', now: context.now(), limit: SWEEP_SLICE })),
+    /** A full slice may leave more: carry on after the event loop had its turn. */
+    sweptSlice: enqueueActions(({ context, enqueue }, params: { result: SweepResult }) => {
+      const { removed, examined } = params.result;
       if (removed > 0) context.log.debug('swept', { removed, examined, live: context.store.size });
-      // A full slice may leave more: carry on after the event loop had its turn.
       if (removed >= SWEEP_SLICE) enqueue.sendTo('sweeper', { type: 'sweep.more' });
     }),
-    logDraining: ({ context }) => context.log.debug('draining', { codeMailsUnderWay: context.pending.size }),
+    logDraining: ({ context }) => context.log.debug('draining', { sendsUnderWay: context.pending.size }),
   },
 }).createMachine({
   id: 'otp',
@@ -255,18 +345,31 @@ export const otpMachine = setup({
     pending: new Map(),
     seq: 0,
   }),
-  // Lives until the actor stops: code mails under way report to it while draining.
-  invoke: { id: 'codeMail', src: 'codeMail', input: ({ context }) => context.mailer },
+  // Both live until the actor stops: sends under way report to it while draining.
+  invoke: [
+    { id: 'codeMail', src: 'codeMail', input: ({ context }) => context.mailer },
+    { id: 'store', src: 'store', input: ({ context }) => ({ store: context.store, log: context.log }) },
+  ],
   on: {
     'code.checks': { actions: { type: 'checkCodes', params: ({ event }) => ({ checks: event.checks, reply: event.reply }) } },
-    'mail.settled': { actions: { type: 'finishSend', params: ({ event }) => ({ id: event.id, error: event.error }) } },
+    'store.reserved': [
+      { guard: { type: 'reserved', params: ({ event }) => ({ reservation: event.reservation }) }, actions: { type: 'mailCode', params: ({ event }) => ({ id: event.id }) } },
+      { actions: { type: 'refuseReservation', params: ({ event }) => ({ id: event.id, reservation: event.reservation }) } },
+    ],
+    'mail.settled': [
+      { guard: { type: 'mailAccepted', params: ({ event }) => ({ error: event.error }) }, actions: { type: 'commit', params: ({ event }) => ({ id: event.id }) } },
+      { actions: { type: 'failMail', params: ({ event }) => ({ id: event.id, error: event.error as MailroomError }) } },
+    ],
+    'store.committed': { actions: { type: 'answerSent', params: ({ event }) => ({ id: event.id }) } },
+    'store.failed': { actions: { type: 'failStore', params: ({ event }) => ({ id: event.id, error: event.error }) } },
+    'store.swept': { actions: { type: 'sweptSlice', params: ({ event }) => ({ result: event.result }) } },
   },
   initial: 'serving',
   states: {
     serving: {
       invoke: { id: 'sweeper', src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
       on: {
-        'code.send': { actions: { type: 'startSend', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
+        'code.send': { actions: { type: 'reserve', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
         sweep: { actions: 'sweep' },
         shutdown: { target: 'draining' },
       },

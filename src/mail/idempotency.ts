@@ -28,7 +28,18 @@ export function entryBytes(key: string): number {
   return 950 + 2 * key.length;
 }
 
-export class IdempotencyCache {
+/**
+ * Where idempotency keys are remembered: this process (IdempotencyCache) or
+ * Redis, shared by replicas (redis/idempotency.ts). `remember` gives the
+ * first call's result for (scope, key), waiting for it while it is under way
+ * (until `deadline`), or runs `send` and remembers its result; the same key
+ * with another fingerprint is EIDEMPOTENCY; a failed send is forgotten.
+ */
+export interface IdempotentSends {
+  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>, deadline: number): Promise<Delivered>;
+}
+
+export class IdempotencyCache implements IdempotentSends {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
 
@@ -68,6 +79,14 @@ export class IdempotencyCache {
       if (this.entries.get(id) === entry) this.forget(id, entry);
     });
     return { result, first: true };
+  }
+
+  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>): Promise<Delivered> {
+    try {
+      return this.run(key, fingerprint, send, scope).result;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   get size(): number {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Subject } from 'rxjs';
 import type { Address } from './address.js';
 import { composeMessage, type Draft } from './compose.js';
-import { IdempotencyCache } from './idempotency.js';
+import type { IdempotentSends } from './idempotency.js';
 import { cancellable, createJob, type Delivered, type MailJob } from './job.js';
 import { MailroomError } from '../errors.js';
 import { messageBytes, type MemoryBudget } from './memory-budget.js';
@@ -33,22 +33,30 @@ export class Mailer {
     private readonly jobs$: Subject<MailJob>,
     private readonly from: Address,
     private readonly budget: MemoryBudget,
-    private readonly idempotency: IdempotencyCache,
+    private readonly idempotency: IdempotentSends,
     private readonly outcomes: MailOutcomes,
   ) {}
 
   send(draft: Draft, options: SendOptions): Sending {
-    const given = options.idempotencyKey;
-    if (given === undefined || given === '') return this.enqueue(draft, options);
-    // Scoped per caller: one caller cannot squat another's key (names never hold a newline).
-    const key = options.caller ? `${options.caller}\n${given}` : given;
+    const key = options.idempotencyKey;
+    if (key === undefined || key === '') return this.enqueue(draft, options);
+    // Only the call that started the send may cancel it; a repeat just waits.
     let own: Sending | undefined;
-    const { result } = this.idempotency.run(key, fingerprint(draft), () => {
+    let cancelled = false;
+    const start = (): Promise<Delivered> => {
+      if (cancelled) return Promise.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
       own = this.enqueue(draft, options);
       return own.result;
-    });
-    // Only the call that started the send may cancel it; a repeat just waits.
-    return { result, cancel: () => own?.cancel() };
+    };
+    // Keys are scoped per caller: one caller cannot squat another's key.
+    const result = this.idempotency.remember(options.caller ?? '', key, fingerprint(draft), start, options.deadline);
+    return {
+      result,
+      cancel: () => {
+        cancelled = true;
+        own?.cancel();
+      },
+    };
   }
 
   private enqueue(draft: Draft, options: SendOptions): Sending {

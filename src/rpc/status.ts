@@ -20,6 +20,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   EDEADLINE: grpc.status.DEADLINE_EXCEEDED,
   ESHUTDOWN: grpc.status.UNAVAILABLE,
   EUNAVAILABLE: grpc.status.UNAVAILABLE,
+  ESTORE: grpc.status.UNAVAILABLE,
   EIDEMPOTENCY: grpc.status.FAILED_PRECONDITION,
   EKEYSFULL: grpc.status.RESOURCE_EXHAUSTED,
   EUNAUTHENTICATED: grpc.status.UNAUTHENTICATED,

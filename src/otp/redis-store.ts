@@ -1,0 +1,69 @@
+// The OtpStore on Redis, for several replicas serving the same users: each
+// step is one atomic script (src/redis/otp-scripts.ts), every key has a
+// time to live, and hashes are stored as hex HMACs, never a code. Redis
+// expires what ends, so sweep() removes nothing; nothing counts the codes
+// (size is NaN). Every step answers by promise and fails with ESTORE when
+// Redis cannot be reached.
+import { CodeHasher, type CodeHash } from './code.js';
+import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from './store.js';
+import { CLAIM_TTL_MS, type RedisLink } from '../redis/client.js';
+
+
+const hex = (hash: CodeHash): string => Buffer.from(hash, 'latin1').toString('hex');
+
+function reservation(reply: unknown[]): Reservation {
+  if (reply[0] === 1 || reply[0] === '1') return { ok: true };
+  const reason = String(reply[1]);
+  return {
+    ok: false,
+    reason: reason === 'pending' || reason === 'cooldown' ? reason : 'hourly',
+    retryAfterMs: Number(reply[2]),
+  };
+}
+
+export class RedisOtpStore implements OtpStore {
+  private readonly dummy = hex(CodeHasher.dummy());
+  private readonly ttl = String(CLAIM_TTL_MS);
+
+  constructor(
+    private readonly redis: RedisLink,
+    private readonly limits: OtpLimits,
+  ) {}
+
+  get size(): number {
+    return NaN;
+  }
+
+  private key(address: string): string {
+    return this.redis.key('otp', address);
+  }
+
+  reserve(key: string, now: number): Promise<Reservation> {
+    const { resendCooldownMs, maxSendsPerHour, lifespanMs } = this.limits;
+    return this.redis.run('reserve', (c) => c.otpReserve(this.key(key), String(now), String(resendCooldownMs), String(maxSendsPerHour), String(lifespanMs), this.ttl)).then(reservation);
+  }
+
+  async commit(key: string, hash: CodeHash, now: number): Promise<void> {
+    const { lifespanMs, maxAttempts } = this.limits;
+    await this.redis.run('commit', (c) => c.otpCommit(this.key(key), hex(hash), String(now), String(lifespanMs), String(maxAttempts), this.ttl));
+  }
+
+  async release(key: string, refund: boolean, now: number): Promise<void> {
+    await this.redis.run('release', (c) => c.otpRelease(this.key(key), refund ? '1' : '0', String(now), this.ttl));
+  }
+
+  async check(key: string, candidate: CodeHash, now: number): Promise<number> {
+    const result = await this.redis.run('check', (c) => c.otpCheck(this.key(key), hex(candidate), this.dummy, String(now), this.ttl));
+    return result === -1 ? CODE_ACCEPTED : result;
+  }
+
+  sweep(): SweepResult {
+    return { removed: 0, examined: 0 };
+  }
+
+  async peek(key: string): Promise<Readonly<StoredCode> | undefined> {
+    const [h, exp, left] = await this.redis.run('peek', (c) => c.hmGet(this.key(key), ['h', 'exp', 'left']));
+    if (h === null || h === undefined) return undefined;
+    return { hash: Buffer.from(String(h), 'hex').toString('latin1'), expiresAt: Number(exp), attemptsLeft: Number(left) };
+  }
+}

@@ -1,0 +1,136 @@
+// The one Redis connection of a replica (node-redis), with the scripts it
+// runs. It never queues a command while disconnected and gives every
+// command a deadline: a call that needs Redis fails at once (ESTORE,
+// UNAVAILABLE) rather than waiting on an outage or answering from a stale
+// view. It reconnects by itself, with backoff, and says when it is up.
+import { createClient, defineScript, type RedisClientType } from 'redis';
+import type { Logger } from 'winston';
+import { MailroomError } from '../errors.js';
+import { CHECK, COMMIT, RELEASE, RESERVE } from './otp-scripts.js';
+import { IDEM_CLAIM, IDEM_FINISH, IDEM_FORGET } from './idempotency-scripts.js';
+
+/**
+ * How long a claim (an OTP send or an idempotent SendMail under way) holds
+ * its key when the replica that made it never finishes it (it died
+ * mid-send): the key is free again after this long.
+ */
+export const CLAIM_TTL_MS = 600_000;
+
+export interface RedisSettings {
+  /** redis://, rediss:// or the path of a unix socket */
+  readonly url: string;
+  /** every key starts with it */
+  readonly prefix: string;
+  /** a command without an answer this long fails */
+  readonly commandTimeoutMs: number;
+}
+
+interface Parser {
+  pushKey(key: string): void;
+  push(...args: string[]): void;
+}
+
+const asNumber = (reply: unknown): number => Number(reply);
+const asArray = (reply: unknown): unknown[] => (Array.isArray(reply) ? reply : []);
+
+/** A script of one key whose arguments are strings. */
+function oneKey<R>(script: string, transformReply: (reply: unknown) => R) {
+  return defineScript({
+    SCRIPT: script,
+    NUMBER_OF_KEYS: 1,
+    parseCommand(parser: Parser, key: string, ...args: string[]) {
+      parser.pushKey(key);
+      parser.push(...args);
+    },
+    transformReply,
+  });
+}
+
+const SCRIPTS = {
+  otpReserve: oneKey(RESERVE, asArray),
+  otpCommit: oneKey(COMMIT, asNumber),
+  otpRelease: oneKey(RELEASE, asNumber),
+  otpCheck: oneKey(CHECK, asNumber),
+  idemClaim: oneKey(IDEM_CLAIM, asArray),
+  idemFinish: oneKey(IDEM_FINISH, asNumber),
+  idemForget: oneKey(IDEM_FORGET, asNumber),
+};
+
+export type Redis = RedisClientType<{}, {}, typeof SCRIPTS>;
+
+export class RedisLink {
+  readonly client: Redis;
+  private up = false;
+  private lastComplaint = 0;
+  private readonly listeners: ((up: boolean) => void)[] = [];
+
+  constructor(
+    readonly settings: RedisSettings,
+    private readonly log: Logger,
+  ) {
+    const where = settings.url.startsWith('/') ? { socket: { path: settings.url } } : { url: settings.url };
+    this.client = createClient({
+      ...where,
+      name: 'mailroom',
+      scripts: SCRIPTS,
+      disableOfflineQueue: true,
+      commandOptions: { timeout: settings.commandTimeoutMs, rejectInFlight: true },
+      socket: {
+        ...('socket' in where ? where.socket : {}),
+        connectTimeout: settings.commandTimeoutMs,
+        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000),
+      },
+    }) as Redis;
+    this.client.on('ready', () => this.set(true));
+    this.client.on('end', () => this.set(false));
+    this.client.on('reconnecting', () => this.set(false));
+    this.client.on('error', (err: Error) => {
+      this.set(false);
+      // Once per ten seconds: a Redis that is down must not flood the log.
+      const now = Date.now();
+      if (now - this.lastComplaint < 10_000) return;
+      this.lastComplaint = now;
+      this.log.warn('Redis unreachable; OTP calls fail until it is back', { reason: err.message });
+    });
+  }
+
+  get ready(): boolean {
+    return this.up;
+  }
+
+  key(...parts: string[]): string {
+    return `${this.settings.prefix}${parts.join(':')}`;
+  }
+
+  /** Hears every change of up/down, and the state now. */
+  onHealth(listener: (up: boolean) => void): void {
+    this.listeners.push(listener);
+    listener(this.up);
+  }
+
+  /** Starts connecting; resolves at once, whether Redis answers or not (it keeps trying). */
+  start(): void {
+    this.client.connect().catch((err: unknown) => this.log.warn('Redis connect failed; retrying', { reason: (err as Error).message }));
+  }
+
+  async close(): Promise<void> {
+    if (!this.client.isOpen) return;
+    await this.client.close().catch(() => this.client.destroy());
+  }
+
+  /** Runs `command`, turning any failure into ESTORE. */
+  async run<T>(what: string, command: (client: Redis) => Promise<T>): Promise<T> {
+    try {
+      return await command(this.client);
+    } catch (err) {
+      throw new MailroomError('ESTORE', `Redis ${what} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private set(up: boolean): void {
+    if (this.up === up) return;
+    this.up = up;
+    if (up) this.log.info('Redis ready', { prefix: this.settings.prefix });
+    for (const listener of this.listeners) listener(up);
+  }
+}

@@ -1,0 +1,66 @@
+// Idempotency keys in Redis, shared by every replica: a repeat that reaches
+// another replica gets the first call's result, and waits for it (polling,
+// within its own deadline) while the first send is under way; one mail is
+// sent. A claim ends with its result (kept for IDEMPOTENCY_WINDOW_SECONDS
+// from the first call) or, when the send failed, is forgotten so that a
+// retry really retries. A replica that dies mid-send leaves a claim that
+// expires after CLAIM_TTL_MS; a repeat then sends. Redis unreachable: the
+// call fails ESTORE (UNAVAILABLE) and nothing is sent, since without the
+// shared record a retry could not be told from a first call.
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'winston';
+import { MailroomError, type SmtpReply } from '../errors.js';
+import type { IdempotentSends } from '../mail/idempotency.js';
+import type { Delivered } from '../mail/job.js';
+import { CLAIM_TTL_MS, type RedisLink } from './client.js';
+
+const FIRST_POLL_MS = 20;
+const MAX_POLL_MS = 250;
+
+function parseDelivered(json: unknown): Delivered {
+  const d = JSON.parse(String(json)) as { messageId: string; reply: SmtpReply; attempts: number };
+  return { messageId: d.messageId, reply: d.reply, attempts: d.attempts };
+}
+
+export class RedisIdempotency implements IdempotentSends {
+  /** names this replica's claims, so that only the send that claimed a key finishes or forgets it */
+  private readonly replica = randomUUID();
+  private seq = 0;
+
+  constructor(
+    private readonly redis: RedisLink,
+    private readonly windowMs: number,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>, deadline: number): Promise<Delivered> {
+    const id = this.redis.key('idem', createHash('sha256').update(scope).update('\0').update(key).digest('base64url'));
+    for (let wait = FIRST_POLL_MS; ; wait = Math.min(2 * wait, MAX_POLL_MS)) {
+      const owner = `${this.replica}:${++this.seq}`;
+      const [state, result] = await this.redis.run('idempotency claim', (c) => c.idemClaim(id, fingerprint, owner, String(this.now()), String(CLAIM_TTL_MS)));
+      if (state === 'claimed') return this.sendOnce(id, owner, send);
+      if (state === 'mismatch') throw new MailroomError('EIDEMPOTENCY', 'idempotency_key was already used for a different message');
+      if (state === 'done') return parseDelivered(result);
+      if (Date.now() + wait >= deadline) throw new MailroomError('EDEADLINE', 'deadline passed while the first call with this idempotency_key was still under way');
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  private async sendOnce(id: string, owner: string, send: () => Promise<Delivered>): Promise<Delivered> {
+    let delivered: Delivered;
+    try {
+      delivered = await send();
+    } catch (err) {
+      await this.redis.run('idempotency forget', (c) => c.idemForget(id, owner)).catch((e: unknown) => {
+        this.log.warn('a failed send keeps its idempotency claim until it expires', { reason: (e as Error).message, ttlMs: CLAIM_TTL_MS });
+      });
+      throw err;
+    }
+    // The mail went out: the result must reach the key, or a repeat after the claim expires would send it again.
+    await this.redis.run('idempotency finish', (c) => c.idemFinish(id, owner, JSON.stringify(delivered), String(this.windowMs))).catch((e: unknown) => {
+      this.log.error('a sent mail\'s idempotency record was not stored; a repeat after its claim expires would send it again', { reason: (e as Error).message, ttlMs: CLAIM_TTL_MS });
+    });
+    return delivered;
+  }
+}

@@ -1,0 +1,69 @@
+// Who may call, as configured: the token table, the gRPC port's TLS
+// certificates, and re-reading both on SIGHUP. Certificates that do not load
+// stop boot (ECONFIG, exit 2); on reload a file that does not load keeps
+// what was loaded before, and the log says why.
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'winston';
+import { isLoopback, type Config } from '../config.js';
+import { Authenticator, authInterceptor } from './auth.js';
+import { ServerCertificates } from './credentials.js';
+import { TokenTable } from './tokens.js';
+
+export class CallerAccess {
+  private readonly certificates: ServerCertificates | undefined;
+  private readonly authenticator: Authenticator;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {
+    const { auth } = config;
+    this.certificates = auth.tls === undefined ? undefined : new ServerCertificates(auth.tls);
+    this.authenticator = new Authenticator(auth.tokens, this.certificates?.mutual ?? false);
+    if (!auth.required && auth.allowUnauthenticated && !isLoopback(config.host)) {
+      log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${config.host}:${config.port} can send mail through the relay account and check codes`);
+    }
+  }
+
+  credentials(): grpc.ServerCredentials {
+    return this.certificates?.credentials() ?? grpc.ServerCredentials.createInsecure();
+  }
+
+  interceptor(): grpc.ServerInterceptor {
+    return authInterceptor(this.authenticator);
+  }
+
+  /** For the 'listening' line: how the port is secured and who is let in. */
+  describe(): { grpcTls: string; callers: number | string } {
+    const { certificates } = this;
+    return {
+      grpcTls: certificates === undefined ? 'off' : certificates.mutual ? 'mutual' : 'server',
+      callers: this.config.auth.tokens?.names.length ?? (certificates?.mutual === true ? 'client certificates' : 'not authenticated'),
+    };
+  }
+
+  /** SIGHUP: re-reads the tokens file and the certificates; returns what was re-read. */
+  reload(): string[] {
+    const reread: string[] = [];
+    const { tokensFile } = this.config.auth;
+    if (tokensFile !== undefined) {
+      try {
+        const tokens = TokenTable.parse(readFileSync(tokensFile, 'utf8'), tokensFile);
+        this.authenticator.replaceTokens(tokens);
+        reread.push(`AUTH_TOKENS_FILE (${tokens.size} callers: ${tokens.names.join(', ')})`);
+      } catch (err) {
+        this.log.error('SIGHUP: AUTH_TOKENS_FILE not re-read; the tokens loaded before stay', { reason: (err as Error).message });
+      }
+    }
+    if (this.certificates !== undefined) {
+      try {
+        this.certificates.reload();
+        reread.push('the gRPC TLS certificates');
+      } catch (err) {
+        this.log.error('SIGHUP: the gRPC TLS certificates not re-read; those loaded before stay', { reason: (err as Error).message });
+      }
+    }
+    return reread;
+  }
+}
