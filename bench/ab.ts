@@ -26,7 +26,7 @@ export interface AbOptions {
   readonly scenarios?: readonly AbScenario[];
 }
 
-export type AbScenario = 'send-c15' | 'send-c100' | 'validate-c100' | 'sendcode-c15';
+export type AbScenario = 'send-c15' | 'send-c100' | 'validate-c100' | 'sendcode-c15' | 'sendcode-c100';
 
 const SCENARIOS: Record<AbScenario, { label: string; mail: boolean; load: (port: number, rep: number, n: AbOptions['n']) => LoadgenOptions }> = {
   'send-c15': { label: 'SendMail TLS+AUTH W=5, C=15', mail: true, load: (port, _rep, n) => ({ target: `127.0.0.1:${port}`, method: 'SendMail', concurrency: 15, warmup: n.mailWarm, count: n.mail }) },
@@ -36,20 +36,26 @@ const SCENARIOS: Record<AbScenario, { label: string; mail: boolean; load: (port:
     mail: false,
     load: (port, _rep, n) => ({ target: `127.0.0.1:${port}`, method: 'ValidateCode', concurrency: 100, warmup: n.rpcWarm, count: n.rpc, addresses: 100_000 }),
   },
-  'sendcode-c15': {
-    label: 'SendCode TLS+AUTH, C=15',
+  'sendcode-c15': sendCode(15),
+  'sendcode-c100': sendCode(100),
+};
+
+/** SendCode at `concurrency`: every call of every repetition to an address of its own, so no limit refuses one. */
+function sendCode(concurrency: number): (typeof SCENARIOS)[AbScenario] {
+  return {
+    label: `SendCode TLS+AUTH, C=${concurrency}`,
     mail: true,
     load: (port, rep, n) => ({
       target: `127.0.0.1:${port}`,
       method: 'SendCode',
-      concurrency: 15,
+      concurrency,
       warmup: n.mailWarm,
       count: n.mail,
       addresses: Number.MAX_SAFE_INTEGER,
       addressPrefix: `ab${rep}-${port}-`,
     }),
-  },
-};
+  };
+}
 
 export async function abScenarios(o: AbOptions): Promise<Ratio[]> {
   const sink = await startNodeSink(o.pki);

@@ -14,10 +14,11 @@ import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
 import { abScenarios } from './ab.js';
 import { memoryBudget } from './memory.js';
+import { startRedis } from '../test/redis-server.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics runs some groups; w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis runs some groups; w1only with tls skips the WORKERS=5 pairs
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
@@ -205,6 +206,30 @@ async function main(): Promise<void> {
     if (cost !== undefined) {
       ratios.push(cost);
       targets.push({ name: 'SendMail C=100 throughput, metrics on / off', figure: `${cost.throughput.toFixed(2)}×`, limit: '≥ 0.97×', holds: cost.throughput >= 0.97 });
+    }
+  }
+
+  // ---- OTP through Redis against OTP in memory, interleaved ------------------
+  if (want('redis')) {
+    const redis = await startRedis();
+    try {
+      const shared = { REDIS_URL: redis.url, OTP_SECRET: 'bench secret, the same on every replica' };
+      const out = await abScenarios({
+        reps: REPS,
+        pki,
+        n: N,
+        parties: [{ name: 'Redis', env: shared }, { name: 'in memory' }],
+        log,
+        row,
+        scenarios: ['validate-c100', 'sendcode-c100'],
+      });
+      ratios.push(...out);
+      const validate = out[0];
+      if (validate !== undefined) {
+        targets.push({ name: 'ValidateCode C=100 throughput, Redis / in memory', figure: `${validate.throughput.toFixed(2)}×`, limit: '≥ 0.60×', holds: validate.throughput >= 0.6 });
+      }
+    } finally {
+      await redis.stop();
     }
   }
 
