@@ -132,7 +132,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       onRootFailure('supervisor')(err);
       // xstate leaves the children of an actor in error running: the
       // connections would keep their sockets and timers. Each closes at once.
-      for (const child of Object.values(supervisor.getSnapshot().children)) child?.send({ type: 'FORCE_CLOSE' });
+      for (const connection of supervisor.getSnapshot().context.pool.refs()) connection.send({ type: 'FORCE_CLOSE' });
     },
   });
   supervisorRef = supervisor;

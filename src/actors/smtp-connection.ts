@@ -5,7 +5,7 @@
 //   ┌──────► connecting ──dial failed──────────► reconnecting ◄─── lost ───┐
 //   │           │ dialled                                ▲                 │
 //   │           ▼                                        │ all reported    │
-//   │   session ─────────────────────────────────────────┼─────────────────┤
+//   │   authenticated ───────────────────────────────────┼─────────────────┤
 //   │   │ idle ──JOB──► sending ──lost──► ending ────────┘                 │
 //   │   │  │  ▲           │ all reported                                   │
 //   │   │  │  └───────── settling ──spent──► recycling ─── QUIT ───────────┼─┐
@@ -108,7 +108,7 @@ interface ConnectionContext {
   shutdownRequested: boolean;
 }
 
-/** The session a state invokes against; every state that has one is under `session`. */
+/** The session a state invokes against; every state that has one is under `authenticated`. */
 function current(context: ConnectionContext): SmtpSession {
   if (context.session === undefined) throw new MailroomError('EINTERNAL', 'no session in a connected state');
   return context.session;
@@ -319,14 +319,16 @@ export const smtpConnectionMachine = setup({
     connecting: {
       entry: 'logConnecting',
       invoke: {
+        id: 'dial',
         src: 'dial',
         input: ({ context }) => context.options.session,
-        onDone: { target: 'session', actions: { type: 'startSession', params: ({ event }) => ({ session: event.output }) } },
+        onDone: { target: 'authenticated', actions: { type: 'startSession', params: ({ event }) => ({ session: event.output }) } },
         onError: { target: 'reconnecting', actions: { type: 'recordDialFailure', params: ({ event }) => ({ error: event.error }) } },
       },
       on: { SHUTDOWN: 'closed' },
     },
-    session: {
+    // The session is up and authenticated; its substates say what it is doing.
+    authenticated: {
       invoke: { id: 'courier', src: 'courier', input: ({ context }) => current(context) },
       exit: 'forgetSession',
       on: {
@@ -345,6 +347,7 @@ export const smtpConnectionMachine = setup({
         },
         pinging: {
           invoke: {
+            id: 'noop',
             src: 'noop',
             input: ({ context }) => current(context),
             // A job that came during the NOOP was held for this moment.
@@ -391,7 +394,7 @@ export const smtpConnectionMachine = setup({
           // Relays that close after each message (or after N) send the close
           // right behind the 250: asking for the next job first would fail it
           // for nothing, so the courier answers SETTLED one event-loop turn
-          // later. LOST meanwhile leads to reconnecting from `session`.
+          // later. LOST meanwhile leads to reconnecting from `authenticated`.
           entry: 'settle',
           on: {
             // granted on a capacity it reported before its last outcome
@@ -404,6 +407,7 @@ export const smtpConnectionMachine = setup({
           // Providers cap messages per connection; a fresh dial is routine.
           entry: 'logRecycling',
           invoke: {
+            id: 'quit',
             src: 'quit',
             input: ({ context }) => current(context),
             onDone: [{ guard: 'shutdownRequested', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
@@ -413,6 +417,7 @@ export const smtpConnectionMachine = setup({
         },
         closing: {
           invoke: {
+            id: 'quit',
             src: 'quit',
             input: ({ context }) => current(context),
             onDone: '#smtpConnection.closed',
@@ -431,7 +436,7 @@ export const smtpConnectionMachine = setup({
     },
     closed: {
       type: 'final',
-      // Leaving `session` or `connecting` already stopped the actor that held the socket.
+      // Leaving `authenticated` or `connecting` already stopped the actor that held the socket.
       entry: ['logClosed', 'reportClosed', 'dropHeld'],
     },
   },

@@ -378,8 +378,9 @@ export const supervisorMachine = setup({
     };
   },
   invoke: [
-    { src: 'feed', input: ({ context }) => context.jobs$ },
+    { id: 'feed', src: 'feed', input: ({ context }) => context.jobs$ },
     {
+      id: 'ticker',
       src: 'ticker',
       input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' }, repeat: true }),
     },
