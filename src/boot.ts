@@ -25,11 +25,12 @@ import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, receiveLimit } from './rpc/server.js';
 import { CallerAccess } from './rpc/access.js';
 import { otpOptions, supervisorOptions } from './actor-options.js';
+import { InspectionBus } from './inspect/bus.js';
+import { openSidePorts, type SidePorts } from './side-ports.js';
 import { ServiceHealth } from './rpc/health.js';
 import { addReflection } from './rpc/reflection.js';
 import { metricsInterceptor } from './rpc/metrics-interceptor.js';
 import { NO_METRICS, PrometheusMetrics } from './metrics/metrics.js';
-import { serveMetrics, type MetricsServer } from './metrics/http.js';
 import { connectionStates, queueDepth } from './metrics/sources.js';
 import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
@@ -45,6 +46,8 @@ export interface Service {
   readonly health: ServiceHealth;
   /** the metrics endpoint's port, when METRICS_PORT is set */
   readonly metricsPort: number | undefined;
+  /** the inspector's port, when INSPECT_PORT is set */
+  readonly inspectPort: number | undefined;
   /** the Redis connection, with REDIS_URL */
   readonly redis: RedisLink | undefined;
   readonly log: Logger;
@@ -119,8 +122,16 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     failedWith(error);
   };
 
+  // Inspection is attached here, to both root actors (their children inherit
+  // it), or not at all: with INSPECT_PORT and INSPECT unset it costs nothing.
+  const inspection = config.inspect === undefined ? undefined : new InspectionBus(config.inspect.buffer, { showAddresses: config.inspect.showAddresses });
+  const inspect = inspection === undefined ? {} : { inspect: inspection.inspect };
+  if (inspection !== undefined) inspection.onBroken = (err) => log.error('inspection failed and is off; the actors go on', { reason: err.message, stack: err.stack });
+
   const jobs$ = new Subject<MailJob>();
   const supervisor = createActor(options.machines?.supervisor ?? supervisorMachine, {
+    id: 'supervisor',
+    ...inspect,
     input: {
       jobs$,
       log: log.child({ component: 'smtp' }),
@@ -160,6 +171,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
+    id: 'otp',
+    ...inspect,
     input: {
       options: otpOptions(config),
       store: (storeRef = options.otpStore ?? (redis === undefined ? new InMemoryOtpStore(otpConfig) : new RedisOtpStore(redis, otpConfig))),
@@ -204,24 +217,22 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   );
   health.addToServer(server);
   addReflection(server);
-  let metricsServer: MetricsServer | undefined;
+  let side: SidePorts | undefined;
   try {
     listener = await GrpcListener.listen(server, access.credentials(), config.host, config.port, config.grpc, rpcLog);
-    if (prometheus !== undefined && config.metrics !== undefined) {
-      metricsServer = await serveMetrics(prometheus.registry, config.metrics.host, config.metrics.port, log.child({ component: 'metrics' }));
-    }
+    side = await openSidePorts(config, prometheus, inspection, log);
   } catch (err) {
-    // Most often another instance holds the port: say so in the words of the
-    // configuration (exit 2 from main) instead of grpc-js's stack trace.
     supervisor.stop();
     otp.stop();
     listener?.destroy();
     await redis?.close();
     await capture?.close();
-    const reason = (err as Error).message;
-    const where = listener === undefined ? `PORT=${config.port} on HOST=${config.host}` : `METRICS_PORT=${config.metrics?.port} on METRICS_HOST=${config.metrics?.host}`;
-    throw new MailroomError('ECONFIG', `invalid configuration:\n  ${where}: cannot listen (${reason})`, { cause: err });
+    if (listener !== undefined) throw err; // a side port: openSidePorts said which
+    // Most often another instance holds the port: say so in the words of the
+    // configuration (exit 2 from main) instead of grpc-js's stack trace.
+    throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${(err as Error).message})`, { cause: err });
   }
+  const sidePorts = side;
   const { port } = listener;
   const accepting = listener;
   log.info('listening', {
@@ -231,9 +242,9 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     relay: `${relay.host}:${relay.port}`,
     tls: config.smtp.session.tls,
     ...access.describe(),
-    metricsPort: metricsServer?.port,
+    metricsPort: sidePorts.metricsPort,
+    inspectPort: sidePorts.inspectPort,
   });
-  if (metricsServer !== undefined) log.info(`metrics on http://${config.metrics?.host}:${metricsServer.port}/metrics`);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -258,7 +269,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
       server.forceShutdown();
       accepting.destroy();
-      await metricsServer?.close();
+      await sidePorts.close();
       await redis?.close();
       await capture?.close();
       log.info('stopped');
@@ -271,5 +282,5 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     log.info(reread.length > 0 ? `SIGHUP: re-read ${reread.join(' and ')}` : 'SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
   };
 
-  return { config, port, supervisor, otp, capture, health, metricsPort: metricsServer?.port, redis, log, failed, shutdown, reload };
+  return { config, port, supervisor, otp, capture, health, metricsPort: sidePorts.metricsPort, inspectPort: sidePorts.inspectPort, redis, log, failed, shutdown, reload };
 }

@@ -31,6 +31,17 @@ export interface Config {
   };
   /** undefined: no metrics endpoint */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** undefined: no inspection at all (it costs nothing then) */
+  readonly inspect:
+    | {
+        /** the built-in page on 127.0.0.1; undefined: none */
+        readonly port: number | undefined;
+        readonly buffer: number;
+        readonly showAddresses: boolean;
+        /** INSPECT=stately: where the Stately bridge sends; undefined: no bridge */
+        readonly statelyUrl: string | undefined;
+      }
+    | undefined;
   /** undefined: OTP codes and idempotency keys stay in this process's memory */
   readonly redis: { readonly url: string; readonly prefix: string; readonly commandTimeoutMs: number } | undefined;
   readonly workers: number;
@@ -231,12 +242,25 @@ export function loadConfig(env: Env): Config {
   if (redisUrl !== undefined && !/^(rediss?:\/\/|\/)/.test(redisUrl)) r.problems.push(`REDIS_URL=${JSON.stringify(redisUrl)}: expected redis://, rediss:// or the path of a unix socket`);
   const redis = redisUrl === undefined ? undefined : { url: redisUrl, prefix: r.raw('REDIS_PREFIX') ?? 'mailroom:', commandTimeoutMs: r.int('REDIS_TIMEOUT_MS', 2_000, 10, 60_000) };
 
+  const inspectPort = r.raw('INSPECT_PORT') === undefined ? undefined : r.int('INSPECT_PORT', 0, 0, 65_535);
+  const stately = r.oneOf<'off' | 'stately'>('INSPECT', ['off', 'stately'], 'off') === 'stately';
+  const inspect =
+    inspectPort === undefined && !stately
+      ? undefined
+      : {
+          port: inspectPort,
+          buffer: r.int('INSPECT_BUFFER', 10_000, 100, 1_000_000),
+          showAddresses: r.bool('INSPECT_SHOW_ADDRESSES', false),
+          statelyUrl: stately ? (r.raw('INSPECT_STATELY_URL') ?? 'ws://localhost:8080') : undefined,
+        };
+
   const config: Config = {
     port: r.int('PORT', 40_700, 0, 65_535),
     host,
     auth,
     metrics: metricsPort === undefined ? undefined : { host: r.raw('METRICS_HOST') ?? '127.0.0.1', port: metricsPort },
     redis,
+    inspect,
     workers: r.int('WORKERS', 5, 1, 256),
     smtp: {
       relay: smtpHost === undefined ? undefined : { host: smtpHost, port: smtpPort },

@@ -1,0 +1,301 @@
+// The inspector page: live actors and their states on their charts, the
+// event log (filter, pause), a selected actor's redacted context, each
+// connection's time per state and last SMTP codes, and the replay of an
+// exported recording, step by step. Live records arrive over /stream
+// (Server-Sent Events, a batch every 100 ms); a recording is the JSONL of
+// /events.jsonl, loaded from a file.
+import type { ActorInfo, Hello, InspectRecord, Redacted, StateValue } from './protocol.js';
+
+interface Actor {
+  info: { -readonly [K in keyof ActorInfo]: ActorInfo[K] };
+  /** state path entered, and when: the timeline's current segment */
+  since: number;
+  durations: Map<string, number>;
+  codes: number[];
+}
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const LOG_ROWS = 500;
+const COLORS = ['#0a7a55', '#1a4d8f', '#b54708', '#7a2e8e', '#6b7280', '#c11574', '#0e7090', '#4e5ba6', '#99700a', '#b42318'];
+
+const actors = new Map<string, Actor>();
+const charts = new Map<string, Promise<string>>();
+let selected = 'supervisor';
+let paused = false;
+let live: EventSource | undefined;
+let replay: { records: InspectRecord[]; header: ActorInfo[]; at: number } | undefined;
+
+/** "authenticated.idle" for { authenticated: 'idle' }. */
+function statePath(value: StateValue | undefined): string {
+  if (value === undefined) return '';
+  if (typeof value === 'string') return value;
+  return Object.entries(value)
+    .map(([k, v]) => `${k}.${statePath(v)}`)
+    .join(', ');
+}
+
+/** The ids of every active state node, "machine.a.b" and its ancestors, as the chart's data-state names them. */
+function activeIds(machine: string, value: StateValue | undefined, prefix = machine): string[] {
+  if (value === undefined) return [machine];
+  if (typeof value === 'string') return [prefix, `${prefix}.${value}`];
+  return [prefix, ...Object.entries(value).flatMap(([k, v]) => activeIds(machine, v, `${prefix}.${k}`))];
+}
+
+function text(tag: string, content: string, className?: string): HTMLElement {
+  const el = document.createElement(tag);
+  el.textContent = content;
+  if (className !== undefined) el.className = className;
+  return el;
+}
+
+function reset(infos: readonly ActorInfo[], now: number): void {
+  actors.clear();
+  for (const info of infos) actors.set(info.actor, { info: { ...info }, since: now, durations: new Map(), codes: [] });
+  $('log').querySelector('tbody')?.replaceChildren();
+}
+
+/** The SMTP code an event carries: a delivery's reply, or a refusal's. */
+function smtpCode(data: Redacted | undefined): number | undefined {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return undefined;
+  const reply = data.reply;
+  if (reply !== null && typeof reply === 'object' && !Array.isArray(reply) && typeof reply.code === 'number') return reply.code;
+  const error = data.error;
+  if (error !== null && typeof error === 'object' && !Array.isArray(error)) {
+    const smtp = error.smtp;
+    if (smtp !== null && typeof smtp === 'object' && !Array.isArray(smtp) && typeof smtp.code === 'number') return smtp.code;
+  }
+  return undefined;
+}
+
+function apply(r: InspectRecord): void {
+  if (r.kind === 'actor') {
+    actors.set(r.actor, { info: { actor: r.actor, parent: r.parent, machine: r.machine, state: r.to }, since: r.t, durations: new Map(), codes: [] });
+  } else if (r.kind === 'stop') {
+    actors.delete(r.actor);
+  } else if (r.kind === 'step') {
+    const a = actors.get(r.actor);
+    if (a !== undefined) {
+      const was = statePath(a.info.state);
+      a.durations.set(was, (a.durations.get(was) ?? 0) + Math.max(0, r.t - a.since));
+      a.since = r.t;
+      a.info.state = r.to;
+      const code = smtpCode(r.data);
+      if (code !== undefined) a.codes = [...a.codes.slice(-4), code];
+    }
+  }
+  if (r.kind === 'step' || r.kind === 'event') logRow(r);
+}
+
+function logRow(r: InspectRecord): void {
+  if (paused) return;
+  const filter = ($('filter') as HTMLSelectElement).value;
+  if (filter !== '' && r.actor !== filter && !r.actor.startsWith(`${filter}/`)) return;
+  const body = $('log').querySelector('tbody') as HTMLTableSectionElement;
+  const row = document.createElement('tr');
+  row.dataset.seq = String(r.seq);
+  const move = r.kind === 'step' ? `${statePath(r.from)} → ${statePath(r.to)}` : '';
+  row.append(text('td', new Date(r.t).toISOString().slice(11, 23)), text('td', r.actor), text('td', r.type ?? ''), text('td', move), text('td', r.data === undefined ? '' : JSON.stringify(r.data), 'data'));
+  body.prepend(row);
+  while (body.rows.length > LOG_ROWS) body.deleteRow(body.rows.length - 1);
+  $('log-count').textContent = `${body.rows.length} shown`;
+}
+
+function renderActors(): void {
+  const list = $('actor-list');
+  const rows: HTMLElement[] = [];
+  const sorted = [...actors.values()].sort((a, b) => a.info.actor.localeCompare(b.info.actor, undefined, { numeric: true }));
+  for (const a of sorted) {
+    const li = document.createElement('li');
+    li.dataset.actor = a.info.actor;
+    li.dataset.state = statePath(a.info.state);
+    if (a.info.machine === undefined) li.className = 'child';
+    if (a.info.actor === selected) li.classList.add('selected');
+    li.style.paddingLeft = `${6 + 14 * (a.info.actor.split('/').length - 1)}px`;
+    li.append(text('span', a.info.actor.split('/').slice(-1)[0] ?? a.info.actor, 'name'), text('span', statePath(a.info.state), 'state'));
+    if (a.info.machine !== undefined) li.addEventListener('click', () => select(a.info.actor));
+    rows.push(li);
+  }
+  list.replaceChildren(...rows);
+  const filter = $('filter') as HTMLSelectElement;
+  const known = new Set([...filter.options].map((o) => o.value));
+  for (const a of sorted) {
+    if (a.info.machine === undefined || known.has(a.info.actor)) continue;
+    const option = document.createElement('option');
+    option.value = a.info.actor;
+    option.textContent = a.info.actor;
+    filter.append(option);
+  }
+}
+
+async function renderChart(): Promise<void> {
+  const a = actors.get(selected);
+  const machine = a?.info.machine;
+  const holder = $('chart');
+  if (a === undefined || machine === undefined) return;
+  if (holder.dataset.machine !== machine) {
+    let svg = charts.get(machine);
+    if (svg === undefined) {
+      svg = fetch(`/charts/${machine}.svg`).then((r) => r.text());
+      charts.set(machine, svg);
+    }
+    holder.innerHTML = await svg;
+    holder.dataset.machine = machine;
+  }
+  $('chart-title').textContent = `${selected} · ${machine}`;
+  const active = new Set(activeIds(machine, a.info.state));
+  for (const g of holder.querySelectorAll<SVGGElement>('g.state')) g.classList.toggle('active', active.has(g.dataset.state ?? ''));
+}
+
+function renderTimelines(): void {
+  const now = replay === undefined ? Date.now() : (replay.records[replay.at - 1]?.t ?? Date.now());
+  const blocks: HTMLElement[] = [];
+  const states = new Set<string>();
+  const connections = [...actors.values()].filter((a) => a.info.machine === 'smtpConnection').sort((x, y) => x.info.actor.localeCompare(y.info.actor, undefined, { numeric: true }));
+  for (const a of connections) {
+    const spans = new Map(a.durations);
+    const current = statePath(a.info.state);
+    spans.set(current, (spans.get(current) ?? 0) + Math.max(0, now - a.since));
+    const total = [...spans.values()].reduce((x, y) => x + y, 0) || 1;
+    const block = document.createElement('div');
+    block.className = 'timeline';
+    block.dataset.actor = a.info.actor;
+    block.append(text('div', '', 'name'));
+    (block.firstChild as HTMLElement).append(text('span', a.info.actor.split('/').pop() ?? ''), text('span', a.codes.length > 0 ? `SMTP ${a.codes.join(' ')}` : 'no reply yet', 'codes'));
+    const bar = document.createElement('div');
+    bar.className = 'bar';
+    for (const [state, ms] of spans) {
+      if (state === '') continue; // before its first state (a recording's start)
+      states.add(state);
+      const seg = document.createElement('span');
+      seg.style.width = `${(100 * ms) / total}%`;
+      seg.style.background = COLORS[[...states].indexOf(state) % COLORS.length] ?? '#999';
+      seg.title = `${state}: ${(ms / 1000).toFixed(1)} s`;
+      bar.append(seg);
+    }
+    block.append(bar);
+    blocks.push(block);
+  }
+  const legend = document.createElement('div');
+  legend.className = 'legend';
+  [...states].forEach((s, i) => {
+    const item = text('span', s);
+    const swatch = document.createElement('i');
+    swatch.style.background = COLORS[i % COLORS.length] ?? '#999';
+    item.prepend(swatch);
+    legend.append(item);
+  });
+  $('timelines').replaceChildren(...blocks, legend);
+}
+
+let contextTimer: number | undefined;
+function renderContext(): void {
+  $('context-actor').textContent = selected;
+  if (replay !== undefined) {
+    $('context').textContent = 'a recording holds events, not contexts: see the data column of each step';
+    return;
+  }
+  if (contextTimer !== undefined) return;
+  contextTimer = window.setTimeout(() => {
+    contextTimer = undefined;
+    fetch(`/context?actor=${encodeURIComponent(selected)}`)
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`${r.status}`))))
+      .then((ctx: unknown) => {
+        $('context').textContent = JSON.stringify(ctx, null, 2);
+      })
+      .catch(() => {
+        $('context').textContent = 'no longer live';
+      });
+  }, 150);
+}
+
+function render(): void {
+  renderActors();
+  void renderChart();
+  renderTimelines();
+}
+
+function select(actor: string): void {
+  selected = actor;
+  render();
+  renderContext();
+}
+
+function goLive(): void {
+  replay = undefined;
+  $('replay').hidden = true;
+  const mode = $('mode');
+  live = new EventSource('/stream');
+  live.addEventListener('hello', (e) => {
+    const hello = JSON.parse((e as MessageEvent<string>).data) as Hello;
+    reset(hello.actors, Date.now());
+    for (const r of hello.records.filter((r) => r.kind === 'step' || r.kind === 'event').slice(-LOG_ROWS)) logRow(r);
+    mode.textContent = 'live';
+    mode.className = '';
+    render();
+    renderContext();
+  });
+  live.onmessage = (e: MessageEvent<string>) => {
+    const batch = JSON.parse(e.data) as InspectRecord[];
+    for (const r of batch) apply(r);
+    render();
+    if (batch.some((r) => r.actor === selected && r.kind === 'step')) renderContext();
+  };
+  live.onerror = () => {
+    mode.textContent = 'disconnected: retrying';
+    mode.className = 'off';
+  };
+}
+
+/** A recording: its header line (the actors at export), then its records, oldest first. */
+function startReplay(textContent: string): void {
+  live?.close();
+  live = undefined;
+  const lines = textContent.split('\n').filter((l) => l.trim() !== '');
+  const first = JSON.parse(lines[0] ?? '{}') as { kind?: string; actors?: ActorInfo[] };
+  const records = lines.slice(first.kind === 'header' ? 1 : 0).map((l) => JSON.parse(l) as InspectRecord);
+  replay = { records, header: first.actors ?? [], at: 0 };
+  $('replay').hidden = false;
+  $('mode').textContent = 'replay';
+  $('mode').className = 'replay';
+  seek(0);
+}
+
+/** The recording replayed up to `at` records: each actor starts in the state its first step left. */
+function seek(at: number): void {
+  if (replay === undefined) return;
+  replay.at = Math.max(0, Math.min(at, replay.records.length));
+  const start = new Map(replay.header.map((a) => [a.actor, { ...a }]));
+  for (const r of replay.records) {
+    const a = start.get(r.actor);
+    if (r.kind === 'step' && a !== undefined && !('seen' in a)) Object.assign(a, { state: r.from, seen: true });
+  }
+  reset([...start.values()], replay.records[0]?.t ?? 0);
+  const wasPaused = paused;
+  paused = false;
+  for (const r of replay.records.slice(0, replay.at)) apply(r);
+  paused = wasPaused;
+  const current = replay.records[replay.at - 1];
+  $('position').textContent = `${replay.at} / ${replay.records.length}${current !== undefined ? ` · ${current.actor} ${current.type ?? current.kind}` : ''}`;
+  if (current !== undefined && current.kind === 'step' && actors.get(current.actor)?.info.machine !== undefined) selected = current.actor;
+  render();
+  renderContext();
+  $('log').querySelector('tbody')?.rows[0]?.classList.add('current');
+}
+
+$('pause').addEventListener('click', () => {
+  paused = !paused;
+  $('pause').textContent = paused ? 'resume' : 'pause';
+});
+$('filter').addEventListener('change', () => $('log').querySelector('tbody')?.replaceChildren());
+$('step').addEventListener('click', () => seek((replay?.at ?? 0) + 1));
+$('back').addEventListener('click', () => seek((replay?.at ?? 1) - 1));
+$('live').addEventListener('click', goLive);
+$('load').addEventListener('change', () => {
+  const file = ($('load') as HTMLInputElement).files?.[0];
+  if (file !== undefined) void file.text().then(startReplay);
+});
+window.setInterval(() => {
+  if (replay === undefined) renderTimelines();
+}, 1000);
+
+goLive();

@@ -1,0 +1,109 @@
+// The inspector page in a real browser (Debian's chromium, driven by
+// playwright-core): five connections authenticated; the relay stopped,
+// they go reconnecting, and come back when it returns; an actor's context,
+// redacted; an exported recording loaded and stepped through. Screenshots
+// go to test-output/ for people to look at; nothing is compared by pixel.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { relayEnv, sendMail, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const OUT = new URL('../../test-output/', import.meta.url);
+const PASSWORD = 'pw-MARKER-browser';
+let smtp: SmtpPeer;
+let svc: RunningService;
+let browser: Browser;
+let page: Page;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+  mkdirSync(OUT, { recursive: true });
+  smtp = await startSmtp({ auth: { user: 'mailer', pass: PASSWORD } });
+  svc = await startService(
+    relayEnv(smtp.port, { WORKERS: '5', EMAIL: 'mailer', APP_PASSWORD: PASSWORD, INSPECT_PORT: '0', SMTP_BACKOFF_BASE_MS: '100', SMTP_BACKOFF_MAX_MS: '300', SMTP_KEEPALIVE_MS: '60000' }),
+  );
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  });
+  // The page's CSP forbids eval; the test's predicates are evaluated by the driver, not by the page.
+  page = await browser.newPage({ viewport: { width: 1600, height: 1100 }, bypassCSP: true });
+  page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
+  await page.goto(`http://127.0.0.1:${svc.service.inspectPort}/`);
+});
+
+after(async () => {
+  await browser?.close();
+  await svc?.close();
+  await smtp?.close();
+});
+
+const shot = (name: string): Promise<Buffer> => page.screenshot({ path: new URL(`inspector-${name}.png`, OUT).pathname, timeout: 15_000 });
+
+// Page-side predicates are strings: this file compiles for Node, without the DOM's types.
+const FIVE_AUTHENTICATED = `document.querySelectorAll('#actor-list li[data-state^="authenticated."]').length === 5`;
+
+/** The state each connection shows in the actor list. */
+async function connectionStates(): Promise<string[]> {
+  const items = await page.$$('#actor-list li[data-actor^="supervisor/c"]');
+  const states: string[] = [];
+  for (const li of items) {
+    if (/^supervisor\/c\d+$/.test((await li.getAttribute('data-actor')) ?? '')) states.push((await li.getAttribute('data-state')) ?? '');
+  }
+  return states;
+}
+
+test('the page shows five connections authenticated, each on its chart', async () => {
+  await page.waitForFunction(FIVE_AUTHENTICATED, undefined, { timeout: 10_000 });
+  assert.deepEqual((await connectionStates()).map((s) => s.split('.')[0]), Array(5).fill('authenticated'));
+  await page.click('#actor-list li[data-actor="supervisor/c3"]');
+  await page.waitForSelector('#chart svg[data-machine="smtpConnection"] g.state.active[data-state="smtpConnection.authenticated"]');
+  await sendMail(svc, { to: 'watch@example.com', subject: 'seen', body: 'b' });
+  await page.waitForFunction("[...document.querySelectorAll('#log tbody td')].some((td) => td.textContent === 'SENT')", undefined, { timeout: 5000 });
+  await shot('live');
+});
+
+test('the relay stopped: the connections go reconnecting; back, they authenticate again', async () => {
+  const port = smtp.port;
+  await smtp.close();
+  await page.waitForFunction(
+    "[...document.querySelectorAll('#actor-list li')].filter((li) => /^supervisor\\/c\\d+$/.test(li.dataset.actor) && /^(reconnecting|connecting)/.test(li.dataset.state)).length === 5",
+    undefined,
+    { timeout: 15_000 },
+  );
+  await shot('relay-down');
+  smtp = await startSmtp({ port, auth: { user: 'mailer', pass: PASSWORD } });
+  await page.waitForFunction(FIVE_AUTHENTICATED, undefined, { timeout: 15_000 });
+  const timeline = await page.textContent('#timelines');
+  assert.match(timeline ?? '', /reconnecting/);
+  await shot('relay-back');
+});
+
+test('a selected actor shows its context, redacted', async () => {
+  await page.click('#actor-list li[data-actor="supervisor/c1"]');
+  await page.waitForFunction(`document.getElementById('context').textContent.includes('"cid": "c1"')`, undefined, { timeout: 5000 });
+  const context = (await page.textContent('#context')) ?? '';
+  assert.match(context, /"maxMessagesPerConnection"/);
+  assert.ok(!context.includes(PASSWORD) && !context.includes('"password"') && !context.includes('"user"'), 'no credentials');
+  await shot('context');
+});
+
+test('an exported recording loads and steps through, record by record', async () => {
+  const exported = await (await fetch(`http://127.0.0.1:${svc.service.inspectPort}/events.jsonl`)).text();
+  const file = new URL('inspector-recording.jsonl', OUT).pathname;
+  writeFileSync(file, exported);
+  const total = exported.trim().split('\n').length - 1;
+  await page.setInputFiles('#load', file);
+  await page.waitForSelector('#mode.replay');
+  assert.equal(await page.textContent('#position'), `0 / ${total}`);
+  for (let i = 0; i < 25; i++) await page.click('#step');
+  assert.match((await page.textContent('#position')) ?? '', new RegExp(`^25 / ${total}`));
+  await page.click('#back');
+  assert.match((await page.textContent('#position')) ?? '', new RegExp(`^24 / ${total}`));
+  assert.ok((await page.$$('#log tbody tr')).length > 0, 'the log shows the steps replayed so far');
+  await shot('replay');
+  await page.click('#live');
+  await page.waitForFunction("document.getElementById('mode').textContent === 'live'", undefined, { timeout: 5000 });
+});
