@@ -24,6 +24,8 @@ export interface AbOptions {
   readonly row: (id: string, label: string, mail: boolean) => Row;
   /** which scenarios; default all */
   readonly scenarios?: readonly AbScenario[];
+  /** something to attach to party `index`'s service while it is measured (a page watching the inspector); returns how to detach */
+  readonly attach?: (index: number) => Promise<() => void>;
 }
 
 export type AbScenario = 'send-c15' | 'send-c100' | 'validate-c100' | 'sendcode-c15' | 'sendcode-c100';
@@ -72,7 +74,8 @@ export async function abScenarios(o: AbOptions): Promise<Ratio[]> {
         for (const k of order) {
           const svc = services[k] as ServiceProc;
           o.log(`A/B rep ${rep + 1}: ${s} ${(o.parties[k] as Party).name}`);
-          const m = await measure('loadgen.js', SCENARIOS[s].load(svc.port, rep, o.n), { ...(SCENARIOS[s].mail ? { sink } : {}), serverPid: svc.pid });
+          const detach = await o.attach?.(k);
+          const m = await measure('loadgen.js', SCENARIOS[s].load(svc.port, rep, o.n), { ...(SCENARIOS[s].mail ? { sink } : {}), serverPid: svc.pid }).finally(() => detach?.());
           (rows[i] as Row[])[k]?.reps.push(m);
         }
       }

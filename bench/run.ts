@@ -15,10 +15,11 @@ import { otpScenarios } from './otp.js';
 import { abScenarios } from './ab.js';
 import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
+import { inspectorCost } from './inspect.js';
 
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis runs some groups; w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect runs some groups; w1only with tls skips the WORKERS=5 pairs
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
@@ -207,6 +208,14 @@ async function main(): Promise<void> {
       ratios.push(cost);
       targets.push({ name: 'SendMail C=100 throughput, metrics on / off', figure: `${cost.throughput.toFixed(2)}×`, limit: '≥ 0.97×', holds: cost.throughput >= 0.97 });
     }
+  }
+
+  // ---- what the inspector costs with a page watching ------------------------
+  if (want('inspect')) {
+    const out = await inspectorCost({ reps: REPS, pki, n: N, log, row });
+    ratios.push(...out.ratios);
+    targets.push(...out.targets);
+    extra.push(...out.extra);
   }
 
   // ---- OTP through Redis against OTP in memory, interleaved ------------------

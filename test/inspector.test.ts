@@ -62,7 +62,6 @@ test('nothing the inspector sends holds a password, a body, a code, its hash or 
   for (const marker of [PASSWORD, Buffer.from(`\0mailer\0${PASSWORD}`).toString('base64'), BODY, code, hash, Buffer.from(hash, 'latin1').toString('hex'), Buffer.from(hash, 'latin1').toString('base64'), 'recipient@example.com', 'otp-user@example.com', SECRET]) {
     assert.ok(!everything.includes(marker), `the inspector sent ${JSON.stringify(marker.slice(0, 12))}…`);
   }
-  assert.match(everything, /r\*\*\*@example\.com/, 'the recipient appears, masked');
   assert.match(everything, /o\*\*\*@example\.com/, 'the OTP address appears, masked');
   assert.match(stream, /"type":"code.send"/, 'the OTP actor was seen');
   assert.match(stream, /"type":"SENT"/, 'a connection was seen sending');

@@ -35,11 +35,16 @@ function pathOf(ref: AnyActorRef): string {
   return parts.join('/');
 }
 
-/** The event's fields but its type, redacted; undefined when nothing is left. */
+/**
+ * The event's fields but its type, redacted, two levels deep (a job's id
+ * and attempts, a reply's codes: what the page shows), undefined when
+ * nothing is left. Every record pays for this at the rate of mail, so it
+ * stays shallow; a context on request goes deeper.
+ */
 function payload(event: { type: string }, o: RedactOptions): InspectRecord['data'] {
   const { type: _type, ...rest } = event as Record<string, unknown>;
   if (Object.keys(rest).length === 0) return undefined;
-  const data = redact(rest, o);
+  const data = redact(rest, { ...o, depth: 2 });
   return data !== null && typeof data === 'object' && Object.keys(data).length === 0 ? undefined : data;
 }
 
@@ -98,9 +103,11 @@ export class InspectionBus {
       }
       case '@xstate.event': {
         const live = this.live.get(ev.actorRef);
-        // A machine's events are recorded with the step they cause.
+        // A machine's events are recorded with the step they cause; a
+        // child's requests (deliver, settle, checks) by their type: what
+        // they carry, the machine's step shows.
         if (live === undefined || live.info.machine !== undefined) return;
-        this.record({ kind: 'event', actor: live.info.actor, type: ev.event.type, data: payload(ev.event, this.redaction) });
+        this.record({ kind: 'event', actor: live.info.actor, type: ev.event.type });
         return;
       }
       default:

@@ -34,11 +34,13 @@ const ADDRESS = /([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2
 export interface RedactOptions {
   /** INSPECT_SHOW_ADDRESSES: addresses as they are */
   readonly showAddresses: boolean;
+  /** levels kept; deeper values read '…' (default 5) */
+  readonly depth?: number;
 }
 
 
 function text(s: string, o: RedactOptions): string {
-  const masked = o.showAddresses ? s : s.replace(ADDRESS, '$1***@$2');
+  const masked = o.showAddresses || !s.includes('@') ? s : s.replace(ADDRESS, '$1***@$2');
   return masked.length > MAX_STRING ? `${masked.slice(0, MAX_STRING)}…(${masked.length - MAX_STRING} more)` : masked;
 }
 
@@ -48,7 +50,7 @@ export function redact(value: unknown, o: RedactOptions, depth = 0): Redacted | 
   if (typeof value === 'number') return Number.isFinite(value) ? value : String(value);
   if (typeof value === 'string') return text(value, o);
   if (typeof value !== 'object') return undefined; // functions, symbols, bigints
-  if (depth >= MAX_DEPTH) return '…';
+  if (depth >= (o.depth ?? MAX_DEPTH)) return '…';
   if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
   if (value instanceof Map || value instanceof Set) return { size: value.size };
   if (Array.isArray(value)) {
