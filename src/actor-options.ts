@@ -23,6 +23,7 @@ export function supervisorOptions(config: Config, relay: { readonly host: string
     connection: {
       keepaliveMs: smtp.keepaliveMs,
       maxMessagesPerConnection: smtp.maxMessagesPerConnection,
+      pipelineDepth: smtp.pipelineDepth,
       backoffBaseMs: smtp.backoffBaseMs,
       backoffMaxMs: smtp.backoffMaxMs,
       session: withTlsContext({ ...smtp.session, ...relay }),

@@ -52,6 +52,8 @@ export interface Config {
     readonly session: SessionSettings;
     readonly keepaliveMs: number;
     readonly maxMessagesPerConnection: number;
+    /** messages in flight on a connection whose relay offers CHUNKING and PIPELINING */
+    readonly pipelineDepth: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
   };
@@ -278,6 +280,7 @@ export function loadConfig(env: Env): Config {
       },
       keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
       maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
+      pipelineDepth: r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64),
       backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
       backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
     },

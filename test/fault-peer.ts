@@ -1,6 +1,6 @@
 // A scriptable SMTP peer on raw sockets, for fault injection. It speaks just
-// enough ESMTP (EHLO, STARTTLS, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, RSET,
-// NOOP, QUIT) and lets a test decide, per connection and per command, to
+// enough ESMTP (EHLO, STARTTLS, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, BDAT when
+// asked to offer CHUNKING, RSET, NOOP, QUIT) and lets a test decide, per connection and per command, to
 // answer normally, answer with any reply, drop or reset the socket, stall, or
 // answer late. It records every accepted message with the connection that
 // carried it, every command, and every protocol violation a client commits
@@ -17,8 +17,8 @@ import type { Duplex } from 'node:stream';
  * Where in the dialogue a script is asked what to do:
  * - `connect`: before the greeting
  * - a verb (`EHLO`, `MAIL`, `RCPT`, `DATA`, `NOOP`, `RSET`, `QUIT`, `STARTTLS`, `AUTH`): on that command
- * - `body`: at the first chunk of message data after 354 (drop here = mid-DATA)
- * - `dot`: after the final dot, before the reply (drop here = the ambiguous case)
+ * - `body`: at the first chunk of message data after 354, or after a BDAT command line (drop here = mid-DATA, mid-chunk)
+ * - `dot`: after the final dot, or the whole BDAT LAST chunk, before the reply (drop here = the ambiguous case)
  */
 export type Stage = 'connect' | 'body' | 'dot' | 'EHLO' | 'HELO' | 'STARTTLS' | 'AUTH' | 'MAIL' | 'RCPT' | 'DATA' | 'NOOP' | 'RSET' | 'QUIT' | 'OTHER';
 
@@ -87,6 +87,8 @@ export interface FaultPeerOptions {
   readonly tls?: { key: string; cert: string };
   /** require AUTH with these credentials before MAIL */
   readonly auth?: { user: string; pass: string };
+  /** offer CHUNKING (RFC 3030) and take BDAT */
+  readonly chunking?: boolean;
   readonly script?: Script;
 }
 
@@ -196,7 +198,12 @@ interface Transaction {
 class PeerSession {
   private stream: Duplex;
   private buffer = '';
-  private readonly lines: { text: string; at: number }[] = [];
+  /** command lines as they arrived; a BDAT line carries its chunk */
+  private readonly lines: { text: string; at: number; chunk?: string }[] = [];
+  /** a BDAT line whose chunk is still arriving */
+  private chunkLine: { text: string; size: number } | undefined;
+  /** the chunks of the BDAT transaction so far */
+  private chunks: string[] = [];
   /** arrival time of the line being handled */
   private lineAt = 0;
   private busy = false;
@@ -236,10 +243,28 @@ class PeerSession {
     }
     this.buffer += text;
     const at = Date.now();
-    let i: number;
-    while ((i = this.buffer.indexOf(CRLF)) >= 0) {
-      this.lines.push({ text: this.buffer.slice(0, i), at });
+    for (;;) {
+      if (this.chunkLine !== undefined) {
+        // BDAT: the next `size` octets are content, line ends and all (latin1: a character an octet).
+        if (this.buffer.length < this.chunkLine.size) break;
+        this.lines.push({ text: this.chunkLine.text, at, chunk: this.buffer.slice(0, this.chunkLine.size) });
+        this.buffer = this.buffer.slice(this.chunkLine.size);
+        this.chunkLine = undefined;
+        continue;
+      }
+      const i = this.buffer.indexOf(CRLF);
+      if (i < 0) break;
+      const line = this.buffer.slice(0, i);
       this.buffer = this.buffer.slice(i + 2);
+      const bdat = this.peer.options.chunking === true ? /^BDAT (\d+)( LAST)?$/i.exec(line) : null;
+      if (bdat !== null) {
+        this.chunkLine = { text: line, size: Number(bdat[1]) };
+        // Mid-chunk faults fire as its content starts to arrive.
+        const fault = this.ask('body', '');
+        if (fault !== undefined && this.apply(fault, () => undefined) === 'stop') return;
+        continue;
+      }
+      this.lines.push({ text: line, at });
     }
     void this.pump();
   }
@@ -249,9 +274,10 @@ class PeerSession {
     this.busy = true;
     try {
       while (this.lines.length > 0 && !this.closed) {
-        const line = this.lines.shift() as { text: string; at: number };
+        const line = this.lines.shift() as { text: string; at: number; chunk?: string };
         this.lineAt = line.at;
-        await this.handle(line.text);
+        if (line.chunk !== undefined) await this.bdat(line.text, line.chunk);
+        else await this.handle(line.text);
       }
     } finally {
       this.busy = false;
@@ -331,13 +357,7 @@ class PeerSession {
       const tx = this.tx as Transaction;
       this.dataLines = undefined;
       this.tx = undefined;
-      const fault = this.ask('dot', '');
-      // A drop after the final dot leaves the client unsure: a real relay may
-      // well deliver what it fully received, so the peer counts it accepted.
-      if (fault !== undefined && ('drop' in fault || 'stall' in fault)) this.peer.ambiguous++;
-      const refused = fault !== undefined && 'reply' in fault && !fault.reply.startsWith('2');
-      if (!refused) this.accept(tx, data);
-      await this.apply(fault, () => this.write(`250 2.0.0 Ok: queued as m${this.peer.messages.length}`));
+      await this.complete(tx, data);
       return;
     }
     if (this.authStep !== undefined) {
@@ -357,6 +377,7 @@ class PeerSession {
           this.ehloDone = true;
           this.tx = undefined;
           const ext = ['250-fault-peer', '250-PIPELINING', '250-8BITMIME', '250-SMTPUTF8', '250-SIZE 67108864'];
+          if (this.peer.options.chunking === true) ext.push('250-CHUNKING');
           if (this.peer.options.tls !== undefined && !this.info.tls) ext.push('250-STARTTLS');
           if (this.peer.options.auth !== undefined) ext.push('250-AUTH PLAIN LOGIN');
           ext.push('250 ENHANCEDSTATUSCODES');
@@ -435,6 +456,41 @@ class PeerSession {
       default:
         await this.run('OTHER', arg, () => this.write('502 5.5.2 Error: command not recognized'));
     }
+  }
+
+  /** The whole of a message is in (final dot, or BDAT LAST): the `dot` stage decides its reply. */
+  private async complete(tx: Transaction, data: string): Promise<void> {
+    const fault = this.ask('dot', '');
+    // A drop after the final dot leaves the client unsure: a real relay may
+    // well deliver what it fully received, so the peer counts it accepted.
+    if (fault !== undefined && ('drop' in fault || 'stall' in fault)) this.peer.ambiguous++;
+    const refused = fault !== undefined && 'reply' in fault && !fault.reply.startsWith('2');
+    if (!refused) this.accept(tx, data);
+    await this.apply(fault, () => this.write(`250 2.0.0 Ok: queued as m${this.peer.messages.length}`));
+  }
+
+  /** RFC 3030: a chunk of content; the LAST one completes the message. A chunk with no valid transaction is read and refused. */
+  private async bdat(line: string, chunk: string): Promise<void> {
+    this.peer.record('command', { conn: this.info.n, verb: 'BDAT', at: Date.now(), arrivedAt: this.lineAt });
+    if (this.info.quit) this.peer.violations.push(`conn ${this.info.n}: BDAT after QUIT`);
+    const last = / LAST$/i.test(line);
+    if (this.tx === undefined || this.tx.to.length === 0) {
+      const reply = this.tx === undefined ? '503 5.5.1 Error: need MAIL and RCPT' : '554 5.5.1 Error: no valid recipients';
+      this.chunks = [];
+      this.tx = undefined;
+      this.write(reply);
+      return;
+    }
+    this.chunks.push(chunk);
+    if (!last) {
+      this.write(`250 2.0.0 ${chunk.length} octets received`);
+      return;
+    }
+    const tx = this.tx;
+    const data = this.chunks.join('');
+    this.chunks = [];
+    this.tx = undefined;
+    await this.complete(tx, data);
   }
 
   private accept(tx: Transaction, data: string): void {

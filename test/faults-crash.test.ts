@@ -56,6 +56,7 @@ test('a connection actor that throws is replaced; its job goes through on anothe
         connection: {
           keepaliveMs: 10,
           maxMessagesPerConnection: 100,
+          pipelineDepth: 4,
           backoffBaseMs: 10,
           backoffMaxMs: 50,
           session: {

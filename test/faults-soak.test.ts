@@ -1,14 +1,21 @@
 // Soak: 2,000 mails while the peer drops a random 5% of connections in the
-// middle of DATA. Every call gets a reply; every successful reply matches a
-// message the peer accepted (by Message-ID); duplicates come only from drops
-// after the final dot, where the client cannot know, and are counted.
+// middle of DATA (or of a BDAT chunk, when it offers CHUNKING and several
+// messages are in flight on each connection). Every call gets a reply; every
+// successful reply matches a message the peer accepted (by Message-ID);
+// duplicates come only from drops after the final dot or BDAT LAST, where
+// the client cannot know, and are counted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { mail, prng, sendMail, startRig } from './helpers.js';
 import type { FaultContext, Fault } from './fault-peer.js';
 
-test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered, nothing lost', { timeout: 90_000 }, async (t) => {
+for (const chunking of [false, true]) {
+  const how = chunking ? 'BDAT, 4 in flight a connection' : 'DATA';
+  test(`soak (${how}): 2,000 mails, 5% of connections dropped mid-message: every call answered, nothing lost`, { timeout: 90_000 }, (t) => soak(t, chunking));
+}
+
+async function soak(t: { diagnostic(s: string): void; after(fn: () => Promise<void>): void }, chunking: boolean): Promise<void> {
   const total = 2000;
   const inFlight = 200;
   const seed = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
@@ -32,7 +39,7 @@ test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered
     if (c.stage === 'dot' && afterDot.delete(c.conn)) return { drop: true };
     return undefined;
   };
-  const { peer, svc } = await startRig(t, { script }, {
+  const { peer, svc } = await startRig(t, { script, chunking }, {
     WORKERS: '5',
     QUEUE_LIMIT: String(total),
     SEND_MAX_ATTEMPTS: '6',
@@ -77,5 +84,6 @@ test('soak: 2,000 mails, 5% of connections dropped mid-DATA: every call answered
   assert.deepEqual(peer.violations, []);
 
   t.diagnostic(`${total} mails in ${seconds.toFixed(2)} s (${Math.round(total / seconds)}/s) over ${peer.connections.length} connections`);
-  t.diagnostic(`drops mid-DATA ${dropsMidData}, after the final dot ${peer.ambiguous}; duplicates delivered ${duplicates}`);
-});
+  t.diagnostic(`drops mid-message ${dropsMidData}, after the final dot or BDAT LAST ${peer.ambiguous}; duplicates delivered ${duplicates}`);
+  if (chunking) assert.ok(peer.count('BDAT') >= total && peer.count('DATA') === 0, 'every message went as BDAT');
+}

@@ -38,6 +38,8 @@ export interface ConnectionOptions {
   readonly session: SessionOptions;
   readonly keepaliveMs: number;
   readonly maxMessagesPerConnection: number;
+  /** messages in flight on one connection when the relay offers CHUNKING and PIPELINING */
+  readonly pipelineDepth: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
 }
@@ -92,6 +94,8 @@ interface ConnectionContext {
   session: SmtpSession | undefined;
   /** the relay pipelines (RFC 2920): a second job's envelope can go out behind the first one's dot */
   pipelining: boolean;
+  /** and takes BDAT (RFC 3030): whole messages go out back to back, pipelineDepth of them in flight */
+  chunking: boolean;
   /** the jobs this connection owns, oldest first: outcomes come in this order */
   readonly held: MailJob[];
   /** how many of `held` went to the courier */
@@ -115,13 +119,14 @@ function current(context: ConnectionContext): SmtpSession {
 }
 
 /**
- * How many jobs the connection can hold now: one, or two once the session
- * has carried a message and the relay pipelines (a relay that closes after
- * every message would fail the second for nothing), never more than the
- * session's cap has room for.
+ * How many jobs the connection can hold now: one, until the session has
+ * carried a message (a relay that closes after every message would fail
+ * the second for nothing); then two when the relay pipelines (one sending,
+ * the next one's envelope behind its dot), or SMTP_PIPELINE_DEPTH when it
+ * also takes BDAT; never more than the session's cap has room for.
  */
 function capacity(context: ConnectionContext): number {
-  const depth = context.pipelining && context.sent >= 1 ? 2 : 1;
+  const depth = !context.pipelining || context.sent < 1 ? 1 : context.chunking ? context.options.pipelineDepth : 2;
   return Math.max(0, Math.min(depth, context.cap - context.sent));
 }
 
@@ -270,6 +275,7 @@ export const smtpConnectionMachine = setup({
     startSession: assign(({ context }, params: { session: SmtpSession }) => ({
       session: params.session,
       pipelining: params.session.pipelining,
+      chunking: params.session.chunking,
       attempt: 0,
       sent: 0,
       submitted: 0,
@@ -301,6 +307,7 @@ export const smtpConnectionMachine = setup({
     log: input.log,
     session: undefined,
     pipelining: false,
+    chunking: false,
     held: [],
     submitted: 0,
     attempt: 0,

@@ -9,6 +9,13 @@
 // refused recipient fails the message. Without PIPELINING, one command at a
 // time.
 //
+// With CHUNKING too (RFC 3030), a single-recipient message goes whole:
+// [MAIL, RCPT, BDAT <size> LAST, content] in one write, no 354 to wait for,
+// and the next one right behind it; as many in flight as the connection
+// holds (SMTP_PIPELINE_DEPTH). Its three replies are its outcome. A message
+// of several recipients still takes the DATA path, so that a refused
+// recipient can stop its content before any of it is delivered.
+//
 // What a lost session means for each message depends on how far it got:
 // the oldest one under way fails with the loss (after its dot that is the
 // ambiguous case: the relay may have taken it); every message behind it,
@@ -16,7 +23,7 @@
 // its content, so sending it again cannot duplicate it.
 import { MailroomError, type SmtpReply } from '../errors.js';
 import type { Envelope } from '../mail/envelope.js';
-import { content, envelopeGroup } from './data.js';
+import { content, envelopeGroup, wholeMessage } from './data.js';
 import { replyError, type SmtpStage } from './reply.js';
 import { isDeparture } from './link.js';
 import type { SmtpSession } from './session.js';
@@ -24,8 +31,10 @@ import type { SmtpSession } from './session.js';
 interface Message {
   readonly envelope: Envelope;
   readonly raw: string;
-  /** waiting: nothing written yet; envelope: its MAIL is out; content: its final dot is out */
+  /** waiting: nothing written yet; envelope: its MAIL is out; content: its final dot (or BDAT LAST) is out */
   phase: 'waiting' | 'envelope' | 'content';
+  /** the relay has answered its MAIL */
+  answered: boolean;
   readonly resolve: (reply: SmtpReply) => void;
   readonly reject: (err: MailroomError) => void;
 }
@@ -51,30 +60,63 @@ export class Deliveries {
         reject(stale(lost));
         return;
       }
-      const message: Message = { envelope, raw, phase: 'waiting', resolve, reject };
+      const message: Message = { envelope, raw, phase: 'waiting', answered: false, resolve, reject };
       this.queue.push(message);
       if (this.session.pipelining) this.advance('');
       else this.tail = this.tail.then(() => this.stepwise(message)).catch(ignore);
     });
   }
 
-  /** Writes `before`, followed by the next waiting message's envelope if a transaction may begin. */
+  /**
+   * Writes `before`, followed by what may begin now: every waiting message
+   * that can go whole (CHUNKING), then the next one's envelope if a
+   * transaction may begin. One write: the relay reads them as one group.
+   */
   private advance(before: string): void {
-    const next = this.boundary ? this.queue.find((m) => m.phase === 'waiting') : undefined;
-    if (next === undefined) {
-      if (before !== '') this.session.write(before);
-      return;
+    let out = before;
+    for (let next = this.nextWaiting(); next !== undefined; next = this.nextWaiting()) {
+      if (this.session.chunking && next.envelope.to.length === 1) {
+        out += this.whole(next);
+        continue;
+      }
+      this.boundary = false;
+      next.phase = 'envelope';
+      const { from, to } = next.envelope;
+      const message = next;
+      const replies = this.session.expect('mail', this.session.options.commandTimeoutMs, to.length + 2);
+      out += envelopeGroup(from, to);
+      // A rejection here is the session's loss, which failAll answers.
+      replies.then((r) => this.onEnvelope(message, r), ignore);
+      break;
     }
-    this.boundary = false;
-    next.phase = 'envelope';
-    const { from, to } = next.envelope;
-    const replies = this.session.expect('mail', this.session.options.commandTimeoutMs, to.length + 2);
-    this.session.write(before + envelopeGroup(from, to));
-    // A rejection here is the session's loss, which failAll answers.
-    replies.then((r) => this.onEnvelope(next, r), ignore);
+    if (out !== '') this.session.write(out);
+  }
+
+  private nextWaiting(): Message | undefined {
+    return this.boundary ? this.queue.find((m) => m.phase === 'waiting') : undefined;
+  }
+
+  /**
+   * A whole message (CHUNKING): its text, with the expectations of its three
+   * replies registered, each on its own, so that a loss knows whether the
+   * relay had begun to answer it.
+   */
+  private whole(message: Message): string {
+    message.phase = 'content';
+    const { from, to } = message.envelope;
+    const { commandTimeoutMs, dataTimeoutMs } = this.session.options;
+    const mail = this.session.expect('mail', commandTimeoutMs, 1);
+    const rcpt = this.session.expect('rcpt', commandTimeoutMs, 1);
+    const bdat = this.session.expect('data', dataTimeoutMs, 1);
+    mail.then(() => {
+      message.answered = true;
+    }, ignore);
+    Promise.all([mail, rcpt, bdat]).then(([[m], [r], [b]]) => this.settle(message, wholeOutcome(m as SmtpReply, r as SmtpReply, b as SmtpReply)), ignore);
+    return wholeMessage(from, to[0] as string, message.raw);
   }
 
   private onEnvelope(message: Message, replies: SmtpReply[]): void {
+    message.answered = true;
     const n = message.envelope.to.length;
     const mail = replies[0] as SmtpReply;
     let refused = mail.code === 250 ? undefined : replyError(mail, 'mail');
@@ -149,14 +191,31 @@ export class Deliveries {
     else message.resolve(outcome);
   }
 
+  /**
+   * The session is lost. A message whose content went out may have been
+   * taken: it fails with the loss (retried: at least once), unless the relay
+   * went away (closed, reset) before it answered even its MAIL: a relay that
+   * closes after N messages closes right behind its Nth reply, and what we
+   * pipelined behind that was never looked at (ESTALE, requeued free). The
+   * oldest message whose envelope went out may have been seen; every other
+   * one, nothing of it reached the relay (ESTALE).
+   */
   private failAll(err: MailroomError): void {
     let first = true;
     for (const message of this.queue.splice(0)) {
-      if (first && message.phase !== 'waiting') message.reject(message.phase === 'content' ? err : staleIfUnanswered(err));
+      if (message.phase === 'content') message.reject(message.answered ? err : staleIfUnanswered(err));
+      else if (first && message.phase === 'envelope') message.reject(staleIfUnanswered(err));
       else message.reject(stale(err));
       first = false;
     }
   }
+}
+
+/** A whole message's outcome from its MAIL, RCPT and BDAT replies: the first refusal, else the relay's 250. */
+function wholeOutcome(mail: SmtpReply, rcpt: SmtpReply, bdat: SmtpReply): SmtpReply | MailroomError {
+  if (mail.code !== 250) return replyError(mail, 'mail');
+  if (rcpt.code !== 250 && rcpt.code !== 251) return replyError(rcpt, 'rcpt');
+  return bdat.code === 250 ? bdat : replyError(bdat, 'data');
 }
 
 /**

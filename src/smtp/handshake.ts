@@ -11,6 +11,7 @@ import type { Features } from './session.js';
  */
 export function parseEhlo(lines: readonly string[]): Features {
   let pipelining = false;
+  let chunking = false;
   let starttls = false;
   const auth = new Set<string>();
   for (const line of lines.slice(1)) {
@@ -18,6 +19,9 @@ export function parseEhlo(lines: readonly string[]): Features {
     switch (keyword.toUpperCase()) {
       case 'PIPELINING':
         pipelining = true;
+        break;
+      case 'CHUNKING':
+        chunking = true;
         break;
       case 'STARTTLS':
         starttls = true;
@@ -27,7 +31,7 @@ export function parseEhlo(lines: readonly string[]): Features {
         break;
     }
   }
-  return { pipelining, starttls, auth: [...auth] };
+  return { pipelining, chunking, starttls, auth: [...auth] };
 }
 
 /** The mechanisms mailroom speaks, in the order it prefers them: PLAIN costs one round trip. */

@@ -23,12 +23,14 @@ interface Expectation {
 /** What the relay's EHLO offered. */
 export interface Features {
   readonly pipelining: boolean;
+  /** RFC 3030: a message's content can go as BDAT <size> LAST, no 354 to wait for */
+  readonly chunking: boolean;
   readonly starttls: boolean;
   /** AUTH mechanisms, upper case */
   readonly auth: readonly string[];
 }
 
-export const NO_FEATURES: Features = { pipelining: false, starttls: false, auth: [] };
+export const NO_FEATURES: Features = { pipelining: false, chunking: false, starttls: false, auth: [] };
 
 export class SmtpSession {
   /** what the last EHLO offered (dial.ts sets it) */
@@ -57,6 +59,11 @@ export class SmtpSession {
 
   get pipelining(): boolean {
     return this.features.pipelining;
+  }
+
+  /** Messages can go whole, envelope and BDAT content in one write, several in flight: PIPELINING and CHUNKING both offered. */
+  get chunking(): boolean {
+    return this.features.pipelining && this.features.chunking;
   }
 
   /** Whether the TLS handshake resumed an earlier session (see TlsSessionCache). */
