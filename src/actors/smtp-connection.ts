@@ -7,8 +7,11 @@
 //   │           ▼                                        │ all reported    │
 //   │   authenticated ───────────────────────────────────┼─────────────────┤
 //   │   │ idle ──JOB──► sending ──lost──► ending ────────┘                 │
-//   │   │  │  ▲           │ all reported                                   │
-//   │   │  │  └───────── settling ──spent──► recycling ─── QUIT ───────────┼─┐
+//   │   │  │  ▲  ▲        │ all reported                                   │
+//   │   │  │  │  └────── settling ──spent──► recycling                     │
+//   │   │  │  │                                │ successor dialled ahead?  │
+//   │   │  │  └──── yes: handed over ◄─────────┤                           │
+//   │   │  │                             no: QUIT ─────────────────────────┼─┐
 //   │   │  └─keepalive─► pinging (NOOP) ──► idle | sending                 │ │
 //   │   │ idle + SHUTDOWN ──► closing ── QUIT ──► closed                   │ │
 //   │   └──────────────────────────────────────────────────────────────────┘ │
@@ -27,7 +30,7 @@ import { assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, 
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import { Deliveries } from '../smtp/delivery.js';
+import { Courier, type CourierReport, type CourierRequest } from '../smtp/courier.js';
 import { dial, relayRefused } from '../smtp/dial.js';
 import type { SessionOptions } from '../smtp/options.js';
 import type { SmtpSession } from '../smtp/session.js';
@@ -56,16 +59,13 @@ export type ConnectionEvent =
   | { type: 'SHUTDOWN' }
   /** drop the socket now: the shutdown deadline has passed */
   | { type: 'FORCE_CLOSE' }
-  // from the courier, which holds the session and performs the deliveries:
-  | { type: 'LOST'; error: MailroomError }
-  /** the relay took the message (250 to its final dot) */
-  | { type: 'SENT'; job: MailJob; reply: SmtpReply }
-  | { type: 'SEND_FAILED'; job: MailJob; error: MailroomError }
-  /** one event-loop turn after the last outcome: a close right behind the 250 has been seen */
-  | { type: 'SETTLED' };
+  // from the courier, which holds the session and performs the deliveries
+  | CourierReport;
 
-/** What the connection asks of its courier. */
-type CourierRequest = { type: 'deliver'; job: MailJob } | { type: 'settle' };
+interface CourierInput {
+  readonly session: SmtpSession;
+  readonly options: SessionOptions & { readonly keepaliveMs: number };
+}
 
 /**
  * What a connection tells its supervisor. `capacity` is how many jobs it
@@ -106,6 +106,10 @@ interface ConnectionContext {
   sent: number;
   /** messages the current session may carry (see sessionCap) */
   cap: number;
+  /** the courier was asked to dial the next session ahead of the cap */
+  predialing: boolean;
+  /** the relay has carried several messages on one session of this connection: no need to start the next one at one job */
+  proven: boolean;
   lastError: MailroomError | undefined;
   /** its last dial found the relay unreachable or refusing us (not a session lost, not a handshake cut short) */
   refused: boolean;
@@ -126,13 +130,26 @@ function current(context: ConnectionContext): SmtpSession {
  * also takes BDAT; never more than the session's cap has room for.
  */
 function capacity(context: ConnectionContext): number {
-  const depth = !context.pipelining || context.sent < 1 ? 1 : context.chunking ? context.options.pipelineDepth : 2;
+  const depth = !context.pipelining || (context.sent < 1 && !context.proven) ? 1 : context.chunking ? context.options.pipelineDepth : 2;
   return Math.max(0, Math.min(depth, context.cap - context.sent));
 }
 
 /** What an outcome report offers: nothing once the connection winds down or has nothing left (it settles first). */
 function capacityAfter(context: ConnectionContext, more: boolean): number {
   return !more || context.shutdownRequested || context.held.length === 0 ? 0 : capacity(context);
+}
+
+/** Sessions this short are re-dialled as before: dialling ahead for them would double the connections. */
+const PREDIAL_MIN_CAP = 10;
+
+/**
+ * The successor is dialled this many messages before the cap: enough for a
+ * dial's five or six round trips at four messages a round trip, and no more
+ * than a quarter of a session.
+ */
+function predialDue(context: ConnectionContext): boolean {
+  const { cap, sent } = context;
+  return cap >= PREDIAL_MIN_CAP && sent >= cap - Math.min(25, Math.floor(cap / 4));
 }
 
 type Sent = Extract<ConnectionEvent, { type: 'SENT' }>;
@@ -142,12 +159,14 @@ type SendFailed = Extract<ConnectionEvent, { type: 'SEND_FAILED' }>;
 const delivered = (more: boolean) =>
   [
     { type: 'countAttempt', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
+    ...(more ? (['predialNearCap'] as const) : []),
     { type: 'letGo', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
     { type: 'reportDelivered', params: ({ event }: { event: Sent }) => ({ job: event.job, reply: event.reply, more }) },
   ] as const;
 const failed = (more: boolean) =>
   [
     { type: 'countAttempt', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error }) },
+    ...(more ? (['predialNearCap'] as const) : []),
     { type: 'letGo', params: ({ event }: { event: SendFailed }) => ({ job: event.job }) },
     { type: 'reportFailed', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error, more }) },
   ] as const;
@@ -162,34 +181,13 @@ export const smtpConnectionMachine = setup({
     dial: fromPromise<SmtpSession, SessionOptions>(({ input, signal }) => dial(input, signal)),
     noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
     quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
-    // Holds the session while connected: reports its loss, performs the
-    // deliveries asked for, one outcome event each, and destroys the session
-    // whenever the machine leaves the connected states for any reason. A
-    // delivery per message in this one long-lived actor, not a fromPromise
-    // actor each: spawning and stopping one per mail was a large share of
-    // the service's CPU per mail.
-    courier: fromCallback<CourierRequest, SmtpSession>(({ input: session, sendBack, receive }) => {
-      // Subscribed before the loss listener below: on a loss the deliveries
-      // fail what was under way first, so LOST always precedes their outcomes.
-      const deliveries = new Deliveries(session);
-      const unsubscribe = session.onLost((error) => sendBack({ type: 'LOST', error }));
-      receive((request) => {
-        if (request.type === 'deliver') {
-          const { job } = request;
-          deliveries.submit(job.message.envelope, job.message.raw).then(
-            (reply) => sendBack({ type: 'SENT', job, reply }),
-            (err: unknown) => sendBack({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
-          );
-        } else {
-          // One turn of the event loop, so that a close the relay sent right
-          // behind its last reply is seen (as LOST) before the connection calls itself idle.
-          setImmediate(() => sendBack({ type: 'SETTLED' }));
-        }
-      });
-      return () => {
-        unsubscribe();
-        session.destroy();
-      };
+    // Holds the session while connected (see Courier): one long-lived actor
+    // performs every delivery, one outcome event each; a fromPromise actor
+    // per mail, spawned and stopped, was a large share of the CPU per mail.
+    courier: fromCallback<CourierRequest, CourierInput>(({ input, sendBack, receive }) => {
+      const courier = new Courier(input.session, input.options, sendBack);
+      receive((request) => courier.handle(request));
+      return () => courier.close();
     }),
   },
   delays: {
@@ -203,6 +201,7 @@ export const smtpConnectionMachine = setup({
   },
   guards: {
     spent: ({ context }) => context.sent >= context.cap,
+    predialing: ({ context }) => context.predialing,
     shutdownRequested: ({ context }) => context.shutdownRequested,
     holdsJobs: ({ context }) => context.held.length > 0,
     holdsNothing: ({ context }) => context.held.length === 0,
@@ -233,6 +232,12 @@ export const smtpConnectionMachine = setup({
       context.sent += 1;
       params.job.attempts += 1;
     },
+    /** Near the cap, the courier dials the next session while this one still sends (see Courier). */
+    predialNearCap: enqueueActions(({ context, enqueue }) => {
+      if (context.predialing || !predialDue(context)) return;
+      context.predialing = true;
+      enqueue.sendTo('courier', { type: 'predial' } satisfies CourierRequest);
+    }),
     /** The job's outcome is in: the connection no longer holds it (it reports it next). */
     letGo: ({ context }, params: { job: MailJob }) => {
       const i = context.held.indexOf(params.job);
@@ -272,6 +277,18 @@ export const smtpConnectionMachine = setup({
       context.submitted = 0;
     },
     settle: sendTo('courier', { type: 'settle' } satisfies CourierRequest),
+    handOver: sendTo('courier', { type: 'handover' } satisfies CourierRequest),
+    /** The courier's successor session is the connection's now: a fresh cap, and the relay already proven to take several. */
+    adoptSession: assign(({ context }, params: { session: SmtpSession }) => ({
+      session: params.session,
+      pipelining: params.session.pipelining,
+      chunking: params.session.chunking,
+      sent: 0,
+      submitted: 0,
+      cap: sessionCap(context.options.maxMessagesPerConnection),
+      predialing: false,
+      proven: true, // the old session carried at least PREDIAL_MIN_CAP
+    })),
     startSession: assign(({ context }, params: { session: SmtpSession }) => ({
       session: params.session,
       pipelining: params.session.pipelining,
@@ -280,6 +297,8 @@ export const smtpConnectionMachine = setup({
       sent: 0,
       submitted: 0,
       cap: sessionCap(context.options.maxMessagesPerConnection),
+      predialing: false,
+      proven: false,
       lastError: undefined,
       refused: false,
     })),
@@ -295,6 +314,8 @@ export const smtpConnectionMachine = setup({
     logConnecting: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
     logIdle: ({ context }) => context.log.debug('authenticated', { sent: context.sent }),
     logRecycling: ({ context }) => context.log.debug('recycling', { sent: context.sent }),
+    logNoSuccessor: ({ context }, params: { error: MailroomError | undefined }) =>
+      context.log.debug('no successor session: dialling now', { code: params.error?.code, reason: params.error?.message }),
     logReconnecting: ({ context }) =>
       context.log.debug('reconnecting', { attempt: context.attempt, code: context.lastError?.code, reason: context.lastError?.message }),
     logClosed: ({ context }) => context.log.debug('closed'),
@@ -313,6 +334,8 @@ export const smtpConnectionMachine = setup({
     attempt: 0,
     sent: 0,
     cap: input.options.maxMessagesPerConnection,
+    predialing: false,
+    proven: false,
     lastError: undefined,
     refused: false,
     shutdownRequested: false,
@@ -336,7 +359,14 @@ export const smtpConnectionMachine = setup({
     },
     // The session is up and authenticated; its substates say what it is doing.
     authenticated: {
-      invoke: { id: 'courier', src: 'courier', input: ({ context }) => current(context) },
+      invoke: {
+        id: 'courier',
+        src: 'courier',
+        input: ({ context }): CourierInput => ({
+          session: current(context),
+          options: { ...context.options.session, keepaliveMs: context.options.keepaliveMs },
+        }),
+      },
       exit: 'forgetSession',
       on: {
         LOST: { target: 'reconnecting', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
@@ -411,16 +441,36 @@ export const smtpConnectionMachine = setup({
           },
         },
         recycling: {
-          // Providers cap messages per connection; a fresh dial is routine.
+          // Providers cap messages per connection; a fresh session is routine.
+          // The old one, drained, goes (QUIT) either way; the question is
+          // whether its successor is already dialled.
           entry: 'logRecycling',
-          invoke: {
-            id: 'quit',
-            src: 'quit',
-            input: ({ context }) => current(context),
-            onDone: [{ guard: 'shutdownRequested', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
-            onError: '#smtpConnection.connecting',
-          },
+          initial: 'deciding',
           on: { SHUTDOWN: { actions: 'requestShutdown' }, LOST: {} },
+          states: {
+            deciding: {
+              always: [{ guard: 'predialing', target: 'handingOver' }, { target: 'quitting' }],
+            },
+            handingOver: {
+              entry: 'handOver',
+              on: {
+                HANDED_OVER: {
+                  target: '#smtpConnection.authenticated.idle',
+                  actions: { type: 'adoptSession', params: ({ event }) => ({ session: event.session }) },
+                },
+                NO_SUCCESSOR: { target: 'quitting', actions: { type: 'logNoSuccessor', params: ({ event }) => ({ error: event.error }) } },
+              },
+            },
+            quitting: {
+              invoke: {
+                id: 'quit',
+                src: 'quit',
+                input: ({ context }) => current(context),
+                onDone: [{ guard: 'shutdownRequested', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
+                onError: '#smtpConnection.connecting',
+              },
+            },
+          },
         },
         closing: {
           invoke: {

@@ -15,11 +15,11 @@ const ALLOWED = new Set([
   'from', 'to', 'address', 'refused', 'up', 'workers', 'timeoutMs', 'reason', 'retryAfterMs', 'retryAfterSeconds',
   'reservation', 'ok', 'result', 'removed', 'examined', 'key', 'checks', 'deadline', 'phase', 'place', 'holder', 'lastCid',
   // actor contexts
-  'pending', 'seq', 'pipelining', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown', 'reachedOnce',
+  'pending', 'seq', 'pipelining', 'chunking', 'predialing', 'proven', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown', 'reachedOnce',
   'unreachableCode', 'tickScheduled', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
   // options worth seeing (never credentials)
   'queueLimit', 'maxAttempts', 'rateLimitPerSecond', 'queueTimeoutMs', 'retryBaseMs', 'retryMaxMs', 'closeTimeoutMs',
-  'keepaliveMs', 'maxMessagesPerConnection', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
+  'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
   'connectTimeoutMs', 'greetingTimeoutMs', 'commandTimeoutMs', 'dataTimeoutMs', 'length', 'lifespanMs',
   'resendCooldownMs', 'cleanupMs', 'returnCode',
 ]);
