@@ -54,7 +54,7 @@ function sendCode(concurrency: number): (typeof SCENARIOS)[AbScenario] {
       warmup: n.mailWarm,
       count: n.mail,
       addresses: Number.MAX_SAFE_INTEGER,
-      addressPrefix: `ab${rep}-${port}-`,
+      addressPrefix: `ab${rep}-c${concurrency}-${port}-`,
     }),
   };
 }

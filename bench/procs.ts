@@ -72,9 +72,9 @@ export interface Sink {
   stop(): Promise<void>;
 }
 
-/** `dataDelayMs`: a slow relay, holding each message's 250 that long. */
-export async function startNodeSink(pki: BenchPki | undefined, dataDelayMs = 0): Promise<Sink> {
-  const opts = { ...(pki !== undefined ? { tls: pki.server, auth: BENCH_AUTH } : {}), dataDelayMs };
+/** `dataDelayMs`: a slow relay, holding each message's 250 that long; `chunking`: it offers CHUNKING. */
+export async function startNodeSink(pki: BenchPki | undefined, dataDelayMs = 0, chunking = false): Promise<Sink> {
+  const opts = { ...(pki !== undefined ? { tls: pki.server, auth: BENCH_AUTH } : {}), dataDelayMs, chunking };
   const child = track(fork(join(HERE, 'sink.js'), [JSON.stringify(opts)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const { port } = await firstMessage<SinkReply>(child, (m) => m.type === 'listening', 'sink') as Extract<SinkReply, { type: 'listening' }>;
   return {
@@ -87,6 +87,25 @@ export async function startNodeSink(pki: BenchPki | undefined, dataDelayMs = 0):
       return ((await p) as Extract<SinkReply, { type: 'count' }>).accepted;
     },
     stop: () => stopChild(child),
+  };
+}
+
+/**
+ * The sink `rttMs` away: a delay proxy in front of it (bench/delay-proxy.ts),
+ * so that senders reach it at the proxy's port and pay the round trip on
+ * every exchange, TLS handshake included. Counts are still the sink's own.
+ */
+export async function atDistance(sink: Sink, rttMs: number): Promise<Sink> {
+  if (rttMs === 0) return sink;
+  const child = track(fork(join(HERE, 'delay-proxy.js'), [JSON.stringify({ target: sink.port, rttMs })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const { port } = await firstMessage<{ type: string; port: number }>(child, (m) => m.type === 'listening', 'delay proxy');
+  return {
+    ...sink,
+    port,
+    stop: async () => {
+      await stopChild(child);
+      await sink.stop();
+    },
   };
 }
 
@@ -197,6 +216,32 @@ export async function startService(sink: Sink, opts: ServiceStart): Promise<Serv
     rssMb: () => procRssMb(pid),
     stop: () => stopChild(child, 'SIGTERM', 15_000),
   };
+}
+
+/**
+ * The Go service mailroom replaces (SEED_BIN: built by
+ * ../shared/tools/build-seed.sh, never part of this repository), against
+ * the same sink: implicit TLS, AUTH PLAIN, WORKERS connections. It trusts
+ * the system's CAs only, so the bench CA goes in through SSL_CERT_FILE.
+ */
+export async function startSeed(bin: string, sink: Sink, opts: { readonly workers: number; readonly pki: BenchPki }): Promise<ServiceProc> {
+  const port = await freePort();
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    PORT: String(port),
+    WORKERS: String(opts.workers),
+    EMAIL: BENCH_AUTH.user,
+    APP_PASSWORD: BENCH_AUTH.pass,
+    EMAIL_HOST: '127.0.0.1',
+    EMAIL_PORT: String(sink.port),
+    SSL_CERT_FILE: opts.pki.caFile,
+  };
+  const child = track(spawn(bin, [], { cwd: dirname(bin), env, stdio: ['ignore', 'ignore', 'ignore'] }));
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${bin} exited with ${code}`))));
+  exited.catch(() => undefined);
+  await Promise.race([waitForPort(port, 30_000), exited]);
+  const pid = child.pid as number;
+  return { port, pid, cpuMicros: () => procCpuMicros(pid), rssMb: () => procRssMb(pid), stop: () => stopChild(child) };
 }
 
 export interface NoopServer {

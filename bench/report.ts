@@ -41,13 +41,16 @@ export interface Summary {
   readonly errorSamples: string[];
 }
 
+/** The server's CPU (the sender's own, without a server) per call, per mail the sink counted for a mail row. */
+export function cpuPerCall(m: Measured, mail: boolean): number {
+  const cpu = m.serverCpuMicros ?? m.cpuMicros;
+  const n = mail && m.sinkAccepted !== undefined ? m.sinkAccepted : m.ok;
+  return n > 0 ? cpu / n : NaN;
+}
+
 export function summarise(row: Row): Summary {
   const r = row.reps;
-  const cpuPer = (m: Measured): number => {
-    const cpu = m.serverCpuMicros ?? m.cpuMicros;
-    const n = row.mail && m.sinkAccepted !== undefined ? m.sinkAccepted : m.ok;
-    return n > 0 ? cpu / n : NaN;
-  };
+  const cpuPer = (m: Measured): number => cpuPerCall(m, row.mail);
   const sinkCpu = r
     .filter((m) => m.sinkCpuMicros !== undefined && m.sinkAccepted !== undefined && m.sinkAccepted > 0)
     .map((m) => (m.sinkCpuMicros as number) / (m.sinkAccepted as number));

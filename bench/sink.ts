@@ -1,7 +1,8 @@
 // A fast SMTP sink, run in its own process: accepts every message and counts
 // it, keeping nothing. Implicit TLS and AUTH (PLAIN, LOGIN) when asked, plain
 // otherwise. It speaks just enough SMTP for the senders in the bench, answers
-// pipelined commands in order, and reports its counts over IPC.
+// pipelined commands in order, takes BDAT when asked to offer CHUNKING, and
+// reports its counts over IPC.
 //
 //   node dist/bench/sink.js '{"tls":{"key":"...","cert":"..."},"auth":{"user":"u","pass":"p"}}'
 import { createServer as createNetServer, type Socket, type Server } from 'node:net';
@@ -12,6 +13,8 @@ interface SinkOptions {
   readonly auth?: { user: string; pass: string };
   /** a slow relay: each message's 250 comes this long after its final dot, and the connection reads nothing meanwhile */
   readonly dataDelayMs?: number;
+  /** offer CHUNKING (RFC 3030) and take BDAT */
+  readonly chunking?: boolean;
 }
 
 export type SinkRequest = { type: 'count' } | { type: 'stop' };
@@ -28,6 +31,7 @@ const EHLO_REPLY = [
   '250-8BITMIME',
   '250-SMTPUTF8',
   '250-SIZE 104857600',
+  ...(options.chunking === true ? ['250-CHUNKING'] : []),
   ...(options.auth !== undefined ? ['250-AUTH PLAIN LOGIN'] : []),
   '250 ENHANCEDSTATUSCODES',
 ].join('\r\n');
@@ -50,6 +54,9 @@ function session(sock: Socket): void {
   let loginUser = '';
   let haveMail = false;
   let rcpts = 0;
+  /** BDAT: octets of the current chunk still to come, and whether it is the LAST */
+  let chunkLeft = 0;
+  let chunkLast = false;
 
   const command = (line: string): string => {
     if (authStep !== '') {
@@ -132,6 +139,22 @@ function session(sock: Socket): void {
     let out = '';
     let pos = 0;
     while (pos < text.length) {
+      if (chunkLeft > 0) {
+        // A BDAT chunk: counted octets, dropped; its reply once the last one is in.
+        const take = Math.min(chunkLeft, text.length - pos);
+        chunkLeft -= take;
+        pos += take;
+        if (chunkLeft > 0) break;
+        if (!chunkLast) {
+          out += '250 2.0.0 chunk received\r\n';
+          continue;
+        }
+        haveMail = false;
+        rcpts = 0;
+        accepted++;
+        out += `250 2.0.0 Ok: queued as ${accepted}\r\n`;
+        continue;
+      }
       if (inData) {
         // Only the end marker matters; the message itself is dropped.
         const probe = tail + text.slice(pos);
@@ -169,8 +192,15 @@ function session(sock: Socket): void {
         buf = text.slice(pos);
         break;
       }
-      const reply = command(text.slice(pos, eol));
+      const line = text.slice(pos, eol);
       pos = eol + 2;
+      const bdat = options.chunking === true ? /^BDAT (\d+)( LAST)?$/i.exec(line) : null;
+      if (bdat !== null && rcpts > 0) {
+        chunkLeft = Number(bdat[1]);
+        chunkLast = bdat[2] !== undefined;
+        continue;
+      }
+      const reply = command(line);
       if (reply !== '') out += `${reply}\r\n`;
       if (sock.writableEnded) return;
     }
