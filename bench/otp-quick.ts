@@ -20,7 +20,7 @@ import { CodeHasher } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import type { OtpStore } from '../src/otp/store.js';
 import { Calls } from '../src/rpc/calls.js';
-import { NO_METRICS } from '../src/metrics/metrics.js';
+import { NO_METRICS } from '../src/metrics/service-metrics.js';
 import { otpServiceHandlers } from '../src/rpc/otp-service.js';
 
 const IN_FLIGHT = 100;

@@ -99,12 +99,17 @@ async function main(): Promise<void> {
     targets.push({ name: 'idle RSS', figure: `${idle} MB`, limit: '≤ 100 MB', holds: idle <= 100 });
     // The Go service mailroom replaces, side by side when SEED_BIN names its build.
     const seed = SEED_BIN !== undefined ? await startSeed(SEED_BIN, sink, { workers: 5, pki }) : undefined;
+    // and grpc-js alone taking the same calls: the part of mailroom's CPU per mail no change of ours removes
+    const bare = await startNoopServer();
     for (const c of only?.includes('w1only') === true ? [] : [15, 100]) {
       const mr = row(`mailroom-w5-c${c}`, `SendMail TLS+AUTH, mailroom WORKERS=5, C=${c}`, true);
       const go = seed !== undefined ? row(`seed-w5-c${c}`, `SendMail TLS+AUTH, the Go service WORKERS=5, C=${c}`, true) : undefined;
       const pool = row(`nodemailer-pool5-c${c}`, `nodemailer pool maxConnections=5, C=${c}`, true);
       const per = row(`nodemailer-per-message-c${c}`, `nodemailer new connection per message, C=${c}`, true);
+      const floor = row(`grpc-floor-sendmail-c${c}`, `bare grpc-js answering SendMail at once (floor, no SMTP), C=${c}`, false);
       for (let rep = 0; rep < REPS; rep++) {
+        log(`C=${c} rep ${rep + 1}: bare grpc-js`);
+        floor.reps.push(await measure('loadgen.js', { target: `127.0.0.1:${bare.port}`, method: 'SendMail', concurrency: c, warmup: N.mailWarm, count: N.mail }, { serverPid: bare.pid }));
         log(`C=${c} rep ${rep + 1}: mailroom`);
         await sendMailRun(mr, svc, sink, c);
         if (seed !== undefined && go !== undefined) {
@@ -123,6 +128,7 @@ async function main(): Promise<void> {
       targets.push({ name: `SendMail W=5 C=${c} p99 vs pool`, figure: `${rp.p99.toFixed(2)}×`, limit: '≤ 1.00×', holds: rp.p99 <= 1 });
       const cpu = summarise(mr).cpuPerCallUs;
       targets.push({ name: `mailroom CPU per delivered mail, TLS+AUTH, C=${c}`, figure: `${cpu} µs`, limit: '≤ 250 µs', holds: cpu <= 250 });
+      extra.push([`C=${c}: CPU per call of grpc-js alone (the floor) / mailroom's per mail`, `${summarise(floor).cpuPerCallUs} / ${cpu} µs`]);
       if (go !== undefined) {
         const rg = ratio(`mailroom W=5 / the Go service W=5, C=${c}`, mr, go);
         ratios.push(rg);
@@ -140,6 +146,7 @@ async function main(): Promise<void> {
     }
     await svc.stop();
     await seed?.stop();
+    await bare.stop();
 
     const svc1 = await startService(sink, { workers: 1, pki, profileDir });
     const mr1 = row('mailroom-w1-c15', 'SendMail TLS+AUTH, mailroom WORKERS=1, C=15', true);

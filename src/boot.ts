@@ -15,9 +15,7 @@ import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { MemoryBudget, decodedBytes } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
-import { RedisLink } from './redis/client.js';
-import { RedisIdempotency } from './redis/idempotency.js';
-import { RedisOtpStore } from './otp/redis-store.js';
+import type { RedisLink } from './redis/client.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
@@ -30,7 +28,7 @@ import { openSidePorts, type SidePorts } from './side-ports.js';
 import { ServiceHealth } from './rpc/health.js';
 import { addReflection } from './rpc/reflection.js';
 import { metricsInterceptor } from './rpc/metrics-interceptor.js';
-import { NO_METRICS, PrometheusMetrics } from './metrics/metrics.js';
+import { NO_METRICS } from './metrics/service-metrics.js';
 import { connectionStates, queueDepth } from './metrics/sources.js';
 import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
@@ -102,7 +100,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const prometheus =
     config.metrics === undefined
       ? undefined
-      : new PrometheusMetrics({
+      : new (await import('./metrics/metrics.js')).PrometheusMetrics({
           connectionStates: () => (supervisorRef === undefined ? new Map() : connectionStates(supervisorRef)),
           queueDepth: () => (supervisorRef === undefined ? 0 : queueDepth(supervisorRef)),
           liveCodes: () => storeRef?.size ?? 0,
@@ -159,23 +157,29 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
 
   // With REDIS_URL, codes and idempotency keys are shared by replicas; the
   // service starts whether Redis answers yet or not (health says when).
-  const redis = config.redis === undefined ? undefined : new RedisLink(config.redis, log.child({ component: 'redis' }));
+  const otpConfig = config.otp;
+  const shared =
+    config.redis === undefined
+      ? undefined
+      : (await import('./redis/shared-state.js')).openSharedState(config.redis, {
+          log,
+          idempotencyWindowMs: config.queue.idempotencyWindowMs,
+          otp: otpConfig,
+          clock: options.clock,
+        });
+  const redis = shared?.link;
   redis?.onHealth((up) => health.store(up));
   redis?.start();
   const budget = new MemoryBudget(config.queue.maxBytes);
-  const idempotency =
-    redis === undefined
-      ? new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock)
-      : new RedisIdempotency(redis, config.queue.idempotencyWindowMs, log.child({ component: 'idempotency' }), options.clock);
+  const idempotency = shared?.idempotency ?? new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock);
   const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
-  const otpConfig = config.otp;
   const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     id: 'otp',
     ...inspect,
     input: {
       options: otpOptions(config),
-      store: (storeRef = options.otpStore ?? (redis === undefined ? new InMemoryOtpStore(otpConfig) : new RedisOtpStore(redis, otpConfig))),
+      store: (storeRef = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(otpConfig)),
       hasher,
       mailer,
       log: log.child({ component: 'otp' }),

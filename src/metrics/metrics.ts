@@ -1,5 +1,5 @@
-// What mailroom counts, in Prometheus terms (prom-client), and the no-op it
-// counts into when METRICS_PORT is unset. Every label value comes from a
+// What mailroom counts, in Prometheus terms (prom-client); loaded only with
+// METRICS_PORT (see service-metrics.ts for the no-op). Every label value comes from a
 // closed set (a catalogue code, a state of a machine, an outcome named
 // here, a method of our services): never an address, a subject, a key or
 // anything else a caller chose.
@@ -7,35 +7,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './cells.js';
 import { ERROR_CATALOGUE, type ErrorCode, type MailroomError } from '../errors.js';
 import type { Delivered, MailJob } from '../mail/job.js';
-import type { MailOutcomes } from '../mail/mailer.js';
-
-export type OtpSendOutcome = 'sent' | 'refused' | 'failed' | 'invalid';
-export type OtpCheckResult = 'valid' | 'invalid' | 'refused' | 'failed';
-export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
-
-export interface ServiceMetrics extends MailOutcomes {
-  /** a connection lost its session or failed a dial, and dials again */
-  reconnect(): void;
-  otpSent(outcome: OtpSendOutcome): void;
-  otpChecked(result: OtpCheckResult): void;
-}
-
-export const NO_METRICS: ServiceMetrics = {
-  delivered: () => undefined,
-  failed: () => undefined,
-  reconnect: () => undefined,
-  otpSent: () => undefined,
-  otpChecked: () => undefined,
-};
-
-/** What the gauges read when they are scraped. */
-export interface MetricSources {
-  /** connections in each state (every state of the machine, 0 where none is) */
-  connectionStates(): ReadonlyMap<string, number>;
-  /** jobs not yet with a connection: queued, or waiting out a retry backoff */
-  queueDepth(): number;
-  liveCodes(): number;
-}
+import type { GrpcType, MetricSources, OtpCheckResult, OtpSendOutcome, ServiceMetrics } from './service-metrics.js';
 
 /** grpc-go's names for status codes (codes.Code.String()), which go-grpc-prometheus puts in grpc_code. */
 const GRPC_CODE_NAMES = [

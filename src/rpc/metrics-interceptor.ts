@@ -3,7 +3,8 @@
 // interceptor that sees every call and every status, its own refusals and
 // the other interceptors' included. Installed only when metrics are on.
 import * as grpc from '@grpc/grpc-js';
-import type { GrpcType, PrometheusMetrics } from '../metrics/metrics.js';
+import type { PrometheusMetrics } from '../metrics/metrics.js';
+import type { GrpcType } from '../metrics/service-metrics.js';
 
 function grpcType(method: grpc.ServerMethodDefinition<unknown, unknown>): GrpcType {
   if (method.requestStream) return method.responseStream ? 'bidi_stream' : 'client_stream';

@@ -14,7 +14,7 @@ import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 import { callerOf } from './auth.js';
 import { isMailroomError } from '../errors.js';
-import type { ServiceMetrics } from '../metrics/metrics.js';
+import type { ServiceMetrics } from '../metrics/service-metrics.js';
 
 export interface OtpServiceDeps {
   readonly otp: OtpActor;

@@ -1,0 +1,32 @@
+// What the service counts, as the code that counts sees it, and the no-op
+// it counts into when METRICS_PORT is unset: prom-client (metrics.ts) is
+// loaded only when metrics are served.
+import type { MailOutcomes } from '../mail/mailer.js';
+
+export type OtpSendOutcome = 'sent' | 'refused' | 'failed' | 'invalid';
+export type OtpCheckResult = 'valid' | 'invalid' | 'refused' | 'failed';
+export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
+
+export interface ServiceMetrics extends MailOutcomes {
+  /** a connection lost its session or failed a dial, and dials again */
+  reconnect(): void;
+  otpSent(outcome: OtpSendOutcome): void;
+  otpChecked(result: OtpCheckResult): void;
+}
+
+export const NO_METRICS: ServiceMetrics = {
+  delivered: () => undefined,
+  failed: () => undefined,
+  reconnect: () => undefined,
+  otpSent: () => undefined,
+  otpChecked: () => undefined,
+};
+
+/** What the gauges read when they are scraped. */
+export interface MetricSources {
+  /** connections in each state (every state of the machine, 0 where none is) */
+  connectionStates(): ReadonlyMap<string, number>;
+  /** jobs not yet with a connection: queued, or waiting out a retry backoff */
+  queueDepth(): number;
+  liveCodes(): number;
+}

@@ -1,0 +1,27 @@
+// What several replicas share through Redis (REDIS_URL): the link, the
+// idempotency keys and the OTP codes. Boot imports this module only when
+// REDIS_URL is set: the Redis client is some 25 MB of a process that does
+// not use it.
+import type { Logger } from 'winston';
+import type { OtpLimits } from '../otp/store.js';
+import { RedisOtpStore } from '../otp/redis-store.js';
+import { RedisLink, type RedisSettings } from './client.js';
+import { RedisIdempotency } from './idempotency.js';
+
+export interface SharedState {
+  readonly link: RedisLink;
+  readonly idempotency: RedisIdempotency;
+  readonly otpStore: RedisOtpStore;
+}
+
+export function openSharedState(
+  settings: RedisSettings,
+  o: { readonly log: Logger; readonly idempotencyWindowMs: number; readonly otp: OtpLimits; readonly clock: (() => number) | undefined },
+): SharedState {
+  const link = new RedisLink(settings, o.log.child({ component: 'redis' }));
+  return {
+    link,
+    idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock),
+    otpStore: new RedisOtpStore(link, o.otp),
+  };
+}
