@@ -13,7 +13,7 @@ import { median } from './common.js';
 import type { LoadgenOptions } from './loadgen.js';
 import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
-import { abScenarios } from './ab.js';
+import { abScenarios, type AbScenario } from './ab.js';
 import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
 import { inspectorCost } from './inspect.js';
@@ -72,6 +72,16 @@ async function nodemailerRun(r: Row, sink: Sink, o: { tls: boolean; ca?: string;
   r.reps.push(await measure('nodemailer-runner.js', opts, { sink }));
 }
 
+/**
+ * A service fresh from boot runs cold (V8 has not optimised its hot paths
+ * yet), and the first repetition would measure that: one discarded run of
+ * SendMail at C=100 first.
+ */
+async function warm(server: { port: number; pid: number }, what: string): Promise<void> {
+  log(`warming ${what}`);
+  await measure('loadgen.js', { target: `127.0.0.1:${server.port}`, method: 'SendMail', concurrency: 100, warmup: N.mailWarm, count: N.mail }, { serverPid: server.pid });
+}
+
 async function settleRss(svc: ServiceProc): Promise<number> {
   await new Promise((r) => setTimeout(r, 1000));
   return Math.round(svc.rssMb() * 10) / 10;
@@ -101,6 +111,7 @@ async function main(): Promise<void> {
     const seed = SEED_BIN !== undefined ? await startSeed(SEED_BIN, sink, { workers: 5, pki }) : undefined;
     // and grpc-js alone taking the same calls: the part of mailroom's CPU per mail no change of ours removes
     const bare = await startNoopServer();
+    for (const [server, what] of [[svc, 'mailroom'], [seed, 'the Go service'], [bare, 'bare grpc-js']] as const) if (server !== undefined) await warm(server, what);
     for (const c of only?.includes('w1only') === true ? [] : [15, 100]) {
       const mr = row(`mailroom-w5-c${c}`, `SendMail TLS+AUTH, mailroom WORKERS=5, C=${c}`, true);
       const go = seed !== undefined ? row(`seed-w5-c${c}`, `SendMail TLS+AUTH, the Go service WORKERS=5, C=${c}`, true) : undefined;
@@ -149,6 +160,7 @@ async function main(): Promise<void> {
     await bare.stop();
 
     const svc1 = await startService(sink, { workers: 1, pki, profileDir });
+    await warm(svc1, 'mailroom WORKERS=1');
     const mr1 = row('mailroom-w1-c15', 'SendMail TLS+AUTH, mailroom WORKERS=1, C=15', true);
     const pool1 = row('nodemailer-pool1-c15', 'nodemailer pool maxConnections=1, C=15', true);
     for (let rep = 0; rep < REPS; rep++) {
@@ -290,7 +302,9 @@ async function main(): Promise<void> {
   // ---- A/B against another build, interleaved ------------------------------
   if (baseline !== undefined && (only === undefined || only.includes('ab'))) {
     log(`A/B against the build in ${baseline}`);
-    const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row });
+    // --scenarios=send-c15,send-c100 runs some of them
+    const scenarios = process.argv.find((a) => a.startsWith('--scenarios='))?.slice('--scenarios='.length).split(',') as AbScenario[] | undefined;
+    const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
     ratios.push(...out);
     extra.push(['A/B baseline', baseline]);
   }
