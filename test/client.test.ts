@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { simpleParser } from 'mailparser';
-import { codeFromMail, startSmtp, startService, relayEnv, type SmtpPeer, type RunningService } from './helpers.js';
+import { codeFromMail, refusingRecipients, startSmtp, startService, relayEnv, type SmtpPeer, type RunningService } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/client/cli.js', import.meta.url));
 
@@ -17,14 +17,7 @@ let smtp: SmtpPeer;
 let svc: RunningService;
 
 before(async () => {
-  smtp = await startSmtp({
-    extra: {
-      onRcptTo(address, _session, cb) {
-        if (address.address.startsWith('reject-me@')) cb(Object.assign(new Error('5.1.1 no such user'), { responseCode: 550 }));
-        else cb();
-      },
-    },
-  });
+  smtp = await startSmtp({ extra: refusingRecipients('reject-me@') });
   svc = await startService(relayEnv(smtp.port, { WORKERS: '2' }));
 });
 

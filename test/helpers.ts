@@ -75,6 +75,16 @@ export interface SmtpPeerOptions {
   readonly port?: number;
 }
 
+/** smtp-server options under which the peer refuses (550 5.1.1) every recipient whose address starts with `prefix`. */
+export function refusingRecipients(prefix: string): Partial<SMTPServerOptions> {
+  return {
+    onRcptTo(address, _session, cb) {
+      if (address.address.startsWith(prefix)) cb(Object.assign(new Error('5.1.1 no such user'), { responseCode: 550 }));
+      else cb();
+    },
+  };
+}
+
 export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer> {
   const messages: ReceivedMail[] = [];
   const connections: string[] = [];

@@ -4,20 +4,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { codeFromMail, expectGrpcError, relayEnv, sendCode, sendMail, startService, startSmtp, validateCode, type RunningService, type SmtpPeer } from './helpers.js';
+import { codeFromMail, expectGrpcError, refusingRecipients, relayEnv, sendCode, sendMail, startService, startSmtp, validateCode, type RunningService, type SmtpPeer } from './helpers.js';
 
 let smtp: SmtpPeer;
 let svc: RunningService;
 
 before(async () => {
-  smtp = await startSmtp({
-    extra: {
-      onRcptTo(address, _session, cb) {
-        if (address.address.startsWith('nobody@')) cb(Object.assign(new Error('5.1.1 no such user'), { responseCode: 550 }));
-        else cb();
-      },
-    },
-  });
+  smtp = await startSmtp({ extra: refusingRecipients('nobody@') });
   svc = await startService(relayEnv(smtp.port, { WORKERS: '2', METRICS_PORT: '0' }));
 });
 
