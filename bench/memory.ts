@@ -12,6 +12,7 @@ import type { BenchPki } from './pki.js';
 import type { LoadgenOptions } from './loadgen.js';
 import { measure, startNodeSink, startService } from './procs.js';
 import type { Row, Target } from './report.js';
+import type { LoopProbe } from './loop-probe.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const QUEUE_MAX_BYTES = 128 * 1_048_576;
@@ -38,27 +39,28 @@ export async function memoryBudget(ctx: MemoryContext): Promise<{ targets: Targe
   try {
     for (const kind of ['ascii', 'utf8'] as const) {
       const r = ctx.row(`memory-${kind}`, `2,000 concurrent 1 MB SendMail (${kind}), relay 2 s a message, QUEUE_MAX_BYTES=128 MiB`, true);
-      const stalls: number[] = [];
+      const stalls: string[] = [];
       for (let rep = 0; rep < ctx.reps; rep++) {
         ctx.log(`memory budget, ${kind} bodies, rep ${rep + 1}`);
         process.kill(svc.pid, 'SIGUSR2');
         const load: LoadgenOptions = { target: `127.0.0.1:${svc.port}`, method: 'SendMail', concurrency: 2000, warmup: 0, count: 2000, bodyBytes: 1_000_000, bodyKind: kind, deadlineMs: 600_000 };
         const m = await measure('loadgen.js', load, { sink, serverPid: svc.pid });
         await new Promise((resolve) => setTimeout(resolve, 300));
-        const stall = (JSON.parse(readFileSync(probe, 'utf8')) as { maxMs: number }).maxMs;
-        stalls.push(Math.round(stall));
+        const loop = JSON.parse(readFileSync(probe, 'utf8')) as LoopProbe;
+        const stall = loop.maxMs;
+        stalls.push(`${Math.round(stall)} (CPU in it ${Math.round(loop.cpuInLongestMs)} of ${Math.round(loop.longestGapMs)} ms; longest GC ${Math.round(loop.maxGcMs)} ms)`);
         r.reps.push(m);
         const answered = m.ok + m.errors;
-        ctx.log(`  ${m.ok} OK, ${m.errors} refused or failed, relay accepted ${m.sinkAccepted}, peak RSS ${m.serverRssMb} MB, longest stall ${Math.round(stall)} ms`);
+        ctx.log(`  ${m.ok} OK, ${m.errors} refused or failed, relay accepted ${m.sinkAccepted}, peak RSS ${Math.round(m.serverRssMb ?? NaN)} MB, longest stall ${stalls[stalls.length - 1]}`);
         targets.push(
-          { name: `memory (${kind}, rep ${rep + 1}): peak RSS`, figure: `${m.serverRssMb} MB`, limit: `≤ ${limitMb} MB`, holds: (m.serverRssMb ?? Infinity) <= limitMb },
+          { name: `memory (${kind}, rep ${rep + 1}): peak RSS`, figure: `${Math.round(m.serverRssMb ?? NaN)} MB`, limit: `≤ ${limitMb} MB`, holds: (m.serverRssMb ?? Infinity) <= limitMb },
           { name: `memory (${kind}, rep ${rep + 1}): longest event-loop stall`, figure: `${Math.round(stall)} ms`, limit: '≤ 200 ms', holds: stall <= 200 },
           { name: `memory (${kind}, rep ${rep + 1}): every call answered`, figure: `${answered} of 2000`, limit: '2000', holds: answered === 2000 },
           { name: `memory (${kind}, rep ${rep + 1}): OK replies = relay's count`, figure: `${m.ok} / ${m.sinkAccepted}`, limit: 'equal', holds: m.ok === m.sinkAccepted },
         );
       }
       extra.push([`memory budget, ${kind}: errors seen`, r.reps.flatMap((m) => m.errorSamples).slice(0, 2).join(' | ') || 'none']);
-      extra.push([`memory budget, ${kind}: longest stalls`, `${stalls.join(', ')} ms`]);
+      extra.push([`memory budget, ${kind}: longest stalls, ms`, stalls.join('; ')]);
     }
   } finally {
     await svc.stop();
