@@ -25,7 +25,9 @@ const profile = process.argv.includes('--profile');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
-const REPS = quick ? 1 : 3;
+// --reps=N: more repetitions narrow the median on a noisy machine
+const repsArg = process.argv.find((a) => a.startsWith('--reps='))?.slice('--reps='.length);
+const REPS = repsArg !== undefined ? Math.max(1, Number.parseInt(repsArg, 10) || 1) : quick ? 1 : 3;
 const N = {
   mail: quick ? 2000 : 6000,
   mailWarm: quick ? 300 : 600,
