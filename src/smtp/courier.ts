@@ -50,10 +50,15 @@ interface Successor {
   expiry: NodeJS.Timeout | undefined;
 }
 
+/** The session the courier sends on, with what it attached to it. */
+interface Attached {
+  readonly session: SmtpSession;
+  readonly deliveries: Deliveries;
+  readonly unsubscribe: () => void;
+}
+
 export class Courier {
-  private session: SmtpSession;
-  private deliveries: Deliveries;
-  private unsubscribe: () => void;
+  private current: Attached;
   private successor: Successor | undefined;
   private readonly abort = new AbortController();
   private closed = false;
@@ -64,18 +69,22 @@ export class Courier {
     private readonly options: SessionOptions & { readonly keepaliveMs: number },
     private readonly report: (event: CourierReport) => void,
   ) {
-    this.session = session;
+    this.current = this.attach(session);
+  }
+
+  private attach(session: SmtpSession): Attached {
     // Subscribed before the loss listener: on a loss the deliveries fail
     // what was under way first, so LOST always precedes their outcomes.
-    this.deliveries = new Deliveries(session);
-    this.unsubscribe = session.onLost((error) => report({ type: 'LOST', error }));
+    const deliveries = new Deliveries(session);
+    const unsubscribe = session.onLost((error) => this.report({ type: 'LOST', error }));
+    return { session, deliveries, unsubscribe };
   }
 
   handle(request: CourierRequest): void {
     switch (request.type) {
       case 'deliver': {
         const { job } = request;
-        this.deliveries.submit(job.message.envelope, job.message.raw).then(
+        this.current.deliveries.submit(job.message.envelope, job.message.raw).then(
           (reply) => this.report({ type: 'SENT', job, reply }),
           (err: unknown) => this.report({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
         );
@@ -141,21 +150,19 @@ export class Courier {
       }
       clearTimeout(successor.expiry);
       this.successor = undefined;
-      const old = this.session;
-      this.unsubscribe();
-      void old.quit();
-      this.session = next;
-      this.deliveries = new Deliveries(next);
-      this.unsubscribe = next.onLost((error) => this.report({ type: 'LOST', error }));
+      const old = this.current;
+      old.unsubscribe();
+      void old.session.quit();
+      this.current = this.attach(next);
       this.report({ type: 'HANDED_OVER', session: next });
     });
   }
 
   close(): void {
     this.closed = true;
-    this.unsubscribe();
+    this.current.unsubscribe();
     this.abort.abort();
-    this.session.destroy();
+    this.current.session.destroy();
     clearTimeout(this.successor?.expiry);
     this.successor?.session?.destroy();
   }
