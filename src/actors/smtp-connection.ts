@@ -278,18 +278,13 @@ export const smtpConnectionMachine = setup({
     },
     settle: sendTo('courier', { type: 'settle' } satisfies CourierRequest),
     handOver: sendTo('courier', { type: 'handover' } satisfies CourierRequest),
-    /** The courier's successor session is the connection's now: a fresh cap, and the relay already proven to take several. */
-    adoptSession: assign(({ context }, params: { session: SmtpSession }) => ({
-      session: params.session,
-      pipelining: params.session.pipelining,
-      chunking: params.session.chunking,
-      sent: 0,
-      submitted: 0,
-      cap: sessionCap(context.options.maxMessagesPerConnection),
-      predialing: false,
-      proven: true, // the old session carried at least PREDIAL_MIN_CAP
-    })),
-    startSession: assign(({ context }, params: { session: SmtpSession }) => ({
+    /**
+     * A session, dialled or handed over by the courier, is the connection's:
+     * a fresh cap. `proven`: the relay already took several on one session
+     * of this connection (a handed-over successor's predecessor carried at
+     * least PREDIAL_MIN_CAP).
+     */
+    startSession: assign(({ context }, params: { session: SmtpSession; proven: boolean }) => ({
       session: params.session,
       pipelining: params.session.pipelining,
       chunking: params.session.chunking,
@@ -298,7 +293,7 @@ export const smtpConnectionMachine = setup({
       submitted: 0,
       cap: sessionCap(context.options.maxMessagesPerConnection),
       predialing: false,
-      proven: false,
+      proven: params.proven,
       lastError: undefined,
       refused: false,
     })),
@@ -352,7 +347,7 @@ export const smtpConnectionMachine = setup({
         id: 'dial',
         src: 'dial',
         input: ({ context }) => context.options.session,
-        onDone: { target: 'authenticated', actions: { type: 'startSession', params: ({ event }) => ({ session: event.output }) } },
+        onDone: { target: 'authenticated', actions: { type: 'startSession', params: ({ event }) => ({ session: event.output, proven: false }) } },
         onError: { target: 'reconnecting', actions: { type: 'recordDialFailure', params: ({ event }) => ({ error: event.error }) } },
       },
       on: { SHUTDOWN: 'closed' },
@@ -456,7 +451,7 @@ export const smtpConnectionMachine = setup({
               on: {
                 HANDED_OVER: {
                   target: '#smtpConnection.authenticated.idle',
-                  actions: { type: 'adoptSession', params: ({ event }) => ({ session: event.session }) },
+                  actions: { type: 'startSession', params: ({ event }) => ({ session: event.session, proven: true }) },
                 },
                 NO_SUCCESSOR: { target: 'quitting', actions: { type: 'logNoSuccessor', params: ({ event }) => ({ error: event.error }) } },
               },
