@@ -50,6 +50,17 @@ export class CounterFamily<L extends string> extends Counter<L> {
     return entry.cell;
   }
 
+  /** A cell for each value of one label, by value: counters over a closed set (outcomes, codes). */
+  cellsBy<V extends string>(label: L, values: readonly V[]): Record<V, CounterCell> {
+    const out = {} as Record<V, CounterCell>;
+    for (const value of values) {
+      const labels: LabelValues<L> = {};
+      labels[label] = value;
+      out[value] = this.cell(labels);
+    }
+    return out;
+  }
+
   override async get(): Promise<Exposed<L>> {
     const base = await super.get();
     return { ...base, values: [...this.cells.values()].map(({ labels, cell }) => ({ labels, value: cell.n })) };

@@ -35,7 +35,8 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly grpcSeconds: HistogramFamily<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   private readonly calls = new Map<string, CallSeries>();
   private readonly deliveredTotal: CounterCell;
-  private readonly failedTotal: Partial<Record<ErrorCode, CounterCell>> = {};
+  /** Partial: a code from outside the catalogue (a bug) must not make counting throw */
+  private readonly failedTotal: Partial<Record<ErrorCode, CounterCell>>;
   private readonly attempts: Record<Attempt, CounterCell>;
   private readonly deliverySeconds: HistogramCell;
   private readonly reconnects: CounterCell;
@@ -78,14 +79,14 @@ export class PrometheusMetrics implements ServiceMetrics {
     });
     this.deliveredTotal = new CounterFamily({ name: 'mailroom_mail_delivered_total', help: 'Messages the relay accepted (250 to the final dot).', registers }).cell();
     const failed = new CounterFamily({ name: 'mailroom_mail_failed_total', help: 'Messages that failed, by error catalogue code.', labelNames: ['code'], registers });
-    for (const code of Object.keys(ERROR_CATALOGUE) as ErrorCode[]) this.failedTotal[code] = failed.cell({ code });
+    this.failedTotal = failed.cellsBy('code', Object.keys(ERROR_CATALOGUE) as ErrorCode[]);
     const attempts = new CounterFamily({
       name: 'mailroom_delivery_attempts_total',
       help: 'Messages handed to the relay, by how each attempt ended (counted when its message settles).',
       labelNames: ['outcome'],
       registers,
     });
-    this.attempts = { delivered: attempts.cell({ outcome: 'delivered' }), transient: attempts.cell({ outcome: 'transient' }), permanent: attempts.cell({ outcome: 'permanent' }) };
+    this.attempts = attempts.cellsBy('outcome', ['delivered', 'transient', 'permanent']);
     this.deliverySeconds = new HistogramFamily({
       name: 'mailroom_mail_delivery_seconds',
       help: "From a message's enqueueing to the relay's 250 to its final dot, seconds.",
@@ -94,9 +95,9 @@ export class PrometheusMetrics implements ServiceMetrics {
     }).cell();
     this.reconnects = new CounterFamily({ name: 'mailroom_smtp_reconnects_total', help: 'Times a connection lost its session or failed a dial, and dialled again.', registers }).cell();
     const sends = new CounterFamily({ name: 'mailroom_otp_sent_total', help: 'SendCode calls by outcome: sent, refused (a limit), failed (the mail), invalid (the request).', labelNames: ['outcome'], registers });
-    this.otpSends = { sent: sends.cell({ outcome: 'sent' }), refused: sends.cell({ outcome: 'refused' }), failed: sends.cell({ outcome: 'failed' }), invalid: sends.cell({ outcome: 'invalid' }) };
+    this.otpSends = sends.cellsBy('outcome', ['sent', 'refused', 'failed', 'invalid']);
     const checks = new CounterFamily({ name: 'mailroom_otp_checks_total', help: 'ValidateCode calls by result: valid, invalid, refused (a limit or the request), failed.', labelNames: ['result'], registers });
-    this.otpChecks = { valid: checks.cell({ result: 'valid' }), invalid: checks.cell({ result: 'invalid' }), refused: checks.cell({ result: 'refused' }), failed: checks.cell({ result: 'failed' }) };
+    this.otpChecks = checks.cellsBy('result', ['valid', 'invalid', 'refused', 'failed']);
     new Gauge({
       name: 'mailroom_otp_live_codes',
       help: 'OTP codes stored and not yet swept (NaN with Redis, which expires them itself and keeps no count).',
