@@ -50,29 +50,8 @@ const OPTIONS = {
   help: { type: 'boolean', default: false },
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
-interface Values {
-  readonly address?: string;
-  readonly 'deadline-ms': string;
-  readonly token?: string;
-  readonly 'tls-ca'?: string;
-  readonly 'tls-cert'?: string;
-  readonly 'tls-key'?: string;
-  readonly to: string;
-  readonly subject: string;
-  readonly body?: string;
-  readonly 'body-file'?: string;
-  readonly html?: string;
-  readonly 'html-file'?: string;
-  readonly cc: string[];
-  readonly bcc: string[];
-  readonly 'reply-to': string;
-  readonly 'idempotency-key': string;
-  readonly email: string;
-  readonly code: string;
-  readonly repeat: string;
-  readonly concurrency: string;
-  readonly help: boolean;
-}
+/** The parsed options, typed from OPTIONS by parseArgs itself. */
+type Values = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
 /** A whole number option of at least 1. */
 function count(values: Values, name: 'repeat' | 'concurrency' | 'deadline-ms'): number {
