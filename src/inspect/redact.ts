@@ -6,6 +6,7 @@
 // raw messages, replies (resolvers), templates. Addresses are masked
 // (a***@example.com) unless INSPECT_SHOW_ADDRESSES=true; long strings are
 // cut; depth and array length are bounded.
+import type { Redacted } from '../../page/protocol.js';
 
 /** Keys whose values may leave, recursively filtered themselves. */
 const ALLOWED = new Set([
@@ -24,8 +25,6 @@ const ALLOWED = new Set([
   'resendCooldownMs', 'cleanupMs', 'returnCode',
 ]);
 
-import type { Redacted } from '../../page/protocol.js';
-
 const MAX_STRING = 200;
 const MAX_ITEMS = 20;
 const MAX_DEPTH = 5;
@@ -37,7 +36,6 @@ export interface RedactOptions {
   /** levels kept; deeper values read '…' (default 5) */
   readonly depth?: number;
 }
-
 
 function text(s: string, o: RedactOptions): string {
   const masked = o.showAddresses || !s.includes('@') ? s : s.replace(ADDRESS, '$1***@$2');

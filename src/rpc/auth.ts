@@ -7,11 +7,11 @@
 // per-caller caps and idempotency keys.
 import * as grpc from '@grpc/grpc-js';
 import { MailroomError } from '../errors.js';
+import { toServiceError } from './status.js';
 import type { TokenTable } from './tokens.js';
 
 /** What grpc-js knows of a call's transport (ServerInterceptingCall.getAuthContext). */
 type AuthContext = ReturnType<grpc.ServerInterceptingCall['getAuthContext']>;
-import { toServiceError } from './status.js';
 
 export const CALLER_KEY = 'mailroom-caller';
 const HEALTH = '/grpc.health.v1.Health/';
