@@ -54,17 +54,18 @@ function reset(infos: readonly ActorInfo[], now: number): void {
   $('log').querySelector('tbody')?.replaceChildren();
 }
 
+/** A redacted value's fields, when it is an object. */
+function fields(value: Redacted | undefined): { readonly [key: string]: Redacted } | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
+}
+
 /** The SMTP code an event carries: a delivery's reply, or a refusal's. */
 function smtpCode(data: Redacted | undefined): number | undefined {
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) return undefined;
-  const reply = data.reply;
-  if (reply !== null && typeof reply === 'object' && !Array.isArray(reply) && typeof reply.code === 'number') return reply.code;
-  const error = data.error;
-  if (error !== null && typeof error === 'object' && !Array.isArray(error)) {
-    const smtp = error.smtp;
-    if (smtp !== null && typeof smtp === 'object' && !Array.isArray(smtp) && typeof smtp.code === 'number') return smtp.code;
-  }
-  return undefined;
+  const event = fields(data);
+  const replied = fields(event?.reply)?.code;
+  if (typeof replied === 'number') return replied;
+  const refused = fields(fields(event?.error)?.smtp)?.code;
+  return typeof refused === 'number' ? refused : undefined;
 }
 
 function apply(r: InspectRecord): void {
