@@ -62,6 +62,8 @@ test('the page shows five connections authenticated, each on its chart', async (
   await page.waitForSelector('#chart svg[data-machine="smtpConnection"] g.state.active[data-state="smtpConnection.authenticated"]');
   await sendMail(svc, { to: 'watch@example.com', subject: 'seen', body: 'b' });
   await page.waitForFunction("[...document.querySelectorAll('#log tbody td')].some((td) => td.textContent === 'SENT')", undefined, { timeout: 5000 });
+  // The connection that sent it shows the relay's reply code on its timeline.
+  await page.waitForFunction("/SMTP (\\d+ )*250/.test(document.getElementById('timelines').textContent)", undefined, { timeout: 5000 });
   await shot('live');
 });
 
