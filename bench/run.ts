@@ -19,14 +19,16 @@ import { startRedis } from '../test/redis-server.js';
 import { inspectorCost } from './inspect.js';
 import { distanceScenarios } from './distance.js';
 
+/** The value of `--name=value` on the command line, if given. */
+const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
 // --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance runs some groups (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
-const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
-const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
+const baseline = arg('baseline');
 // --reps=N: more repetitions narrow the median on a noisy machine
-const repsArg = process.argv.find((a) => a.startsWith('--reps='))?.slice('--reps='.length);
+const repsArg = arg('reps');
 const REPS = repsArg !== undefined ? Math.max(1, Number.parseInt(repsArg, 10) || 1) : quick ? 1 : 3;
 const N = {
   mail: quick ? 2000 : 6000,
@@ -260,7 +262,7 @@ async function main(): Promise<void> {
 
   // ---- round trips: the senders at 0, 20 and 50 ms from the relay ------------
   if (want('distance')) {
-    const rtts = (process.argv.find((a) => a.startsWith('--rtt='))?.slice('--rtt='.length) ?? '0,20,50').split(',').map(Number);
+    const rtts = (arg('rtt') ?? '0,20,50').split(',').map(Number);
     const out = await distanceScenarios({ reps: REPS, quick, pki, rtts, seedBin: SEED_BIN, log, row });
     ratios.push(...out.ratios);
     targets.push(...out.targets);
@@ -305,7 +307,7 @@ async function main(): Promise<void> {
   if (baseline !== undefined && (only === undefined || only.includes('ab'))) {
     log(`A/B against the build in ${baseline}`);
     // --scenarios=send-c15,send-c100 runs some of them
-    const scenarios = process.argv.find((a) => a.startsWith('--scenarios='))?.slice('--scenarios='.length).split(',') as AbScenario[] | undefined;
+    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
     const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
     ratios.push(...out);
     extra.push(['A/B baseline', baseline]);
