@@ -17,6 +17,7 @@ export function supervisorOptions(config: Config, relay: { readonly host: string
     queueTimeoutMs: queue.queueTimeoutMs,
     retryBaseMs: smtp.backoffBaseMs,
     retryMaxMs: smtp.backoffMaxMs,
+    unreachableAfterMs: smtp.unreachableAfterMs,
     // QUIT after the drain is a courtesy: it must not stretch the shutdown
     // by a whole command timeout (30 s by default) past its deadline.
     closeTimeoutMs: Math.min(smtp.session.commandTimeoutMs, 2000),

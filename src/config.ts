@@ -56,6 +56,8 @@ export interface Config {
     readonly pipelineDepth: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
+    /** the pool down this long, every dial refused: calls fail at once */
+    readonly unreachableAfterMs: number;
   };
   readonly mail: {
     /** From header and envelope sender */
@@ -283,6 +285,7 @@ export function loadConfig(env: Env): Config {
       pipelineDepth: r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64),
       backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
       backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
+      unreachableAfterMs: r.int('SMTP_UNREACHABLE_AFTER_MS', 15_000, 0, 3_600_000),
     },
     mail: {
       from,

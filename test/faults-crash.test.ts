@@ -52,6 +52,7 @@ test('a connection actor that throws is replaced; its job goes through on anothe
         queueTimeoutMs: 5000,
         retryBaseMs: 10,
         retryMaxMs: 50,
+        unreachableAfterMs: 15_000,
         closeTimeoutMs: 500,
         connection: {
           keepaliveMs: 10,

@@ -43,6 +43,8 @@ export interface SupervisorOptions {
   readonly queueTimeoutMs: number;
   readonly retryBaseMs: number;
   readonly retryMaxMs: number;
+  /** once the pool has been down this long with every last dial refused, calls fail at once instead of waiting */
+  readonly unreachableAfterMs: number;
   /** how long closing connections may take to QUIT after the drain */
   readonly closeTimeoutMs: number;
   readonly connection: ConnectionOptions;
@@ -87,6 +89,8 @@ interface SupervisorContext {
   unreachableCode: ErrorCode | undefined;
   /** whether any connection ever came up; after that, health changes speak for the pool */
   reachedOnce: boolean;
+  /** epoch ms when the pool last lost its last connection */
+  downSince: number;
 }
 
 /** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */
@@ -166,14 +170,22 @@ export const supervisorMachine = setup({
   delays: {
     shutdownTimeout: ({ context }) => context.shutdownTimeoutMs,
     closeTimeout: ({ context }) => context.options.closeTimeoutMs,
+    /** what is left of SMTP_UNREACHABLE_AFTER_MS since the pool went down */
+    unreachableAfter: ({ context }) => Math.max(0, context.options.unreachableAfterMs - (Date.now() - context.downSince)),
   },
   guards: {
     allUp: ({ context }) => context.pool.up === context.options.workers,
     partlyUp: ({ context }) => context.pool.up > 0 && context.pool.up < context.options.workers,
     noneUp: ({ context }) => context.pool.up === 0,
     allTried: ({ context }) => context.pool.allTried,
-    /** no connection is up and every one's last dial found the relay unreachable or refusing: calls fail at once instead of waiting for it */
-    unreachable: ({ context }) => context.pool.unreachable,
+    /**
+     * No connection is up, every one's last dial found the relay unreachable
+     * or refusing, and that has lasted SMTP_UNREACHABLE_AFTER_MS (or the relay
+     * was never reached): calls fail at once instead of waiting for it. A
+     * relay that restarts is back before then, and the calls meanwhile wait.
+     */
+    unreachable: ({ context }) =>
+      context.pool.unreachable && (!context.reachedOnce || Date.now() - context.downSince >= context.options.unreachableAfterMs),
     /** a connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times */
     stale: ({ context }, params: { job: MailJob; error: MailroomError }) =>
       params.error.code === 'ESTALE' && params.job.staleRequeues < context.options.maxAttempts,
@@ -239,6 +251,9 @@ export const supervisorMachine = setup({
       for (const job of params.jobs) job.reject(error);
     },
     logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
+    markPoolDown: ({ context }) => {
+      context.downSince = Date.now();
+    },
     logPoolDown: ({ context }) => {
       // A relay never reached was reported as such already (markDown).
       if (!context.reachedOnce) return;
@@ -375,6 +390,7 @@ export const supervisorMachine = setup({
       shutdownTimeoutMs: 0,
       unreachableCode: undefined,
       reachedOnce: false,
+      downSince: Date.now(),
     };
   },
   invoke: [
@@ -480,7 +496,7 @@ export const supervisorMachine = setup({
           ],
         },
         down: {
-          entry: 'logPoolDown',
+          entry: ['markPoolDown', 'logPoolDown'],
           always: [
             { guard: 'allUp', target: 'up' },
             { guard: 'partlyUp', target: 'degraded' },
@@ -490,6 +506,8 @@ export const supervisorMachine = setup({
             // Connections dial again after a loss or a handshake cut short: calls wait for them.
             redialling: {
               always: { guard: 'unreachable', target: 'unreachable' },
+              // the guard is judged again once the outage has lasted long enough
+              after: { unreachableAfter: { guard: 'unreachable', target: 'unreachable' } },
             },
             unreachable: {
               entry: 'failQueuedUnreachable',
