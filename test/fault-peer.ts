@@ -89,6 +89,8 @@ export interface FaultPeerOptions {
   readonly auth?: { user: string; pass: string };
   /** offer CHUNKING (RFC 3030) and take BDAT */
   readonly chunking?: boolean;
+  /** offer PIPELINING (RFC 2920); default true. Without it, a command sent before the reply to the one before is a violation */
+  readonly pipelining?: boolean;
   readonly script?: Script;
 }
 
@@ -256,6 +258,9 @@ class PeerSession {
       if (i < 0) break;
       const line = this.buffer.slice(0, i);
       this.buffer = this.buffer.slice(i + 2);
+      if (this.peer.options.pipelining === false && this.dataLines === undefined && (this.busy || this.lines.length > 0)) {
+        this.peer.violations.push(`conn ${this.info.n}: "${line.split(' ')[0] ?? ''}" sent before the reply to the command before it, without PIPELINING`);
+      }
       const bdat = this.peer.options.chunking === true ? /^BDAT (\d+)( LAST)?$/i.exec(line) : null;
       if (bdat !== null) {
         this.chunkLine = { text: line, size: Number(bdat[1]) };
@@ -376,7 +381,7 @@ class PeerSession {
         await this.run(stage, arg, () => {
           this.ehloDone = true;
           this.tx = undefined;
-          const ext = ['250-fault-peer', '250-PIPELINING', '250-8BITMIME', '250-SMTPUTF8', '250-SIZE 67108864'];
+          const ext = ['250-fault-peer', ...(this.peer.options.pipelining === false ? [] : ['250-PIPELINING']), '250-8BITMIME', '250-SMTPUTF8', '250-SIZE 67108864'];
           if (this.peer.options.chunking === true) ext.push('250-CHUNKING');
           if (this.peer.options.tls !== undefined && !this.info.tls) ext.push('250-STARTTLS');
           if (this.peer.options.auth !== undefined) ext.push('250-AUTH PLAIN LOGIN');

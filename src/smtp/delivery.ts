@@ -171,6 +171,8 @@ export class Deliveries {
       if (reset.code !== 250) session.destroy(replyError(reset, 'rset'));
     };
     const mail = await session.exchange('mail', commandTimeoutMs, `MAIL FROM:<${message.envelope.from}>\r\n`);
+    // From here the relay has seen the message: a loss counts an attempt, as on the pipelined path.
+    message.answered = true;
     if (mail.code !== 250) return refused(mail, 'mail');
     for (const rcpt of message.envelope.to) {
       const reply = await session.exchange('rcpt', commandTimeoutMs, `RCPT TO:<${rcpt}>\r\n`);
@@ -203,8 +205,8 @@ export class Deliveries {
   private failAll(err: MailroomError): void {
     let first = true;
     for (const message of this.queue.splice(0)) {
-      if (message.phase === 'content') message.reject(message.answered ? err : staleIfUnanswered(err));
-      else if (first && message.phase === 'envelope') message.reject(staleIfUnanswered(err));
+      if (message.answered) message.reject(message.phase === 'content' ? unconfirmed(err) : err);
+      else if (message.phase === 'content' || (first && message.phase === 'envelope')) message.reject(staleIfUnanswered(err));
       else message.reject(stale(err));
       first = false;
     }
@@ -227,6 +229,11 @@ function wholeOutcome(mail: SmtpReply, rcpt: SmtpReply, bdat: SmtpReply): SmtpRe
  */
 function staleIfUnanswered(err: MailroomError): MailroomError {
   return isDeparture(err) ? stale(err) : err;
+}
+
+/** The message went out whole and the session was lost before the relay's reply: SMTP's one ambiguous case, said as such. */
+function unconfirmed(err: MailroomError): MailroomError {
+  return new MailroomError(err.code, `${err.message} after the message was sent, before the relay confirmed it (it may have been delivered)`, { cause: err, smtp: err.smtp });
 }
 
 function stale(err: MailroomError): MailroomError {
