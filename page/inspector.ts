@@ -19,7 +19,9 @@ const LOG_ROWS = 500;
 const COLORS = ['#0a7a55', '#1a4d8f', '#b54708', '#7a2e8e', '#6b7280', '#c11574', '#0e7090', '#4e5ba6', '#99700a', '#b42318'];
 
 const actors = new Map<string, Actor>();
-const charts = new Map<string, Promise<string>>();
+const charts = new Map<string, Promise<SVGSVGElement | undefined>>();
+/** the machines the live inspector named: a recording may only ask for these charts */
+const knownMachines = new Set<string>();
 let selected = 'supervisor';
 let paused = false;
 let live: EventSource | undefined;
@@ -128,6 +130,29 @@ function renderActors(): void {
   }
 }
 
+/**
+ * A chart as an SVG element, parsed as SVG (never as HTML): only a machine
+ * the live inspector named, its name encoded, so a recording cannot point
+ * the fetch elsewhere; scripts, foreign content and event handlers are
+ * dropped, should a chart ever hold any.
+ */
+function loadChart(machine: string): Promise<SVGSVGElement | undefined> {
+  if (!knownMachines.has(machine)) return Promise.resolve(undefined);
+  return fetch(`/charts/${encodeURIComponent(machine)}.svg`)
+    .then((r) => (r.ok && (r.headers.get('content-type') ?? '').startsWith('image/svg+xml') ? r.text() : ''))
+    .then((text) => {
+      const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+      const root = doc.documentElement;
+      if (!(root instanceof SVGSVGElement)) return undefined;
+      for (const bad of root.querySelectorAll('script, foreignObject')) bad.remove();
+      for (const el of [root, ...root.querySelectorAll('*')]) {
+        for (const attr of [...el.attributes]) if (/^on/i.test(attr.name) || /^\s*javascript:/i.test(attr.value)) el.removeAttribute(attr.name);
+      }
+      return document.importNode(root, true);
+    })
+    .catch(() => undefined);
+}
+
 async function renderChart(): Promise<void> {
   const a = actors.get(selected);
   const machine = a?.info.machine;
@@ -136,10 +161,12 @@ async function renderChart(): Promise<void> {
   if (holder.dataset.machine !== machine) {
     let svg = charts.get(machine);
     if (svg === undefined) {
-      svg = fetch(`/charts/${machine}.svg`).then((r) => r.text());
+      svg = loadChart(machine);
       charts.set(machine, svg);
     }
-    holder.innerHTML = await svg;
+    const chart = await svg;
+    if (chart === undefined) holder.replaceChildren(text('p', `no chart for ${machine}`));
+    else holder.replaceChildren(chart.cloneNode(true));
     holder.dataset.machine = machine;
   }
   $('chart-title').textContent = `${selected} · ${machine}`;
@@ -228,6 +255,7 @@ function goLive(): void {
   live = new EventSource('/stream');
   live.addEventListener('hello', (e) => {
     const hello = JSON.parse((e as MessageEvent<string>).data) as Hello;
+    for (const m of hello.machines) knownMachines.add(m);
     reset(hello.actors, Date.now());
     for (const r of hello.records.filter((r) => r.kind === 'step' || r.kind === 'event').slice(-LOG_ROWS)) logRow(r);
     mode.textContent = 'live';

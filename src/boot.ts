@@ -158,6 +158,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   // With REDIS_URL, codes and idempotency keys are shared by replicas; the
   // service starts whether Redis answers yet or not (health says when).
   const otpConfig = config.otp;
+  const hasher = new CodeHasher(otpConfig.secret);
   const shared =
     config.redis === undefined
       ? undefined
@@ -165,6 +166,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
           log,
           idempotencyWindowMs: config.queue.idempotencyWindowMs,
           otp: otpConfig,
+          hasher,
           clock: options.clock,
         });
   const redis = shared?.link;
@@ -173,7 +175,6 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const budget = new MemoryBudget(config.queue.maxBytes);
   const idempotency = shared?.idempotency ?? new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock);
   const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
-  const hasher = new CodeHasher(otpConfig.secret);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     id: 'otp',
     ...inspect,
@@ -204,18 +205,19 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         calls,
         hasher,
         codeLength: otpConfig.length,
-        maxSendsPerMinute: otpConfig.maxSendsPerMinute,
-        maxChecksPerSecond: otpConfig.maxChecksPerSecond,
+        limits: otpConfig,
         metrics,
         log: rpcLog,
       }),
     },
     { mail: config.mail, ...config.grpc },
     {
-      onCall: (peer) => listener?.started(peer),
       sendMailAdmission,
       // Metrics innermost: every status passes it, the refusals of the others included.
-      interceptors: [...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]), access.interceptor()],
+      interceptors: [
+        ...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]),
+        access.interceptor({ authenticated: (peer) => listener?.authenticated(peer), refused: (peer) => listener?.refused(peer) }),
+      ],
     },
     rpcLog,
   );
@@ -282,8 +284,15 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   };
 
   const reload = (): void => {
-    const reread = access.reload();
-    log.info(reread.length > 0 ? `SIGHUP: re-read ${reread.join(' and ')}` : 'SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
+    const { reread, kept } = access.reload();
+    if (reread.length === 0 && kept.length === 0) {
+      log.info('SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
+      return;
+    }
+    const done = reread.length > 0 ? `re-read ${reread.join(' and ')}` : 're-read nothing';
+    const why = kept.length > 0 ? `; kept ${kept.join(' and ')} as loaded before (it did not load: see the error above)` : '';
+    if (kept.length > 0) log.warn(`SIGHUP: ${done}${why}`);
+    else log.info(`SIGHUP: ${done}`);
   };
 
   return { config, port, supervisor, otp, capture, health, metricsPort: sidePorts.metricsPort, inspectPort: sidePorts.inspectPort, redis, log, failed, shutdown, reload };

@@ -38,6 +38,8 @@ export interface Config {
         readonly port: number | undefined;
         readonly buffer: number;
         readonly showAddresses: boolean;
+        /** pages streaming at once */
+        readonly maxClients: number;
         /** INSPECT=stately: where the Stately bridge sends; undefined: no bridge */
         readonly statelyUrl: string | undefined;
       }
@@ -82,10 +84,14 @@ export interface Config {
   };
   readonly grpc: {
     readonly maxConnections: number;
+    /** open connections from one address (IPv6: one /64) */
+    readonly maxConnectionsPerPeer: number;
+    /** calls on one connection that may fail authentication before it is closed */
+    readonly maxAuthFailures: number;
     readonly maxStreamsPerConnection: number;
     /** a connection with no call for this long is closed */
     readonly idleTimeoutMs: number;
-    /** a connection that has started no call this long after it was accepted is closed */
+    /** a connection that has made no authenticated call this long after it was accepted is closed */
     readonly handshakeTimeoutMs: number;
     /** a call whose request has not fully arrived this long after it began is ended */
     readonly receiveTimeoutMs: number;
@@ -97,10 +103,14 @@ export interface Config {
     readonly maxAttempts: number;
     readonly resendCooldownMs: number;
     readonly maxSendsPerHour: number;
-    /** codes sent per minute by the whole service; 0: no cap */
+    /** codes sent per minute by one caller; 0: no cap */
     readonly maxSendsPerMinute: number;
-    /** ValidateCode calls per second for the whole service; 0: no cap */
+    /** ValidateCode calls per second by one caller; 0: no cap */
     readonly maxChecksPerSecond: number;
+    /** codes sent per hour for one caller's `mailroom-rate-key`; 0: no cap */
+    readonly maxSendsPerKeyPerHour: number;
+    /** ValidateCode calls per minute for one caller's `mailroom-rate-key`; 0: no cap */
+    readonly maxChecksPerKeyPerMinute: number;
     /** undefined: a random key per process */
     readonly secret: string | undefined;
     readonly returnCode: boolean;
@@ -255,6 +265,7 @@ export function loadConfig(env: Env): Config {
           port: inspectPort,
           buffer: r.int('INSPECT_BUFFER', 10_000, 100, 1_000_000),
           showAddresses: r.bool('INSPECT_SHOW_ADDRESSES', false),
+          maxClients: r.int('INSPECT_MAX_CLIENTS', 8, 1, 1_000),
           statelyUrl: stately ? (r.raw('INSPECT_STATELY_URL') ?? 'ws://localhost:8080') : undefined,
         };
 
@@ -306,6 +317,8 @@ export function loadConfig(env: Env): Config {
     },
     grpc: {
       maxConnections: r.int('MAX_GRPC_CONNECTIONS', 1_000, 1, 100_000),
+      maxConnectionsPerPeer: r.int('MAX_GRPC_CONNECTIONS_PER_PEER', 100, 1, 100_000),
+      maxAuthFailures: r.int('GRPC_MAX_AUTH_FAILURES', 10, 1, 1_000_000),
       maxStreamsPerConnection: r.int('GRPC_MAX_STREAMS_PER_CONNECTION', 100, 1, 10_000),
       idleTimeoutMs: r.int('GRPC_IDLE_TIMEOUT_MS', 300_000, 1_000, 86_400_000),
       handshakeTimeoutMs: r.int('GRPC_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -319,7 +332,9 @@ export function loadConfig(env: Env): Config {
       resendCooldownMs: seconds('OTP_RESEND_COOLDOWN_SECONDS', 30, 0, DAY_SECONDS),
       maxSendsPerHour: r.int('OTP_MAX_SENDS_PER_HOUR', 10, 1, 10_000),
       maxSendsPerMinute: r.int('OTP_MAX_SENDS_PER_MINUTE', 300, 0, 10_000_000),
-      maxChecksPerSecond: r.int('OTP_MAX_CHECKS_PER_SECOND', 100, 0, 10_000_000),
+      maxChecksPerSecond: r.int('OTP_MAX_CHECKS_PER_SECOND', 2_000, 0, 10_000_000),
+      maxSendsPerKeyPerHour: r.int('OTP_MAX_SENDS_PER_KEY_PER_HOUR', 0, 0, 10_000_000),
+      maxChecksPerKeyPerMinute: r.int('OTP_MAX_CHECKS_PER_KEY_PER_MINUTE', 0, 0, 10_000_000),
       secret: r.secret('OTP_SECRET', 32),
       returnCode: r.bool('OTP_RETURN_CODE', false),
       subjectTemplate: r.template('OTP_SUBJECT', 'Your code: {{code}}'),

@@ -32,7 +32,7 @@ export async function openSidePorts(config: Config, prometheus: PrometheusMetric
     }
     if (inspection !== undefined && config.inspect?.port !== undefined) {
       const { serveInspector } = await import('./inspect/server.js');
-      inspector = await serveInspector(inspection, config.inspect.port, log.child({ component: 'inspector' }));
+      inspector = await serveInspector(inspection, config.inspect.port, log.child({ component: 'inspector' }), { maxClients: config.inspect.maxClients });
       log.info(`inspector on http://127.0.0.1:${inspector.port}/ (loopback only: ssh -L or kubectl port-forward to reach it)`);
     }
   } catch (err) {

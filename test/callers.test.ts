@@ -129,6 +129,9 @@ test('SIGHUP re-reads AUTH_TOKENS_FILE; a bad file keeps the tokens loaded befor
   await send(c.mail, req, bearer(rotated));
   const complaint = logs.entries.find((e) => e.message.startsWith('SIGHUP: AUTH_TOKENS_FILE not re-read'));
   assert.match(String(complaint?.reason), /the token of shop has 5 characters/);
+  const summary = logs.entries.at(-1);
+  assert.equal(summary?.message, 'SIGHUP: re-read nothing; kept AUTH_TOKENS_FILE as loaded before (it did not load: see the error above)');
+  assert.ok(!logs.entries.some((e) => e.message.includes('nothing to re-read')), 'a file that is there and did not load is not "nothing to re-read"');
   assert.ok(!logs.lines.join('\n').includes(rotated), 'no token in any log line');
 });
 

@@ -125,6 +125,7 @@ test('usage errors exit 2 with a message naming what was wrong, never a stack tr
     [['send', '--to', 'a@example.com', '--subject', 's', '--tls-cert', '/x.pem'], /^mailroom: --tls-cert and --tls-key: give both/],
     [['frobnicate'], /^mailroom: unknown command "frobnicate"/],
     [[], /^mailroom: no command/],
+    [['send', '--to', 'a@example.com', '--subject', 's', '--token', 'tok-SECRET-1\rx'], /^mailroom: --token: expected printable ASCII without spaces or line breaks \(the value is not shown\)/],
   ];
   for (const [args, message] of cases) {
     const { code, stdout, stderr } = await client(args);
@@ -133,6 +134,7 @@ test('usage errors exit 2 with a message naming what was wrong, never a stack tr
     assert.match(stderr, message, args.join(' '));
     assert.match(stderr, /\nusage:/);
     assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    assert.doesNotMatch(stderr, /SECRET/, 'a token is never printed');
   }
   const help = await client(['--help']);
   assert.equal(help.code, 0);

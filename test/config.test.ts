@@ -182,8 +182,8 @@ test('REDIS_URL: redis://, rediss:// or a socket path, and only with OTP_SECRET 
 
 test('INSPECT_PORT or INSPECT=stately turn inspection on; unset, there is none', () => {
   assert.equal(loadConfig({}).inspect, undefined);
-  assert.deepEqual(loadConfig({ INSPECT_PORT: '0' }).inspect, { port: 0, buffer: 10_000, showAddresses: false, statelyUrl: undefined });
-  assert.deepEqual(loadConfig({ INSPECT: 'stately', INSPECT_BUFFER: '500' }).inspect, { port: undefined, buffer: 500, showAddresses: false, statelyUrl: 'ws://localhost:8080' });
+  assert.deepEqual(loadConfig({ INSPECT_PORT: '0' }).inspect, { port: 0, buffer: 10_000, showAddresses: false, maxClients: 8, statelyUrl: undefined });
+  assert.deepEqual(loadConfig({ INSPECT: 'stately', INSPECT_BUFFER: '500' }).inspect, { port: undefined, buffer: 500, showAddresses: false, maxClients: 8, statelyUrl: 'ws://localhost:8080' });
   assert.match(problems({ INSPECT: 'yes' }), /INSPECT="yes": expected one of off, stately/);
   assert.match(problems({ INSPECT_PORT: '0', INSPECT_BUFFER: '5' }), /INSPECT_BUFFER="5": expected a whole number from 100 to 1000000/);
 });

@@ -12,6 +12,17 @@ import { relayEnv, sendMail, startService, startSmtp, type RunningService, type 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT = new URL('../../test-output/', import.meta.url);
 const PASSWORD = 'pw-MARKER-browser';
+/** what a hostile relay answers a recipient: markup that must stay text */
+const HOSTILE_REPLY = '5.1.1 <img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+const relayOptions = {
+  auth: { user: 'mailer', pass: PASSWORD },
+  extra: {
+    onRcptTo(address: { address: string }, _session: unknown, cb: (err?: Error | null) => void) {
+      if (address.address.startsWith('hostile')) cb(Object.assign(new Error(HOSTILE_REPLY), { responseCode: 550 }));
+      else cb();
+    },
+  },
+};
 let smtp: SmtpPeer;
 let svc: RunningService;
 let browser: Browser;
@@ -20,7 +31,7 @@ let page: Page;
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
   mkdirSync(OUT, { recursive: true });
-  smtp = await startSmtp({ auth: { user: 'mailer', pass: PASSWORD } });
+  smtp = await startSmtp(relayOptions);
   svc = await startService(
     relayEnv(smtp.port, { WORKERS: '5', EMAIL: 'mailer', APP_PASSWORD: PASSWORD, INSPECT_PORT: '0', SMTP_BACKOFF_BASE_MS: '100', SMTP_BACKOFF_MAX_MS: '300', SMTP_KEEPALIVE_MS: '60000' }),
   );
@@ -76,7 +87,7 @@ test('the relay stopped: the connections go reconnecting; back, they authenticat
     { timeout: 15_000 },
   );
   await shot('relay-down');
-  smtp = await startSmtp({ port, auth: { user: 'mailer', pass: PASSWORD } });
+  smtp = await startSmtp({ port, ...relayOptions });
   await page.waitForFunction(FIVE_AUTHENTICATED, undefined, { timeout: 15_000 });
   const timeline = await page.textContent('#timelines');
   assert.match(timeline ?? '', /reconnecting/);
@@ -106,6 +117,40 @@ test('an exported recording loads and steps through, record by record', async ()
   assert.match((await page.textContent('#position')) ?? '', new RegExp(`^24 / ${total}`));
   assert.ok((await page.$$('#log tbody tr')).length > 0, 'the log shows the steps replayed so far');
   await shot('replay');
+  await page.click('#live');
+  await page.waitForFunction("document.getElementById('mode').textContent === 'live'", undefined, { timeout: 5000 });
+});
+
+test('hostile relay text is shown as text: no element it names is made, no script it holds runs', async () => {
+  await sendMail(svc, { to: 'hostile@example.com', subject: 'refused', body: 'b' }).catch(() => undefined);
+  await page.waitForFunction("[...document.querySelectorAll('#log tbody td.data')].some((td) => td.textContent.includes('onerror'))", undefined, { timeout: 5000 });
+  assert.equal(await page.evaluate('window.__pwned'), undefined);
+  assert.equal((await page.$$('#log img, #log script')).length, 0, 'the reply became no element');
+  await shot('hostile-relay');
+});
+
+test('a hostile recording: it cannot choose what the page fetches, and nothing in it runs', async () => {
+  const requested: string[] = [];
+  const onRequest = (r: { url(): string }): void => void requested.push(r.url());
+  page.on('request', onRequest);
+  const evil = '../events.jsonl?';
+  const lines = [
+    { kind: 'header', exportedAt: new Date().toISOString(), machines: [evil], actors: [{ actor: 'evil', machine: evil, state: 'a' }] },
+    { seq: 1, t: Date.now(), kind: 'actor', actor: 'evil/<img src=x onerror="window.__pwned=3">', parent: 'evil', machine: evil, to: 'a' },
+    { seq: 2, t: Date.now(), kind: 'step', actor: 'evil', type: '<script>window.__pwned=4</script>', from: 'a', to: '<b>b</b>', data: { reason: '<img src=x onerror="window.__pwned=5">' } },
+    { seq: 3, t: Date.now(), kind: 'step', actor: 'evil', type: 'x', from: '<b>b</b>', to: { '<i>': 'c' }, data: { reply: { code: 250 } } },
+  ];
+  const file = new URL('inspector-hostile.jsonl', OUT).pathname;
+  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n'));
+  await page.setInputFiles('#load', file);
+  await page.waitForSelector('#mode.replay');
+  for (let i = 0; i < 3; i++) await page.click('#step');
+  await page.waitForFunction("document.getElementById('chart').textContent.includes('no chart for ../events.jsonl?')", undefined, { timeout: 5000 });
+  page.off('request', onRequest);
+  assert.deepEqual(requested.filter((u) => !u.includes('/context')), [], 'the recording made the page fetch nothing');
+  assert.equal(await page.evaluate('window.__pwned'), undefined);
+  assert.equal((await page.$$('main img, main script, #log img, #log script, #log b')).length, 0);
+  await shot('hostile-recording');
   await page.click('#live');
   await page.waitForFunction("document.getElementById('mode').textContent === 'live'", undefined, { timeout: 5000 });
 });

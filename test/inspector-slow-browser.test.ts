@@ -1,6 +1,8 @@
-// A browser that stops reading the inspector's stream must cost a bounded
-// amount of memory: once its unsent bytes pass the limit it is dropped,
-// while a browser that keeps reading is not, and the stream goes on. The
+// Browsers that cost the inspector without end are refused or dropped: one
+// that stops reading is dropped once its unsent bytes pass the limit (one
+// that keeps reading is not); beyond INSPECT_MAX_CLIENTS streams and two
+// exports the rest get 503; a page of another origin gets 403; and the
+// streams share one subscription, so a batch is serialised once. The
 // inspector runs here on a bus fed by a real actor, so the stream can be
 // flooded in a second instead of by thousands of mails.
 import { test } from 'node:test';
@@ -68,6 +70,48 @@ test('a browser that stops reading is dropped; one that reads keeps its stream',
   } finally {
     reading.close();
     stalled.destroy();
+    actor.stop();
+    await inspector.close();
+  }
+});
+
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; close: () => void }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
+      res.pause();
+      resolve({ status: res.statusCode ?? 0, close: () => req.destroy() });
+    });
+    req.on('error', (err) => (err.message === 'socket hang up' ? undefined : reject(err)));
+    req.end();
+  });
+}
+
+test('streams beyond INSPECT_MAX_CLIENTS and exports beyond two get 503; a foreign Origin gets 403; streams share one subscription', async () => {
+  const bus = new InspectionBus(50_000, { showAddresses: false });
+  const actor = createActor(toggle, { inspect: bus.inspect }).start();
+  for (let i = 0; i < 40_000; i++) actor.send({ type: 'TOGGLE' }); // an export of a few MB: it is still going out while the next ones ask
+  const inspector = await serveInspector(bus, 0, recordingLogger('warn').logger, { maxClients: 3 });
+  const open: { close: () => void }[] = [];
+  try {
+    for (const path of ['/stream', '/events.jsonl', '/']) {
+      assert.equal((await get(inspector.port, path, { origin: 'http://evil.example' })).status, 403, `${path} from another origin`);
+    }
+    assert.equal((await get(inspector.port, '/', { origin: `http://127.0.0.1:${inspector.port}` })).status, 200, 'its own page');
+    const streams = [];
+    for (let i = 0; i < 4; i++) streams.push(await get(inspector.port, '/stream'));
+    open.push(...streams);
+    assert.deepEqual(streams.map((s) => s.status), [200, 200, 200, 503]);
+    assert.equal(bus.subscribers, 1, 'three streams, one subscription: each batch is serialised once');
+    const exports = [];
+    for (let i = 0; i < 3; i++) exports.push(await get(inspector.port, '/events.jsonl'));
+    open.push(...exports);
+    assert.deepEqual(exports.map((s) => s.status), [200, 200, 503], 'two exports at once');
+    for (const s of open) s.close();
+    await sleep(100);
+    assert.equal(bus.subscribers, 0, 'the last stream gone, the subscription goes');
+    assert.equal((await get(inspector.port, '/stream')).status, 200, 'room again');
+  } finally {
+    for (const s of open) s.close();
     actor.stop();
     await inspector.close();
   }

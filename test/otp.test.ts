@@ -38,7 +38,7 @@ before(async () => {
     },
   });
   store = new InMemoryOtpStore({ lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 3 });
-  // The service-wide caps have a test of their own below; here they stay out of the way of 300 checks at once.
+  // The per-caller caps have tests of their own (below, and otp-caps.test.ts); here they stay out of the way.
   svc = await startService(relayEnv(smtp.port, { WORKERS: '2', OTP_MAX_SENDS_PER_HOUR: '3', OTP_MAX_CHECKS_PER_SECOND: '0', OTP_MAX_SENDS_PER_MINUTE: '0' }), { otpStore: store });
 });
 
@@ -229,7 +229,7 @@ test('12: malformed addresses and codes are INVALID_ARGUMENT and change nothing'
   assert.equal((await validateCode(svc, 'strict@example.com', code)).isValid, true);
 });
 
-test('OTP_MAX_CHECKS_PER_SECOND and OTP_MAX_SENDS_PER_MINUTE cap the whole service, whatever the address', async (t) => {
+test('OTP_MAX_CHECKS_PER_SECOND and OTP_MAX_SENDS_PER_MINUTE cap one caller, whatever the address', async (t) => {
   const capped = await startService(relayEnv(smtp.port, { WORKERS: '1', OTP_MAX_CHECKS_PER_SECOND: '5', OTP_MAX_SENDS_PER_MINUTE: '3' }));
   t.after(() => capped.close());
   const checks = await Promise.all(

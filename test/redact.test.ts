@@ -44,3 +44,24 @@ test('addresses are masked in every string unless INSPECT_SHOW_ADDRESSES; long s
   assert.ok(JSON.stringify(redact(deep, hidden)).includes('…'));
   assert.deepEqual(redact({ pending: new Map([[1, { otpCode: '1' }]]) }, hidden), { pending: { size: 1 } });
 });
+
+test("masking follows an address's structure: every legal local part is hidden but its first character", () => {
+  const cases: [string, string][] = [
+    ['leak{three}@mask.example', 'l***@mask.example'],
+    ['john!leak@mask.example', 'j***@mask.example'],
+    ["o'leary@mask.example", 'o***@mask.example'],
+    ['leak#evil@mask.example', 'l***@mask.example'],
+    ['a|b~c@mask.example', 'a***@mask.example'],
+    ['"john doe leak"@mask.example', '"***@mask.example'],
+    ['odd@local@mask.example', 'o***@mask.example'],
+    ['550 <bob.smith@example.org>: unknown, and "carol x"@example.net too', '550 <b***@example.org>: unknown, and "***@example.net too'],
+    ['mailto:dave@example.com', 'm***@example.com'],
+    ['no address here, just an @ sign', 'no address here, just an @ sign'],
+  ];
+  for (const [input, masked] of cases) assert.equal((redact({ reason: input }, hidden) as { reason: string }).reason, masked, input);
+  for (const [input] of cases.slice(0, 7)) {
+    const out = (redact({ reason: input }, hidden) as { reason: string }).reason;
+    const local = input.slice(1, input.lastIndexOf('@'));
+    assert.ok(!out.includes(local), `${input} → ${out} keeps none of its local part but the first character`);
+  }
+});

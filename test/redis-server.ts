@@ -12,6 +12,10 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port, empty. */
   start(): Promise<void>;
+  /** SIGSTOP: it keeps its sockets open and answers nothing (a hung Redis). */
+  pause(): void;
+  /** SIGCONT: it answers again, what it held included. */
+  resume(): void;
 }
 
 function reachable(port: number): Promise<boolean> {
@@ -50,5 +54,7 @@ export async function startRedis(): Promise<RedisServer> {
     url: `redis://127.0.0.1:${port}`,
     stop,
     start,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
   };
 }

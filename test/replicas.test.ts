@@ -26,8 +26,6 @@ const env = (extra: Record<string, string> = {}): Record<string, string> =>
     REDIS_TIMEOUT_MS: '500',
     OTP_SECRET: 'the same secret on every replica, 32+',
     OTP_LENGTH: String(LENGTH),
-    OTP_MAX_CHECKS_PER_SECOND: '0',
-    OTP_MAX_SENDS_PER_MINUTE: '0',
     OTP_RESEND_COOLDOWN_SECONDS: '0',
     ...extra,
   });
@@ -58,11 +56,38 @@ test('a code sent through A checks out once through B', async () => {
   assert.equal((await validateCode(b, 'one@example.com', code)).isValid, false);
 });
 
-test('300 concurrent checks of the right code over A and B: exactly one true', async () => {
+test('300 concurrent checks of the right code over A and B, at the default caps: exactly one true, 299 false, none refused', async () => {
   await sendCode(b, 'race@example.com');
   const code = await codeFromMail(smtp, 'race@example.com', LENGTH);
   const results = await Promise.all(Array.from({ length: 300 }, (_, i) => validateCode(i % 2 === 0 ? a : b, 'race@example.com', code)));
   assert.equal(results.filter((r) => r.isValid).length, 1);
+  assert.equal(results.filter((r) => !r.isValid).length, 299);
+});
+
+test('a Redis that hangs (SIGSTOP): OtpService NOT_SERVING within REDIS_TIMEOUT_MS + 1 s, SERVING again once it answers (SIGCONT)', async () => {
+  const health = healthClient(`127.0.0.1:${a.service.port}`);
+  try {
+    assert.equal(await check(health, 'mail.OtpService'), 'SERVING');
+    redis.pause();
+    const stopped = Date.now();
+    let status = 'SERVING';
+    while (status === 'SERVING' && Date.now() - stopped < 3000) {
+      await sleep(20);
+      status = await check(health, 'mail.OtpService');
+    }
+    const took = Date.now() - stopped;
+    assert.equal(status, 'NOT_SERVING');
+    assert.ok(took <= 500 + 1000, `NOT_SERVING after ${took} ms (REDIS_TIMEOUT_MS=500)`);
+    assert.equal(await check(health, 'mail.MailService'), 'SERVING', 'mail does not need Redis');
+    redis.resume();
+    for (let i = 0; i < 100 && (await check(health, 'mail.OtpService')) !== 'SERVING'; i++) await sleep(20);
+    assert.equal(await check(health, 'mail.OtpService'), 'SERVING');
+    await sendCode(a, 'after-hang@example.com');
+    assert.equal((await validateCode(b, 'after-hang@example.com', await codeFromMail(smtp, 'after-hang@example.com', LENGTH))).isValid, true);
+  } finally {
+    redis.resume();
+    health.close();
+  }
 });
 
 test('five wrong checks spread over A and B kill the code', async () => {
@@ -133,7 +158,7 @@ test('a failed send is forgotten across replicas: the retry on the other one rea
   assert.equal(picky.messages.length, 1);
 });
 
-test('every key has a time to live and no value holds a code', async () => {
+test('every key has a time to live, no key name holds an address and no value a code', async () => {
   await sendCode(a, 'scan@example.com');
   const code = await codeFromMail(smtp, 'scan@example.com', LENGTH);
   const client = createClient({ url: redis.url });
@@ -143,6 +168,7 @@ test('every key has a time to live and no value holds a code', async () => {
     assert.ok(keys.length > 0);
     for (const key of keys) {
       assert.ok(key.startsWith('test:'), `${key} has the prefix`);
+      assert.ok(!key.includes('@') && !key.includes('scan'), `${key} names no address`);
       assert.ok((await client.pTTL(key)) > 0, `${key} has a TTL`);
       const fields = await client.hGetAll(key);
       for (const value of Object.values(fields)) assert.ok(!String(value).includes(code), `${key} holds no plaintext code`);

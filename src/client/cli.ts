@@ -79,6 +79,21 @@ function required(values: Values, names: readonly ('to' | 'subject' | 'email' | 
   if (missing.length > 0) throw new UsageError(`missing ${missing.map((n) => `--${n}`).join(', ')}`);
 }
 
+/**
+ * The token, checked before anything else uses it: a token is printable
+ * ASCII without spaces (as in AUTH_TOKENS_FILE). Metadata would refuse one
+ * with a line break by quoting it whole; this says what is wrong, never what
+ * the value is.
+ */
+function bearerToken(option: string | undefined, env: string | undefined): string | undefined {
+  const token = option ?? env;
+  if (token === undefined || token === '') return undefined;
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new UsageError(`${option !== undefined ? '--token' : 'MAILROOM_TOKEN'}: expected printable ASCII without spaces or line breaks (the value is not shown)`);
+  }
+  return token;
+}
+
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -97,9 +112,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === undefined) throw new UsageError('no command');
   if (extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
+  const token = bearerToken(values.token, process.env.MAILROOM_TOKEN);
   const deadlineMs = count(values, 'deadline-ms');
   const address = values.address ?? process.env.MAILROOM_ADDRESS ?? 'localhost:40700';
-  const token = values.token ?? process.env.MAILROOM_TOKEN;
   const credentials = channelCredentials({ ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] });
   const metadata = (): grpc.Metadata => {
     const m = new grpc.Metadata();

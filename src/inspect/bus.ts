@@ -114,6 +114,11 @@ export class InspectionBus {
     }
   }
 
+  /** how many listen now (the inspector's streams share one) */
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+
   /** Batches of records as they come, until the returned function is called. */
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);

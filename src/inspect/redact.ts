@@ -4,8 +4,9 @@
 // field is secret until someone decides otherwise. What can never pass:
 // passwords, OTP codes and their hashes, secrets, message bodies, html,
 // raw messages, replies (resolvers), templates. Addresses are masked
-// (a***@example.com) unless INSPECT_SHOW_ADDRESSES=true; long strings are
-// cut; depth and array length are bounded.
+// (a***@example.com, from their structure, not a pattern of likely
+// characters) unless INSPECT_SHOW_ADDRESSES=true; long strings are cut;
+// depth and array length are bounded.
 import type { Redacted } from '../../page/protocol.js';
 
 /** Keys whose values may leave, recursively filtered themselves. */
@@ -28,7 +29,8 @@ const ALLOWED = new Set([
 const MAX_STRING = 200;
 const MAX_ITEMS = 20;
 const MAX_DEPTH = 5;
-const ADDRESS = /([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,}|[A-Za-z0-9-]+)/g;
+/** what ends a word that may hold an address: white space, and what brackets or separates addresses in mail and logs */
+const DELIMITER = /[\s<>,;()[\]]/;
 
 export interface RedactOptions {
   /** INSPECT_SHOW_ADDRESSES: addresses as they are */
@@ -37,8 +39,41 @@ export interface RedactOptions {
   readonly depth?: number;
 }
 
+/**
+ * Every word with an @ in it is an address, whatever its local part holds
+ * (RFC 5321 allows {, |, !, ', #, quoted strings): split at its last @, its
+ * local part keeps its first character only. A quoted part ("john doe")
+ * belongs to the word it is in, spaces and all; an unclosed quote runs to
+ * the end, and is masked with it.
+ */
+export function maskAddresses(s: string): string {
+  let out = '';
+  let word = '';
+  const flush = (): void => {
+    const at = word.lastIndexOf('@');
+    out += at <= 0 ? word : `${word.slice(0, 1)}***${word.slice(at)}`;
+    word = '';
+  };
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i] as string;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < s.length && s[j] !== '"') j += s[j] === '\\' ? 2 : 1;
+      word += s.slice(i, j + 1);
+      i = j;
+    } else if (DELIMITER.test(c)) {
+      flush();
+      out += c;
+    } else {
+      word += c;
+    }
+  }
+  flush();
+  return out;
+}
+
 function text(s: string, o: RedactOptions): string {
-  const masked = o.showAddresses || !s.includes('@') ? s : s.replace(ADDRESS, '$1***@$2');
+  const masked = o.showAddresses || !s.includes('@') ? s : maskAddresses(s);
   return masked.length > MAX_STRING ? `${masked.slice(0, MAX_STRING)}…(${masked.length - MAX_STRING} more)` : masked;
 }
 

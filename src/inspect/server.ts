@@ -4,7 +4,10 @@
 // live records as Server-Sent Events in batches, a redacted context on
 // request, and the ring as JSONL for export. A browser that cannot keep up
 // is dropped, not buffered for. Requests naming another host are refused,
-// so a web page cannot reach it through DNS rebinding.
+// so a web page cannot reach it through DNS rebinding, and so are requests
+// a page of another origin makes (its Origin header says so). At most
+// INSPECT_MAX_CLIENTS streams and two exports at once; the rest get 503.
+// Each batch is serialised once, however many streams take it.
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +19,8 @@ import { PAGE_HTML } from './page-html.js';
 const SCRIPT = new URL('../../page/inspector.js', import.meta.url);
 /** a browser this far behind is dropped */
 const MAX_PENDING_BYTES = 4 * 1_048_576;
+/** exports being written at once (each holds the ring's text while it goes out) */
+const MAX_EXPORTS = 2;
 
 export interface InspectorServer {
   readonly port: number;
@@ -28,39 +33,93 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
 };
 
-export function serveInspector(bus: InspectionBus, port: number, log: Logger): Promise<InspectorServer> {
+export interface InspectorLimits {
+  /** streams open at once (INSPECT_MAX_CLIENTS) */
+  readonly maxClients: number;
+}
+
+export function serveInspector(bus: InspectionBus, port: number, log: Logger, limits: InspectorLimits = { maxClients: 8 }): Promise<InspectorServer> {
   const charts = new Map<string, Promise<string>>();
   const streams = new Set<ServerResponse>();
+  let exports = 0;
+  let unsubscribe: (() => void) | undefined;
   let bound = 0;
 
   const send = (res: ServerResponse, status: number, type: string, body: string | Buffer): void => {
     res.writeHead(status, { 'content-type': type, ...SECURITY_HEADERS }).end(body);
   };
 
-  const stream = (req: IncomingMessage, res: ServerResponse): void => {
-    res.writeHead(200, { 'content-type': 'text/event-stream', connection: 'keep-alive', ...SECURITY_HEADERS });
-    res.write(`event: hello\ndata: ${JSON.stringify(bus.hello())}\n\n`);
-    streams.add(res);
-    const unsubscribe = bus.subscribe((records) => {
+  /** One subscription for every stream: a batch is serialised once, then written to each. */
+  const fanOut = (records: readonly unknown[]): void => {
+    const frame = `data: ${JSON.stringify(records)}\n\n`;
+    for (const res of streams) {
       if (res.writableLength > MAX_PENDING_BYTES) {
         log.warn('inspector: a browser fell behind and was dropped', { pendingBytes: res.writableLength });
         res.destroy();
-        return;
+        continue;
       }
-      res.write(`data: ${JSON.stringify(records)}\n\n`);
-    });
+      res.write(frame);
+    }
+  };
+
+  const stream = (req: IncomingMessage, res: ServerResponse): void => {
+    if (streams.size >= limits.maxClients) {
+      send(res, 503, 'text/plain', `the inspector serves ${limits.maxClients} pages at once (INSPECT_MAX_CLIENTS)\n`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', connection: 'keep-alive', ...SECURITY_HEADERS });
+    res.write(`event: hello\ndata: ${JSON.stringify(bus.hello())}\n\n`);
+    streams.add(res);
+    unsubscribe ??= bus.subscribe(fanOut);
     const end = (): void => {
-      unsubscribe();
       streams.delete(res);
+      if (streams.size === 0) {
+        unsubscribe?.();
+        unsubscribe = undefined;
+      }
     };
     req.on('close', end);
     res.on('close', end);
+  };
+
+  /** The ring as JSONL, written line by line as the browser takes it. */
+  const exportRing = (res: ServerResponse): void => {
+    if (exports >= MAX_EXPORTS) {
+      send(res, 503, 'text/plain', `${MAX_EXPORTS} exports are under way; try again in a moment\n`);
+      return;
+    }
+    exports++;
+    const header = { kind: 'header', exportedAt: new Date().toISOString(), machines: bus.hello().machines, actors: bus.actors() };
+    const records = bus.records();
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-disposition': 'attachment; filename="mailroom-events.jsonl"', ...SECURITY_HEADERS });
+    let i = -1;
+    const more = (): void => {
+      while (i < records.length) {
+        const line = `${JSON.stringify(i < 0 ? header : records[i])}\n`;
+        i++;
+        if (!res.write(line)) {
+          res.once('drain', more);
+          return;
+        }
+      }
+      res.end();
+    };
+    res.once('close', () => {
+      exports--;
+      records.length = 0;
+    });
+    more();
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const host = req.headers.host ?? '';
     if (host !== `127.0.0.1:${bound}` && host !== `localhost:${bound}`) {
       send(res, 403, 'text/plain', 'the inspector answers requests for 127.0.0.1 and localhost only\n');
+      return;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://127.0.0.1:${bound}` && origin !== `http://localhost:${bound}`) {
+      send(res, 403, 'text/plain', 'the inspector answers its own page only\n');
       return;
     }
     const url = new URL(req.url ?? '/', `http://${host}`);
@@ -71,13 +130,7 @@ export function serveInspector(bus: InspectionBus, port: number, log: Logger): P
     if (url.pathname === '/') return send(res, 200, 'text/html; charset=utf-8', PAGE_HTML);
     if (url.pathname === '/inspector.js') return send(res, 200, 'text/javascript; charset=utf-8', await readFile(SCRIPT));
     if (url.pathname === '/stream') return stream(req, res);
-    if (url.pathname === '/events.jsonl') {
-      const header = { kind: 'header', exportedAt: new Date().toISOString(), machines: bus.hello().machines, actors: bus.actors() };
-      const lines = [JSON.stringify(header), ...bus.records().map((r) => JSON.stringify(r))];
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-disposition': 'attachment; filename="mailroom-events.jsonl"', ...SECURITY_HEADERS });
-      res.end(`${lines.join('\n')}\n`);
-      return;
-    }
+    if (url.pathname === '/events.jsonl') return exportRing(res);
     if (url.pathname === '/context') {
       const context = bus.context(url.searchParams.get('actor') ?? '');
       if (context === undefined) return send(res, 404, 'text/plain', 'no such live actor\n');
@@ -115,6 +168,7 @@ export function serveInspector(bus: InspectionBus, port: number, log: Logger): P
         port: bound,
         close: () =>
           new Promise<void>((done) => {
+            unsubscribe?.();
             for (const res of streams) res.destroy();
             server.close(() => done());
           }),

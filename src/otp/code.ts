@@ -32,6 +32,15 @@ export class CodeHasher {
     return createHmac('sha256', this.key).update(addressKey).update('\0').update(code).digest('binary'); // 'binary' is latin1
   }
 
+  /**
+   * A name for the address that does not give it away (a shared store's
+   * key names are seen by whoever lists them). Its input starts with a NUL,
+   * which no address does, so it is never a code's hash.
+   */
+  nameOf(addressKey: string): string {
+    return createHmac('sha256', this.key).update('\0address\0').update(addressKey).digest('base64url');
+  }
+
   /** A random hash no code has: what a check compares with when there is no live code. */
   static dummy(): CodeHash {
     return randomBytes(HASH_BYTES).toString('latin1');

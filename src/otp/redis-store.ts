@@ -3,7 +3,8 @@
 // time to live, and hashes are stored as hex HMACs, never a code. Redis
 // expires what ends, so sweep() removes nothing; nothing counts the codes
 // (size is NaN). Every step answers by promise and fails with ESTORE when
-// Redis cannot be reached.
+// Redis cannot be reached. Key names carry an HMAC of the address, never the
+// address.
 import { CodeHasher, type CodeHash } from './code.js';
 import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from './store.js';
 import { CLAIM_TTL_MS, type RedisLink } from '../redis/client.js';
@@ -28,6 +29,8 @@ export class RedisOtpStore implements OtpStore {
   constructor(
     private readonly redis: RedisLink,
     private readonly limits: OtpLimits,
+    /** names each address's key by an HMAC under OTP_SECRET: key names never carry an address */
+    private readonly hasher: CodeHasher,
   ) {}
 
   get size(): number {
@@ -35,7 +38,7 @@ export class RedisOtpStore implements OtpStore {
   }
 
   private key(address: string): string {
-    return this.redis.key('otp', address);
+    return this.redis.key('otp', this.hasher.nameOf(address));
   }
 
   reserve(key: string, now: number): Promise<Reservation> {

@@ -3,7 +3,10 @@
 // command a deadline: a call that needs Redis fails at once (ESTORE,
 // UNAVAILABLE) rather than waiting on an outage or answering from a stale
 // view. It reconnects by itself, with backoff, and says when it is up.
-import { createClient, defineScript, type RedisClientType } from 'redis';
+// A Redis that hangs (stopped, swapping, a full disk) keeps its socket open
+// and says nothing: a PING under the command deadline, every half of it at
+// most, and any command that timed out, say it is down all the same.
+import { createClient, defineScript, TimeoutError, TimeoutReadError, type RedisClientType } from 'redis';
 import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { CHECK, COMMIT, RELEASE, RESERVE } from './otp-scripts.js';
@@ -58,9 +61,14 @@ const SCRIPTS = {
 
 export type Redis = RedisClientType<{}, {}, typeof SCRIPTS>;
 
+/** how often the link PINGs at most: within REDIS_TIMEOUT_MS + this, a hang is seen */
+const PROBE_MAX_MS = 500;
+
 export class RedisLink {
   readonly client: Redis;
   private up = false;
+  private probe: NodeJS.Timeout | undefined;
+  private probing = false;
   private lastComplaint = 0;
   private readonly listeners: ((up: boolean) => void)[] = [];
 
@@ -111,20 +119,39 @@ export class RedisLink {
   /** Starts connecting; resolves at once, whether Redis answers or not (it keeps trying). */
   start(): void {
     this.client.connect().catch((err: unknown) => this.log.warn('Redis connect failed; retrying', { reason: (err as Error).message }));
+    this.probe = setInterval(() => this.ping(), Math.min(PROBE_MAX_MS, Math.max(10, this.settings.commandTimeoutMs / 2)));
+    this.probe.unref();
   }
 
   async close(): Promise<void> {
+    clearInterval(this.probe);
     if (!this.client.isOpen) return;
     await this.client.close().catch(() => this.client.destroy());
   }
 
-  /** Runs `command`, turning any failure into ESTORE. */
+  /** Runs `command`, turning any failure into ESTORE; a deadline missed says Redis is down until it answers again. */
   async run<T>(what: string, command: (client: Redis) => Promise<T>): Promise<T> {
     try {
       return await command(this.client);
     } catch (err) {
+      if (err instanceof TimeoutError || err instanceof TimeoutReadError) this.set(false);
       throw new MailroomError('ESTORE', `Redis ${what} failed: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  private ping(): void {
+    if (this.probing || !this.client.isReady) return;
+    this.probing = true;
+    this.client.ping().then(
+      () => {
+        this.probing = false;
+        if (this.client.isReady) this.set(true);
+      },
+      () => {
+        this.probing = false;
+        this.set(false);
+      },
+    );
   }
 
   private set(up: boolean): void {

@@ -4,6 +4,7 @@
 // not use it.
 import type { Logger } from 'winston';
 import type { OtpLimits } from '../otp/store.js';
+import type { CodeHasher } from '../otp/code.js';
 import { RedisOtpStore } from '../otp/redis-store.js';
 import { RedisLink, type RedisSettings } from './client.js';
 import { RedisIdempotency } from './idempotency.js';
@@ -16,12 +17,12 @@ export interface SharedState {
 
 export function openSharedState(
   settings: RedisSettings,
-  o: { readonly log: Logger; readonly idempotencyWindowMs: number; readonly otp: OtpLimits; readonly clock: (() => number) | undefined },
+  o: { readonly log: Logger; readonly idempotencyWindowMs: number; readonly otp: OtpLimits; readonly hasher: CodeHasher; readonly clock: (() => number) | undefined },
 ): SharedState {
   const link = new RedisLink(settings, o.log.child({ component: 'redis' }));
   return {
     link,
     idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock),
-    otpStore: new RedisOtpStore(link, o.otp),
+    otpStore: new RedisOtpStore(link, o.otp, o.hasher),
   };
 }

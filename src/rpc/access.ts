@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
 import { isLoopback, type Config } from '../config.js';
-import { Authenticator, authInterceptor } from './auth.js';
+import { Authenticator, authInterceptor, type CallerVerdicts } from './auth.js';
 import { ServerCertificates } from './credentials.js';
 import { TokenTable } from './tokens.js';
 
@@ -30,8 +30,9 @@ export class CallerAccess {
     return this.certificates?.credentials() ?? grpc.ServerCredentials.createInsecure();
   }
 
-  interceptor(): grpc.ServerInterceptor {
-    return authInterceptor(this.authenticator);
+  /** `verdicts` hears of every call authenticated or refused. */
+  interceptor(verdicts: CallerVerdicts): grpc.ServerInterceptor {
+    return authInterceptor(this.authenticator, verdicts);
   }
 
   /** For the 'listening' line: how the port is secured and who is let in. */
@@ -43,9 +44,10 @@ export class CallerAccess {
     };
   }
 
-  /** SIGHUP: re-reads the tokens file and the certificates; returns what was re-read. */
-  reload(): string[] {
+  /** SIGHUP: re-reads the tokens file and the certificates; says what was re-read and what was kept as it was (each failure logged). */
+  reload(): { reread: string[]; kept: string[] } {
     const reread: string[] = [];
+    const kept: string[] = [];
     const { tokensFile } = this.config.auth;
     if (tokensFile !== undefined) {
       try {
@@ -54,6 +56,7 @@ export class CallerAccess {
         reread.push(`AUTH_TOKENS_FILE (${tokens.size} callers: ${tokens.names.join(', ')})`);
       } catch (err) {
         this.log.error('SIGHUP: AUTH_TOKENS_FILE not re-read; the tokens loaded before stay', { reason: (err as Error).message });
+        kept.push('AUTH_TOKENS_FILE');
       }
     }
     if (this.certificates !== undefined) {
@@ -62,8 +65,9 @@ export class CallerAccess {
         reread.push('the gRPC TLS certificates');
       } catch (err) {
         this.log.error('SIGHUP: the gRPC TLS certificates not re-read; those loaded before stay', { reason: (err as Error).message });
+        kept.push('the gRPC TLS certificates');
       }
     }
-    return reread;
+    return { reread, kept };
   }
 }

@@ -17,7 +17,11 @@ import type { Ticket } from '../mail/memory-budget.js';
 import { Deque } from '../mail/deque.js';
 
 export class Undecodable {
-  constructor(readonly reason: string) {}
+  constructor(
+    readonly reason: string,
+    /** the string field whose bytes are not UTF-8, when that is why */
+    readonly notUtf8?: string,
+  ) {}
 }
 
 /** A method's admission check: a ticket on a share of the memory budget, or the refusal. */
@@ -38,6 +42,8 @@ export function isTicket(t: Ticket | MailroomError): t is Ticket {
 export const PACED_BYTES = 64 * 1024;
 
 type Decode = (bytes: Buffer) => unknown;
+/** the first string field of a request whose bytes are not UTF-8 */
+type Utf8Check = (bytes: Buffer) => string | undefined;
 
 /** A request as it arrived, still undecoded. */
 export class Arrival {
@@ -47,6 +53,7 @@ export class Arrival {
   constructor(
     bytes: Buffer,
     private readonly decode: Decode,
+    private readonly utf8: Utf8Check,
   ) {
     this.bytes = bytes;
     this.size = bytes.length;
@@ -60,7 +67,7 @@ export class Arrival {
   open(): unknown {
     const bytes = this.bytes;
     this.bytes = undefined;
-    return bytes === undefined ? new Undecodable('the request was opened twice') : decodeOrExplain(this.decode, bytes);
+    return bytes === undefined ? new Undecodable('the request was opened twice') : decodeOrExplain(this.decode, this.utf8, bytes);
   }
 
   /** The call ended without it: the bytes are let go. */
@@ -69,7 +76,9 @@ export class Arrival {
   }
 }
 
-function decodeOrExplain(decode: Decode, bytes: Buffer): unknown {
+function decodeOrExplain(decode: Decode, utf8: Utf8Check, bytes: Buffer): unknown {
+  const notUtf8 = utf8(bytes);
+  if (notUtf8 !== undefined) return new Undecodable('a string is not UTF-8', notUtf8);
   try {
     return decode(bytes);
   } catch (err) {
@@ -77,9 +86,9 @@ function decodeOrExplain(decode: Decode, bytes: Buffer): unknown {
   }
 }
 
-/** A deserializer that never throws, and leaves a request to be admitted, or a large one, undecoded. */
-export function deferring(decode: Decode, admitted: boolean): (bytes: Buffer) => unknown {
-  return (bytes) => (admitted || bytes.length >= PACED_BYTES ? new Arrival(bytes, decode) : decodeOrExplain(decode, bytes));
+/** A deserializer that never throws, refuses strings that are not UTF-8, and leaves a request to be admitted, or a large one, undecoded. */
+export function deferring(decode: Decode, utf8: Utf8Check, admitted: boolean): (bytes: Buffer) => unknown {
+  return (bytes) => (admitted || bytes.length >= PACED_BYTES ? new Arrival(bytes, decode, utf8) : decodeOrExplain(decode, utf8, bytes));
 }
 
 /**

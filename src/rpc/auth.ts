@@ -10,6 +10,7 @@ import { MailroomError } from '../errors.js';
 import { toServiceError } from './status.js';
 import type { TokenTable } from './tokens.js';
 
+
 /** What grpc-js knows of a call's transport (ServerInterceptingCall.getAuthContext). */
 type AuthContext = ReturnType<grpc.ServerInterceptingCall['getAuthContext']>;
 
@@ -34,6 +35,14 @@ function subjectName(context: AuthContext): string | undefined {
   return parts.length > 0 ? parts.join(',') : undefined;
 }
 
+/** What the authentication interceptor tells of each call, by the call's peer (the listener keeps its connections by it). */
+export interface CallerVerdicts {
+  /** a call was authenticated: its connection is welcome */
+  authenticated(peer: string): void;
+  /** a call failed authentication */
+  refused(peer: string): void;
+}
+
 export class Authenticator {
   constructor(
     private tokens: TokenTable | undefined,
@@ -41,7 +50,8 @@ export class Authenticator {
     readonly mutual: boolean,
   ) {}
 
-  get enabled(): boolean {
+  /** callers must present tokens or certificates */
+  get required(): boolean {
     return this.tokens !== undefined || this.mutual;
   }
 
@@ -68,8 +78,13 @@ export class Authenticator {
   }
 }
 
-/** The server interceptor: refuses what the authenticator refuses, before the request is read; names the caller for the rest. */
-export function authInterceptor(auth: Authenticator): grpc.ServerInterceptor {
+/**
+ * The server interceptor: refuses what the authenticator refuses, before the
+ * request is read; names the caller for the rest; and tells `verdicts` how
+ * each call went, by its peer. A health check is open to all, so where
+ * callers must authenticate it proves nothing about its connection.
+ */
+export function authInterceptor(auth: Authenticator, verdicts: CallerVerdicts): grpc.ServerInterceptor {
   return (method, call) => {
     const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
       start: (next) =>
@@ -77,9 +92,11 @@ export function authInterceptor(auth: Authenticator): grpc.ServerInterceptor {
           onReceiveMetadata: (metadata, nextMetadata) => {
             const caller = auth.decide(method.path, metadata, call.getAuthContext());
             if (caller instanceof MailroomError) {
+              verdicts.refused(call.getPeer());
               intercepting.sendStatus(toServiceError(caller) as grpc.StatusObject);
               return;
             }
+            if (!auth.required || !method.path.startsWith(HEALTH)) verdicts.authenticated(call.getPeer());
             metadata.remove('authorization');
             metadata.remove(CALLER_KEY);
             if (caller !== '') metadata.set(CALLER_KEY, caller);

@@ -1,40 +1,44 @@
 // The gRPC port. mailroom accepts connections itself and hands them to
 // grpc-js (Server.createConnectionInjector), so that it can refuse what
-// grpc-js would take without limit: beyond MAX_GRPC_CONNECTIONS open
-// connections a new one is closed at once, before it costs a file
-// descriptor for long; a connection that sends nothing within
-// GRPC_HANDSHAKE_TIMEOUT_MS of being accepted is closed, and so is one that
-// started its handshake but has begun no call within GRPC_IDLE_TIMEOUT_MS
-// (its HTTP/2 session may never have formed, so grpc-js's own idle timer,
-// which starts with the session, would never fire). A connection is handed
-// to grpc-js with its first bytes, not before: a client that connects and
-// only calls later (waitForReady, a busy process) is not taken for a silent
-// one. Idle sessions and requests that never finish arriving are grpc-js's
+// grpc-js would take without limit:
+// - beyond MAX_GRPC_CONNECTIONS open connections, or
+//   MAX_GRPC_CONNECTIONS_PER_PEER from one address, a new one is closed at
+//   once, before it costs a file descriptor for long;
+// - a connection that has made no successfully authenticated call within
+//   GRPC_HANDSHAKE_TIMEOUT_MS of being accepted is closed, whether it sent
+//   nothing, stalled in its HTTP/2 handshake, or only made calls that were
+//   refused: a refused call does not make a connection welcome;
+// - a connection whose calls fail authentication GRPC_MAX_AUTH_FAILURES
+//   times is closed.
+// A connection is handed to grpc-js with its first bytes, not before.
+// Idle sessions and requests that never finish arriving are grpc-js's
 // (max_connection_idle_ms) and the receive deadline's (server.ts).
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
+import { addressKey, peerOf } from './peer.js';
+import type { CallerVerdicts } from './auth.js';
 
 export interface ListenerLimits {
   readonly maxConnections: number;
+  readonly maxConnectionsPerPeer: number;
   readonly handshakeTimeoutMs: number;
-  readonly idleTimeoutMs: number;
+  readonly maxAuthFailures: number;
 }
 
 interface Accepted {
   readonly sock: Socket;
-  /** runs until the connection's first bytes, then until its first call; undefined after it */
+  readonly address: string;
+  /** runs until the connection's first authenticated call; undefined after it */
   timer: NodeJS.Timeout | undefined;
+  authFailures: number;
 }
 
-/** How grpc-js names a call's peer (ServerInterceptingCall.getPeer), which is how a call finds its connection. */
-function peerOf(address: string | undefined, port: number | undefined): string {
-  return `${address ?? ''}:${port ?? ''}`;
-}
-
-export class GrpcListener {
+export class GrpcListener implements CallerVerdicts {
   private readonly open = new Map<string, Accepted>();
-  private refused = 0;
+  /** open connections per address (IPv6 by its /64) */
+  private readonly perAddress = new Map<string, number>();
+  private refusals = 0;
   private refusedLogged = 0;
 
   private constructor(
@@ -65,16 +69,20 @@ export class GrpcListener {
     return (this.net.address() as AddressInfo).port;
   }
 
-  get connections(): number {
-    return this.open.size;
-  }
-
-  /** A call began from `peer`: its connection is past its handshake. */
-  readonly started = (peer: string): void => {
+  readonly authenticated = (peer: string): void => {
     const accepted = this.open.get(peer);
     if (accepted?.timer === undefined) return;
     clearTimeout(accepted.timer);
     accepted.timer = undefined;
+  };
+
+  readonly refused = (peer: string): void => {
+    const accepted = this.open.get(peer);
+    if (accepted === undefined) return;
+    accepted.authFailures += 1;
+    if (accepted.authFailures < this.limits.maxAuthFailures) return;
+    // A turn later: the refusal that made the count goes out first.
+    setImmediate(() => this.drop(accepted, `${accepted.authFailures} calls failed authentication`));
   };
 
   /** Stops accepting; connections already open are grpc-js's to drain. */
@@ -89,43 +97,52 @@ export class GrpcListener {
   }
 
   private accept(sock: Socket): void {
+    const address = addressKey(sock.remoteAddress ?? '');
+    const fromAddress = this.perAddress.get(address) ?? 0;
     if (this.open.size >= this.limits.maxConnections) {
-      this.refuse(sock);
+      this.refuse(sock, 'MAX_GRPC_CONNECTIONS open');
       return;
     }
+    if (fromAddress >= this.limits.maxConnectionsPerPeer) {
+      this.refuse(sock, 'MAX_GRPC_CONNECTIONS_PER_PEER open from one address');
+      return;
+    }
+    this.perAddress.set(address, fromAddress + 1);
     const peer = peerOf(sock.remoteAddress, sock.remotePort);
-    const accepted: Accepted = { sock, timer: undefined };
-    // TRAP: once HTTP/2 has taken the socket's handle, destroy() closes
-    // nothing (the descriptor stays open and the peer never hears);
-    // resetAndDestroy() does.
-    const drop = (why: string): void => {
-      this.log.debug(`gRPC connection closed: ${why}`);
-      sock.resetAndDestroy();
-    };
-    accepted.timer = setTimeout(() => drop(`nothing sent within ${this.limits.handshakeTimeoutMs} ms`), this.limits.handshakeTimeoutMs);
+    const accepted: Accepted = { sock, address, timer: undefined, authFailures: 0 };
+    accepted.timer = setTimeout(() => this.drop(accepted, `no authenticated call within ${this.limits.handshakeTimeoutMs} ms`), this.limits.handshakeTimeoutMs);
     this.open.set(peer, accepted);
     sock.on('error', () => undefined);
     sock.once('close', () => {
       clearTimeout(accepted.timer);
       this.open.delete(peer);
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, left);
     });
     sock.once('data', (first: Buffer) => {
-      clearTimeout(accepted.timer);
       sock.pause();
       sock.unshift(first);
-      accepted.timer = setTimeout(() => drop(`no call within ${this.limits.idleTimeoutMs} ms`), this.limits.idleTimeoutMs);
       this.injector.injectConnection(sock);
     });
   }
 
-  private refuse(sock: Socket): void {
+  private drop(accepted: Accepted, why: string): void {
+    this.log.debug(`gRPC connection closed: ${why}`);
+    // TRAP: once HTTP/2 has taken the socket's handle, destroy() closes
+    // nothing (the descriptor stays open and the peer never hears);
+    // resetAndDestroy() does.
+    accepted.sock.resetAndDestroy();
+  }
+
+  private refuse(sock: Socket, why: string): void {
     sock.on('error', () => undefined);
     sock.destroy();
-    this.refused++;
+    this.refusals++;
     // Once per ten seconds at most: a flood of connections must not become a flood of log lines.
     const now = Date.now();
     if (now - this.refusedLogged < 10_000) return;
     this.refusedLogged = now;
-    this.log.warn('gRPC connection refused: MAX_GRPC_CONNECTIONS open', { open: this.open.size, max: this.limits.maxConnections, refusedSoFar: this.refused });
+    this.log.warn(`gRPC connection refused: ${why}`, { open: this.open.size, max: this.limits.maxConnections, maxPerPeer: this.limits.maxConnectionsPerPeer, refusedSoFar: this.refusals });
   }
 }

@@ -9,7 +9,7 @@ import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeRespons
 import { CODE_ACCEPTED } from '../otp/store.js';
 import type { Calls, OpenCall } from './calls.js';
 import { CheckBatcher } from './check-batcher.js';
-import { RateCap } from './rate-cap.js';
+import { OtpCaps, type OtpRateLimits } from './otp-caps.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 import { callerOf } from './auth.js';
@@ -22,9 +22,8 @@ export interface OtpServiceDeps {
   /** the actor's own: a candidate is hashed here so that no event carries a code */
   readonly hasher: CodeHasher;
   readonly codeLength: number;
-  /** OTP_MAX_SENDS_PER_MINUTE, OTP_MAX_CHECKS_PER_SECOND; 0: no cap */
-  readonly maxSendsPerMinute: number;
-  readonly maxChecksPerSecond: number;
+  /** per caller and per rate key */
+  readonly limits: OtpRateLimits;
   readonly metrics: ServiceMetrics;
   readonly log: Logger;
 }
@@ -43,8 +42,7 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   const { otp, calls, hasher, metrics, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
-  const sends = new RateCap(deps.maxSendsPerMinute, 60_000, 'codes sent this minute (OTP_MAX_SENDS_PER_MINUTE)');
-  const checking = new RateCap(deps.maxChecksPerSecond, 1000, 'code checks this second (OTP_MAX_CHECKS_PER_SECOND)');
+  const caps = new OtpCaps(deps.limits);
   // Both answers ValidateCode can give, built once: the check path is hot.
   // attempts_remaining is always 0: a count for a live code and 0 for none
   // told an attacker which addresses have a code worth guessing.
@@ -69,7 +67,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let request;
       try {
         request = validateSendCode(call.request.email);
-        sends.take(caller);
+        caps.send(call);
       } catch (err) {
         metrics.otpSent(refusal(err));
         open.fail(err);
@@ -95,7 +93,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let key: string;
       try {
         key = validateCheck(call.request.email, call.request.otpCode);
-        checking.take(callerOf(call.metadata));
+        caps.check(call);
       } catch (err) {
         metrics.otpChecked('refused');
         open.fail(err);

@@ -16,7 +16,10 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-export function loadMailProto(): ProtoGrpcType {
-  const definition = protoLoader.loadSync(PROTO_PATH, PROTO_LOADER_OPTIONS);
+export function loadMailDefinition(): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(PROTO_PATH, PROTO_LOADER_OPTIONS);
+}
+
+export function loadMailProto(definition = loadMailDefinition()): ProtoGrpcType {
   return grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
 }

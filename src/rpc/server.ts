@@ -8,7 +8,8 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import type { MailServiceHandlers } from '../generated/mail/MailService.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
-import { loadMailProto } from './proto.js';
+import { loadMailDefinition, loadMailProto } from './proto.js';
+import { utf8Checks } from './utf8-fields.js';
 import { Arrival, deferring, isTicket, Pacer, Undecodable, type Admission } from './admission.js';
 import type { Ticket } from '../mail/memory-budget.js';
 import { toServiceError } from './status.js';
@@ -33,10 +34,15 @@ export function receiveLimit(limits: MailLimits): number {
   return limits.maxBodyBytes + 4 * limits.maxSubjectChars + 2 * limits.maxRecipients * 4 * maxMailboxChars(limits) + 200 + 16_384;
 }
 
-function tolerant(definition: grpc.ServiceDefinition, admissions: ReadonlyMap<string, Admission>): grpc.ServiceDefinition {
+function tolerant(
+  definition: grpc.ServiceDefinition,
+  admissions: ReadonlyMap<string, Admission>,
+  utf8: ReadonlyMap<string, (bytes: Buffer) => string | undefined>,
+): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
-    out[name] = { ...method, requestDeserialize: deferring(method.requestDeserialize, admissions.has(method.path)) };
+    const check = utf8.get(method.path) ?? (() => undefined);
+    out[name] = { ...method, requestDeserialize: deferring(method.requestDeserialize, check, admissions.has(method.path)) };
   }
   return out;
 }
@@ -52,7 +58,9 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, h
     const unary = handler as grpc.handleUnaryCall<unknown, unknown>;
     out[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       if (call.request instanceof Undecodable) {
-        callback(toServiceError(new MailroomError('EINVALID', `the request does not decode as ${service}/${name}: ${call.request.reason.slice(0, 200)}`)) as grpc.ServiceError);
+        const { notUtf8, reason } = call.request;
+        const message = notUtf8 !== undefined ? `${notUtf8}: must be UTF-8 (proto3 strings are)` : `the request does not decode as ${service}/${name}: ${reason.slice(0, 200)}`;
+        callback(toServiceError(new MailroomError('EINVALID', message)) as grpc.ServiceError);
         return;
       }
       // The level is fixed at boot: without debug, no clock reads or closures per call.
@@ -80,9 +88,8 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, h
  * budget before it is decoded (RESOURCE_EXHAUSTED, never decoded, when it
  * does not fit); decodes a large one and hands it to its handler through
  * the pacer; and gives the request's share back when the call ends.
- * `started` hears of every call, with its peer.
  */
-function callGuard(ms: number, started: (peer: string) => void, admissions: ReadonlyMap<string, Admission>): grpc.ServerInterceptor {
+function callGuard(ms: number, admissions: ReadonlyMap<string, Admission>): grpc.ServerInterceptor {
   const pacer = new Pacer();
   return (method, call) => {
     const admission = admissions.get(method.path);
@@ -110,7 +117,6 @@ function callGuard(ms: number, started: (peer: string) => void, admissions: Read
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            started(call.getPeer());
             const early = admission?.early();
             if (early !== undefined && !isTicket(early)) {
               // Its request is never read: the stream stays paused, its body unsent beyond a flow-control window.
@@ -178,14 +184,15 @@ export function createGrpcServer(
   handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers },
   limits: ServerLimits,
   hooks: {
-    onCall: (peer: string) => void;
     sendMailAdmission: Admission;
     /** interceptors that see a call before the guard does (metrics, authentication) */
     interceptors: readonly grpc.ServerInterceptor[];
   },
   log: Logger,
 ): grpc.Server {
-  const proto = loadMailProto();
+  const definition = loadMailDefinition();
+  const proto = loadMailProto(definition);
+  const utf8 = utf8Checks(definition);
   const admissions = new Map([['/mail.MailService/SendMail', hooks.sendMailAdmission]]);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': receiveLimit(limits.mail),
@@ -195,9 +202,9 @@ export function createGrpcServer(
     // No channelz service is offered, so its per-call trackers (closures and
     // timestamps on every call) would be kept for no reader.
     'grpc.enable_channelz': 0,
-    interceptors: [...hooks.interceptors, callGuard(limits.receiveTimeoutMs, hooks.onCall, admissions)],
+    interceptors: [...hooks.interceptors, callGuard(limits.receiveTimeoutMs, admissions)],
   });
-  server.addService(tolerant(proto.mail.MailService.service, admissions), guarded('mail.MailService', handlers.mail, log));
-  server.addService(tolerant(proto.mail.OtpService.service, admissions), guarded('mail.OtpService', handlers.otp, log));
+  server.addService(tolerant(proto.mail.MailService.service, admissions, utf8), guarded('mail.MailService', handlers.mail, log));
+  server.addService(tolerant(proto.mail.OtpService.service, admissions, utf8), guarded('mail.OtpService', handlers.otp, log));
   return server;
 }
