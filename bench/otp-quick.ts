@@ -83,7 +83,7 @@ function otpHandlersAlone(): OtpServiceHandlers {
       log,
     },
   }).start();
-  return otpServiceHandlers({ otp, calls: new Calls(log), hasher, codeLength: 6, limits: { maxSendsPerMinute: 0, maxChecksPerSecond: 0, maxSendsPerKeyPerHour: 0, maxChecksPerKeyPerMinute: 0 }, metrics: NO_METRICS, log });
+  return otpServiceHandlers({ mailbox: otp, calls: new Calls(log), hasher, codeLength: 6, limits: { maxSendsPerMinute: 0, maxChecksPerSecond: 0, maxSendsPerKeyPerHour: 0, maxChecksPerKeyPerMinute: 0 }, metrics: NO_METRICS, log });
 }
 
 function seed(store: OtpStore, hasher: CodeHasher): void {

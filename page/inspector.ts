@@ -4,7 +4,7 @@
 // exported recording, step by step. Live records arrive over /stream
 // (Server-Sent Events, a batch every 100 ms); a recording is the JSONL of
 // /events.jsonl, loaded from a file.
-import type { ActorInfo, Hello, InspectRecord, Redacted, StateValue } from './protocol.js';
+import type { ActorInfo, Hello, InspectRecord, Redacted, StateValue } from '../src/inspect/protocol.js';
 
 interface Actor {
   info: { -readonly [K in keyof ActorInfo]: ActorInfo[K] };

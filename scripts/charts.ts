@@ -4,7 +4,7 @@
 // its chart was not drawn again.
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { MACHINES, chartFile, drawChart } from '../src/inspect/charts.js';
+import { MACHINES, chartFile, drawChart } from '../src/inspect/machines.js';
 
 const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url));
 

@@ -13,7 +13,7 @@ import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { OtpStore } from './otp/store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
-import { MemoryBudget, decodedBytes } from './mail/memory-budget.js';
+import { MemoryBudget } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
 import type { RedisLink } from './redis/client.js';
 import { MailroomError } from './errors.js';
@@ -22,14 +22,14 @@ import { Calls } from './rpc/calls.js';
 import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, receiveLimit } from './rpc/server.js';
 import { CallerAccess } from './rpc/access.js';
-import { otpOptions, supervisorOptions } from './actor-options.js';
+import { withTlsContext } from './smtp/tls.js';
 import { InspectionBus } from './inspect/bus.js';
 import { openSidePorts, type SidePorts } from './side-ports.js';
 import { ServiceHealth } from './rpc/health.js';
 import { addReflection } from './rpc/reflection.js';
 import { metricsInterceptor } from './rpc/metrics-interceptor.js';
 import { NO_METRICS } from './metrics/service-metrics.js';
-import { connectionStates, queueDepth } from './metrics/sources.js';
+import { poolView, type PoolView } from './actors/pool-view.js';
 import { ArrivalGate, type Admission } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
@@ -79,12 +79,12 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (missing.length > 0) log.warn(`started without ${missing.join(' ')}: expect 10-20% more CPU per mail (see src/runtime-flags.ts; npm start sets it)`);
 
   // Read before anything starts: certificates that do not load stop boot (exit 2).
-  const access = new CallerAccess(config, log);
+  const access = new CallerAccess(config.auth, config, log);
 
   let capture: CaptureServer | undefined;
   let relay = config.smtp.relay;
   if (relay === undefined) {
-    capture = await startCaptureServer(config.mail.captureDir, config.mail.maxBodyBytes, log.child({ component: 'capture' }));
+    capture = await startCaptureServer(config.mail.captureDir, config.mail.limits.maxBodyBytes, log.child({ component: 'capture' }));
     relay = { host: '127.0.0.1', port: capture.port };
     log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, {
       captureDir: capture.dir,
@@ -95,14 +95,14 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const rpcLog = log.child({ component: 'rpc' });
   const calls = new Calls(rpcLog);
   const health = new ServiceHealth();
-  let supervisorRef: SupervisorActor | undefined;
+  let pool: PoolView | undefined;
   let storeRef: OtpStore | undefined;
   const prometheus =
     config.metrics === undefined
       ? undefined
       : new (await import('./metrics/metrics.js')).PrometheusMetrics({
-          connectionStates: () => (supervisorRef === undefined ? new Map() : connectionStates(supervisorRef)),
-          queueDepth: () => (supervisorRef === undefined ? 0 : queueDepth(supervisorRef)),
+          connectionStates: () => pool?.connectionStates() ?? new Map(),
+          queueDepth: () => pool?.queueDepth() ?? 0,
           liveCodes: () => storeRef?.size ?? 0,
         });
   const metrics = prometheus ?? NO_METRICS;
@@ -133,18 +133,22 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     input: {
       jobs$,
       log: log.child({ component: 'smtp' }),
-      options: supervisorOptions(config, relay),
+      options: {
+        ...config.pool,
+        // QUIT after the drain is a courtesy: it must not stretch the shutdown
+        // by a whole command timeout (30 s by default) past its deadline.
+        closeTimeoutMs: Math.min(config.smtp.session.commandTimeoutMs, 2000),
+        connection: { ...config.smtp.connection, session: withTlsContext({ ...config.smtp.session, ...relay }) },
+      },
     },
   });
   supervisor.subscribe({
     error: (err) => {
       onRootFailure('supervisor')(err);
-      // xstate leaves the children of an actor in error running: the
-      // connections would keep their sockets and timers. Each closes at once.
-      for (const connection of supervisor.getSnapshot().context.pool.refs()) connection.send({ type: 'FORCE_CLOSE' });
+      pool?.forceClose();
     },
   });
-  supervisorRef = supervisor;
+  pool = poolView(supervisor);
   supervisor.on('pool.health', (e) => health.relay(e.up));
   supervisor.on('conn.lost', () => metrics.reconnect());
   supervisor.start();
@@ -164,7 +168,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       ? undefined
       : (await import('./redis/shared-state.js')).openSharedState(config.redis, {
           log,
-          idempotencyWindowMs: config.queue.idempotencyWindowMs,
+          idempotencyWindowMs: config.intake.idempotencyWindowMs,
           otp: otpConfig,
           hasher,
           clock: options.clock,
@@ -172,14 +176,14 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const redis = shared?.link;
   redis?.onHealth((up) => health.store(up));
   redis?.start();
-  const budget = new MemoryBudget(config.queue.maxBytes);
-  const idempotency = shared?.idempotency ?? new IdempotencyCache(config.queue.idempotencyWindowMs, config.queue.idempotencyMaxBytes, options.clock);
+  const budget = new MemoryBudget(config.intake.maxBytes);
+  const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock);
   const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     id: 'otp',
     ...inspect,
     input: {
-      options: otpOptions(config),
+      options: otpConfig,
       store: (storeRef = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(otpConfig)),
       hasher,
       mailer,
@@ -193,15 +197,18 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   let listener: GrpcListener | undefined;
   const sendMailAdmission: Admission = {
     early: () => budget.early(),
-    admit: (bytes) => budget.admit(decodedBytes(bytes), bytes),
+    // A decoded request's strings never take more than its encoded bytes did
+    // (V8 keeps Latin-1 at a byte a character, the rest at two a UTF-16
+    // unit; UTF-8 spends at least as much on each): the bytes stand for both.
+    admit: (bytes) => budget.admit(bytes, bytes),
     // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
-    gate: new ArrivalGate(Math.max(1, Math.floor(config.queue.maxBytes / (2 * receiveLimit(config.mail))))),
+    gate: new ArrivalGate(Math.max(1, Math.floor(config.intake.maxBytes / (2 * receiveLimit(config.mail.limits))))),
   };
   const server = createGrpcServer(
     {
-      mail: mailServiceHandlers({ mailer, calls, limits: config.mail, log: rpcLog }),
+      mail: mailServiceHandlers({ mailer, calls, limits: config.mail.limits, log: rpcLog }),
       otp: otpServiceHandlers({
-        otp,
+        mailbox: otp,
         calls,
         hasher,
         codeLength: otpConfig.length,
@@ -210,7 +217,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
         log: rpcLog,
       }),
     },
-    { mail: config.mail, ...config.grpc },
+    config.grpc,
+    config.mail.limits,
     {
       sendMailAdmission,
       // Metrics innermost: every status passes it, the refusals of the others included.
@@ -244,7 +252,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   log.info('listening', {
     host: config.host,
     port,
-    workers: config.workers,
+    workers: config.pool.workers,
     relay: `${relay.host}:${relay.port}`,
     tls: config.smtp.session.tls,
     ...access.describe(),

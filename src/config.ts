@@ -5,30 +5,28 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MailroomError, isMailroomError } from './errors.js';
 import type { SessionSettings, TlsMode } from './smtp/options.js';
+import type { ConnectionSettings } from './actors/smtp-connection.js';
+import type { PoolSettings } from './actors/supervisor.js';
+import type { OtpOptions } from './actors/otp.js';
+import type { OtpLimits } from './otp/store.js';
+import type { OtpRateLimits } from './rpc/otp-caps.js';
+import type { MailLimits } from './rpc/validate.js';
+import type { ServerLimits } from './rpc/server.js';
+import type { ListenerLimits } from './rpc/listener.js';
 import { parseAddressList, type Address } from './mail/address.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 import { TokenTable } from './rpc/tokens.js';
+import { isLoopback } from './rpc/peer.js';
+import type { AuthSettings } from './rpc/access.js';
+import { LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 
 export type { TlsMode } from './smtp/options.js';
-export type LogFormat = 'json' | 'pretty';
-const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   readonly port: number;
   readonly host: string;
-  /** who may call (see src/rpc/auth.ts) */
-  readonly auth: {
-    readonly tokensFile: string | undefined;
-    /** the file's table as read at boot */
-    readonly tokens: TokenTable | undefined;
-    /** TLS on the gRPC port; with a client CA, clients must present certificates */
-    readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
-    /** ALLOW_UNAUTHENTICATED: serve callers who are not authenticated on a non-loopback HOST */
-    readonly allowUnauthenticated: boolean;
-    /** tokens or client certificates are required */
-    readonly required: boolean;
-  };
+  /** who may call (see src/rpc/access.ts) */
+  readonly auth: AuthSettings;
   /** undefined: no metrics endpoint */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** undefined: no inspection at all (it costs nothing then) */
@@ -46,78 +44,38 @@ export interface Config {
     | undefined;
   /** undefined: OTP codes and idempotency keys stay in this process's memory */
   readonly redis: { readonly url: string; readonly prefix: string; readonly commandTimeoutMs: number } | undefined;
-  readonly workers: number;
   readonly smtp: {
     /** where the relay is; undefined: run the embedded capture server */
     readonly relay: { readonly host: string; readonly port: number } | undefined;
     /** every session's options but where the relay is */
     readonly session: SessionSettings;
-    readonly keepaliveMs: number;
-    readonly maxMessagesPerConnection: number;
-    /** messages in flight on a connection whose relay offers CHUNKING and PIPELINING */
-    readonly pipelineDepth: number;
-    readonly backoffBaseMs: number;
-    readonly backoffMaxMs: number;
-    /** the pool down this long, every dial refused: calls fail at once */
-    readonly unreachableAfterMs: number;
+    /** each connection's keepalive, recycling, pipelining and backoff */
+    readonly connection: ConnectionSettings;
+  };
+  /** the pool of connections and its queue */
+  readonly pool: PoolSettings;
+  /** what SendMail holds while it works, and how long it remembers idempotency keys */
+  readonly intake: {
+    /** bytes of all queued and in-flight messages together (their requests included) */
+    readonly maxBytes: number;
+    readonly idempotencyWindowMs: number;
+    /** bytes the idempotency keys and their results may take */
+    readonly idempotencyMaxBytes: number;
   };
   readonly mail: {
     /** From header and envelope sender */
     readonly from: Address;
     readonly captureDir: string;
-    readonly maxSubjectChars: number;
-    readonly maxBodyBytes: number;
-    readonly maxRecipients: number;
-    readonly maxDisplayNameChars: number;
+    readonly limits: MailLimits;
   };
-  readonly queue: {
-    readonly limit: number;
-    readonly maxAttempts: number;
-    readonly rateLimitPerSecond: number;
-    /** a queued message waits at most this long for a connection */
-    readonly queueTimeoutMs: number;
-    readonly idempotencyWindowMs: number;
-    /** bytes of all queued and in-flight messages together (their requests included) */
-    readonly maxBytes: number;
-    /** bytes the idempotency keys and their results may take */
-    readonly idempotencyMaxBytes: number;
-  };
-  readonly grpc: {
-    readonly maxConnections: number;
-    /** open connections from one address (IPv6: one /64) */
-    readonly maxConnectionsPerPeer: number;
-    /** calls on one connection that may fail authentication before it is closed */
-    readonly maxAuthFailures: number;
-    readonly maxStreamsPerConnection: number;
-    /** a connection with no call for this long is closed */
-    readonly idleTimeoutMs: number;
-    /** a connection that has made no authenticated call this long after it was accepted is closed */
-    readonly handshakeTimeoutMs: number;
-    /** a call whose request has not fully arrived this long after it began is ended */
-    readonly receiveTimeoutMs: number;
-  };
-  readonly otp: {
-    readonly lifespanMs: number;
-    readonly cleanupMs: number;
-    readonly length: number;
-    readonly maxAttempts: number;
-    readonly resendCooldownMs: number;
-    readonly maxSendsPerHour: number;
-    /** codes sent per minute by one caller; 0: no cap */
-    readonly maxSendsPerMinute: number;
-    /** ValidateCode calls per second by one caller; 0: no cap */
-    readonly maxChecksPerSecond: number;
-    /** codes sent per hour for one caller's `mailroom-rate-key`; 0: no cap */
-    readonly maxSendsPerKeyPerHour: number;
-    /** ValidateCode calls per minute for one caller's `mailroom-rate-key`; 0: no cap */
-    readonly maxChecksPerKeyPerMinute: number;
-    /** undefined: a random key per process */
-    readonly secret: string | undefined;
-    readonly returnCode: boolean;
-    readonly subjectTemplate: string;
-    readonly textTemplate: string;
-    readonly htmlTemplate: string;
-  };
+  /** the gRPC port's limits */
+  readonly grpc: ListenerLimits & ServerLimits;
+  readonly otp: OtpOptions &
+    OtpLimits &
+    OtpRateLimits & {
+      /** undefined: a random key per process */
+      readonly secret: string | undefined;
+    };
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
   readonly shutdownTimeoutMs: number;
 }
@@ -276,7 +234,6 @@ export function loadConfig(env: Env): Config {
     metrics: metricsPort === undefined ? undefined : { host: r.raw('METRICS_HOST') ?? '127.0.0.1', port: metricsPort },
     redis,
     inspect,
-    workers: r.int('WORKERS', 5, 1, 256),
     smtp: {
       relay: smtpHost === undefined ? undefined : { host: smtpHost, port: smtpPort },
       session: {
@@ -291,29 +248,36 @@ export function loadConfig(env: Env): Config {
         commandTimeoutMs: r.int('SMTP_COMMAND_TIMEOUT_MS', 30_000, 1, 600_000),
         dataTimeoutMs: r.int('SMTP_DATA_TIMEOUT_MS', 120_000, 1, 600_000),
       },
-      keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
-      maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
-      pipelineDepth: r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64),
-      backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
-      backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
+      connection: {
+        keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
+        maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
+        pipelineDepth: r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64),
+        backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
+        backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
+      },
+    },
+    pool: {
+      workers: r.int('WORKERS', 5, 1, 256),
+      queueLimit: r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000),
+      maxAttempts: r.int('SEND_MAX_ATTEMPTS', 3, 1, 20),
+      rateLimitPerSecond: r.int('SEND_RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+      queueTimeoutMs: r.int('QUEUE_TIMEOUT_MS', 60_000, 10, 3_600_000),
       unreachableAfterMs: r.int('SMTP_UNREACHABLE_AFTER_MS', 15_000, 0, 3_600_000),
+    },
+    intake: {
+      maxBytes: r.int('QUEUE_MAX_BYTES', 128 * MIB, MIB, 64 * 1024 * MIB),
+      idempotencyWindowMs: seconds('IDEMPOTENCY_WINDOW_SECONDS', 3_600, 1, 7 * DAY_SECONDS),
+      idempotencyMaxBytes: r.int('IDEMPOTENCY_MAX_BYTES', 128 * MIB, 64 * 1024, 16 * 1024 * MIB),
     },
     mail: {
       from,
       captureDir: r.raw('MAIL_CAPTURE_DIR') ?? 'var/mail',
-      maxSubjectChars: r.int('MAX_SUBJECT_CHARS', 998, 1, 10_000),
-      maxBodyBytes: r.int('MAX_BODY_BYTES', 1_048_576, 1, 50 * 1_048_576),
-      maxRecipients: r.int('MAX_RECIPIENTS', 50, 1, 1_000),
-      maxDisplayNameChars: r.int('MAX_DISPLAY_NAME_CHARS', 256, 1, 900),
-    },
-    queue: {
-      limit: r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000),
-      maxAttempts: r.int('SEND_MAX_ATTEMPTS', 3, 1, 20),
-      rateLimitPerSecond: r.int('SEND_RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
-      queueTimeoutMs: r.int('QUEUE_TIMEOUT_MS', 60_000, 10, 3_600_000),
-      idempotencyWindowMs: seconds('IDEMPOTENCY_WINDOW_SECONDS', 3_600, 1, 7 * DAY_SECONDS),
-      maxBytes: r.int('QUEUE_MAX_BYTES', 128 * MIB, MIB, 64 * 1024 * MIB),
-      idempotencyMaxBytes: r.int('IDEMPOTENCY_MAX_BYTES', 128 * MIB, 64 * 1024, 16 * 1024 * MIB),
+      limits: {
+        maxSubjectChars: r.int('MAX_SUBJECT_CHARS', 998, 1, 10_000),
+        maxBodyBytes: r.int('MAX_BODY_BYTES', 1_048_576, 1, 50 * 1_048_576),
+        maxRecipients: r.int('MAX_RECIPIENTS', 50, 1, 1_000),
+        maxDisplayNameChars: r.int('MAX_DISPLAY_NAME_CHARS', 256, 1, 900),
+      },
     },
     grpc: {
       maxConnections: r.int('MAX_GRPC_CONNECTIONS', 1_000, 1, 100_000),
@@ -337,9 +301,11 @@ export function loadConfig(env: Env): Config {
       maxChecksPerKeyPerMinute: r.int('OTP_MAX_CHECKS_PER_KEY_PER_MINUTE', 0, 0, 10_000_000),
       secret: r.secret('OTP_SECRET', 32),
       returnCode: r.bool('OTP_RETURN_CODE', false),
-      subjectTemplate: r.template('OTP_SUBJECT', 'Your code: {{code}}'),
-      textTemplate: r.template('OTP_TEXT', DEFAULT_OTP_TEXT),
-      htmlTemplate: r.template('OTP_HTML', ''),
+      templates: {
+        subject: r.template('OTP_SUBJECT', 'Your code: {{code}}'),
+        text: r.template('OTP_TEXT', DEFAULT_OTP_TEXT),
+        html: r.template('OTP_HTML', ''),
+      },
     },
     log: {
       level: r.oneOf<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info'),
@@ -348,15 +314,16 @@ export function loadConfig(env: Env): Config {
     shutdownTimeoutMs: seconds('SHUTDOWN_TIMEOUT_SECONDS', 10, 0, 3_600),
   };
 
-  if (config.smtp.backoffMaxMs < config.smtp.backoffBaseMs) {
+  if (config.smtp.connection.backoffMaxMs < config.smtp.connection.backoffBaseMs) {
     r.problems.push('SMTP_BACKOFF_MAX_MS: expected at least SMTP_BACKOFF_BASE_MS');
   }
   const { otp } = config;
-  if (/[\r\n]/.test(otp.subjectTemplate)) r.problems.push('OTP_SUBJECT: expected one line');
-  if (!hasCodePlaceholder(otp.subjectTemplate) && !hasCodePlaceholder(otp.textTemplate)) {
+  const { templates } = otp;
+  if (/[\r\n]/.test(templates.subject)) r.problems.push('OTP_SUBJECT: expected one line');
+  if (!hasCodePlaceholder(templates.subject) && !hasCodePlaceholder(templates.text)) {
     r.problems.push('OTP_SUBJECT or OTP_TEXT: one of them must contain {{code}}');
   }
-  if (otp.htmlTemplate !== '' && !hasCodePlaceholder(otp.htmlTemplate)) r.problems.push('OTP_HTML: expected {{code}} in it');
+  if (templates.html !== '' && !hasCodePlaceholder(templates.html)) r.problems.push('OTP_HTML: expected {{code}} in it');
   if (config.redis !== undefined && otp.secret === undefined) {
     r.problems.push('OTP_SECRET: required with REDIS_URL, the same on every replica (each would hash codes with a key of its own, and no code would check out on another)');
   }
@@ -366,7 +333,7 @@ export function loadConfig(env: Env): Config {
   return deepFreeze(config);
 }
 
-function authConfig(r: Reader): Config['auth'] {
+function authConfig(r: Reader): AuthSettings {
   const tokensFile = r.raw('AUTH_TOKENS_FILE');
   const tokens = r.tokens('AUTH_TOKENS_FILE');
   const certFile = r.raw('GRPC_TLS_CERT_FILE');
@@ -382,11 +349,6 @@ function authConfig(r: Reader): Config['auth'] {
     allowUnauthenticated: r.bool('ALLOW_UNAUTHENTICATED', false),
     required: tokensFile !== undefined || (tls !== undefined && clientCaFile !== undefined),
   };
-}
-
-/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 function deepFreeze<T extends object>(value: T): T {

@@ -1,6 +1,9 @@
 // One winston root logger; components take children with their ids.
 import winston from 'winston';
-import type { LogFormat, LogLevel } from './config.js';
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = 'json' | 'pretty';
 
 export type { Logger } from 'winston';
 

@@ -53,7 +53,7 @@ test('each .eml starts with its envelope: Return-Path and one Delivered-To per r
   assert.deepEqual(head, ['Return-Path: <noreply@example.com>', 'Delivered-To: to@example.com', 'Delivered-To: cc@example.com', 'Delivered-To: hidden@example.com']);
   const headers = text.slice(0, text.indexOf('\r\n\r\n'));
   assert.equal(headers.split('hidden@example.com').length, 2, 'the Bcc address appears only in its Delivered-To line');
-  // What the README says to do to find the latest mail for an address:
+  // What docs/operating.md says to do to find the latest mail for an address:
   const latest = readdirSync(dir).filter((f) => f.endsWith('.eml')).sort().reverse().find((f) => readFileSync(join(dir, f), 'utf8').includes('\r\nDelivered-To: hidden@example.com\r\n'));
   assert.equal(latest, file);
 });

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { MACHINES, chartFile, drawChart } from '../src/inspect/charts.js';
+import { MACHINES, chartFile, drawChart } from '../src/inspect/machines.js';
 import { chartOf } from '../src/inspect/chart.js';
 import { smtpConnectionMachine } from '../src/actors/smtp-connection.js';
 import { supervisorMachine } from '../src/actors/supervisor.js';

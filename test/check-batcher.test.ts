@@ -3,12 +3,12 @@
 // event-loop turn later); a later run starts a new event.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { OtpActor, OtpEvent } from '../src/actors/otp.js';
-import { CheckBatcher } from '../src/rpc/check-batcher.js';
+import { CheckBatcher } from '../src/otp/check-batcher.js';
+import type { OtpMailbox, OtpRequest } from '../src/otp/requests.js';
 
-function recorder(): { actor: OtpActor; events: OtpEvent[] } {
-  const events: OtpEvent[] = [];
-  return { actor: { send: (event: OtpEvent) => events.push(event) } as unknown as OtpActor, events };
+function recorder(): { actor: OtpMailbox; events: OtpRequest[] } {
+  const events: OtpRequest[] = [];
+  return { actor: { send: (event: OtpRequest) => void events.push(event) }, events };
 }
 
 test('checks made together travel as one event, in the order they were made', async () => {

@@ -1,4 +1,4 @@
-// The command-line client as the README shows it, as a subprocess against
+// The command-line client as docs/api.md shows it, as a subprocess against
 // the real service: replies in proto JSON names, failures with mailroom's
 // metadata, exit codes 0 / 1 / 2.
 import { test, before, after } from 'node:test';

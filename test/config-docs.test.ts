@@ -1,6 +1,7 @@
 // Keeps the configuration documentation honest: every variable src/config.ts
-// reads is in config/mailroom.env.example and in the README's table, and the
-// example's commented-out values are the real defaults.
+// reads is in config/mailroom.env.example and in the configuration reference
+// (docs/configuration.md), and the example's commented-out values are the
+// real defaults.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { loadConfig } from '../src/config.js';
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 const SOURCE = read('src/config.ts');
 const EXAMPLE = read('config/mailroom.env.example');
-const README = read('README.md');
+const REFERENCE = read('docs/configuration.md');
 
 /** Every name config.ts passes to a reader method or to seconds(). */
 const VARIABLES = [...new Set([...SOURCE.matchAll(/(?:\br\.\w+(?:<[^>]*>)?|\bseconds)\('([A-Z][A-Z0-9_]*)'/g)].map((m) => m[1] as string))];
@@ -25,8 +26,8 @@ test('every variable is in config/mailroom.env.example', () => {
   assert.deepEqual(missing, []);
 });
 
-test("every variable is in the README's configuration table", () => {
-  const missing = VARIABLES.filter((name) => !new RegExp(`^\\| [^|]*\`${name}\``, 'm').test(README));
+test('every variable is in the configuration reference, docs/configuration.md', () => {
+  const missing = VARIABLES.filter((name) => !new RegExp(`^\\| [^|]*\`${name}\``, 'm').test(REFERENCE));
   assert.deepEqual(missing, []);
 });
 
@@ -38,5 +39,5 @@ test('uncommented, the example gives the real defaults', () => {
   const defaults = loadConfig({});
   // A .env line break is \n; the built-in default spells it \r\n. Both are sent as CRLF.
   const crlf = (s: string): string => s.replace(/\r?\n/g, '\r\n');
-  assert.deepEqual({ ...fromExample, otp: { ...fromExample.otp, textTemplate: crlf(fromExample.otp.textTemplate) } }, defaults);
+  assert.deepEqual({ ...fromExample, otp: { ...fromExample.otp, templates: { ...fromExample.otp.templates, text: crlf(fromExample.otp.templates.text) } } }, defaults);
 });

@@ -24,13 +24,13 @@ test('an empty environment gives the documented defaults and capture mode', () =
   assert.equal(c.host, '127.0.0.1', 'callers are not authenticated: loopback only');
   assert.equal(c.auth.required, false);
   assert.equal(c.metrics, undefined, 'metrics are off');
-  assert.equal(c.workers, 5);
+  assert.equal(c.pool.workers, 5);
   assert.equal(c.smtp.relay, undefined, 'no EMAIL_HOST: embedded capture relay');
   assert.equal(c.smtp.session.tls, 'none', 'the capture relay speaks plain SMTP on loopback');
   assert.equal(c.smtp.session.user, undefined);
   assert.equal(c.mail.captureDir, 'var/mail');
   assert.deepEqual(c.mail.from, { name: '', address: 'mailroom@mailroom.localhost' });
-  assert.equal(c.queue.limit, 1_000);
+  assert.equal(c.pool.queueLimit, 1_000);
   assert.equal(c.otp.lifespanMs, 120_000);
   assert.equal(c.otp.cleanupMs, 180_000);
   assert.equal(c.otp.length, 6);
@@ -80,7 +80,7 @@ test('seconds become milliseconds; blank values count as unset', () => {
   const c = loadConfig({ SHUTDOWN_TIMEOUT_SECONDS: '1', OTP_LIFESPAN_SECONDS: '60', WORKERS: '  ', PORT: '' });
   assert.equal(c.shutdownTimeoutMs, 1_000);
   assert.equal(c.otp.lifespanMs, 60_000);
-  assert.equal(c.workers, 5);
+  assert.equal(c.pool.workers, 5);
   assert.equal(c.port, 40_700);
 });
 
@@ -117,9 +117,9 @@ test('a secret value is never echoed in a problem', () => {
 
 test('the configuration is frozen all the way down', () => {
   const c = loadConfig({});
-  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.smtp) && Object.isFrozen(c.otp));
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.smtp) && Object.isFrozen(c.pool) && Object.isFrozen(c.otp.templates));
   assert.throws(() => {
-    (c as { workers: number }).workers = 9;
+    (c.pool as { workers: number }).workers = 9;
   }, TypeError);
 });
 

@@ -1,5 +1,5 @@
 // Keeps the error catalogue honest: every code has a gRPC status, the
-// transient flags match the documented policy, the README's table matches the
+// transient flags match the documented policy, the API page's table matches the
 // code, and what reaches a caller carries the documented metadata.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ERROR_CATALOGUE, MailroomError, toMailroomError, type ErrorCode } from '../src/errors.js';
 import { STATUS_BY_CODE, toServiceError } from '../src/rpc/status.js';
 
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const API = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
 const CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
 
 test('every code has exactly one gRPC status, never OK or UNKNOWN', () => {
@@ -44,10 +44,10 @@ test('the mapping DESIGN.md promises', () => {
   for (const [code, status] of Object.entries(expect)) assert.equal(STATUS_BY_CODE[code as ErrorCode], status, code);
 });
 
-test("the README's error table lists every code with its status and transient flag", () => {
+test("docs/api.md's error table lists every code with its status and transient flag", () => {
   const rows = new Map<string, [status: string, transient: string]>();
-  for (const m of README.matchAll(/^\| `(E[A-Z_]+)` \| `([A-Z_]+)` \| (yes|no) \|/gm)) rows.set(m[1] as string, [m[2] as string, m[3] as string]);
-  assert.deepEqual([...rows.keys()].sort(), [...CODES].sort(), 'README lists exactly the catalogue');
+  for (const m of API.matchAll(/^\| `(E[A-Z_]+)` \| `([A-Z_]+)` \| (yes|no) \|/gm)) rows.set(m[1] as string, [m[2] as string, m[3] as string]);
+  assert.deepEqual([...rows.keys()].sort(), [...CODES].sort(), 'docs/api.md lists exactly the catalogue');
   for (const code of CODES) {
     assert.deepEqual(rows.get(code), [grpc.status[STATUS_BY_CODE[code]], ERROR_CATALOGUE[code].transient ? 'yes' : 'no'], code);
   }

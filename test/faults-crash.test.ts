@@ -50,8 +50,6 @@ test('a connection actor that throws is replaced; its job goes through on anothe
         maxAttempts: 3,
         rateLimitPerSecond: 0,
         queueTimeoutMs: 5000,
-        retryBaseMs: 10,
-        retryMaxMs: 50,
         unreachableAfterMs: 15_000,
         closeTimeoutMs: 500,
         connection: {

@@ -9,7 +9,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import { boot, type BootOptions, type Service } from '../src/boot.js';
 import { makePki, type Pki } from './pki.js';
 import { createLogger, type Logger } from '../src/log.js';
-import type { LogLevel } from '../src/config.js';
+import type { LogLevel } from '../src/log.js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import type { MailServiceClient } from '../src/generated/mail/MailService.js';
 import type { OtpServiceClient } from '../src/generated/mail/OtpService.js';

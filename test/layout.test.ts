@@ -1,5 +1,7 @@
-// The source tree's shape: no import cycles (type imports included), and
-// the V8 flags every way of starting the service must give it.
+// The source tree's shape: no import cycles (type imports included), no
+// import that runs back up from a lower layer to a higher one, nothing in
+// src/ that reaches outside it, and the V8 flags every way of starting the
+// service must give it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,6 +21,40 @@ function sources(dir: string): string[] {
 }
 
 const IMPORT = /^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.[^']+)'/gm;
+
+/**
+ * The layers, highest first: a file may import from its own layer and those
+ * below it. entry → boot → rpc/inspect/metrics → actors → otp/smtp/redis →
+ * mail/capture → errors and small tools.
+ */
+const LAYERS: readonly [string, RegExp][] = [
+  ['entry', /^(main|run)\.ts$|^client\//],
+  ['boot', /^(boot|config|side-ports)\.ts$/],
+  ['service', /^(rpc|inspect|metrics)\//],
+  ['actors', /^actors\//],
+  ['domain', /^(otp|smtp|redis)\//],
+  ['mail', /^(mail|capture)\//],
+  ['base', /^(errors|log|runtime-flags)\.ts$|^lib\//],
+];
+
+function layerOf(file: string): number {
+  const i = LAYERS.findIndex(([, pattern]) => pattern.test(file));
+  if (i < 0) throw new Error(`${file} is in no layer: add it to LAYERS`);
+  return LAYERS.length - i;
+}
+
+/** Every relative import of every file in src/: [from, to, whether it imports types only]. */
+function imports(): [string, string, boolean][] {
+  const out: [string, string, boolean][] = [];
+  for (const file of sources(SRC)) {
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/^\s*(import|export)(\s+type)?\s[^;]*?\sfrom\s+'(\.[^']+)'/gm)) {
+      const target = resolve(dirname(file), (m[3] as string).replace(/\.js$/, '.ts'));
+      out.push([relative(SRC, file), relative(SRC, target), m[2] !== undefined]);
+    }
+  }
+  return out;
+}
 
 test('no import cycles in src/', () => {
   const graph = new Map<string, string[]>();
@@ -45,6 +81,26 @@ test('no import cycles in src/', () => {
   for (const file of graph.keys()) visit(file);
   assert.ok(graph.size > 30, `read ${graph.size} files`);
   assert.deepEqual(cycles, []);
+});
+
+test('no import runs back up a layer, and nothing in src/ reaches outside it', () => {
+  const upward: string[] = [];
+  const outside: string[] = [];
+  for (const [from, to] of imports()) {
+    if (to.startsWith('..')) {
+      outside.push(`${from} → ${to}`);
+      continue;
+    }
+    if (to.startsWith('generated/')) continue;
+    if (layerOf(to) > layerOf(from)) upward.push(`${from} (${LAYERS[LAYERS.length - layerOf(from)]?.[0]}) → ${to} (${LAYERS[LAYERS.length - layerOf(to)]?.[0]})`);
+  }
+  assert.deepEqual(outside, [], 'src/ imports nothing outside itself (the page imports the protocol from src/, not the other way round)');
+  assert.deepEqual(upward, []);
+});
+
+test('rpc/ and metrics/ know the actors by their types only: they call facades', () => {
+  const values = imports().filter(([from, to, typeOnly]) => /^(rpc|metrics)\//.test(from) && to.startsWith('actors/') && !typeOnly);
+  assert.deepEqual(values, []);
 });
 
 test('npm start and npm test give the service the V8 flags it runs with', () => {

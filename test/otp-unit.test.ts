@@ -6,8 +6,9 @@ import { createActor } from 'xstate';
 import { createLogger } from '../src/log.js';
 import { loadConfig } from '../src/config.js';
 import { MailroomError } from '../src/errors.js';
-import { otpMachine, SWEEP_SLICE, type CodeMailer, type CodeSent, type OtpActor, type OtpOptions } from '../src/actors/otp.js';
-import { awaitReply } from '../src/actors/reply.js';
+import { otpMachine, SWEEP_SLICE, type CodeMailer, type OtpActor, type OtpOptions } from '../src/actors/otp.js';
+import type { CodeSent } from '../src/otp/requests.js';
+import { withResolvers } from '../src/lib/resolvers.js';
 import { CodeHasher, generateCode } from '../src/otp/code.js';
 import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { CODE_ACCEPTED } from '../src/otp/store.js';
@@ -44,7 +45,7 @@ function startOtp(store: InMemoryOtpStore, over: { options?: Partial<OtpOptions>
 
 /** A SendCode through the actor's mailbox: undefined when the code went out, else the error. */
 async function sendCode(actor: OtpActor, key: string): Promise<MailroomError | undefined> {
-  const { reply, answer } = awaitReply<CodeSent>();
+  const { reply, answer } = withResolvers<CodeSent>();
   actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply });
   return answer.then(
     () => undefined,
@@ -54,7 +55,7 @@ async function sendCode(actor: OtpActor, key: string): Promise<MailroomError | u
 
 /** One ValidateCode through the actor's mailbox: CODE_ACCEPTED or the attempts left. */
 async function checkCode(actor: OtpActor, key: string, code: string): Promise<number> {
-  const { reply, answer } = awaitReply<number[]>();
+  const { reply, answer } = withResolvers<number[]>();
   actor.send({ type: 'code.checks', checks: [{ key, hash: hasher.hash(key, code) }], reply });
   return (await answer)[0] as number;
 }
@@ -369,5 +370,5 @@ test('8: bad templates stop boot with the variable named', () => {
   assert.match(problems({ OTP_SUBJECT: 'hello', OTP_TEXT: 'hello' }), /must contain \{\{code\}\}/);
   assert.match(problems({ OTP_HTML: '<p>hi</p>' }), /OTP_HTML: expected \{\{code\}\}/);
   assert.equal(problems({ OTP_TEXT: 'a\\nb {{ code }}' }), '');
-  assert.equal(loadConfig({ OTP_TEXT: 'a\\nb {{code}}' }).otp.textTemplate, 'a\nb {{code}}');
+  assert.equal(loadConfig({ OTP_TEXT: 'a\\nb {{code}}' }).otp.templates.text, 'a\nb {{code}}');
 });

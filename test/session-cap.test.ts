@@ -2,7 +2,7 @@
 // over its top quarter so that a pool's connections do not re-dial together.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sessionCap } from '../src/actors/session-cap.js';
+import { sessionCap } from '../src/smtp/session-cap.js';
 
 test('a session carries between three quarters of the maximum and all of it', () => {
   assert.equal(sessionCap(100, () => 0), 100);

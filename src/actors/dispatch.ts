@@ -3,7 +3,7 @@
 // the supervisor's machine decides when they run.
 import { MailroomError } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import type { TokenBucket } from '../mail/token-bucket.js';
+import type { TokenBucket } from '../lib/token-bucket.js';
 import type { JobLedger } from './job-ledger.js';
 import type { Pool } from './pool.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';

@@ -12,13 +12,10 @@
 // everyone, and a job that was already under way is not overtaken.
 //
 // TRAP: holdings are one array per connection for the connection's life,
-// not a Map or Set keyed by job. A table that gains and loses an entry for
-// every mail is rebuilt by V8 every few mails, and the table it leaves behind
-// in old space keeps every job it held (its message, its gRPC call) alive
-// through each scavenge until the next full GC: measured on the SendMail
-// benchmark, about 10 KB promoted per mail and an 8-16 ms full GC every ~2 s.
-// Retries are rare enough for a Set.
-import { Deque } from '../mail/deque.js';
+// not a Map or Set keyed by job: a table that gains and loses an entry every
+// mail leaves copies in old space that keep finished jobs alive until the
+// next full GC (docs/decisions.md). Retries are rare enough for a Set.
+import { Deque } from '../lib/deque.js';
 import type { MailJob } from '../mail/job.js';
 
 export class JobLedger {

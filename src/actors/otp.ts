@@ -34,12 +34,14 @@ import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
 import { Sealed } from '../otp/sealed.js';
 import { whenAnswered, type OtpStore, type Reservation, type SweepResult } from '../otp/store.js';
 import { renderCodeMail, type CodeMail, type CodeTemplates } from '../otp/template.js';
-import type { Reply } from './reply.js';
+import type { Resolvers } from '../lib/resolvers.js';
+import type { CheckRequest, CodeSent, OtpRequest } from '../otp/requests.js';
 
 export interface CodeMailer {
   send(draft: Draft, options: { deadline: number }): Sending;
 }
 
+/** The OTP actor's rules (config.otp). */
 export interface OtpOptions {
   readonly length: number;
   readonly lifespanMs: number;
@@ -60,28 +62,8 @@ export interface OtpInput {
   readonly now?: () => number;
 }
 
-export interface CodeSent {
-  readonly expiresInSeconds: number;
-  readonly resendAfterSeconds: number;
-  /** '' unless OTP_RETURN_CODE=true */
-  readonly otpCode: string;
-}
-
-/** The candidate arrives hashed: no event in the mailbox carries a code an inspector could see. */
-export interface CheckRequest {
-  readonly key: string;
-  readonly hash: CodeHash;
-}
-
 export type OtpEvent =
-  /** key: the normalised address; to: where the mail goes */
-  | { type: 'code.send'; key: string; to: Address; deadline: number; reply: Reply<CodeSent> }
-  /**
-   * Checks that reached the service together (one microtask run, see
-   * CheckBatcher), answered in order: each result is CODE_ACCEPTED, or the
-   * wrong checks the live code has left (0 when none).
-   */
-  | { type: 'code.checks'; checks: readonly CheckRequest[]; reply: Reply<number[]> }
+  | OtpRequest
   | { type: 'sweep' }
   | { type: 'mail.settled'; id: number; error: MailroomError | undefined }
   // from the store child:
@@ -105,7 +87,7 @@ type StoreRequest =
   | { type: 'reserve'; id: number; key: string; now: number }
   | { type: 'commit'; id: number; key: string; hash: CodeHash; now: number }
   | { type: 'release'; key: string; refund: boolean; now: number }
-  | { type: 'checks'; checks: readonly CheckRequest[]; now: number; reply: Reply<number[]> }
+  | { type: 'checks'; checks: readonly CheckRequest[]; now: number; reply: Resolvers<number[]> }
   | { type: 'sweep'; now: number; limit: number };
 
 /** A send from its request to its answer: claiming the address, mailing the code, making it live. */
@@ -114,18 +96,12 @@ interface PendingSend {
   readonly key: string;
   readonly to: Address;
   readonly deadline: number;
-  readonly reply: Reply<CodeSent>;
+  readonly reply: Resolvers<CodeSent>;
   hash: CodeHash | undefined;
   otpCode: string;
 }
 
-interface OtpContext {
-  readonly options: OtpOptions;
-  readonly store: OtpStore;
-  readonly hasher: CodeHasher;
-  readonly mailer: CodeMailer;
-  readonly log: Logger;
-  readonly now: () => number;
+interface OtpContext extends Required<OtpInput> {
   /** sends under way, by their number */
   readonly pending: Map<number, PendingSend>;
   seq: number;
@@ -154,12 +130,9 @@ function refusal(r: Exclude<Reservation, { ok: true }>): MailroomError {
 }
 
 /**
- * Most entries one sweep event removes. A removal from the in-memory store
- * costs 0.03 to 0.06 µs once its code is optimised and up to ~2 µs before
- * (measured among a million codes), so a slice holds the event loop for
- * 0.05 ms warm and about 2 ms at worst cold, and the next slice waits for
- * the following turn of the loop; a store behind a network costs far more
- * per removal, and the slice bounds that too.
+ * Most entries one sweep event removes: a slice holds the event loop for
+ * well under a few milliseconds, and the next waits a turn of the loop (see
+ * docs/decisions.md). A store behind a network is bounded the same way.
  */
 export const SWEEP_SLICE = 1_000;
 
@@ -261,7 +234,7 @@ export const otpMachine = setup({
     mailAccepted: (_, params: { error: MailroomError | undefined }) => params.error === undefined,
   },
   actions: {
-    checkCodes: sendTo('store', ({ context }, params: { checks: readonly CheckRequest[]; reply: Reply<number[]> }): StoreRequest => ({
+    checkCodes: sendTo('store', ({ context }, params: { checks: readonly CheckRequest[]; reply: Resolvers<number[]> }): StoreRequest => ({
       type: 'checks',
       checks: params.checks,
       now: context.now(),
@@ -289,7 +262,7 @@ export const otpMachine = setup({
       context.pending.delete(params.id);
       if (!params.reservation.ok) send.reply.reject(refusal(params.reservation));
     },
-    refuseSend: (_, params: { reply: Reply<CodeSent> }) => {
+    refuseSend: (_, params: { reply: Resolvers<CodeSent> }) => {
       params.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
     },
     /** The relay accepted the code mail: the code becomes live. */

@@ -48,10 +48,6 @@ export class Pool {
     return [...this.members.values()].map((m) => m.ref);
   }
 
-  get size(): number {
-    return this.members.size;
-  }
-
   /** some connection is up, holds nothing and can take a job */
   get hasIdle(): boolean {
     return this.idle.length > 0;

@@ -34,17 +34,21 @@ import { Courier, type CourierReport, type CourierRequest } from '../smtp/courie
 import { dial, relayRefused } from '../smtp/dial.js';
 import type { SessionOptions } from '../smtp/options.js';
 import type { SmtpSession } from '../smtp/session.js';
-import { backoffDelay } from './backoff.js';
-import { sessionCap } from './session-cap.js';
+import { backoffDelay } from '../lib/backoff.js';
+import { sessionCap } from '../smtp/session-cap.js';
 
-export interface ConnectionOptions {
-  readonly session: SessionOptions;
+/** How each connection keeps, recycles and redials its session (config.smtp.connection). */
+export interface ConnectionSettings {
   readonly keepaliveMs: number;
   readonly maxMessagesPerConnection: number;
   /** messages in flight on one connection when the relay offers CHUNKING and PIPELINING */
   readonly pipelineDepth: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+}
+
+export interface ConnectionOptions extends ConnectionSettings {
+  readonly session: SessionOptions;
 }
 
 export interface ConnectionInput {
@@ -182,8 +186,8 @@ export const smtpConnectionMachine = setup({
     noop: fromPromise<void, SmtpSession>(({ input }) => input.noop()),
     quit: fromPromise<void, SmtpSession>(({ input }) => input.quit()),
     // Holds the session while connected (see Courier): one long-lived actor
-    // performs every delivery, one outcome event each; a fromPromise actor
-    // per mail, spawned and stopped, was a large share of the CPU per mail.
+    // performs every delivery, one outcome event each: an actor spawned and
+    // stopped per mail cost more than the mail (docs/decisions.md).
     courier: fromCallback<CourierRequest, CourierInput>(({ input, sendBack, receive }) => {
       const courier = new Courier(input.session, input.options, sendBack);
       receive((request) => courier.handle(request));

@@ -26,25 +26,28 @@ import type { Observable } from 'rxjs';
 import type { Logger } from 'winston';
 import { MailroomError, type ErrorCode } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import { TokenBucket } from '../mail/token-bucket.js';
+import { TokenBucket } from '../lib/token-bucket.js';
 import { formatReply } from '../smtp/reply.js';
-import { backoffDelay } from './backoff.js';
+import { backoffDelay } from '../lib/backoff.js';
 import { dispatch, fail, sweepQueue } from './dispatch.js';
 import { JobLedger } from './job-ledger.js';
 import { Pool } from './pool.js';
 import { smtpConnectionMachine, type ConnectionOptions, type ConnectionReport, type SmtpConnectionActor } from './smtp-connection.js';
 
-export interface SupervisorOptions {
+/** The pool and its queue (config.pool). */
+export interface PoolSettings {
   readonly workers: number;
   readonly queueLimit: number;
+  /** delivery attempts of a job; retries wait the connections' backoff */
   readonly maxAttempts: number;
   readonly rateLimitPerSecond: number;
   /** a queued job waits at most this long for a connection */
   readonly queueTimeoutMs: number;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
   /** once the pool has been down this long with every last dial refused, calls fail at once instead of waiting */
   readonly unreachableAfterMs: number;
+}
+
+export interface SupervisorOptions extends PoolSettings {
   /** how long closing connections may take to QUIT after the drain */
   readonly closeTimeoutMs: number;
   readonly connection: ConnectionOptions;
@@ -277,8 +280,8 @@ export const supervisorMachine = setup({
     },
     scheduleRetry: enqueueActions(({ context, enqueue }, params: { cid: string; job: MailJob; error: MailroomError }) => {
       const { job, error } = params;
-      const { retryBaseMs, retryMaxMs } = context.options;
-      const delay = backoffDelay(job.attempts, retryBaseMs, retryMaxMs);
+      const { backoffBaseMs, backoffMaxMs } = context.options.connection;
+      const delay = backoffDelay(job.attempts, backoffBaseMs, backoffMaxMs);
       job.lastCid = params.cid;
       context.ledger.deferRetry(job);
       context.log.info('retrying', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempt: job.attempts, code: error.code, delayMs: delay });

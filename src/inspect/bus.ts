@@ -8,7 +8,7 @@
 // (xstate's own @xstate.actor event fires only at creation).
 import type { ActorRefLike, AnyActorRef, AnyStateMachine, InspectionEvent } from 'xstate';
 import { redact, type RedactOptions } from './redact.js';
-import type { ActorInfo, Hello, InspectRecord, StateValue } from '../../page/protocol.js';
+import type { ActorInfo, Hello, InspectRecord, StateValue } from './protocol.js';
 
 interface Live {
   readonly ref: ActorRefLike;

@@ -7,7 +7,7 @@
 // (a***@example.com, from their structure, not a pattern of likely
 // characters) unless INSPECT_SHOW_ADDRESSES=true; long strings are cut;
 // depth and array length are bounded.
-import type { Redacted } from '../../page/protocol.js';
+import type { Redacted } from './protocol.js';
 
 /** Keys whose values may leave, recursively filtered themselves. */
 const ALLOWED = new Set([

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'winston';
-import { drawChart } from './charts.js';
+import { drawChart } from './machines.js';
 import type { InspectionBus } from './bus.js';
 import { PAGE_HTML } from './page-html.js';
 

@@ -7,7 +7,7 @@ import { createWebSocketInspector } from '@statelyai/inspect';
 import type { AnyStateMachine } from 'xstate';
 import type { Logger } from 'winston';
 import type { InspectionBus } from './bus.js';
-import type { InspectRecord } from '../../page/protocol.js';
+import type { InspectRecord } from './protocol.js';
 
 /** A machine's configuration for Stately's viewer: no context (it may hold what must not leave), no functions. */
 function definition(machine: AnyStateMachine): string {

@@ -44,9 +44,7 @@ export class MemoryBudget {
    * much as the last request admitted or refused needed (nothing before the
    * first). A flood of large requests then costs the requests the budget
    * cannot take their headers only, not bodies received, copied and thrown
-   * away (measured: 2,000 concurrent 1 MB calls kept ~200 MB of such bodies
-   * in flight and held the event loop for 300 ms while grpc-js reassembled
-   * them), and small requests hold next to nothing.
+   * away (docs/decisions.md), and small requests hold next to nothing.
    */
   early(): Ticket | MailroomError | undefined {
     return this.expected === 0 ? undefined : this.hold(this.expected);
@@ -80,17 +78,6 @@ export class MemoryBudget {
 
 export interface Ticket {
   release(): void;
-}
-
-/**
- * What a decoded request holds, from above: V8 keeps a string of Latin-1
- * characters at one byte each and any other at two a UTF-16 unit, and UTF-8
- * spends at least as many bytes on each (one for ASCII, two for the rest of
- * Latin-1, three for a two-byte unit), so the strings never take more than
- * the encoded request did. Until it is decoded, its bytes take as much.
- */
-export function decodedBytes(encoded: number): number {
-  return encoded;
 }
 
 /**

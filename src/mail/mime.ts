@@ -23,8 +23,8 @@ const MAX_LINE = 998;
 const ATOM_TEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
 const ASCII_PRINTABLE = /^[\x20-\x7e]*$/;
 
-// randomUUID draws from a pool of random bytes it refills in bulk; randomBytes
-// made one call into the CSPRNG (and a Buffer) per message.
+// randomUUID draws from a pool of random bytes refilled in bulk, not one
+// CSPRNG call a message.
 export function newMessageId(domain: string): string {
   return `<${Date.now().toString(36)}.${randomUUID()}@${domain}>`;
 }

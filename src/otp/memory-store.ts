@@ -190,9 +190,8 @@ export class InMemoryOtpStore implements OtpStore {
   }
 
   /**
-   * The hash bytes stay until the slot's next code overwrites them, as a
-   * dropped hash string used to stay until GC: nothing reads them without
-   * HAS_CODE, and zeroing them cost the first (unoptimised) sweep slice ~0.3 ms.
+   * The hash bytes stay until the slot's next code overwrites them: nothing
+   * reads them without HAS_CODE, and zeroing them costs a sweep for nothing.
    */
   private dropCode(slot: number): void {
     this.table.unlink(CODES, slot);

@@ -5,23 +5,17 @@
 //
 // Layout. A million live codes must fit in well under 200 MB, so an address
 // costs one Map entry (key → slot number) and one slot in a set of columns,
-// not a JS object. Objects were measured: two Maps of records cost 267 bytes
-// per code, and even one Map of one compact record {hash string, expiry,
-// attempts, send time} costs 205 before any expiry order, because epoch ms
-// are not small integers (V8 boxes each in a 16-byte HeapNumber) and a
-// 32-character string costs 48 bytes plus the pointer to it. A slot costs
-// 74 bytes (32 of them the raw hash), the Map entry about 28, and the key
-// string the caller made: 148 per code measured.
+// not a JS object: epoch ms would be boxed HeapNumbers and hash strings cost
+// more than their bytes (the figures: docs/decisions.md).
 //
 // Lists. Appending moves a slot to the back of a list in O(1), like the
 // delete-and-set that kept two Maps in order before; the front is what has
 // waited longest.
 //
 // Growth. The columns come in fixed pages of PAGE_SLOTS slots, and the index
-// is split over SHARDS Maps. Doubled columns and one big Map had to be copied
-// or rehashed whole when full: filling to a million codes blocked the event
-// loop for 76 ms at 524,288 addresses and 159 ms at 1,048,576. A new page is
-// one small allocation, and a shard rehashes a sixteenth of the index. Pages
+// is split over SHARDS Maps: doubled columns and one big Map were copied or
+// rehashed whole when full, which stalled the loop. A new page is one small
+// allocation, and a shard rehashes a sixteenth of the index. Pages
 // are kept once made (a slot's number is its place), so memory stays at the
 // highest count the store has held.
 import { HASH_BYTES } from './code.js';

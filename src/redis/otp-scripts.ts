@@ -125,10 +125,3 @@ end
 redis.call('HSET', key, 'left', left)
 return left
 `;
-
-/** peek() → {hashHex, exp, left} or nil: diagnostics and tests. */
-export const PEEK = `
-local f = redis.call('HMGET', KEYS[1], 'h', 'exp', 'left')
-if not f[1] then return nil end
-return f
-`;

@@ -5,7 +5,7 @@
 import type { Logger } from 'winston';
 import type { OtpLimits } from '../otp/store.js';
 import type { CodeHasher } from '../otp/code.js';
-import { RedisOtpStore } from '../otp/redis-store.js';
+import { RedisOtpStore } from './otp-store.js';
 import { RedisLink, type RedisSettings } from './client.js';
 import { RedisIdempotency } from './idempotency.js';
 

@@ -5,24 +5,38 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
-import { isLoopback, type Config } from '../config.js';
+import { isLoopback } from './peer.js';
 import { Authenticator, authInterceptor, type CallerVerdicts } from './auth.js';
 import { ServerCertificates } from './credentials.js';
 import { TokenTable } from './tokens.js';
+
+/** Who may call, as configured (config.auth). */
+export interface AuthSettings {
+  readonly tokensFile: string | undefined;
+  /** the file's table as read at boot */
+  readonly tokens: TokenTable | undefined;
+  /** TLS on the gRPC port; with a client CA, clients must present certificates */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | undefined } | undefined;
+  /** ALLOW_UNAUTHENTICATED: serve callers who are not authenticated on a non-loopback HOST */
+  readonly allowUnauthenticated: boolean;
+  /** tokens or client certificates are required */
+  readonly required: boolean;
+}
 
 export class CallerAccess {
   private readonly certificates: ServerCertificates | undefined;
   private readonly authenticator: Authenticator;
 
   constructor(
-    private readonly config: Config,
+    private readonly auth: AuthSettings,
+    /** where the gRPC port listens (HOST, PORT), for the warning of an open one */
+    listening: { readonly host: string; readonly port: number },
     private readonly log: Logger,
   ) {
-    const { auth } = config;
     this.certificates = auth.tls === undefined ? undefined : new ServerCertificates(auth.tls);
     this.authenticator = new Authenticator(auth.tokens, this.certificates?.mutual ?? false);
-    if (!auth.required && auth.allowUnauthenticated && !isLoopback(config.host)) {
-      log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${config.host}:${config.port} can send mail through the relay account and check codes`);
+    if (!auth.required && auth.allowUnauthenticated && !isLoopback(listening.host)) {
+      log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${listening.host}:${listening.port} can send mail through the relay account and check codes`);
     }
   }
 
@@ -40,7 +54,7 @@ export class CallerAccess {
     const { certificates } = this;
     return {
       grpcTls: certificates === undefined ? 'off' : certificates.mutual ? 'mutual' : 'server',
-      callers: this.config.auth.tokens?.names.length ?? (certificates?.mutual === true ? 'client certificates' : 'not authenticated'),
+      callers: this.auth.tokens?.names.length ?? (certificates?.mutual === true ? 'client certificates' : 'not authenticated'),
     };
   }
 
@@ -48,7 +62,7 @@ export class CallerAccess {
   reload(): { reread: string[]; kept: string[] } {
     const reread: string[] = [];
     const kept: string[] = [];
-    const { tokensFile } = this.config.auth;
+    const { tokensFile } = this.auth;
     if (tokensFile !== undefined) {
       try {
         const tokens = TokenTable.parse(readFileSync(tokensFile, 'utf8'), tokensFile);

@@ -9,12 +9,11 @@
 //
 // Pacing: grpc-js deserializes every request that completed in one read in
 // one microtask run. A large request is therefore decoded and handled
-// (validation and MIME: 10-15 ms a megabyte) one per event-loop turn.
-// Measured with 2,000 concurrent 1 MB calls: decoding them as they arrived
-// held the loop for 250-400 ms at a time.
+// (validation and MIME: milliseconds a megabyte) one per event-loop turn, so
+// a flood of them does not hold the loop (docs/decisions.md).
 import type { MailroomError } from '../errors.js';
 import type { Ticket } from '../mail/memory-budget.js';
-import { Deque } from '../mail/deque.js';
+import { Deque } from '../lib/deque.js';
 
 export class Undecodable {
   constructor(
@@ -96,8 +95,8 @@ export function deferring(decode: Decode, utf8: Utf8Check, admitted: boolean): (
  * their headers, their streams paused (a flow-control window each), and go
  * on in order as places free. grpc-js buffers a request whole before anyone
  * sees it, so without this one connection's 100 streams of 1 MB arrive
- * together and are reassembled in one turn of the loop (measured: a 250 ms
- * stall, and 200 MB in flight before the budget could refuse any).
+ * together and are reassembled in one turn of the loop: a long stall, and
+ * all of them in memory before the budget could refuse any.
  */
 export class ArrivalGate {
   private arriving = 0;

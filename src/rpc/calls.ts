@@ -11,14 +11,14 @@ import type { Logger } from 'winston';
 import { toMailroomError, type MailroomError } from '../errors.js';
 import { toServiceError } from './status.js';
 
-interface Link {
-  prev: Link | undefined;
-  next: Link | undefined;
+interface CallNode {
+  prev: CallNode | undefined;
+  next: CallNode | undefined;
   refuse(status: Partial<grpc.StatusObject>): void;
 }
 
 export class Calls {
-  private first: Link | undefined;
+  private first: CallNode | undefined;
   private refusal: Partial<grpc.StatusObject> | undefined;
 
   /** `log` hears of every unexpected error a call is answered with (INTERNAL, whose caller sees only a generic message). */
@@ -44,7 +44,7 @@ export class Calls {
   }
 
   /** @internal */
-  unlink(call: Link): void {
+  unlink(call: CallNode): void {
     if (call.prev !== undefined) call.prev.next = call.next;
     else if (this.first === call) this.first = call.next;
     if (call.next !== undefined) call.next.prev = call.prev;
@@ -53,9 +53,9 @@ export class Calls {
   }
 }
 
-export class OpenCall<T> implements Link {
-  prev: Link | undefined;
-  next: Link | undefined;
+export class OpenCall<T> implements CallNode {
+  prev: CallNode | undefined;
+  next: CallNode | undefined;
   private done = false;
 
   constructor(

@@ -28,10 +28,6 @@ export class ServiceHealth {
     this.impl.addToServer(server);
   }
 
-  status(service: Service): ServingStatus {
-    return this.current.get(service) ?? 'NOT_SERVING';
-  }
-
   /** How many SMTP connections are usable now. */
   relay(up: number): void {
     this.relayUp = up > 0;

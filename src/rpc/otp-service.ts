@@ -1,14 +1,13 @@
-// OtpService: validate, hand the request to the OTP actor, reply once.
+// OtpService: validate, ask the OTP service (otp/otp.ts), reply once.
 import type { Logger } from 'winston';
-import type { CodeSent, OtpActor } from '../actors/otp.js';
-import { awaitReply } from '../actors/reply.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import type { CodeHasher } from '../otp/code.js';
+import { Otp } from '../otp/otp.js';
+import type { CodeSent, OtpMailbox } from '../otp/requests.js';
 import type { SendCodeResponse } from '../generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
 import type { Calls, OpenCall } from './calls.js';
-import { CheckBatcher } from './check-batcher.js';
 import { OtpCaps, type OtpRateLimits } from './otp-caps.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
@@ -17,9 +16,10 @@ import { isMailroomError } from '../errors.js';
 import type { ServiceMetrics } from '../metrics/service-metrics.js';
 
 export interface OtpServiceDeps {
-  readonly otp: OtpActor;
+  /** the OTP actor's mailbox */
+  readonly mailbox: OtpMailbox;
   readonly calls: Calls;
-  /** the actor's own: a candidate is hashed here so that no event carries a code */
+  /** the actor's own: a candidate is hashed before it is asked, so that no event carries a code */
   readonly hasher: CodeHasher;
   readonly codeLength: number;
   /** per caller and per rate key */
@@ -40,7 +40,7 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 }
 
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
-  const { otp, calls, hasher, metrics, log } = deps;
+  const { calls, metrics, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
   const caps = new OtpCaps(deps.limits);
   // Both answers ValidateCode can give, built once: the check path is hot.
@@ -48,7 +48,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   // told an attacker which addresses have a code worth guessing.
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
   const rejected: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
-  const checks = new CheckBatcher<OpenCall<ValidateCodeResponse>>(otp, {
+  const otp = new Otp<OpenCall<ValidateCodeResponse>>(deps.mailbox, deps.hasher, {
     answer: (open, result) => {
       const valid = result === CODE_ACCEPTED;
       metrics.otpChecked(valid ? 'valid' : 'invalid');
@@ -73,9 +73,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         open.fail(err);
         return;
       }
-      const { reply, answer } = awaitReply<CodeSent>();
-      otp.send({ type: 'code.send', key: request.key, to: request.to, deadline: deadlineOf(call), reply });
-      answer.then(
+      otp.sendCode(request.key, request.to, deadlineOf(call)).then(
         (sent) => {
           metrics.otpSent('sent');
           open.ok(sentResponse(sent));
@@ -99,7 +97,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         open.fail(err);
         return;
       }
-      checks.check(key, hasher.hash(key, call.request.otpCode), open);
+      otp.check(key, call.request.otpCode, open);
     },
   };
 }

@@ -17,7 +17,6 @@ import { callerOf } from './auth.js';
 import { maxMailboxChars, type MailLimits } from './validate.js';
 
 export interface ServerLimits {
-  readonly mail: MailLimits;
   readonly maxStreamsPerConnection: number;
   readonly idleTimeoutMs: number;
   readonly receiveTimeoutMs: number;
@@ -183,6 +182,7 @@ function callGuard(ms: number, admissions: ReadonlyMap<string, Admission>): grpc
 export function createGrpcServer(
   handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers },
   limits: ServerLimits,
+  mailLimits: MailLimits,
   hooks: {
     sendMailAdmission: Admission;
     /** interceptors that see a call before the guard does (metrics, authentication) */
@@ -195,7 +195,7 @@ export function createGrpcServer(
   const utf8 = utf8Checks(definition);
   const admissions = new Map([['/mail.MailService/SendMail', hooks.sendMailAdmission]]);
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': receiveLimit(limits.mail),
+    'grpc.max_receive_message_length': receiveLimit(mailLimits),
     'grpc.max_send_message_length': 1_048_576,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
     'grpc.max_connection_idle_ms': limits.idleTimeoutMs,

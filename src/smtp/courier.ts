@@ -3,9 +3,8 @@
 // and, near the session's cap, dials its successor so that recycling costs
 // no round trips: when the session is spent it is handed over at once (the
 // old one says QUIT in the background), and the connection goes on without
-// a gap. At a relay 20 ms away a fresh dial is four to five round trips
-// (TCP, TLS, greeting, EHLO, AUTH, and the QUIT before it): without this, 5%
-// of the throughput at the default cap. It destroys whatever it holds when
+// a gap: a fresh dial is four to five round trips, a share of the
+// throughput at a relay's distance (docs/decisions.md). It destroys whatever it holds when
 // the connection leaves its authenticated states for any reason.
 //
 // The cost of the overlap: while a successor is dialled and waits, the

@@ -56,12 +56,3 @@ export function replyError(reply: SmtpReply, stage: SmtpStage, cause?: unknown):
   else code = 'ESMTP_PERMANENT';
   return new MailroomError(code, `SMTP ${stage} refused: ${formatReply(reply)}`, { smtp: reply, cause });
 }
-
-/**
- * Whether a refusal also ends the session: 421 is the relay closing the
- * channel (RFC 5321 3.8). Any other 4xx/5xx refusal leaves the session
- * usable after RSET.
- */
-export function closesSession(reply: SmtpReply): boolean {
-  return reply.code === 421 || reply.code < 400 || reply.code >= 600;
-}

@@ -36,10 +36,9 @@ interface SessionSetter {
   setSession(session: Buffer): void;
 }
 
-// Node 20's tls.connect parses a `session` option twice (in the TLSSocket
-// constructor and again right after), each a synchronous ~110–240 µs in
-// OpenSSL 3, on every re-dial. Set on the socket before its handshake starts
-// it is parsed once. TLSSocket has had setSession as long as tls.connect has
+// Node 20's tls.connect parses a `session` option twice, synchronously, on
+// every re-dial (docs/decisions.md). Set on the socket before its handshake
+// starts it is parsed once. TLSSocket has had setSession as long as tls.connect has
 // used it, though it is undocumented: without it the option is used.
 const SETS_SESSION_LATE = typeof (TLSSocket.prototype as Partial<SessionSetter>).setSession === 'function';
 

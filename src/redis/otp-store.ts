@@ -5,9 +5,9 @@
 // (size is NaN). Every step answers by promise and fails with ESTORE when
 // Redis cannot be reached. Key names carry an HMAC of the address, never the
 // address.
-import { CodeHasher, type CodeHash } from './code.js';
-import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from './store.js';
-import { CLAIM_TTL_MS, type RedisLink } from '../redis/client.js';
+import { CodeHasher, type CodeHash } from '../otp/code.js';
+import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from '../otp/store.js';
+import { CLAIM_TTL_MS, type RedisLink } from './client.js';
 
 
 const hex = (hash: CodeHash): string => Buffer.from(hash, 'latin1').toString('hex');

@@ -1,5 +1,6 @@
 // What the inspector sends its page (and writes to /events.jsonl): types
-// only, shared by the server (src/inspect) and the page (page/inspector.ts).
+// only, shared by the server (src/inspect) and the page (page/inspector.ts,
+// which imports them from here).
 // Every field has passed redact() or is a name from a machine definition.
 
 export type StateValue = string | { readonly [region: string]: StateValue };

@@ -1,4 +1,4 @@
-/** FIFO with O(1) push, shift and unshift; the queue of a supervisor under load. */
+/** FIFO with O(1) push and shift; the queue of a supervisor under load. */
 export class Deque<T> {
   private items: (T | undefined)[] = new Array(16);
   private head = 0;
@@ -14,12 +14,6 @@ export class Deque<T> {
     this.count++;
   }
 
-  unshift(item: T): void {
-    if (this.count === this.items.length) this.grow();
-    this.head = (this.head - 1 + this.items.length) % this.items.length;
-    this.items[this.head] = item;
-    this.count++;
-  }
 
   peek(): T | undefined {
     return this.count === 0 ? undefined : this.items[this.head];

@@ -1,18 +1,12 @@
-// Delivers ValidateCode requests to the OTP actor as one event per run of
-// synchronous code instead of one per call: checks that reach the handler
-// together (an in-process caller, a burst) cost the machine one macrostep
-// and one snapshot (about 2 µs and its garbage). The checks still go through
-// the actor's mailbox, in arrival order, answered one by one.
-//
-// The batch closes at the end of the current microtask run, not at the end
-// of the event-loop turn: grpc-js hands this handler about one call per
-// turn, so a turn-long batch (setImmediate) held one check and made every
-// answer wait a turn for nothing. Measured at C=100 against the turn-long
-// batch: 8,100-8,400 -> 8,700-10,200 calls/s, 55 -> 37-44 µs of CPU a call.
-import type { CheckRequest, OtpActor } from '../actors/otp.js';
-import { awaitReply } from '../actors/reply.js';
+// Checks reach the OTP actor as one event per run of synchronous code, not
+// one per call: a burst costs the machine one macrostep. They still go
+// through its mailbox in arrival order and are answered one by one. The
+// batch closes at the end of the microtask run, not of the event-loop turn
+// (grpc-js hands over about one call a turn; see docs/decisions.md).
+import { withResolvers } from '../lib/resolvers.js';
 import type { MailroomError } from '../errors.js';
-import type { CodeHash } from '../otp/code.js';
+import type { CodeHash } from './code.js';
+import type { CheckRequest, OtpMailbox } from './requests.js';
 
 /** How a check's caller is told its result (a number from the store), or why there is none. */
 export interface CheckAnswers<C> {
@@ -25,7 +19,7 @@ export class CheckBatcher<C> {
   private callers: C[] = [];
 
   constructor(
-    private readonly otp: OtpActor,
+    private readonly otp: OtpMailbox,
     private readonly answers: CheckAnswers<C>,
   ) {}
 
@@ -39,7 +33,7 @@ export class CheckBatcher<C> {
     const { checks, callers, answers } = this;
     this.checks = [];
     this.callers = [];
-    const { reply, answer } = awaitReply<number[]>();
+    const { reply, answer } = withResolvers<number[]>();
     this.otp.send({ type: 'code.checks', checks, reply });
     answer.then(
       (results) => {

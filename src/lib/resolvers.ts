@@ -5,14 +5,14 @@
 // cannot take the actor down.
 import type { MailroomError } from '../errors.js';
 
-export interface Reply<T> {
+export interface Resolvers<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (error: MailroomError) => void;
 }
 
-/** A promise and the reply that settles it. */
-export function awaitReply<T>(): { reply: Reply<T>; answer: Promise<T> } {
-  let reply!: Reply<T>;
+/** A promise and the resolvers that settle it (`reply`, handed to the actor). */
+export function withResolvers<T>(): { reply: Resolvers<T>; answer: Promise<T> } {
+  let reply!: Resolvers<T>;
   const answer = new Promise<T>((resolve, reject) => {
     reply = { resolve, reject };
   });
