@@ -1,6 +1,8 @@
 // The composition root: configuration, logger, actors, servers. Nothing else
 // wires real implementations together; tests call boot() with their own env
-// (and, through `machines`, their own machine implementations).
+// (and, through `machines`, their own machine implementations). boot() reads
+// as its steps: each opens one part, and the parts opened so far are closed
+// again if a later one cannot be had.
 import { Subject } from 'rxjs';
 import { createActor, waitFor } from 'xstate';
 import { loadConfig, type Config } from './config.js';
@@ -8,6 +10,7 @@ import { createLogger, type Logger } from './log.js';
 import { startCaptureServer, type CaptureServer } from './capture/server.js';
 import { supervisorMachine, type SupervisorActor } from './actors/supervisor.js';
 import { otpMachine, type OtpActor } from './actors/otp.js';
+import { poolView } from './actors/pool-view.js';
 import { CodeHasher } from './otp/code.js';
 import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { OtpStore } from './otp/store.js';
@@ -15,25 +18,29 @@ import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { MemoryBudget } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
+import { Outbox } from './outbox/outbox.js';
+import type { OutboxRequest } from './outbox/requests.js';
+import type { OutboxStore } from './outbox/store.js';
 import type { RedisLink } from './redis/client.js';
+import type { SharedState } from './redis/shared-state.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
-import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, receiveLimit } from './rpc/server.js';
 import { CallerAccess } from './rpc/access.js';
-import { withTlsContext } from './smtp/tls.js';
 import { InspectionBus } from './inspect/bus.js';
 import { openSidePorts, type SidePorts } from './side-ports.js';
 import { ServiceHealth } from './rpc/health.js';
 import { addReflection } from './rpc/reflection.js';
 import { metricsInterceptor } from './rpc/metrics-interceptor.js';
-import { NO_METRICS } from './metrics/service-metrics.js';
-import { poolView, type PoolView } from './actors/pool-view.js';
-import { ArrivalGate, type Admission } from './rpc/admission.js';
+import { NO_METRICS, type ServiceMetrics } from './metrics/service-metrics.js';
+import type { PrometheusMetrics } from './metrics/metrics.js';
+import { ArrivalGate } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
 import { otpServiceHandlers } from './rpc/otp-service.js';
+import { withTlsContext } from './smtp/tls.js';
+import type * as grpc from '@grpc/grpc-js';
 
 export interface Service {
   readonly config: Config;
@@ -68,44 +75,148 @@ export interface BootOptions {
   readonly machines?: { readonly supervisor?: typeof supervisorMachine; readonly otp?: typeof otpMachine };
   /** the OTP store to use instead of a fresh in-memory one (tests look into the one they gave) */
   readonly otpStore?: OtpStore;
-  /** the clock of every expiry (OTP codes, idempotency windows), epoch ms; tests move it instead of sleeping */
+  /** the clock of every expiry (OTP codes, idempotency windows, the outbox's times), epoch ms; tests move it instead of sleeping */
   readonly clock?: () => number;
 }
+
+/** Parts that are open, closed in reverse order if boot cannot finish (and by shutdown). */
+type Closer = () => Promise<void> | void;
 
 export async function boot(env: Readonly<Record<string, string | undefined>>, options: BootOptions = {}): Promise<Service> {
   const config = loadConfig(env);
   const log = options.log ?? createLogger(config.log);
+  const now = options.clock ?? Date.now;
   const missing = missingV8Flags();
   if (missing.length > 0) log.warn(`started without ${missing.join(' ')}: expect 10-20% more CPU per mail (see src/runtime-flags.ts; npm start sets it)`);
-
+  if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
   // Read before anything starts: certificates that do not load stop boot (exit 2).
   const access = new CallerAccess(config.auth, config, log);
 
-  let capture: CaptureServer | undefined;
-  let relay = config.smtp.relay;
-  if (relay === undefined) {
-    capture = await startCaptureServer(config.mail.captureDir, config.mail.limits.maxBodyBytes, log.child({ component: 'capture' }));
-    relay = { host: '127.0.0.1', port: capture.port };
-    log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, {
-      captureDir: capture.dir,
+  const opened: Closer[] = [];
+  const unwind = async (): Promise<void> => {
+    for (const close of opened.reverse()) await close();
+  };
+  try {
+    const { relay, capture } = await openRelay(config, log);
+    opened.push(() => capture?.close());
+    const shared = await openShared(config, log, now, options);
+    opened.push(() => shared?.state.link.close());
+    const metrics = await openMetrics(config);
+    const outboxStore = await openOutbox(config, log, shared?.state, metrics?.outboxCommitted);
+    opened.push(() => outboxStore.close());
+    const health = new ServiceHealth();
+    shared?.state.link.onHealth((up) => health.store(up));
+    shared?.state.link.start();
+    const calls = new Calls(log.child({ component: 'rpc' }));
+    const actors = startActors(config, log, options, { relay, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
+    opened.push(() => actors.stop());
+    await firstDials(actors.supervisor, relay, log);
+    const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health });
+    opened.push(() => listener.destroy());
+    const side = await openSidePorts(config, metrics, actors.inspection, log);
+    log.info('listening', {
+      host: config.host,
+      port: listener.port,
+      workers: config.pool.workers,
+      relay: `${relay.host}:${relay.port}`,
+      tls: config.smtp.session.tls,
+      ...access.describe(),
+      outbox: config.outbox.store === 'sqlite' ? config.outbox.path : 'redis',
+      metricsPort: side.metricsPort,
+      inspectPort: side.inspectPort,
     });
+    let stopping: Promise<void> | undefined;
+    const shutdown = (): Promise<void> => {
+      stopping ??= drainAndClose(config, log, { health, listener, server, calls, actors, side, unwind });
+      return stopping;
+    };
+    return {
+      config,
+      port: listener.port,
+      supervisor: actors.supervisor,
+      otp: actors.otp,
+      capture,
+      health,
+      metricsPort: side.metricsPort,
+      inspectPort: side.inspectPort,
+      redis: shared?.state.link,
+      log,
+      failed: actors.failed,
+      shutdown,
+      reload: () => reload(access, log),
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
   }
-  if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
+}
 
-  const rpcLog = log.child({ component: 'rpc' });
-  const calls = new Calls(rpcLog);
-  const health = new ServiceHealth();
-  let pool: PoolView | undefined;
-  let storeRef: OtpStore | undefined;
-  const prometheus =
-    config.metrics === undefined
-      ? undefined
-      : new (await import('./metrics/metrics.js')).PrometheusMetrics({
-          connectionStates: () => pool?.connectionStates() ?? new Map(),
-          queueDepth: () => pool?.queueDepth() ?? 0,
-          liveCodes: () => storeRef?.size ?? 0,
-        });
-  const metrics = prometheus ?? NO_METRICS;
+/** The relay to send through: the configured one, or the embedded capture server. */
+async function openRelay(config: Config, log: Logger): Promise<{ relay: { host: string; port: number }; capture: CaptureServer | undefined }> {
+  if (config.smtp.relay !== undefined) return { relay: config.smtp.relay, capture: undefined };
+  const capture = await startCaptureServer(config.mail.captureDir, config.mail.limits.maxBodyBytes, log.child({ component: 'capture' }));
+  log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, { captureDir: capture.dir });
+  return { relay: { host: '127.0.0.1', port: capture.port }, capture };
+}
+
+/** With REDIS_URL, codes, idempotency keys (and, with OUTBOX_STORE=redis, the outbox) are shared by replicas; loaded only then. */
+async function openShared(config: Config, log: Logger, now: () => number, options: BootOptions): Promise<{ state: SharedState; hasher: CodeHasher } | undefined> {
+  if (config.redis === undefined) return undefined;
+  const hasher = new CodeHasher(config.otp.secret);
+  const { openSharedState } = await import('./redis/shared-state.js');
+  const state = openSharedState(config.redis, { log, idempotencyWindowMs: config.intake.idempotencyWindowMs, otp: config.otp, hasher, clock: options.clock ?? now });
+  return { state, hasher };
+}
+
+/** The durable outbox: SQLite at OUTBOX_PATH (a store that cannot be opened stops boot, exit 2), or Redis. */
+async function openOutbox(config: Config, log: Logger, shared: SharedState | undefined, onCommit: ((ms: number) => void) | undefined): Promise<OutboxStore> {
+  const { outbox } = config;
+  if (outbox.store === 'redis') {
+    if (shared === undefined) throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: needs REDIS_URL');
+    throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: not in this build yet (the Redis outbox is being built); use sqlite');
+  }
+  const { openSqliteOutbox } = await import('./outbox/open-sqlite.js');
+  return openSqliteOutbox(outbox.path, outbox.maxBytes, log.child({ component: 'outbox' }), onCommit);
+}
+
+async function openMetrics(config: Config): Promise<PrometheusMetrics | undefined> {
+  if (config.metrics === undefined) return undefined;
+  const { PrometheusMetrics } = await import('./metrics/metrics.js');
+  return new PrometheusMetrics();
+}
+
+interface Actors {
+  readonly supervisor: SupervisorActor;
+  readonly otp: OtpActor;
+  readonly mailer: Mailer;
+  readonly outbox: Outbox;
+  readonly hasher: CodeHasher;
+  readonly budget: MemoryBudget;
+  readonly inspection: InspectionBus | undefined;
+  readonly failed: Promise<Error>;
+  /** stops both at once (boot failed) */
+  stop(): void;
+  /** stops taking work, drains, and resolves when both have stopped */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+/** The supervisor and the OTP actor, with what they need; inspected when configured; a root that fails answers every call INTERNAL. */
+function startActors(
+  config: Config,
+  log: Logger,
+  options: BootOptions,
+  parts: {
+    relay: { host: string; port: number };
+    health: ServiceHealth;
+    calls: Calls;
+    metrics: ServiceMetrics & Partial<Pick<PrometheusMetrics, 'watch'>>;
+    outboxStore: OutboxStore;
+    shared: SharedState | undefined;
+    hasher: CodeHasher;
+    now: () => number;
+  },
+): Actors {
+  const { health, calls, metrics, outboxStore, shared, hasher, now } = parts;
   let failedWith!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => {
     failedWith = resolve;
@@ -119,7 +230,6 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     calls.refuse(new MailroomError('EINTERNAL', `${name} failed`, { cause: error }));
     failedWith(error);
   };
-
   // Inspection is attached here, to both root actors (their children inherit
   // it), or not at all: with INSPECT_PORT and INSPECT unset it costs nothing.
   const inspection = config.inspect === undefined ? undefined : new InspectionBus(config.inspect.buffer, { showAddresses: config.inspect.showAddresses });
@@ -127,181 +237,169 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (inspection !== undefined) inspection.onBroken = (err) => log.error('inspection failed and is off; the actors go on', { reason: err.message, stack: err.stack });
 
   const jobs$ = new Subject<MailJob>();
+  const outbox$ = new Subject<OutboxRequest>();
   const supervisor = createActor(options.machines?.supervisor ?? supervisorMachine, {
     id: 'supervisor',
     ...inspect,
     input: {
       jobs$,
+      outbox: { store: outboxStore, requests$: outbox$, settings: config.outbox },
       log: log.child({ component: 'smtp' }),
+      now,
       options: {
         ...config.pool,
         // QUIT after the drain is a courtesy: it must not stretch the shutdown
         // by a whole command timeout (30 s by default) past its deadline.
         closeTimeoutMs: Math.min(config.smtp.session.commandTimeoutMs, 2000),
-        connection: { ...config.smtp.connection, session: withTlsContext({ ...config.smtp.session, ...relay }) },
+        connection: { ...config.smtp.connection, session: withTlsContext({ ...config.smtp.session, ...parts.relay }) },
       },
     },
   });
+  const pool = poolView(supervisor);
   supervisor.subscribe({
     error: (err) => {
       onRootFailure('supervisor')(err);
-      pool?.forceClose();
+      pool.forceClose();
     },
   });
-  pool = poolView(supervisor);
   supervisor.on('pool.health', (e) => health.relay(e.up));
   supervisor.on('conn.lost', () => metrics.reconnect());
   supervisor.start();
 
-  // Take traffic once every connection's first dial has ended, well or not:
-  // a relay that is down at boot does not keep the port closed (health says
-  // NOT_SERVING, and calls fail at once with the relay's error).
-  const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches('starting'), { timeout: Infinity });
-  if (first.matches({ serving: 'down' })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
-
-  // With REDIS_URL, codes and idempotency keys are shared by replicas; the
-  // service starts whether Redis answers yet or not (health says when).
-  const otpConfig = config.otp;
-  const hasher = new CodeHasher(otpConfig.secret);
-  const shared =
-    config.redis === undefined
-      ? undefined
-      : (await import('./redis/shared-state.js')).openSharedState(config.redis, {
-          log,
-          idempotencyWindowMs: config.intake.idempotencyWindowMs,
-          otp: otpConfig,
-          hasher,
-          clock: options.clock,
-        });
-  const redis = shared?.link;
-  redis?.onHealth((up) => health.store(up));
-  redis?.start();
   const budget = new MemoryBudget(config.intake.maxBytes);
   const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock);
   const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
+  const outbox = new Outbox(outboxStore, outbox$, config.outbox, config.mail.from, now);
+  if (inspection !== undefined) outboxStore.onEvents((events) => inspection.messages(events));
+  const otpStore = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(config.otp);
+  metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     id: 'otp',
     ...inspect,
-    input: {
-      options: otpConfig,
-      store: (storeRef = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(otpConfig)),
-      hasher,
-      mailer,
-      log: log.child({ component: 'otp' }),
-      ...(options.clock !== undefined ? { now: options.clock } : {}),
-    },
+    input: { options: config.otp, store: otpStore, hasher, mailer, log: log.child({ component: 'otp' }), ...(options.clock !== undefined ? { now: options.clock } : {}) },
   });
   otp.subscribe({ error: onRootFailure('otp') });
   otp.start();
 
-  let listener: GrpcListener | undefined;
-  const sendMailAdmission: Admission = {
-    early: () => budget.early(),
-    // A decoded request's strings never take more than its encoded bytes did
-    // (V8 keeps Latin-1 at a byte a character, the rest at two a UTF-16
-    // unit; UTF-8 spends at least as much on each): the bytes stand for both.
-    admit: (bytes) => budget.admit(bytes, bytes),
-    // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
-    gate: new ArrivalGate(Math.max(1, Math.floor(config.intake.maxBytes / (2 * receiveLimit(config.mail.limits))))),
+  return {
+    supervisor,
+    otp,
+    mailer,
+    outbox,
+    hasher,
+    budget,
+    inspection,
+    failed,
+    stop: () => {
+      supervisor.stop();
+      otp.stop();
+    },
+    drain: async (timeoutMs) => {
+      // The OTP actor refuses new code sends and waits for its code mails,
+      // which the supervisor drains with every other job.
+      otp.send({ type: 'shutdown' });
+      supervisor.send({ type: 'shutdown', timeoutMs });
+      const done = await waitFor(supervisor, (s) => s.status !== 'active', { timeout: Infinity });
+      // A failed supervisor settles no job: the code mails would never come back.
+      if (done.status === 'error') otp.stop();
+      else await waitFor(otp, (s) => s.status !== 'active', { timeout: Infinity });
+      jobs$.complete();
+      outbox$.complete();
+    },
   };
+}
+
+/**
+ * Takes traffic once every connection's first dial has ended, well or not:
+ * a relay that is down at boot does not keep the port closed (health says
+ * NOT_SERVING, and calls fail at once with the relay's error).
+ */
+async function firstDials(supervisor: SupervisorActor, relay: { host: string; port: number }, log: Logger): Promise<void> {
+  const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches('starting'), { timeout: Infinity });
+  if (first.matches({ serving: { pool: 'down' } })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
+}
+
+/** Both services on the gRPC port, with health and reflection, behind the interceptors and the listener's limits. */
+async function serveGrpc(
+  config: Config,
+  log: Logger,
+  access: CallerAccess,
+  actors: Actors,
+  parts: { calls: Calls; metrics: PrometheusMetrics | undefined; health: ServiceHealth },
+): Promise<{ server: grpc.Server; listener: GrpcListener }> {
+  const rpcLog = log.child({ component: 'rpc' });
+  const { calls, metrics } = parts;
+  const { budget } = actors;
+  let listener: GrpcListener | undefined;
   const server = createGrpcServer(
     {
-      mail: mailServiceHandlers({ mailer, calls, limits: config.mail.limits, log: rpcLog }),
-      otp: otpServiceHandlers({
-        mailbox: otp,
-        calls,
-        hasher,
-        codeLength: otpConfig.length,
-        limits: otpConfig,
-        metrics,
-        log: rpcLog,
-      }),
+      mail: mailServiceHandlers({ mailer: actors.mailer, outbox: actors.outbox, calls, limits: config.mail.limits, log: rpcLog }),
+      otp: otpServiceHandlers({ mailbox: actors.otp, calls, hasher: actors.hasher, codeLength: config.otp.length, limits: config.otp, metrics: metrics ?? NO_METRICS, log: rpcLog }),
     },
     config.grpc,
     config.mail.limits,
     {
-      sendMailAdmission,
+      sendMailAdmission: {
+        early: () => budget.early(),
+        // A decoded request's strings never take more than its encoded bytes did
+        // (V8 keeps Latin-1 at a byte a character, the rest at two a UTF-16
+        // unit; UTF-8 spends at least as much on each): the bytes stand for both.
+        admit: (bytes) => budget.admit(bytes, bytes),
+        // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
+        gate: new ArrivalGate(Math.max(1, Math.floor(config.intake.maxBytes / (2 * receiveLimit(config.mail.limits))))),
+      },
       // Metrics innermost: every status passes it, the refusals of the others included.
       interceptors: [
-        ...(prometheus === undefined ? [] : [metricsInterceptor(prometheus)]),
+        ...(metrics === undefined ? [] : [metricsInterceptor(metrics)]),
         access.interceptor({ authenticated: (peer) => listener?.authenticated(peer), refused: (peer) => listener?.refused(peer) }),
       ],
     },
     rpcLog,
   );
-  health.addToServer(server);
+  parts.health.addToServer(server);
   addReflection(server);
-  let side: SidePorts | undefined;
   try {
     listener = await GrpcListener.listen(server, access.credentials(), config.host, config.port, config.grpc, rpcLog);
-    side = await openSidePorts(config, prometheus, inspection, log);
   } catch (err) {
-    supervisor.stop();
-    otp.stop();
-    listener?.destroy();
-    await redis?.close();
-    await capture?.close();
-    if (listener !== undefined) throw err; // a side port: openSidePorts said which
     // Most often another instance holds the port: say so in the words of the
     // configuration (exit 2 from main) instead of grpc-js's stack trace.
     throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${(err as Error).message})`, { cause: err });
   }
-  const sidePorts = side;
-  const { port } = listener;
-  const accepting = listener;
-  log.info('listening', {
-    host: config.host,
-    port,
-    workers: config.pool.workers,
-    relay: `${relay.host}:${relay.port}`,
-    tls: config.smtp.session.tls,
-    ...access.describe(),
-    metricsPort: sidePorts.metricsPort,
-    inspectPort: sidePorts.inspectPort,
-  });
+  return { server, listener };
+}
 
-  let stopping: Promise<void> | undefined;
-  const shutdown = (): Promise<void> => {
-    stopping ??= (async () => {
-      // Watch streams hear it before the drain begins: an orchestrator stops sending traffic here.
-      health.stop();
-      log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
-      // New calls are refused from here on; calls in flight keep their replies coming.
-      void accepting.close();
-      const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      // The OTP actor refuses new code sends and waits for its code mails,
-      // which the supervisor drains with every other job.
-      otp.send({ type: 'shutdown' });
-      supervisor.send({ type: 'shutdown', timeoutMs: config.shutdownTimeoutMs });
-      const pool = await waitFor(supervisor, (s) => s.status !== 'active', { timeout: Infinity });
-      // A failed supervisor settles no job: the code mails would never come back.
-      if (pool.status === 'error') otp.stop();
-      else await waitFor(otp, (s) => s.status !== 'active', { timeout: Infinity });
-      jobs$.complete();
-      // Every job is settled by now; give their replies a moment to flush.
-      await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
-      calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
-      server.forceShutdown();
-      accepting.destroy();
-      await sidePorts.close();
-      await redis?.close();
-      await capture?.close();
-      log.info('stopped');
-    })();
-    return stopping;
-  };
+/** SIGTERM: refuse new calls, drain within the deadline, close every part. */
+async function drainAndClose(
+  config: Config,
+  log: Logger,
+  parts: { health: ServiceHealth; listener: GrpcListener; server: grpc.Server; calls: Calls; actors: Actors; side: SidePorts; unwind: () => Promise<void> },
+): Promise<void> {
+  const { health, listener, server, calls, actors, side } = parts;
+  // Watch streams hear it before the drain begins: an orchestrator stops sending traffic here.
+  health.stop();
+  log.info('shutting down', { timeoutMs: config.shutdownTimeoutMs });
+  // New calls are refused from here on; calls in flight keep their replies coming.
+  void listener.close();
+  const serverDrained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  await actors.drain(config.shutdownTimeoutMs);
+  // Every job is settled by now; give their replies a moment to flush.
+  await Promise.race([serverDrained, new Promise((r) => setTimeout(r, 1000).unref())]);
+  calls.refuse(new MailroomError('ESHUTDOWN', 'the service stopped'));
+  server.forceShutdown();
+  await side.close();
+  // The listener, the outbox (its last outcomes written first), Redis, the capture relay.
+  await parts.unwind();
+  log.info('stopped');
+}
 
-  const reload = (): void => {
-    const { reread, kept } = access.reload();
-    if (reread.length === 0 && kept.length === 0) {
-      log.info('SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
-      return;
-    }
-    const done = reread.length > 0 ? `re-read ${reread.join(' and ')}` : 're-read nothing';
-    const why = kept.length > 0 ? `; kept ${kept.join(' and ')} as loaded before (it did not load: see the error above)` : '';
-    if (kept.length > 0) log.warn(`SIGHUP: ${done}${why}`);
-    else log.info(`SIGHUP: ${done}`);
-  };
-
-  return { config, port, supervisor, otp, capture, health, metricsPort: sidePorts.metricsPort, inspectPort: sidePorts.inspectPort, redis, log, failed, shutdown, reload };
+function reload(access: CallerAccess, log: Logger): void {
+  const { reread, kept } = access.reload();
+  if (reread.length === 0 && kept.length === 0) {
+    log.info('SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
+    return;
+  }
+  const done = reread.length > 0 ? `re-read ${reread.join(' and ')}` : 're-read nothing';
+  const why = kept.length > 0 ? `; kept ${kept.join(' and ')} as loaded before (it did not load: see the error above)` : '';
+  if (kept.length > 0) log.warn(`SIGHUP: ${done}${why}`);
+  else log.info(`SIGHUP: ${done}`);
 }

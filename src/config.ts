@@ -10,6 +10,7 @@ import type { PoolSettings } from './actors/supervisor.js';
 import type { OtpOptions } from './actors/otp.js';
 import type { OtpLimits } from './otp/store.js';
 import type { OtpRateLimits } from './rpc/otp-caps.js';
+import type { OutboxSettings } from './outbox/requests.js';
 import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
 import type { ListenerLimits } from './rpc/listener.js';
@@ -70,6 +71,14 @@ export interface Config {
   };
   /** the gRPC port's limits */
   readonly grpc: ListenerLimits & ServerLimits;
+  /** the durable outbox (DELIVERY_QUEUED) */
+  readonly outbox: OutboxSettings & {
+    /** sqlite: OUTBOX_PATH on this machine; redis: shared by replicas (REDIS_URL) */
+    readonly store: 'sqlite' | 'redis';
+    readonly path: string;
+    /** redis: how long a replica's claim on a message holds before another may take it over */
+    readonly leaseMs: number;
+  };
   readonly otp: OtpOptions &
     OtpLimits &
     OtpRateLimits & {
@@ -288,6 +297,17 @@ export function loadConfig(env: Env): Config {
       handshakeTimeoutMs: r.int('GRPC_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
       receiveTimeoutMs: r.int('GRPC_RECEIVE_TIMEOUT_MS', 30_000, 100, 600_000),
     },
+    outbox: {
+      store: r.oneOf<'sqlite' | 'redis'>('OUTBOX_STORE', ['sqlite', 'redis'], 'sqlite'),
+      path: r.raw('OUTBOX_PATH') ?? 'var/outbox.db',
+      retryBaseMs: seconds('OUTBOX_RETRY_BASE_SECONDS', 30, 1, DAY_SECONDS),
+      retryMaxMs: seconds('OUTBOX_RETRY_MAX_SECONDS', 1_800, 1, DAY_SECONDS),
+      maxAgeMs: seconds('OUTBOX_MAX_AGE_SECONDS', DAY_SECONDS, 1, 30 * DAY_SECONDS),
+      retentionMs: seconds('OUTBOX_RETENTION_SECONDS', 7 * DAY_SECONDS, 1, 365 * DAY_SECONDS),
+      maxDelayMs: seconds('OUTBOX_MAX_DELAY_SECONDS', 7 * DAY_SECONDS, 0, 365 * DAY_SECONDS),
+      maxBytes: r.int('OUTBOX_MAX_BYTES', 1024 * MIB, MIB, 1024 * 1024 * MIB),
+      leaseMs: seconds('OUTBOX_LEASE_SECONDS', 60, 1, DAY_SECONDS),
+    },
     otp: {
       lifespanMs: seconds('OTP_LIFESPAN_SECONDS', 120, 1, DAY_SECONDS),
       cleanupMs: seconds('OTP_CLEANUP_SECONDS', 180, 1, DAY_SECONDS),
@@ -324,6 +344,8 @@ export function loadConfig(env: Env): Config {
     r.problems.push('OTP_SUBJECT or OTP_TEXT: one of them must contain {{code}}');
   }
   if (templates.html !== '' && !hasCodePlaceholder(templates.html)) r.problems.push('OTP_HTML: expected {{code}} in it');
+  if (config.outbox.retryMaxMs < config.outbox.retryBaseMs) r.problems.push('OUTBOX_RETRY_MAX_SECONDS: expected at least OUTBOX_RETRY_BASE_SECONDS');
+  if (config.outbox.store === 'redis' && config.redis === undefined) r.problems.push('OUTBOX_STORE=redis: needs REDIS_URL');
   if (config.redis !== undefined && otp.secret === undefined) {
     r.problems.push('OTP_SECRET: required with REDIS_URL, the same on every replica (each would hash codes with a key of its own, and no code would check out on another)');
   }

@@ -23,11 +23,11 @@ test('a chart names every state, every transition with its event and guard, dela
     s.children.forEach(walk);
   };
   walk(chart.root);
-  for (const id of ['supervisor.starting', 'supervisor.serving.up', 'supervisor.serving.degraded', 'supervisor.serving.down.unreachable', 'supervisor.draining', 'supervisor.stopped']) {
+  for (const id of ['supervisor.starting', 'supervisor.serving.pool.up', 'supervisor.serving.pool.degraded', 'supervisor.serving.pool.down.unreachable', 'supervisor.serving.jobs.backlogged', 'supervisor.serving.outbox.claiming', 'supervisor.draining', 'supervisor.stopped']) {
     assert.ok(ids.includes(id), id);
   }
   const labels = chart.edges.map((e) => `${e.source} -${e.label}-> ${e.target}`);
-  assert.ok(labels.includes('supervisor.starting -always [allUp]-> supervisor.serving.up'));
+  assert.ok(labels.includes('supervisor.starting -always [allUp]-> supervisor.serving.pool.up'));
   assert.ok(labels.includes('supervisor.draining -after shutdownTimeout-> supervisor.closing'));
   assert.ok(labels.includes('supervisor.serving -shutdown-> supervisor.draining'));
   const connection = chartOf(smtpConnectionMachine);

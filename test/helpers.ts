@@ -331,11 +331,11 @@ export function faultEnv(port: number, extra: Record<string, string> = {}): Reco
   });
 }
 
-/** Resolves once every connection of the pool is authenticated: the supervisor's chart is in serving.up. */
+/** Resolves once every connection of the pool is authenticated: the supervisor's chart is in serving.pool.up. */
 export async function waitForPool(svc: RunningService, timeoutMs = 5000): Promise<void> {
   const { supervisor } = svc.service;
   try {
-    await waitFor(supervisor, (s) => s.matches({ serving: 'up' }), { timeout: timeoutMs });
+    await waitFor(supervisor, (s) => s.matches({ serving: { pool: 'up' } }), { timeout: timeoutMs });
   } catch {
     throw new Error(`the pool was not fully up within ${timeoutMs} ms`);
   }

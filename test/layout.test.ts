@@ -32,7 +32,7 @@ const LAYERS: readonly [string, RegExp][] = [
   ['boot', /^(boot|config|side-ports)\.ts$/],
   ['service', /^(rpc|inspect|metrics)\//],
   ['actors', /^actors\//],
-  ['domain', /^(otp|smtp|redis)\//],
+  ['domain', /^(otp|smtp|redis|outbox)\//],
   ['mail', /^(mail|capture)\//],
   ['base', /^(errors|log|runtime-flags)\.ts$|^lib\//],
 ];

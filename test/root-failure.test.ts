@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { supervisorMachine } from '../src/actors/supervisor.js';
 import { otpMachine } from '../src/actors/otp.js';
-import type { MailJob } from '../src/mail/job.js';
+import { assertEvent } from 'xstate';
 import { loadMailProto } from '../src/rpc/proto.js';
 import { startProcess } from './process.js';
 import {
@@ -27,8 +27,9 @@ import {
 const BOOM = 'boom';
 const failingSupervisor = supervisorMachine.provide({
   actions: {
-    admitJobs: ({ context }, params: { jobs: readonly MailJob[] }) => {
-      for (const job of params.jobs) {
+    admitJobs: ({ context, event }) => {
+      assertEvent(event, 'jobs.submitted');
+      for (const job of event.jobs) {
         if (job.message.raw.includes(`\r\nSubject: ${BOOM}\r\n`)) throw new Error('a bug in the supervisor');
         context.ledger.admit(job);
       }

@@ -3,18 +3,11 @@
 // the supervisor's machine decides when they run.
 import { MailroomError } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import type { TokenBucket } from '../lib/token-bucket.js';
 import type { JobLedger } from './job-ledger.js';
-import type { Pool } from './pool.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';
+import type { SupervisorContext } from './supervisor-context.js';
 
-export interface DispatchState {
-  readonly ledger: JobLedger;
-  readonly pool: Pool;
-  readonly bucket: TokenBucket | undefined;
-  /** a tick is already scheduled for when the rate limit lets the next job go */
-  tickScheduled: boolean;
-}
+type DispatchState = Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket' | 'tickScheduled'>;
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
 export interface DispatchEffects {
@@ -64,10 +57,10 @@ export function dispatch(state: DispatchState, effects: DispatchEffects): void {
   }
 }
 
-/** Fails what waited too long: past its caller's deadline, or longer than QUEUE_TIMEOUT_MS. */
+/** Fails what a caller waited on too long: past its deadline, or longer than QUEUE_TIMEOUT_MS (an outbox job waits as long as it must). */
 export function sweepQueue(ledger: JobLedger, queueTimeoutMs: number, down: MailroomError | undefined): void {
   const now = Date.now();
-  for (const job of ledger.removeQueued((j) => j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs)) {
+  for (const job of ledger.removeQueued((j) => j.durable === undefined && (j.settled() || now >= j.deadline || now - j.enqueuedAt >= queueTimeoutMs))) {
     if (now >= job.deadline) fail(job, 'EDEADLINE', 'deadline passed while queued');
     else {
       const why = down === undefined ? '' : `: ${down.message}`;

@@ -57,6 +57,13 @@ export class Pool {
     return this.upCount;
   }
 
+  /** jobs the connections that are up could take now, beyond what they hold */
+  get free(): number {
+    let free = 0;
+    for (const [cid, m] of this.members) if (m.up) free += Math.max(0, m.capacity - this.ledger.holding(cid));
+    return free;
+  }
+
   /** every connection has finished its first dial, one way or the other */
   get allTried(): boolean {
     for (const m of this.members.values()) if (!m.tried) return false;

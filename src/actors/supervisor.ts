@@ -1,111 +1,45 @@
-// The pool: owns WORKERS connection actors and the job stream.
+// The pool: owns WORKERS connection actors, the job stream, and the
+// delivery of the outbox.
 //
 //   starting ──first dials ended──► serving ──shutdown──► draining ──drained or deadline──► closing ──all closed──► stopped
-//                                   ┌──────────────────────────────────────────┐
-//                                   │ up ⇄ degraded ⇄ down                      │  how many connections are usable
-//                                   │         down: redialling ──► unreachable  │  every last dial refused: calls fail at once
-//                                   └──────────────────────────────────────────┘
 //
-// Connections ask for work (conn.ready, and the capacity each outcome report
-// carries); the supervisor hands each queued job to one that can take it,
-// keeps a bounded queue, retries transient failures with backoff, fails
-// permanent ones at once, and on shutdown drains what it holds before closing
-// the connections. Where each job is, is the ledger's (job-ledger.ts): queued,
-// waiting for a retry, or held by one connection, which owns it until it
-// reports its outcome. Every job is settled exactly once and none silently.
+//   serving, in three regions at once:
+//     pool:   up ⇄ degraded ⇄ down (redialling ──SMTP_UNREACHABLE_AFTER_MS──► unreachable)
+//     jobs:   idle ⇄ flowing ⇄ backlogged     submitted → queued → handed to a connection → delivered | failed | retried | given back
+//     outbox: resting ⇄ claiming     due messages are claimed when connections have room and no caller waits
 //
-// Context holds mutable collections owned by this actor alone: copying a
-// queue of thousands of jobs on every event would make each job cost O(n).
-//
-// One file over 300 lines because a machine is one setup() and one
-// createMachine() expression: xstate types every action, guard and
-// transition from it, and a reader follows the chart in one place. What the
-// actions do at length lives beside it: job-ledger.ts, pool.ts, dispatch.ts.
-import { emit, enqueueActions, fromCallback, setup, type ActorRefFrom } from 'xstate';
+// A job's story is handled where it can happen: in starting, in
+// serving.jobs and in draining (closing only takes jobs back). A job is in
+// exactly one place (job-ledger.ts), and a connection owns the jobs it
+// holds until it reports their outcomes; what each turn of the story does
+// is jobs.ts. A job a caller waits on is answered; one from the outbox has
+// its outcome recorded, through the `outbox` child, which alone writes the
+// store (outbox-work.ts). Context holds mutable collections owned by this
+// actor alone: copying a queue of thousands of jobs on every event would
+// make each job cost O(n).
+import { assertEvent, emit, enqueueActions, fromCallback, not, setup, stateIn, type ActorRefFrom } from 'xstate';
 import type { Observable } from 'rxjs';
-import type { Logger } from 'winston';
-import { MailroomError, type ErrorCode } from '../errors.js';
-import type { MailJob } from '../mail/job.js';
+import { MailroomError } from '../errors.js';
 import { TokenBucket } from '../lib/token-bucket.js';
-import { formatReply } from '../smtp/reply.js';
+import type { MailJob } from '../mail/job.js';
+import type { OutboxRequest } from '../outbox/requests.js';
+import type { Change } from '../outbox/store.js';
 import { backoffDelay } from '../lib/backoff.js';
 import { dispatch, fail, sweepQueue } from './dispatch.js';
 import { JobLedger } from './job-ledger.js';
+import * as story from './jobs.js';
+import { claimedJobs, outboxWorker, type OutboxWork } from './outbox-work.js';
 import { Pool } from './pool.js';
-import { smtpConnectionMachine, type ConnectionOptions, type ConnectionReport, type SmtpConnectionActor } from './smtp-connection.js';
+import { smtpConnectionMachine, type SmtpConnectionActor } from './smtp-connection.js';
+import type { ChildError, SupervisorContext, SupervisorEmitted, SupervisorEvent, SupervisorInput } from './supervisor-context.js';
 
-/** The pool and its queue (config.pool). */
-export interface PoolSettings {
-  readonly workers: number;
-  readonly queueLimit: number;
-  /** delivery attempts of a job; retries wait the connections' backoff */
-  readonly maxAttempts: number;
-  readonly rateLimitPerSecond: number;
-  /** a queued job waits at most this long for a connection */
-  readonly queueTimeoutMs: number;
-  /** once the pool has been down this long with every last dial refused, calls fail at once instead of waiting */
-  readonly unreachableAfterMs: number;
-}
+export type { PoolSettings, SupervisorEvent, SupervisorInput, SupervisorOptions } from './supervisor-context.js';
 
-export interface SupervisorOptions extends PoolSettings {
-  /** how long closing connections may take to QUIT after the drain */
-  readonly closeTimeoutMs: number;
-  readonly connection: ConnectionOptions;
-}
-
-export interface SupervisorInput {
-  readonly options: SupervisorOptions;
-  readonly jobs$: Observable<MailJob>;
-  readonly log: Logger;
-}
-
-export type SupervisorEvent =
-  | ConnectionReport
-  /** the jobs submitted since the last such event, in order (see `feed`) */
-  | { type: 'jobs.submitted'; jobs: MailJob[] }
-  | { type: 'job.retry'; job: MailJob }
-  | { type: 'tick' }
-  | { type: 'sweep' }
-  | { type: 'shutdown'; timeoutMs: number }
-  | { type: 'shutdown.deadline' }
-  | { type: 'close.deadline' }
-  /** a connection actor crashed (a bug, not a relay fault): start a new one */
-  | { type: 'conn.respawn'; cid: string };
-
-export type SupervisorEmitted =
-  | { type: 'pool.health'; up: number; workers: number }
-  /** a connection lost its session or failed a dial, and will dial again */
-  | { type: 'conn.lost'; cid: string; code: ErrorCode };
-
-interface SupervisorContext {
-  readonly options: SupervisorOptions;
-  readonly log: Logger;
-  readonly jobs$: Observable<MailJob>;
-  readonly ledger: JobLedger;
-  readonly pool: Pool;
-  readonly bucket: TokenBucket | undefined;
-  tickScheduled: boolean;
-  /** why a connection last went down, and which: the reason given to jobs that time out in the queue */
-  lastDown: { cid: string; error: MailroomError } | undefined;
-  shutdownTimeoutMs: number;
-  /** until a first connection authenticates: the failure last logged, logged again only when it changes */
-  unreachableCode: ErrorCode | undefined;
-  /** whether any connection ever came up; after that, health changes speak for the pool */
-  reachedOnce: boolean;
-  /** epoch ms when the pool last lost its last connection */
-  downSince: number;
-}
-
-/** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */
-interface ChildError {
-  readonly type: string;
-  readonly error: unknown;
-}
 const CHILD_ERROR = 'xstate.error.actor.';
+/** how often the outbox's due times are looked at again, and its housekeeping runs */
+const OUTBOX_LOOK_MS = 1000;
 
-type Report<T extends SupervisorEvent['type']> = Extract<SupervisorEvent, { type: T }>;
-
-function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string): { cid: string; options: ConnectionOptions; log: Logger } {
+function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string) {
   return { cid, options: context.options.connection, log: context.log.child({ cid }) };
 }
 
@@ -115,7 +49,7 @@ function crashedCid(event: ChildError): string {
   return actorId.split('~')[0] ?? actorId;
 }
 
-function health(context: SupervisorContext): Extract<SupervisorEmitted, { type: 'pool.health' }> {
+function health(context: SupervisorContext): SupervisorEmitted {
   return { type: 'pool.health', up: context.pool.up, workers: context.options.workers };
 }
 
@@ -126,8 +60,25 @@ function unreachableError(context: SupervisorContext): MailroomError {
   return new MailroomError('EUNAVAILABLE', `relay ${host}:${port}: ${last?.message ?? 'unreachable'}`, { cause: last, smtp: last?.smtp });
 }
 
-function reason(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+const reason = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** A crashed connection, logged and marked down; its id, or undefined when the crash was not a connection's. */
+function noteCrash(context: SupervisorContext, crash: ChildError, emitHealth: (e: SupervisorEmitted) => void): string | undefined {
+  const cid = crashedCid(crash);
+  const { pool, log, options } = context;
+  if (!pool.has(cid)) {
+    log.error('supervisor helper actor failed', { actor: crash.type.slice(CHILD_ERROR.length), reason: reason(crash.error) });
+    return undefined;
+  }
+  const crashes = pool.crashed(cid);
+  log.error('SMTP connection actor crashed', { cid, crashes, reason: reason(crash.error) });
+  const error = new MailroomError('EINTERNAL', `connection actor crashed: ${reason(crash.error)}`, { cause: crash.error });
+  context.lastDown = { cid, error };
+  if (pool.down(cid)) {
+    if (pool.up > 0) log.warn('SMTP connection down', { cid, up: pool.up, workers: options.workers, code: error.code, reason: error.message });
+    emitHealth(health(context));
+  }
+  return cid;
 }
 
 export const supervisorMachine = setup({
@@ -139,35 +90,46 @@ export const supervisorMachine = setup({
   },
   actors: {
     connection: smtpConnectionMachine,
-    // The RxJS job stream, turned into events in this actor's mailbox. Jobs
-    // submitted in one go (the calls of one network read) travel as one
-    // event: each event costs this actor a whole xstate step.
-    feed: fromCallback<SupervisorEvent, Observable<MailJob>>(({ input, sendBack }) => {
-      let batch: MailJob[] | undefined;
+    outbox: outboxWorker,
+    // The job and outbox streams, turned into events in this actor's
+    // mailbox: what arrives in one go (the calls of one network read)
+    // travels as one event, since each event costs a whole xstate step.
+    feed: fromCallback<SupervisorEvent, { jobs$: Observable<MailJob>; outbox$: Observable<OutboxRequest> | undefined }>(({ input, sendBack }) => {
       let stopped = false;
-      const subscription = input.subscribe((job) => {
-        if (batch !== undefined) {
-          batch.push(job);
-          return;
-        }
-        const jobs = [job];
-        batch = jobs;
-        queueMicrotask(() => {
-          batch = undefined;
-          // A batch that outlived the supervisor is answered, not dropped.
-          if (stopped) for (const j of jobs) fail(j, 'ESHUTDOWN', 'the service is shutting down');
-          else sendBack({ type: 'jobs.submitted', jobs });
+      const batched = <T>(source: Observable<T>, flush: (items: T[]) => void) => {
+        let batch: T[] | undefined;
+        return source.subscribe((item) => {
+          if (batch !== undefined) {
+            batch.push(item);
+            return;
+          }
+          const items = [item];
+          batch = items;
+          queueMicrotask(() => {
+            batch = undefined;
+            flush(items);
+          });
         });
+      };
+      const jobs = batched(input.jobs$, (items) => {
+        // A batch that outlived the supervisor is answered, not dropped.
+        if (stopped) for (const j of items) fail(j, 'ESHUTDOWN', 'the service is shutting down');
+        else sendBack({ type: 'jobs.submitted', jobs: items });
+      });
+      const outbox = input.outbox$ === undefined ? undefined : batched(input.outbox$, (requests) => {
+        if (stopped) for (const r of requests) r.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
+        else sendBack({ type: 'outbox.requested', requests });
       });
       return () => {
         stopped = true;
-        subscription.unsubscribe();
+        jobs.unsubscribe();
+        outbox?.unsubscribe();
       };
     }),
-    ticker: fromCallback<SupervisorEvent, { ms: number; event: SupervisorEvent; repeat: boolean }>(({ input, sendBack }) => {
-      const timer = input.repeat ? setInterval(() => sendBack(input.event), input.ms) : setTimeout(() => sendBack(input.event), input.ms);
-      timer.unref?.();
-      return () => clearTimeout(timer);
+    ticker: fromCallback<SupervisorEvent, { ms: number; event: SupervisorEvent }>(({ input, sendBack }) => {
+      const timer = setInterval(() => sendBack(input.event), input.ms);
+      timer.unref();
+      return () => clearInterval(timer);
     }),
   },
   delays: {
@@ -175,6 +137,8 @@ export const supervisorMachine = setup({
     closeTimeout: ({ context }) => context.options.closeTimeoutMs,
     /** what is left of SMTP_UNREACHABLE_AFTER_MS since the pool went down */
     unreachableAfter: ({ context }) => Math.max(0, context.options.unreachableAfterMs - (Date.now() - context.downSince)),
+    /** until the outbox's next message is due, looked at again at least every second (its clock may jump) */
+    outboxDue: ({ context }) => Math.max(1, Math.min(OUTBOX_LOOK_MS, (context.outboxDueAt ?? Infinity) - context.now())),
   },
   guards: {
     allUp: ({ context }) => context.pool.up === context.options.workers,
@@ -189,28 +153,36 @@ export const supervisorMachine = setup({
      */
     unreachable: ({ context }) =>
       context.pool.unreachable && (!context.reachedOnce || Date.now() - context.downSince >= context.options.unreachableAfterMs),
-    /** a connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times */
-    stale: ({ context }, params: { job: MailJob; error: MailroomError }) =>
-      params.error.code === 'ESTALE' && params.job.staleRequeues < context.options.maxAttempts,
-    /** ESTALE counts no attempt: once its free requeues are spent it fails, or it would go round for ever. */
-    worthRetrying: ({ context }, params: { job: MailJob; error: MailroomError }) =>
-      params.error.transient && params.error.code !== 'ESTALE' && params.job.attempts < context.options.maxAttempts && !params.job.settled(),
+    relayGone: stateIn('#supervisor.serving.pool.down.unreachable'),
+    stale: ({ context, event }) => {
+      assertEvent(event, 'conn.failed');
+      return story.isStale(context, event);
+    },
+    worthRetrying: ({ context, event }) => {
+      assertEvent(event, 'conn.failed');
+      return story.isWorthRetrying(context, event);
+    },
+    /** the outbox has a message due, connections have room, and no caller's job waits for it */
+    canClaim: ({ context }) =>
+      context.outbox !== undefined && context.outboxDueAt !== undefined && context.outboxDueAt <= context.now() && context.pool.free > 0 && context.ledger.queued === 0,
+    hasOutbox: ({ context }) => context.outbox !== undefined,
+    backlog: ({ context }) => context.ledger.queued > 0,
     drained: ({ context }) => context.ledger.empty,
     allClosed: ({ context }) => context.pool.allClosed,
   },
   actions: {
-    admitJobs: ({ context }, params: { jobs: readonly MailJob[] }) => {
-      const { ledger, options } = context;
-      for (const job of params.jobs) {
-        if (ledger.queued >= options.queueLimit) {
-          job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
-        } else {
-          ledger.admit(job);
-        }
-      }
+    admitJobs: ({ context, event }) => {
+      assertEvent(event, 'jobs.submitted');
+      story.admit(context, event.jobs);
     },
-    refuseJobs: (_, params: { jobs: readonly MailJob[] }) => {
-      for (const job of params.jobs) fail(job, 'ESHUTDOWN', 'the service is shutting down');
+    refuseJobs: ({ event }) => {
+      assertEvent(event, 'jobs.submitted');
+      for (const job of event.jobs) fail(job, 'ESHUTDOWN', 'the service is shutting down');
+    },
+    refuseUnreachable: ({ context, event }) => {
+      assertEvent(event, 'jobs.submitted');
+      const error = unreachableError(context);
+      for (const job of event.jobs) job.reject(error);
     },
     dispatch: enqueueActions(({ context, enqueue }) =>
       dispatch(context, {
@@ -222,143 +194,191 @@ export const supervisorMachine = setup({
       context.tickScheduled = false;
     },
     sweepQueue: ({ context }) => sweepQueue(context.ledger, context.options.queueTimeoutMs, context.pool.up === 0 ? context.lastDown?.error : undefined),
-    markReady: enqueueActions(({ context, enqueue }, params: { cid: string; capacity: number }) => {
-      if (!context.pool.ready(params.cid, params.capacity)) return;
+    markReady: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, 'conn.ready');
+      if (!context.pool.ready(event.cid, event.capacity)) return;
       context.reachedOnce = true;
       context.log.debug('SMTP connection up', { up: context.pool.up, workers: context.options.workers });
       enqueue.emit(health(context));
     }),
-    offer: ({ context }, params: { cid: string; capacity: number }) => context.pool.offer(params.cid, params.capacity),
-    markDown: enqueueActions(({ context, enqueue }, params: { cid: string; error: MailroomError; refused: boolean }) => {
+    offer: ({ context, event }) => {
+      assertEvent(event, ['conn.delivered', 'conn.failed']);
+      context.pool.offer(event.cid, event.capacity);
+    },
+    markDown: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, 'conn.down');
       const { pool, log, options } = context;
-      context.lastDown = { cid: params.cid, error: params.error };
-      if (pool.down(params.cid, params.refused)) {
-        if (pool.up > 0) log.warn('SMTP connection down', { cid: params.cid, up: pool.up, workers: options.workers, code: params.error.code, reason: params.error.message });
+      context.lastDown = { cid: event.cid, error: event.error };
+      enqueue.emit({ type: 'conn.lost', cid: event.cid, code: event.error.code });
+      if (pool.down(event.cid, event.refused)) {
+        if (pool.up > 0) log.warn('SMTP connection down', { cid: event.cid, up: pool.up, workers: options.workers, code: event.error.code, reason: event.error.message });
         enqueue.emit(health(context));
-      } else if (!context.reachedOnce && params.error.code !== context.unreachableCode) {
+      } else if (!context.reachedOnce && event.error.code !== context.unreachableCode) {
         // A relay that was never reached (refused certificate or credentials,
         // wrong host) would otherwise show its reason only in debug lines.
-        log.warn('cannot reach the SMTP relay', { code: params.error.code, reason: params.error.message });
+        log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
       }
-      if (!context.reachedOnce) context.unreachableCode = params.error.code;
+      if (!context.reachedOnce) context.unreachableCode = event.error.code;
     }),
-    markClosed: ({ context }, params: { cid: string }) => context.pool.closed(params.cid),
-    reportLoss: emit((_, params: { cid: string; error: MailroomError }): SupervisorEmitted => ({ type: 'conn.lost', cid: params.cid, code: params.error.code })),
-    /** Every queued job fails now with why the relay cannot be reached; none would go out before a dial succeeds. */
-    failQueuedUnreachable: ({ context }) => {
-      const error = unreachableError(context);
-      for (const job of context.ledger.removeQueued(() => true)) job.reject(error);
+    markClosed: ({ context, event }) => {
+      assertEvent(event, ['conn.closed', 'conn.respawn']);
+      context.pool.closed(event.cid);
     },
-    refuseUnreachable: ({ context }, params: { jobs: readonly MailJob[] }) => {
+    /** Queued jobs cannot go out before a dial succeeds: a caller's fail now with why; an outbox job goes back to QUEUED. */
+    giveUpQueued: enqueueActions(({ context, enqueue }) => {
       const error = unreachableError(context);
-      for (const job of params.jobs) job.reject(error);
-    },
-    logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
+      const released: Change[] = [];
+      for (const job of context.ledger.removeQueued(() => true)) {
+        if (job.durable === undefined) job.reject(error);
+        else released.push({ id: job.message.messageId, event: 'RELEASE', at: context.now() });
+      }
+      if (released.length > 0) enqueue.sendTo('outbox', { type: 'record', changes: released } satisfies OutboxWork);
+    }),
     markPoolDown: ({ context }) => {
       context.downSince = Date.now();
     },
+    logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
     logPoolDown: ({ context }) => {
       // A relay never reached was reported as such already (markDown).
       if (!context.reachedOnce) return;
       const down = context.lastDown;
       context.log.error('pool down: no SMTP connection is up', { cid: down?.cid, up: 0, workers: context.options.workers, code: down?.error.code, reason: down?.error.message });
     },
-    resolveJob: ({ context }, params: { cid: string; job: MailJob; reply: Report<'conn.delivered'>['reply'] }) => {
-      const { job } = params;
-      context.ledger.release(job);
-      // A 250 is the truth even for a job the shutdown deadline already failed.
-      job.resolve({ messageId: job.message.messageId, reply: params.reply, attempts: job.attempts });
-      context.log.debug('delivered', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempts: job.attempts });
-    },
-    requeueStale: ({ context }, params: { cid: string; job: MailJob }) => {
-      const { job } = params;
-      // Not an attempt: the relay saw nothing. The connection that went stale backs off on its own.
-      job.staleRequeues += 1;
-      job.lastCid = params.cid;
-      context.ledger.giveBack(job);
-      context.log.debug('requeued from a stale connection', { jobId: job.id, cid: params.cid, requeues: job.staleRequeues });
-    },
-    scheduleRetry: enqueueActions(({ context, enqueue }, params: { cid: string; job: MailJob; error: MailroomError }) => {
-      const { job, error } = params;
-      const { backoffBaseMs, backoffMaxMs } = context.options.connection;
-      const delay = backoffDelay(job.attempts, backoffBaseMs, backoffMaxMs);
-      job.lastCid = params.cid;
-      context.ledger.deferRetry(job);
-      context.log.info('retrying', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempt: job.attempts, code: error.code, delayMs: delay });
-      enqueue.raise({ type: 'job.retry', job }, { delay });
-    }),
-    failJob: ({ context }, params: { cid: string; job: MailJob; error: MailroomError }) => {
-      const { job, error } = params;
-      context.ledger.release(job);
-      context.log.info('failed', { jobId: job.id, caller: job.caller || undefined, cid: params.cid, attempts: job.attempts, code: error.code, reply: error.smtp && formatReply(error.smtp) });
-      job.reject(error);
-    },
-    /** Jobs a connection gives back untouched go to the front of the line. */
-    takeBack: ({ context }, params: { jobs: readonly MailJob[] }) => {
-      for (const job of params.jobs) context.ledger.giveBack(job);
-    },
-    /** Once the connections are closing, a job given back has nowhere to go. */
-    failReturned: ({ context }, params: { jobs: readonly MailJob[] }) => {
-      for (const job of params.jobs) {
-        context.ledger.release(job);
-        fail(job, 'ESHUTDOWN', 'the service stopped; the relay had not confirmed the message');
+    /** Each turn of a job's story (jobs.ts), with its effects: outcomes recorded in the outbox, retries timed. */
+    story: enqueueActions(({ context, event, enqueue }) => {
+      const changes: Change[] = [];
+      const effects: story.JobEffects = {
+        record: (change) => changes.push(change),
+        retryIn: (job, ms) => enqueue.raise({ type: 'job.retry', job }, { delay: ms }),
+      };
+      switch (event.type) {
+        case 'conn.delivered':
+          story.delivered(context, event, effects);
+          break;
+        case 'conn.failed':
+          if (story.isStale(context, event)) story.requeueStale(context, event);
+          else if (story.isWorthRetrying(context, event)) story.scheduleRetry(context, event, effects);
+          else story.settleFailure(context, event, effects);
+          break;
+        case 'conn.returned':
+          story.takeBack(context, event.jobs);
+          break;
+        case 'conn.down':
+          story.takeBack(context, event.returned);
+          break;
+        case 'job.retry':
+          context.ledger.retryDue(event.job); // false: shutdown failed it meanwhile
+          break;
+        default:
       }
-    },
-    requeueRetry: ({ context }, params: { job: MailJob }) => {
-      context.ledger.retryDue(params.job); // false: shutdown failed it meanwhile
-    },
+      if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes } satisfies OutboxWork);
+    }),
+    /** Once the connections are closing, a job given back has nowhere to go. */
+    giveUpReturned: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, ['conn.returned', 'conn.down', 'conn.closed']);
+      const changes: Change[] = [];
+      const jobs = event.type === 'conn.returned' ? event.jobs : event.returned;
+      story.giveUp(context, jobs, 'the service stopped; the relay had not confirmed the message', { record: (c) => changes.push(c), retryIn: () => undefined });
+      if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes } satisfies OutboxWork);
+    }),
     /**
      * A connection actor that throws is a bug, but it must not take the pool
-     * down (an unhandled child error would put the supervisor itself in
-     * error): what it held goes back to the queue (the dead actor can report
+     * down: what it held goes back to the queue (the dead actor can report
      * nothing), and a new actor starts after a backoff.
      */
-    recoverCrash: enqueueActions(({ context, enqueue }, params: { event: ChildError; respawn: boolean }) => {
-      const cid = crashedCid(params.event);
-      const { pool, ledger, log, options } = context;
-      if (!pool.has(cid)) {
-        log.error('supervisor helper actor failed', { actor: params.event.type.slice(CHILD_ERROR.length), reason: reason(params.event.error) });
-        return;
-      }
-      const crashes = pool.crashed(cid);
-      log.error('SMTP connection actor crashed', { cid, crashes, reason: reason(params.event.error) });
-      const error = new MailroomError('EINTERNAL', `connection actor crashed: ${reason(params.event.error)}`, { cause: params.event.error });
-      context.lastDown = { cid, error };
-      if (pool.down(cid)) {
-        if (pool.up > 0) log.warn('SMTP connection down', { cid, up: pool.up, workers: options.workers, code: error.code, reason: error.message });
-        enqueue.emit(health(context));
-      }
-      if (!params.respawn) {
-        pool.closed(cid);
-        for (const job of ledger.forfeit(cid)) fail(job, 'ESHUTDOWN', 'the service stopped; the relay had not confirmed the message');
-        return;
-      }
-      ledger.reclaim(cid);
-      const { backoffBaseMs, backoffMaxMs } = options.connection;
-      enqueue.raise({ type: 'conn.respawn', cid }, { delay: backoffDelay(crashes, backoffBaseMs, backoffMaxMs) });
+    recoverCrash: enqueueActions(({ context, event, enqueue }) => {
+      const cid = noteCrash(context, event as unknown as ChildError, (e) => enqueue.emit(e));
+      if (cid === undefined) return;
+      context.ledger.reclaim(cid);
+      const { backoffBaseMs, backoffMaxMs } = context.options.connection;
+      enqueue.raise({ type: 'conn.respawn', cid }, { delay: backoffDelay(context.pool.crashes(cid), backoffBaseMs, backoffMaxMs) });
     }),
-    respawn: enqueueActions(({ context, enqueue }, params: { cid: string }) => {
-      const { cid } = params;
+    /** While closing, a crash counts as closed: what it held is given up, nothing is respawned. */
+    closeCrashed: enqueueActions(({ context, event, enqueue }) => {
+      const cid = noteCrash(context, event as unknown as ChildError, (e) => enqueue.emit(e));
+      if (cid === undefined) return;
+      context.pool.closed(cid);
+      const changes: Change[] = [];
+      story.giveUp(context, context.ledger.forfeit(cid), 'the service stopped; the relay had not confirmed the message', { record: (c) => changes.push(c), retryIn: () => undefined });
+      if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes } satisfies OutboxWork);
+    }),
+    respawn: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, 'conn.respawn');
+      const { cid } = event;
       enqueue.assign(({ spawn }) => {
-        const id = `${cid}~${context.pool.crashes(cid)}`;
-        context.pool.replace(cid, spawn('connection', { id, input: connectionInput(context, cid) }));
+        context.pool.replace(cid, spawn('connection', { id: `${cid}~${context.pool.crashes(cid)}`, input: connectionInput(context, cid) }));
         return {};
       });
     }),
-    startDrain: ({ context }, params: { timeoutMs: number }) => {
-      context.shutdownTimeoutMs = params.timeoutMs;
+    // ---- the outbox
+    passToOutbox: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, 'outbox.requested');
+      enqueue.sendTo('outbox', { type: 'requests', requests: event.requests, now: context.now() } satisfies OutboxWork);
+    }),
+    refuseOutbox: ({ event }) => {
+      assertEvent(event, 'outbox.requested');
+      for (const r of event.requests) r.reply.reject(new MailroomError('EUNAVAILABLE', 'the outbox is not open in this service'));
+    },
+    noteDue: ({ context, event }) => {
+      assertEvent(event, ['outbox.accepted', 'outbox.due']);
+      const at = event.type === 'outbox.accepted' ? event.dueAt : event.at;
+      if (at !== undefined) context.outboxDueAt = Math.min(context.outboxDueAt ?? at, at);
+    },
+    claim: enqueueActions(({ context, enqueue }) => {
+      const { workers, connection } = context.options;
+      // Room now, and as much again behind it: the next claim's round trip is covered.
+      const n = Math.min(256, context.pool.free + workers * connection.pipelineDepth);
+      enqueue.sendTo('outbox', { type: 'claim', n, now: context.now() } satisfies OutboxWork);
+    }),
+    admitClaimed: ({ context, event }) => {
+      assertEvent(event, 'outbox.claimed');
+      context.outboxDueAt = event.nextDue;
+      for (const job of claimedJobs(event.claimed)) context.ledger.admit(job);
+    },
+    /** Claimed while the service began to stop: back to QUEUED for the next start. */
+    releaseClaimed: enqueueActions(({ context, event, enqueue }) => {
+      assertEvent(event, 'outbox.claimed');
+      const at = context.now();
+      enqueue.sendTo('outbox', { type: 'record', changes: event.claimed.map((c) => ({ id: c.id, event: 'RELEASE', at })) } satisfies OutboxWork);
+    }),
+    logUnclaimed: ({ context, event }) => {
+      assertEvent(event, 'outbox.unclaimed');
+      context.log.error('outbox: could not claim messages', { reason: event.error.message });
+    },
+    /** The relay is back: what waited out a deferral for its absence is due now, and drains at the pool's speed. */
+    hasten: enqueueActions(({ context, enqueue }) => {
+      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'hasten', now: context.now() } satisfies OutboxWork);
+    }),
+    housekeep: enqueueActions(({ context, enqueue }) => {
+      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'housekeep', now: context.now(), retentionMs: context.outbox.settings.retentionMs } satisfies OutboxWork);
+    }),
+    // ---- shutdown
+    startDrain: ({ context, event }) => {
+      assertEvent(event, 'shutdown');
+      context.shutdownTimeoutMs = event.timeoutMs;
       context.log.info('draining', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
     },
+    /** Outbox jobs not yet with a connection wait for the next start, where they are. */
+    releaseQueuedDurable: enqueueActions(({ context, enqueue }) => {
+      const at = context.now();
+      const changes = context.ledger.removeQueued((job) => job.durable !== undefined).map((job): Change => ({ id: job.message.messageId, event: 'RELEASE', at }));
+      if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes } satisfies OutboxWork);
+    }),
     /**
-     * Fails the jobs no connection holds: none of them has reached the relay.
-     * A message in flight may already be with the relay: failing it now
-     * would tell its caller UNAVAILABLE for mail that then goes out, and a
-     * retry would send it twice. Its connection finishes it (bounded by the
-     * command deadlines, then the close deadline) before it QUITs.
+     * The deadline passed: the jobs no connection holds are given up (none
+     * has reached the relay). A message in flight may already be with the
+     * relay: failing it would tell its caller UNAVAILABLE for mail that goes
+     * out, and a retry would send it twice; its connection finishes it.
      */
-    failWaiting: ({ context }) => {
+    giveUpWaiting: enqueueActions(({ context, enqueue }) => {
       context.log.warn('shutdown deadline passed', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
-      for (const job of context.ledger.takeWaiting()) fail(job, 'ESHUTDOWN', 'the service shut down before the message could be sent');
+      const changes: Change[] = [];
+      story.giveUp(context, context.ledger.takeWaiting(), 'the service shut down before the message could be sent', { record: (c) => changes.push(c), retryIn: () => undefined });
+      if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes } satisfies OutboxWork);
+    }),
+    /** Stopped: whatever is still waiting (nothing, unless the connections closed on their own) is given up. */
+    giveUpAll: ({ context }) => {
+      story.giveUp(context, context.ledger.takeWaiting(), 'the service stopped', { record: () => undefined, retryIn: () => undefined });
     },
     shutDownConnections: enqueueActions(({ context, enqueue }) => {
       for (const ref of context.pool.refs()) enqueue.sendTo(ref, { type: 'SHUTDOWN' });
@@ -366,9 +386,6 @@ export const supervisorMachine = setup({
     forceCloseConnections: enqueueActions(({ context, enqueue }) => {
       for (const ref of context.pool.refs()) enqueue.sendTo(ref, { type: 'FORCE_CLOSE' });
     }),
-    failEverything: ({ context }) => {
-      for (const job of context.ledger.takeWaiting()) fail(job, 'ESHUTDOWN', 'the service stopped');
-    },
     emitStopped: emit({ type: 'pool.health', up: 0, workers: 0 } satisfies SupervisorEmitted),
   },
 }).createMachine({
@@ -381,10 +398,13 @@ export const supervisorMachine = setup({
       const cid = `c${i}`;
       pool.add(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }) as SmtpConnectionActor);
     }
+    const now = input.now ?? Date.now;
     return {
       options,
       log,
       jobs$: input.jobs$,
+      outbox: input.outbox,
+      now,
       ledger,
       pool,
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, 1000, Date.now()) : undefined,
@@ -394,129 +414,136 @@ export const supervisorMachine = setup({
       unreachableCode: undefined,
       reachedOnce: false,
       downSince: Date.now(),
+      // After a restart whatever the store holds is looked at once.
+      outboxDueAt: input.outbox === undefined ? undefined : now(),
     };
   },
   invoke: [
-    { id: 'feed', src: 'feed', input: ({ context }) => context.jobs$ },
+    { id: 'feed', src: 'feed', input: ({ context }) => ({ jobs$: context.jobs$, outbox$: context.outbox?.requests$ }) },
     {
       id: 'ticker',
       src: 'ticker',
-      input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' }, repeat: true }),
+      input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' } }),
     },
+    { id: 'outbox', src: 'outbox', input: ({ context }) => ({ store: context.outbox?.store, log: context.log }) },
   ],
-  // Jobs are taken in until the pool drains, and what connections report is
-  // handled alike until it is closing.
+  // The outbox's store traffic goes on whatever the pool does: accepting a
+  // message needs the disk, not the relay.
   on: {
-    'jobs.submitted': { actions: [{ type: 'admitJobs', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
-    'conn.ready': {
-      actions: [
-        { type: 'markReady', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
-        'dispatch',
-      ],
-    },
-    'conn.delivered': {
-      actions: [
-        { type: 'resolveJob', params: ({ event }) => ({ cid: event.cid, job: event.job, reply: event.reply }) },
-        { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
-        'dispatch',
-      ],
-    },
-    'conn.failed': [
-      {
-        guard: { type: 'stale', params: ({ event }) => ({ job: event.job, error: event.error }) },
-        actions: [
-          { type: 'requeueStale', params: ({ event }) => ({ cid: event.cid, job: event.job }) },
-          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
-          'dispatch',
-        ],
-      },
-      {
-        guard: { type: 'worthRetrying', params: ({ event }) => ({ job: event.job, error: event.error }) },
-        actions: [
-          { type: 'scheduleRetry', params: ({ event }) => ({ cid: event.cid, job: event.job, error: event.error }) },
-          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
-          'dispatch',
-        ],
-      },
-      {
-        actions: [
-          { type: 'failJob', params: ({ event }) => ({ cid: event.cid, job: event.job, error: event.error }) },
-          { type: 'offer', params: ({ event }) => ({ cid: event.cid, capacity: event.capacity }) },
-          'dispatch',
-        ],
-      },
-    ],
-    'conn.returned': { actions: [{ type: 'takeBack', params: ({ event }) => ({ jobs: event.jobs }) }, 'dispatch'] },
-    'conn.down': {
-      actions: [
-        { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error, refused: event.refused }) },
-        { type: 'reportLoss', params: ({ event }) => ({ cid: event.cid, error: event.error }) },
-        { type: 'takeBack', params: ({ event }) => ({ jobs: event.returned }) },
-        'dispatch',
-      ],
-    },
-    'conn.closed': {
-      actions: [{ type: 'markClosed', params: ({ event }) => ({ cid: event.cid }) }, { type: 'failReturned', params: ({ event }) => ({ jobs: event.returned }) }],
-    },
-    'job.retry': { actions: [{ type: 'requeueRetry', params: ({ event }) => ({ job: event.job }) }, 'dispatch'] },
-    tick: { actions: ['clearTick', 'dispatch'] },
-    sweep: { actions: 'sweepQueue' },
-    'xstate.error.actor.*': {
-      actions: [{ type: 'recoverCrash', params: ({ event }: { event: unknown }) => ({ event: event as ChildError, respawn: true }) }, 'dispatch'],
-    },
-    'conn.respawn': { actions: { type: 'respawn', params: ({ event }) => ({ cid: event.cid }) } },
+    'outbox.requested': [{ guard: 'hasOutbox', actions: 'passToOutbox' }, { actions: 'refuseOutbox' }],
+    'outbox.accepted': { actions: 'noteDue' },
+    'outbox.due': { actions: 'noteDue' },
+    'outbox.unclaimed': { actions: 'logUnclaimed' },
   },
   initial: 'starting',
   states: {
     starting: {
       always: [
-        { guard: 'allUp', target: 'serving.up' },
-        { guard: 'partlyUp', target: 'serving.degraded' },
-        { guard: 'allTried', target: 'serving.down' },
+        { guard: 'allUp', target: 'serving.pool.up' },
+        { guard: 'partlyUp', target: 'serving.pool.degraded' },
+        { guard: 'allTried', target: 'serving.pool.down' },
       ],
       on: {
-        shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
+        shutdown: { target: 'draining', actions: 'startDrain' },
+        'jobs.submitted': { actions: ['admitJobs', 'dispatch'] },
+        'conn.ready': { actions: ['markReady', 'dispatch'] },
+        'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
+        'conn.returned': { actions: ['story', 'dispatch'] },
+        sweep: { actions: 'sweepQueue' },
+        'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
+        'conn.respawn': { actions: 'respawn' },
       },
     },
     serving: {
+      type: 'parallel',
       on: {
-        shutdown: { target: 'draining', actions: { type: 'startDrain', params: ({ event }) => ({ timeoutMs: event.timeoutMs }) } },
+        shutdown: { target: 'draining', actions: 'startDrain' },
       },
-      // entered through starting's choice; `down` only names a default
-      initial: 'down',
       states: {
-        up: {
-          entry: 'logPoolUp',
-          always: [
-            { guard: 'noneUp', target: 'down' },
-            { guard: 'partlyUp', target: 'degraded' },
-          ],
-        },
-        degraded: {
-          always: [
-            { guard: 'allUp', target: 'up' },
-            { guard: 'noneUp', target: 'down' },
-          ],
-        },
-        down: {
-          entry: ['markPoolDown', 'logPoolDown'],
-          always: [
-            { guard: 'allUp', target: 'up' },
-            { guard: 'partlyUp', target: 'degraded' },
-          ],
-          initial: 'redialling',
+        pool: {
+          // entered through starting's choice; `down` only names a default
+          initial: 'down',
           states: {
-            // Connections dial again after a loss or a handshake cut short: calls wait for them.
-            redialling: {
-              always: { guard: 'unreachable', target: 'unreachable' },
-              // the guard is judged again once the outage has lasted long enough
-              after: { unreachableAfter: { guard: 'unreachable', target: 'unreachable' } },
+            up: {
+              entry: 'logPoolUp',
+              always: [
+                { guard: 'noneUp', target: 'down' },
+                { guard: 'partlyUp', target: 'degraded' },
+              ],
             },
-            unreachable: {
-              entry: 'failQueuedUnreachable',
+            degraded: {
+              always: [
+                { guard: 'allUp', target: 'up' },
+                { guard: 'noneUp', target: 'down' },
+              ],
+            },
+            down: {
+              entry: ['markPoolDown', 'logPoolDown'],
+              exit: 'hasten',
+              always: [
+                { guard: 'allUp', target: 'up' },
+                { guard: 'partlyUp', target: 'degraded' },
+              ],
+              initial: 'redialling',
+              states: {
+                // Connections dial again after a loss or a handshake cut short: calls wait for them.
+                redialling: {
+                  always: { guard: 'unreachable', target: 'unreachable' },
+                  // the guard is judged again once the outage has lasted long enough
+                  after: { unreachableAfter: { guard: 'unreachable', target: 'unreachable' } },
+                },
+                unreachable: {
+                  entry: 'giveUpQueued',
+                  on: { 'job.retry': { actions: ['story', 'giveUpQueued'] } },
+                },
+              },
+            },
+          },
+        },
+        jobs: {
+          // What the queue does; the job traffic below is the same whatever it does.
+          initial: 'idle',
+          on: {
+            'jobs.submitted': [{ guard: 'relayGone', actions: 'refuseUnreachable' }, { actions: ['admitJobs', 'dispatch'] }],
+            'conn.ready': { actions: ['markReady', 'dispatch'] },
+            'conn.delivered': { actions: ['story', 'offer', 'dispatch'] },
+            'conn.failed': { actions: ['story', 'offer', 'dispatch'] },
+            'conn.returned': { actions: ['story', 'dispatch'] },
+            'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
+            'job.retry': { guard: not('relayGone'), actions: ['story', 'dispatch'] },
+            tick: { actions: ['clearTick', 'dispatch'] },
+            sweep: { actions: 'sweepQueue' },
+            'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
+            'conn.respawn': { actions: 'respawn' },
+          },
+          states: {
+            // no job queued, held or waiting out a retry
+            idle: { always: { guard: not('drained'), target: 'flowing' } },
+            // every job the supervisor has is with a connection (or waits out a retry)
+            flowing: {
+              always: [
+                { guard: 'drained', target: 'idle' },
+                { guard: 'backlog', target: 'backlogged' },
+              ],
+            },
+            // jobs wait for a connection with room (or for the rate limit)
+            backlogged: { always: { guard: not('backlog'), target: 'flowing' } },
+          },
+        },
+        outbox: {
+          initial: 'resting',
+          invoke: { src: 'ticker', input: { ms: 5 * OUTBOX_LOOK_MS, event: { type: 'outbox.wake' } } },
+          on: { 'outbox.wake': { actions: 'housekeep' } },
+          states: {
+            resting: {
+              always: { guard: 'canClaim', target: 'claiming' },
+              after: { outboxDue: { guard: 'hasOutbox', target: 'resting', reenter: true } },
+            },
+            claiming: {
+              entry: 'claim',
               on: {
-                'jobs.submitted': { actions: { type: 'refuseUnreachable', params: ({ event }) => ({ jobs: event.jobs }) } },
-                'job.retry': { actions: [{ type: 'requeueRetry', params: ({ event }) => ({ job: event.job }) }, 'failQueuedUnreachable'] },
+                'outbox.claimed': { target: 'resting', actions: ['admitClaimed', 'dispatch'] },
+                'outbox.unclaimed': { target: 'resting', actions: 'logUnclaimed' },
               },
             },
           },
@@ -524,10 +551,21 @@ export const supervisorMachine = setup({
       },
     },
     draining: {
-      after: { shutdownTimeout: { target: 'closing', actions: 'failWaiting' } },
+      entry: 'releaseQueuedDurable',
+      after: { shutdownTimeout: { target: 'closing', actions: 'giveUpWaiting' } },
       always: { guard: 'drained', target: 'closing' },
       on: {
-        'jobs.submitted': { actions: { type: 'refuseJobs', params: ({ event }) => ({ jobs: event.jobs }) } },
+        'jobs.submitted': { actions: 'refuseJobs' },
+        'outbox.claimed': { actions: 'releaseClaimed' },
+        'conn.ready': { actions: ['markReady', 'dispatch'] },
+        'conn.delivered': { actions: ['story', 'offer', 'dispatch'] },
+        'conn.failed': { actions: ['story', 'offer', 'dispatch'] },
+        'conn.returned': { actions: ['story', 'dispatch'] },
+        'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
+        'job.retry': { actions: ['story', 'dispatch'] },
+        tick: { actions: ['clearTick', 'dispatch'] },
+        'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
+        'conn.respawn': { actions: 'respawn' },
       },
     },
     closing: {
@@ -535,24 +573,21 @@ export const supervisorMachine = setup({
       after: { closeTimeout: { actions: 'forceCloseConnections' } },
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
-        'jobs.submitted': { actions: { type: 'refuseJobs', params: ({ event }) => ({ jobs: event.jobs }) } },
-        'conn.returned': { actions: { type: 'failReturned', params: ({ event }) => ({ jobs: event.jobs }) } },
-        'conn.down': {
-          actions: [
-            { type: 'markDown', params: ({ event }) => ({ cid: event.cid, error: event.error, refused: event.refused }) },
-            { type: 'failReturned', params: ({ event }) => ({ jobs: event.returned }) },
-          ],
-        },
-        // A crash now counts as closed; nothing is respawned.
-        'xstate.error.actor.*': {
-          actions: { type: 'recoverCrash', params: ({ event }: { event: unknown }) => ({ event: event as ChildError, respawn: false }) },
-        },
-        'conn.respawn': { actions: { type: 'markClosed', params: ({ event }) => ({ cid: event.cid }) } },
+        'jobs.submitted': { actions: 'refuseJobs' },
+        'outbox.claimed': { actions: 'releaseClaimed' },
+        // The connections finish what they hold before they QUIT.
+        'conn.delivered': { actions: 'story' },
+        'conn.failed': { actions: 'story' },
+        'conn.returned': { actions: 'giveUpReturned' },
+        'conn.down': { actions: ['markDown', 'giveUpReturned'] },
+        'conn.closed': { actions: ['markClosed', 'giveUpReturned'] },
+        'xstate.error.actor.*': { actions: 'closeCrashed' },
+        'conn.respawn': { actions: 'markClosed' },
       },
     },
     stopped: {
       type: 'final',
-      entry: ['failEverything', 'emitStopped'],
+      entry: ['giveUpAll', 'emitStopped'],
     },
   },
 });

@@ -9,6 +9,8 @@
 import type { ActorRefLike, AnyActorRef, AnyStateMachine, InspectionEvent } from 'xstate';
 import { redact, type RedactOptions } from './redact.js';
 import type { ActorInfo, Hello, InspectRecord, StateValue } from './protocol.js';
+import { messageMachine } from '../outbox/lifecycle.js';
+import type { StatusEvent } from '../outbox/store.js';
 
 interface Live {
   readonly ref: ActorRefLike;
@@ -117,6 +119,20 @@ export class InspectionBus {
   /** how many listen now (the inspector's streams share one) */
   get subscribers(): number {
     return this.listeners.size;
+  }
+
+  /**
+   * Queued messages changed state (the outbox's committed events): one
+   * record each, on the message machine's chart. Records carry no subject,
+   * body or address; the relay's reply is masked like everything else.
+   */
+  messages(events: readonly StatusEvent[]): void {
+    if (this.broken !== undefined) return;
+    this.machines.set(messageMachine.id, messageMachine);
+    for (const { status, connection } of events) {
+      const data = redact({ attempts: status.attempts, reply: status.lastResponse, code: status.errorCode, cid: connection, nextAttemptAt: status.nextAttemptAt }, this.redaction);
+      this.record({ kind: 'message', actor: 'outbox', machine: messageMachine.id, message: status.id, to: status.state, type: status.state, ...(data !== undefined ? { data } : {}) });
+    }
   }
 
   /** Batches of records as they come, until the returned function is called. */

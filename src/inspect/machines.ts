@@ -3,9 +3,10 @@ import type { AnyStateMachine } from 'xstate';
 import { otpMachine } from '../actors/otp.js';
 import { smtpConnectionMachine } from '../actors/smtp-connection.js';
 import { supervisorMachine } from '../actors/supervisor.js';
+import { messageMachine } from '../outbox/lifecycle.js';
 import { chartOf, renderChart } from './chart.js';
 
-export const MACHINES: readonly AnyStateMachine[] = [supervisorMachine, smtpConnectionMachine, otpMachine];
+export const MACHINES: readonly AnyStateMachine[] = [supervisorMachine, smtpConnectionMachine, otpMachine, messageMachine];
 
 export function chartFile(machine: AnyStateMachine): string {
   return `${machine.id}.svg`;

@@ -13,8 +13,13 @@ export interface InspectRecord {
   readonly seq: number;
   /** epoch ms */
   readonly t: number;
-  /** actor: it started; step: a machine took an event (from → to); event: a non-machine actor got one; stop: it ended */
-  readonly kind: 'actor' | 'step' | 'event' | 'stop';
+  /**
+   * actor: it started; step: a machine took an event (from → to); event: a
+   * non-machine actor got one; stop: it ended; message: a queued message
+   * changed state (`message` is its id, `to` its state, on the chart of
+   * `machine` "message")
+   */
+  readonly kind: 'actor' | 'step' | 'event' | 'stop' | 'message';
   /** the actor's path from its root: "supervisor/c1", "otp" */
   readonly actor: string;
   readonly parent?: string;
@@ -26,6 +31,8 @@ export interface InspectRecord {
   readonly to?: StateValue;
   /** the event's other fields, redacted */
   readonly data?: Redacted;
+  /** message records: the Message-ID (an id made by mailroom: a random part and the sender's domain) */
+  readonly message?: string;
 }
 
 export interface ActorInfo {

@@ -8,6 +8,7 @@
 // characters) unless INSPECT_SHOW_ADDRESSES=true; long strings are cut;
 // depth and array length are bounded.
 import type { Redacted } from './protocol.js';
+import { maskAddresses } from '../lib/mask.js';
 
 /** Keys whose values may leave, recursively filtered themselves. */
 const ALLOWED = new Set([
@@ -23,14 +24,12 @@ const ALLOWED = new Set([
   'queueLimit', 'maxAttempts', 'rateLimitPerSecond', 'queueTimeoutMs', 'retryBaseMs', 'retryMaxMs', 'closeTimeoutMs',
   'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
   'connectTimeoutMs', 'greetingTimeoutMs', 'commandTimeoutMs', 'dataTimeoutMs', 'length', 'lifespanMs',
-  'resendCooldownMs', 'cleanupMs', 'returnCode',
+  'resendCooldownMs', 'cleanupMs', 'returnCode', 'nextAttemptAt', 'outboxDueAt',
 ]);
 
 const MAX_STRING = 200;
 const MAX_ITEMS = 20;
 const MAX_DEPTH = 5;
-/** what ends a word that may hold an address: white space, and what brackets or separates addresses in mail and logs */
-const DELIMITER = /[\s<>,;()[\]]/;
 
 export interface RedactOptions {
   /** INSPECT_SHOW_ADDRESSES: addresses as they are */
@@ -39,38 +38,6 @@ export interface RedactOptions {
   readonly depth?: number;
 }
 
-/**
- * Every word with an @ in it is an address, whatever its local part holds
- * (RFC 5321 allows {, |, !, ', #, quoted strings): split at its last @, its
- * local part keeps its first character only. A quoted part ("john doe")
- * belongs to the word it is in, spaces and all; an unclosed quote runs to
- * the end, and is masked with it.
- */
-export function maskAddresses(s: string): string {
-  let out = '';
-  let word = '';
-  const flush = (): void => {
-    const at = word.lastIndexOf('@');
-    out += at <= 0 ? word : `${word.slice(0, 1)}***${word.slice(at)}`;
-    word = '';
-  };
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i] as string;
-    if (c === '"') {
-      let j = i + 1;
-      while (j < s.length && s[j] !== '"') j += s[j] === '\\' ? 2 : 1;
-      word += s.slice(i, j + 1);
-      i = j;
-    } else if (DELIMITER.test(c)) {
-      flush();
-      out += c;
-    } else {
-      word += c;
-    }
-  }
-  flush();
-  return out;
-}
 
 function text(s: string, o: RedactOptions): string {
   const masked = o.showAddresses || !s.includes('@') ? s : maskAddresses(s);

@@ -17,6 +17,12 @@ export interface Delivered {
  */
 export type JobPlace = 'new' | 'queued' | 'retrying' | 'held' | 'out';
 
+/** A job that comes from the outbox: no caller waits on it; its outcome goes to the store. */
+export interface DurableJob {
+  /** epoch ms: it fails EEXPIRED from then on */
+  readonly expiresAt: number;
+}
+
 export interface MailJob {
   /** for log lines: unique within this process (the Message-ID is the lasting name) */
   readonly id: string;
@@ -40,6 +46,8 @@ export interface MailJob {
   staleRequeues: number;
   /** connection of the last failed attempt, avoided on retry when another is idle */
   lastCid: string | undefined;
+  /** set for a message from the outbox (its Message-ID is its record's id) */
+  readonly durable: DurableJob | undefined;
   readonly settled: () => boolean;
   readonly resolve: (result: Delivered) => void;
   readonly reject: (error: MailroomError) => void;
@@ -47,7 +55,7 @@ export interface MailJob {
 
 let jobs = 0;
 
-export function createJob(message: OutgoingMessage, deadline: number, caller = ''): { job: MailJob; done: Promise<Delivered> } {
+export function createJob(message: OutgoingMessage, deadline: number, caller = '', durable?: DurableJob): { job: MailJob; done: Promise<Delivered> } {
   let settled = false;
   let resolveP!: (r: Delivered) => void;
   let rejectP!: (e: MailroomError) => void;
@@ -66,6 +74,7 @@ export function createJob(message: OutgoingMessage, deadline: number, caller = '
     attempts: 0,
     staleRequeues: 0,
     lastCid: undefined,
+    durable,
     settled: () => settled,
     resolve: (r) => {
       if (settled) return;

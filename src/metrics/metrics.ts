@@ -8,6 +8,7 @@ import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } 
 import { ERROR_CATALOGUE, type ErrorCode, type MailroomError } from '../errors.js';
 import type { Delivered, MailJob } from '../mail/job.js';
 import type { GrpcType, MetricSources, OtpCheckResult, OtpSendOutcome, ServiceMetrics } from './service-metrics.js';
+import { MESSAGE_STATES } from '../outbox/lifecycle.js';
 
 /** grpc-go's names for status codes (codes.Code.String()), which go-grpc-prometheus puts in grpc_code. */
 const GRPC_CODE_NAMES = [
@@ -42,8 +43,13 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly reconnects: CounterCell;
   private readonly otpSends: Record<OtpSendOutcome, CounterCell>;
   private readonly otpChecks: Record<OtpCheckResult, CounterCell>;
+  private readonly outboxCommits: HistogramCell;
+  /** what the gauges read at a scrape; set once the actors run (watch) */
+  private sources: MetricSources | undefined;
 
-  constructor(sources: MetricSources) {
+  constructor() {
+    // The gauges read through this: before watch() they read nothing.
+    const read = (): MetricSources | undefined => this.sources;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.grpcStarted = new CounterFamily({ name: 'grpc_server_started_total', help: 'RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
@@ -66,7 +72,7 @@ export class PrometheusMetrics implements ServiceMetrics {
       labelNames: ['state'],
       registers,
       collect() {
-        for (const [state, n] of sources.connectionStates()) this.set({ state }, n);
+        for (const [state, n] of read()?.connectionStates() ?? []) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -74,7 +80,7 @@ export class PrometheusMetrics implements ServiceMetrics {
       help: 'Messages waiting for a connection (queued, or waiting out a retry backoff).',
       registers,
       collect() {
-        this.set(sources.queueDepth());
+        this.set(read()?.queueDepth() ?? 0);
       },
     });
     this.deliveredTotal = new CounterFamily({ name: 'mailroom_mail_delivered_total', help: 'Messages the relay accepted (250 to the final dot).', registers }).cell();
@@ -103,10 +109,46 @@ export class PrometheusMetrics implements ServiceMetrics {
       help: 'OTP codes stored and not yet swept (NaN with Redis, which expires them itself and keeps no count).',
       registers,
       collect() {
-        this.set(sources.liveCodes());
+        this.set(read()?.liveCodes() ?? 0);
       },
     });
+    new Gauge({
+      name: 'mailroom_outbox_messages',
+      help: 'Messages in the outbox, by state (final ones until OUTBOX_RETENTION_SECONDS).',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const counts = await read()?.outbox().catch(() => undefined);
+        for (const state of MESSAGE_STATES) this.set({ state }, counts?.states[state] ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'mailroom_outbox_oldest_queued_seconds',
+      help: 'Age of the oldest QUEUED message, seconds (0 when none).',
+      registers,
+      async collect() {
+        const counts = await read()?.outbox().catch(() => undefined);
+        const oldest = counts?.oldestQueuedAt;
+        this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
+    });
+    this.outboxCommits = new HistogramFamily({
+      name: 'mailroom_outbox_commit_seconds',
+      help: 'How long one grouped commit of the outbox took (its writes and fsync), seconds.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }).cell();
   }
+
+  /** What the gauges read from now on. */
+  watch(sources: MetricSources): void {
+    this.sources = sources;
+  }
+
+  /** One commit of the outbox took `ms`. */
+  readonly outboxCommitted = (ms: number): void => {
+    this.outboxCommits.observe(ms / 1000);
+  };
 
   /** A call of `path` (/package.Service/Method) began. */
   callStarted(path: string, type: GrpcType): CallSeries {

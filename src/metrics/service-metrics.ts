@@ -2,6 +2,7 @@
 // it counts into when METRICS_PORT is unset: prom-client (metrics.ts) is
 // loaded only when metrics are served.
 import type { MailOutcomes } from '../mail/mailer.js';
+import type { OutboxCounts } from '../outbox/store.js';
 
 export type OtpSendOutcome = 'sent' | 'refused' | 'failed' | 'invalid';
 export type OtpCheckResult = 'valid' | 'invalid' | 'refused' | 'failed';
@@ -29,4 +30,6 @@ export interface MetricSources {
   /** jobs not yet with a connection: queued, or waiting out a retry backoff */
   queueDepth(): number;
   liveCodes(): number;
+  /** the outbox's messages by state, its oldest queued, its bytes */
+  outbox(): Promise<OutboxCounts>;
 }

@@ -46,20 +46,32 @@ function tolerant(
   return out;
 }
 
+/** What a request that does not decode (or holds a string that is not UTF-8) is answered. */
+function undecodable(service: string, name: string, request: Undecodable): MailroomError {
+  const { notUtf8, reason } = request;
+  return new MailroomError('EINVALID', notUtf8 !== undefined ? `${notUtf8}: must be UTF-8 (proto3 strings are)` : `the request does not decode as ${service}/${name}: ${reason.slice(0, 200)}`);
+}
+
 /**
- * Wraps each unary handler: an undecodable request is refused before the
- * handler sees it, and at debug each call's outcome and duration are logged.
+ * Wraps each handler: an undecodable request is refused before the handler
+ * sees it, and at debug each unary call's outcome and duration are logged.
  */
-function guarded<H extends grpc.UntypedServiceImplementation>(service: string, handlers: H, log: Logger): H {
+function guarded<H extends grpc.UntypedServiceImplementation>(service: string, definition: grpc.ServiceDefinition, handlers: H, log: Logger): H {
   const debug = log.isLevelEnabled('debug');
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
+    if (definition[name]?.responseStream === true) {
+      const streaming = handler as grpc.handleServerStreamingCall<unknown, unknown>;
+      out[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        if (call.request instanceof Undecodable) call.emit('error', toServiceError(undecodable(service, name, call.request)));
+        else streaming(call);
+      };
+      continue;
+    }
     const unary = handler as grpc.handleUnaryCall<unknown, unknown>;
     out[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       if (call.request instanceof Undecodable) {
-        const { notUtf8, reason } = call.request;
-        const message = notUtf8 !== undefined ? `${notUtf8}: must be UTF-8 (proto3 strings are)` : `the request does not decode as ${service}/${name}: ${reason.slice(0, 200)}`;
-        callback(toServiceError(new MailroomError('EINVALID', message)) as grpc.ServiceError);
+        callback(toServiceError(undecodable(service, name, call.request)) as grpc.ServiceError);
         return;
       }
       // The level is fixed at boot: without debug, no clock reads or closures per call.
@@ -204,7 +216,8 @@ export function createGrpcServer(
     'grpc.enable_channelz': 0,
     interceptors: [...hooks.interceptors, callGuard(limits.receiveTimeoutMs, admissions)],
   });
-  server.addService(tolerant(proto.mail.MailService.service, admissions, utf8), guarded('mail.MailService', handlers.mail, log));
-  server.addService(tolerant(proto.mail.OtpService.service, admissions, utf8), guarded('mail.OtpService', handlers.otp, log));
+  const { MailService, OtpService } = proto.mail;
+  server.addService(tolerant(MailService.service, admissions, utf8), guarded('mail.MailService', MailService.service, handlers.mail, log));
+  server.addService(tolerant(OtpService.service, admissions, utf8), guarded('mail.OtpService', OtpService.service, handlers.otp, log));
   return server;
 }

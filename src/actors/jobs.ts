@@ -1,0 +1,119 @@
+// What the supervisor does at each turn of a job's story: a job is
+// submitted, handed to a connection, and reported delivered, failed, or
+// given back. A job a caller waits on (SendMail, a code mail) is answered;
+// a job from the outbox has its outcome recorded instead, and a transient
+// failure defers it for minutes rather than retrying it at once. The
+// supervisor's machine (supervisor.ts) decides when each runs.
+import { MailroomError } from '../errors.js';
+import { backoffDelay } from '../lib/backoff.js';
+import type { MailJob } from '../mail/job.js';
+import type { Change } from '../outbox/store.js';
+import { formatReply } from '../smtp/reply.js';
+import { fail } from './dispatch.js';
+import type { SupervisorContext } from './supervisor-context.js';
+import type { ConnectionReport } from './smtp-connection.js';
+
+type Delivered = Extract<ConnectionReport, { type: 'conn.delivered' }>;
+type Failed = Extract<ConnectionReport, { type: 'conn.failed' }>;
+
+/** What a turn of the story may need beyond the context: an outcome recorded, a retry some time from now. */
+export interface JobEffects {
+  record(change: Change): void;
+  retryIn(job: MailJob, ms: number): void;
+}
+
+export function admit(context: SupervisorContext, jobs: readonly MailJob[]): void {
+  const { ledger, options } = context;
+  for (const job of jobs) {
+    if (ledger.queued >= options.queueLimit) {
+      job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
+    } else {
+      ledger.admit(job);
+    }
+  }
+}
+
+/** A connection lost its session before the relay saw any of the job: it goes back at no cost, a bounded number of times. */
+export function isStale(context: SupervisorContext, report: Failed): boolean {
+  return report.error.code === 'ESTALE' && report.job.staleRequeues < context.options.maxAttempts;
+}
+
+/** A caller's job worth another attempt now (an outbox job is deferred instead). */
+export function isWorthRetrying(context: SupervisorContext, report: Failed): boolean {
+  const { job, error } = report;
+  return job.durable === undefined && error.transient && error.code !== 'ESTALE' && job.attempts < context.options.maxAttempts && !job.settled();
+}
+
+export function delivered(context: SupervisorContext, report: Delivered, effects: JobEffects): void {
+  const { job, reply, cid } = report;
+  context.ledger.release(job);
+  if (job.durable !== undefined) {
+    effects.record({ id: job.message.messageId, event: 'DELIVERED', at: context.now(), attempted: true, response: formatReply(reply), connection: cid });
+  } else {
+    // A 250 is the truth even for a job the shutdown deadline already failed.
+    job.resolve({ messageId: job.message.messageId, reply, attempts: job.attempts });
+  }
+  context.log.debug('delivered', { jobId: job.id, caller: job.caller || undefined, cid, attempts: job.attempts });
+}
+
+export function requeueStale(context: SupervisorContext, report: Failed): void {
+  const { job, cid } = report;
+  // Not an attempt: the relay saw nothing. The connection that went stale backs off on its own.
+  job.staleRequeues += 1;
+  job.lastCid = cid;
+  context.ledger.giveBack(job);
+  context.log.debug('requeued from a stale connection', { jobId: job.id, cid, requeues: job.staleRequeues });
+}
+
+export function scheduleRetry(context: SupervisorContext, report: Failed, effects: JobEffects): void {
+  const { job, error, cid } = report;
+  const { backoffBaseMs, backoffMaxMs } = context.options.connection;
+  const delay = backoffDelay(job.attempts, backoffBaseMs, backoffMaxMs);
+  job.lastCid = cid;
+  context.ledger.deferRetry(job);
+  context.log.info('retrying', { jobId: job.id, caller: job.caller || undefined, cid, attempt: job.attempts, code: error.code, delayMs: delay });
+  effects.retryIn(job, delay);
+}
+
+/** A failure that ends the job for its caller, or, from the outbox, defers or fails its message. */
+export function settleFailure(context: SupervisorContext, report: Failed, effects: JobEffects): void {
+  const { job, error, cid } = report;
+  context.ledger.release(job);
+  const reply = error.smtp && formatReply(error.smtp);
+  if (job.durable === undefined) {
+    context.log.info('failed', { jobId: job.id, caller: job.caller || undefined, cid, attempts: job.attempts, code: error.code, reply });
+    job.reject(error);
+    return;
+  }
+  const at = context.now();
+  const base = { id: job.message.messageId, at, attempted: error.code !== 'ESTALE', response: reply ?? error.message, errorCode: error.code, connection: cid };
+  if (!error.transient) {
+    effects.record({ ...base, event: 'FAIL' });
+    return;
+  }
+  const outbox = context.outbox?.settings;
+  const delay = outbox === undefined ? 0 : backoffDelay(Math.max(1, job.attempts), outbox.retryBaseMs, outbox.retryMaxMs);
+  const nextAt = Math.min(at + delay, job.durable.expiresAt);
+  effects.record({ ...base, event: 'DEFER', nextAt });
+  context.outboxDueAt = Math.min(context.outboxDueAt ?? nextAt, nextAt);
+  context.log.info('deferred', { jobId: job.id, cid, attempts: job.attempts, code: error.code, delayMs: nextAt - at });
+}
+
+/** Jobs given back untouched go to the front of the line. */
+export function takeBack(context: SupervisorContext, jobs: readonly MailJob[]): void {
+  for (const job of jobs) context.ledger.giveBack(job);
+}
+
+/**
+ * Jobs nothing will carry now (the service stops): a caller's fails, an
+ * outbox job goes back to QUEUED for the next start. `held`: they were held
+ * by a connection (it is gone); else they were queued.
+ */
+export function giveUp(context: SupervisorContext, jobs: readonly MailJob[], why: string, effects: JobEffects): void {
+  const at = context.now();
+  for (const job of jobs) {
+    if (job.place === 'held') context.ledger.release(job);
+    if (job.durable !== undefined) effects.record({ id: job.message.messageId, event: 'RELEASE', at });
+    else fail(job, 'ESHUTDOWN', why);
+  }
+}

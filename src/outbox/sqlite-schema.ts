@@ -1,0 +1,48 @@
+// The SQLite outbox's tables. `messages` holds statuses only (no subject,
+// body or address); `texts` holds what is sent, and loses a message's row
+// when it is final; `events` is the ordered log WatchMessages reads, its
+// rowid the cursor. The partial indexes cover exactly the rows the hot
+// queries look at: what is due, what expires, what retention forgets.
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY,
+  caller TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_response TEXT NOT NULL DEFAULT '',
+  error_code TEXT NOT NULL DEFAULT '',
+  accepted_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  due_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  idem TEXT UNIQUE,
+  fingerprint TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_due ON messages (due_at) WHERE state IN ('queued', 'deferred');
+CREATE INDEX IF NOT EXISTS messages_expiry ON messages (expires_at) WHERE state IN ('queued', 'deferred');
+CREATE INDEX IF NOT EXISTS messages_ended ON messages (updated_at) WHERE state IN ('sent', 'failed', 'cancelled');
+CREATE INDEX IF NOT EXISTS messages_sending ON messages (id) WHERE state = 'sending';
+CREATE TABLE IF NOT EXISTS texts (
+  id TEXT PRIMARY KEY,
+  envelope TEXT NOT NULL,
+  raw TEXT NOT NULL,
+  bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  caller TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_response TEXT NOT NULL,
+  error_code TEXT NOT NULL,
+  accepted_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  connection TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_caller ON events (caller, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (updated_at);
+`;

@@ -1,0 +1,125 @@
+// What the outbox keeps, behind one interface: SQLite on this machine
+// (outbox/sqlite-store.ts, the default), or Redis for several replicas
+// (redis/outbox-store.ts). Each write method is one durable commit: when its
+// promise resolves, what it wrote survives a crash and a power cut. Only the
+// supervisor writes (in its mailbox); reads may come from anywhere.
+//
+// A record is a status: it never holds the message's subject, body or
+// addresses in clear. The message's text (and its envelope) is stored beside
+// it while the message may still be sent, and deleted when it is final.
+import type { Envelope } from '../mail/envelope.js';
+import type { MessageEventType, MessageState } from './lifecycle.js';
+
+export interface MessageStatus {
+  readonly id: string;
+  readonly state: MessageState;
+  readonly attempts: number;
+  /** the relay's last reply, addresses masked ('' before any) */
+  readonly lastResponse: string;
+  /** the catalogue code of the last failure (FAILED: why it ended) */
+  readonly errorCode: string;
+  readonly acceptedAt: number;
+  readonly updatedAt: number;
+  /** when it is due next (QUEUED, DEFERRED); 0 otherwise */
+  readonly nextAttemptAt: number;
+}
+
+export interface StatusEvent {
+  /** where a watcher resumes: opaque, ordered */
+  readonly cursor: string;
+  readonly status: MessageStatus;
+  /** the connection of the attempt it reports, if any (for the inspector) */
+  readonly connection?: string;
+}
+
+export interface NewMessage {
+  readonly id: string;
+  /** who sent it ('' when callers are not authenticated): only it sees the message */
+  readonly caller: string;
+  readonly envelope: Envelope;
+  readonly raw: string;
+  readonly acceptedAt: number;
+  /** send_at, or acceptedAt */
+  readonly dueAt: number;
+  /** acceptedAt + OUTBOX_MAX_AGE_SECONDS: then it fails EEXPIRED */
+  readonly expiresAt: number;
+  /** an idempotency key, already scoped to the caller and hashed, and what the request was */
+  readonly idempotency?: { readonly key: string; readonly fingerprint: string };
+}
+
+export type Acceptance =
+  | { readonly kind: 'accepted'; readonly status: MessageStatus }
+  /** the idempotency key names a message stored before, from the same request */
+  | { readonly kind: 'existing'; readonly status: MessageStatus }
+  /** the idempotency key names a message stored from another request */
+  | { readonly kind: 'conflict' }
+  /** OUTBOX_MAX_BYTES of message text are stored */
+  | { readonly kind: 'full'; readonly bytes: number };
+
+/** A message claimed for delivery: it is SENDING until an outcome is recorded (or it is released). */
+export interface Claimed {
+  readonly id: string;
+  readonly caller: string;
+  readonly envelope: Envelope;
+  readonly raw: string;
+  readonly attempts: number;
+  readonly acceptedAt: number;
+  readonly expiresAt: number;
+}
+
+/** A change of state the supervisor decided, and what goes with it. */
+export interface Change {
+  readonly id: string;
+  readonly event: Exclude<MessageEventType, 'CLAIM' | 'CANCEL'>;
+  readonly at: number;
+  /** DELIVERED, DEFER, FAIL: an attempt the relay took part in */
+  readonly attempted?: boolean;
+  readonly response?: string;
+  readonly errorCode?: string;
+  /** DEFER: when it is due again */
+  readonly nextAt?: number;
+  readonly connection?: string;
+}
+
+export type Cancellation =
+  | { readonly kind: 'cancelled'; readonly status: MessageStatus }
+  /** it is SENDING or final: its status as it is */
+  | { readonly kind: 'refused'; readonly status: MessageStatus }
+  | { readonly kind: 'unknown' };
+
+export interface OutboxCounts {
+  readonly states: Readonly<Record<MessageState, number>>;
+  /** accepted_at of the oldest QUEUED message; undefined when none */
+  readonly oldestQueuedAt: number | undefined;
+  /** bytes of stored message text */
+  readonly bytes: number;
+}
+
+export interface OutboxStore {
+  /** Opens (and after a crash recovers) the store: messages found SENDING go back to QUEUED. */
+  open(now: number): Promise<{ readonly released: number; readonly nextDue: number | undefined }>;
+  /** Stores new messages, all in one commit; one answer each, in order. */
+  accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]>;
+  /** Claims up to `n` messages due by `now`, oldest due first; `nextDue`: the earliest left. */
+  claim(n: number, now: number): Promise<{ readonly claimed: Claimed[]; readonly nextDue: number | undefined }>;
+  /** Records changes, in one commit. A change the chart does not take is skipped (the record moved on). */
+  record(changes: readonly Change[]): Promise<void>;
+  /** Cancels a QUEUED or DEFERRED message of `caller`. */
+  cancel(id: string, caller: string, now: number): Promise<Cancellation>;
+  /** Fails what is past its expiry (EEXPIRED), at most `limit`; how many. */
+  expire(now: number, limit: number): Promise<number>;
+  /** Makes DEFERRED messages whose last failure was the relay's absence due now (the relay is back); the earliest due after. */
+  hasten(now: number): Promise<number | undefined>;
+  /** Forgets final records and events older than the retention. */
+  purge(olderThan: number): Promise<void>;
+  /** A message of `caller`, or undefined. */
+  get(id: string, caller: string): Promise<MessageStatus | undefined>;
+  /** The status events of `caller` after `cursor` (undefined: from now on, nothing), oldest first. */
+  events(after: string, caller: string, limit: number): Promise<StatusEvent[]>;
+  /** The cursor of the latest event: a watcher that starts now resumes from it. */
+  latest(): Promise<string>;
+  counts(): Promise<OutboxCounts>;
+  /** Hears of every commit that added status events (a watcher then reads them). */
+  onEvents(listener: (events: readonly StatusEvent[]) => void): () => void;
+  close(): Promise<void>;
+}
