@@ -1,7 +1,8 @@
 // Starting and measuring the separate processes of the bench: sinks, the
 // service, the no-op floor server, and load processes.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -189,6 +190,8 @@ export async function startService(sink: Sink, opts: ServiceStart): Promise<Serv
     EMAIL_HOST: '127.0.0.1',
     EMAIL_PORT: String(sink.port),
     EMAIL_FROM: BENCH_MAIL.from,
+    // An outbox of its own: parties of one run must not share one.
+    OUTBOX_PATH: join(mkdtempSync(join(tmpdir(), 'mailroom-bench-outbox-')), 'outbox.db'),
     // The bench measures how fast the service goes, not its abuse caps.
     OTP_MAX_CHECKS_PER_SECOND: '0',
     OTP_MAX_SENDS_PER_MINUTE: '0',

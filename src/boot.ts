@@ -264,6 +264,7 @@ function startActors(
   });
   supervisor.on('pool.health', (e) => health.relay(e.up));
   supervisor.on('conn.lost', () => metrics.reconnect());
+  supervisor.on('outbox.settled', ({ job, error }) => (error === undefined ? metrics.delivered(job, { messageId: job.message.messageId, reply: { code: 250, enhanced: undefined, text: '' }, attempts: job.attempts }) : metrics.failed(job, error)));
   supervisor.start();
 
   const budget = new MemoryBudget(config.intake.maxBytes);

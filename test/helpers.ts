@@ -19,6 +19,9 @@ import type { SendCodeResponse__Output } from '../src/generated/mail/SendCodeRes
 import type { ValidateCodeResponse__Output } from '../src/generated/mail/ValidateCodeResponse.js';
 import { FaultPeer, type FaultPeerOptions } from './fault-peer.js';
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { V8_FLAGS } from '../src/runtime-flags.js';
 
@@ -181,7 +184,7 @@ export const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
  */
 export function spawnService(env: Record<string, string>, options: { script?: string; stdio?: StdioOptions } = {}): ChildProcess {
   return spawn(process.execPath, [...V8_FLAGS, options.script ?? MAIN], {
-    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', ...env },
+    env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', OUTBOX_PATH: freshOutbox(), ...env },
     stdio: options.stdio ?? ['ignore', 'ignore', 'pipe'],
   });
 }
@@ -232,10 +235,18 @@ export interface ServiceOptions extends BootOptions {
   readonly log?: Logger;
 }
 
+/**
+ * An outbox file of its own (in a fresh folder): tests run in parallel, and
+ * services sharing one would deliver each other's messages.
+ */
+export function freshOutbox(): string {
+  return join(mkdtempSync(join(tmpdir(), 'mailroom-outbox-')), 'outbox.db');
+}
+
 /** Boots the real service in this process on a port the OS picks. */
 export async function startService(env: Record<string, string>, options: ServiceOptions = {}): Promise<RunningService> {
   const service = await boot(
-    { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', ...env },
+    { PORT: '0', HOST: '127.0.0.1', SHUTDOWN_TIMEOUT_SECONDS: '2', OUTBOX_PATH: freshOutbox(), ...env },
     { ...options, log: options.log ?? createLogger({ level: 'error', format: 'json', silent: process.env.TEST_LOGS !== '1' }) },
   );
   const proto = loadMailProto();

@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { codeFromMail, expectGrpcError, refusingRecipients, relayEnv, sendCode, sendMail, startService, startSmtp, validateCode, type RunningService, type SmtpPeer } from './helpers.js';
+import { at, queue, until } from './outbox-client.js';
 
 let smtp: SmtpPeer;
 let svc: RunningService;
@@ -92,6 +93,21 @@ test('the metrics follow the calls made, with closed label sets only', async () 
       assert.ok(!v.includes('@') && !v.includes(subject), `${s.name} carries a caller's value: ${v}`);
     }
   }
+});
+
+test('the outbox: messages by state, the oldest queued, commit times; its deliveries count as mail delivered', async () => {
+  const before = value(parse((await scrape()).text), 'mailroom_mail_delivered_total') ?? 0;
+  const res = await queue(svc, { to: 'queued@example.com', subject: 'queued', body: 'b' });
+  await until(svc, res.message_id, 'MESSAGE_STATE_SENT');
+  await queue(svc, { to: 'later@example.com', subject: 'later', body: 'b', send_at: at(Date.now() + 3_600_000) });
+  const samples = parse((await scrape()).text);
+  assert.equal(value(samples, 'mailroom_outbox_messages', { state: 'sent' }), 1);
+  assert.equal(value(samples, 'mailroom_outbox_messages', { state: 'queued' }), 1);
+  for (const state of ['sending', 'deferred', 'failed', 'cancelled']) assert.equal(value(samples, 'mailroom_outbox_messages', { state }), 0, state);
+  const oldest = value(samples, 'mailroom_outbox_oldest_queued_seconds') ?? -1;
+  assert.ok(oldest >= 0 && oldest < 60, `oldest queued: ${oldest} s`);
+  assert.ok((value(samples, 'mailroom_outbox_commit_seconds_count') ?? 0) >= 3, 'accept, claim and outcome each committed');
+  assert.equal(value(samples, 'mailroom_mail_delivered_total'), before + 1);
 });
 
 test('only GET /metrics is served', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket, type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
-import { MAIN, startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
+import { MAIN, freshOutbox, startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -97,7 +97,7 @@ test('SIGTERM: the process drains, quits its SMTP connections and exits 0', asyn
 test('started without the V8 flags npm start gives, the service says so', async () => {
   const smtp = await startSmtp();
   open.push(smtp);
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1' }) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', DOTENV_PATH: '/dev/null', OUTBOX_PATH: freshOutbox(), ...relayEnv(smtp.port, { PORT: '0', HOST: '127.0.0.1' }) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   await new Promise<void>((resolve) => {
     child.stderr?.on('data', (chunk: Buffer) => {

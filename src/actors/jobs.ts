@@ -20,6 +20,8 @@ type Failed = Extract<ConnectionReport, { type: 'conn.failed' }>;
 export interface JobEffects {
   record(change: Change): void;
   retryIn(job: MailJob, ms: number): void;
+  /** an outbox job ended its message (error: it failed for good) */
+  settled?(job: MailJob, error: MailroomError | undefined): void;
 }
 
 export function admit(context: SupervisorContext, jobs: readonly MailJob[]): void {
@@ -49,6 +51,7 @@ export function delivered(context: SupervisorContext, report: Delivered, effects
   context.ledger.release(job);
   if (job.durable !== undefined) {
     effects.record({ id: job.message.messageId, event: 'DELIVERED', at: context.now(), attempted: true, response: formatReply(reply), connection: cid });
+    effects.settled?.(job, undefined);
   } else {
     // A 250 is the truth even for a job the shutdown deadline already failed.
     job.resolve({ messageId: job.message.messageId, reply, attempts: job.attempts });
@@ -89,6 +92,7 @@ export function settleFailure(context: SupervisorContext, report: Failed, effect
   const base = { id: job.message.messageId, at, attempted: error.code !== 'ESTALE', response: reply ?? error.message, errorCode: error.code, connection: cid };
   if (!error.transient) {
     effects.record({ ...base, event: 'FAIL' });
+    effects.settled?.(job, error);
     return;
   }
   const outbox = context.outbox?.settings;

@@ -71,6 +71,8 @@ export type SupervisorEvent =
 
 export type SupervisorEmitted =
   | { type: 'pool.health'; up: number; workers: number }
+  /** an outbox job's attempt ended its message: delivered, or failed for good (metrics count it as SendMail's) */
+  | { type: 'outbox.settled'; job: MailJob; error: MailroomError | undefined }
   /** a connection lost its session or failed a dial, and will dial again */
   | { type: 'conn.lost'; cid: string; code: ErrorCode };
 

@@ -250,6 +250,7 @@ export const supervisorMachine = setup({
       const effects: story.JobEffects = {
         record: (change) => changes.push(change),
         retryIn: (job, ms) => enqueue.raise({ type: 'job.retry', job }, { delay: ms }),
+        settled: (job, error) => enqueue.emit({ type: 'outbox.settled', job, error }),
       };
       switch (event.type) {
         case 'conn.delivered':
