@@ -109,15 +109,19 @@ export function takeBack(context: SupervisorContext, jobs: readonly MailJob[]): 
 }
 
 /**
- * Jobs nothing will carry now (the service stops): a caller's fails, an
- * outbox job goes back to QUEUED for the next start. `held`: they were held
- * by a connection (it is gone); else they were queued.
+ * Jobs nothing will carry now (the service stops, the relay is gone): a
+ * caller's fails with `why` (the relay's error, or ESHUTDOWN), an outbox
+ * job goes back to QUEUED, for later or the next start. Returns those
+ * changes. A job still held by a connection (it is gone) leaves the ledger.
  */
-export function giveUp(context: SupervisorContext, jobs: readonly MailJob[], why: string, effects: JobEffects): void {
+export function giveUp(context: SupervisorContext, jobs: readonly MailJob[], why: string | MailroomError): Change[] {
   const at = context.now();
+  const released: Change[] = [];
   for (const job of jobs) {
     if (job.place === 'held') context.ledger.release(job);
-    if (job.durable !== undefined) effects.record({ id: job.message.messageId, event: 'RELEASE', at });
-    else fail(job, 'ESHUTDOWN', why);
+    if (job.durable !== undefined) released.push({ id: job.message.messageId, event: 'RELEASE', at });
+    else if (typeof why === 'string') fail(job, 'ESHUTDOWN', why);
+    else job.reject(why);
   }
+  return released;
 }
