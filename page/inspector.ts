@@ -19,6 +19,10 @@ const LOG_ROWS = 500;
 const COLORS = ['#0a7a55', '#1a4d8f', '#b54708', '#7a2e8e', '#6b7280', '#c11574', '#0e7090', '#4e5ba6', '#99700a', '#b42318'];
 
 const actors = new Map<string, Actor>();
+/** queued messages seen, by Message-ID, each with its records oldest first; the most recent last in the map */
+const messages = new Map<string, InspectRecord[]>();
+const MESSAGES_KEPT = 500;
+let selectedMessage: string | undefined;
 const charts = new Map<string, Promise<SVGSVGElement | undefined>>();
 /** the machines the live inspector named: a recording may only ask for these charts */
 const knownMachines = new Set<string>();
@@ -52,6 +56,7 @@ function text(tag: string, content: string, className?: string): HTMLElement {
 
 function reset(infos: readonly ActorInfo[], now: number): void {
   actors.clear();
+  messages.clear();
   for (const info of infos) actors.set(info.actor, { info: { ...info }, since: now, durations: new Map(), codes: [] });
   $('log').querySelector('tbody')?.replaceChildren();
 }
@@ -70,7 +75,21 @@ function smtpCode(data: Redacted | undefined): number | undefined {
   return typeof refused === 'number' ? refused : undefined;
 }
 
+/** A message changed state: its life gains a record; it becomes the most recent. */
+function noteMessage(r: InspectRecord): void {
+  if (r.message === undefined) return;
+  const life = messages.get(r.message) ?? [];
+  messages.delete(r.message);
+  life.push(r);
+  messages.set(r.message, life);
+  if (messages.size > MESSAGES_KEPT) messages.delete(messages.keys().next().value as string);
+}
+
 function apply(r: InspectRecord): void {
+  if (r.kind === 'message') {
+    noteMessage(r);
+    return;
+  }
   if (r.kind === 'actor') {
     actors.set(r.actor, { info: { actor: r.actor, parent: r.parent, machine: r.machine, state: r.to }, since: r.t, durations: new Map(), codes: [] });
   } else if (r.kind === 'stop') {
@@ -236,14 +255,74 @@ function renderContext(): void {
   }, 150);
 }
 
+function renderMessages(): void {
+  const search = ($('message-search') as HTMLInputElement).value.trim();
+  const items: HTMLElement[] = [];
+  for (const [id, life] of [...messages].reverse()) {
+    if (search !== '' && !id.includes(search)) continue;
+    const last = life[life.length - 1] as InspectRecord;
+    const li = document.createElement('li');
+    li.dataset.message = id;
+    li.dataset.state = String(last.to ?? '');
+    if (id === selectedMessage) li.className = 'selected';
+    li.append(text('span', id), text('span', String(last.to ?? ''), 'state'));
+    li.addEventListener('click', () => {
+      selectedMessage = id;
+      renderMessages();
+      void renderMessageChart();
+    });
+    items.push(li);
+    if (items.length >= 200) break;
+  }
+  $('message-list').replaceChildren(...items);
+  $('message-count').textContent = `${messages.size} seen`;
+  const life = selectedMessage === undefined ? undefined : messages.get(selectedMessage);
+  $('message-title').textContent = selectedMessage ?? 'select a message';
+  const rows = (life ?? []).map((r) => {
+    const row = document.createElement('tr');
+    const data = fields(r.data);
+    const reply = data?.reply;
+    const code = data?.code;
+    row.append(
+      text('td', new Date(r.t).toISOString().slice(11, 23)),
+      text('td', String(r.to ?? '')),
+      text('td', String(data?.attempts ?? '')),
+      text('td', typeof data?.cid === 'string' ? data.cid : ''),
+      text('td', [typeof reply === 'string' ? reply : '', typeof code === 'string' && code !== '' ? `(${code})` : ''].join(' ').trim()),
+    );
+    return row;
+  });
+  $('message-life').querySelector('tbody')?.replaceChildren(...rows);
+}
+
+/** The selected message's state, lit on the message machine's chart. */
+async function renderMessageChart(): Promise<void> {
+  const life = selectedMessage === undefined ? undefined : messages.get(selectedMessage);
+  const last = life?.[life.length - 1];
+  if (last?.machine === undefined) return;
+  const holder = $('chart');
+  if (holder.dataset.machine !== last.machine) {
+    const chart = await (charts.get(last.machine) ?? charts.set(last.machine, loadChart(last.machine)).get(last.machine));
+    if (chart === undefined) holder.replaceChildren(text('p', `no chart for ${last.machine}`));
+    else holder.replaceChildren(chart.cloneNode(true));
+    holder.dataset.machine = last.machine;
+  }
+  $('chart-title').textContent = `${selectedMessage ?? ''} · ${last.machine}`;
+  const active = new Set(activeIds(last.machine, last.to));
+  for (const g of holder.querySelectorAll<SVGGElement>('g.state')) g.classList.toggle('active', active.has(g.dataset.state ?? ''));
+}
+
 function render(): void {
   renderActors();
-  void renderChart();
+  if (selectedMessage === undefined) void renderChart();
+  else void renderMessageChart();
   renderTimelines();
+  renderMessages();
 }
 
 function select(actor: string): void {
   selected = actor;
+  selectedMessage = undefined;
   render();
   renderContext();
 }
@@ -258,6 +337,7 @@ function goLive(): void {
     for (const m of hello.machines) knownMachines.add(m);
     reset(hello.actors, Date.now());
     for (const r of hello.records.filter((r) => r.kind === 'step' || r.kind === 'event').slice(-LOG_ROWS)) logRow(r);
+    for (const r of hello.records) if (r.kind === 'message') noteMessage(r);
     mode.textContent = 'live';
     mode.className = '';
     render();
@@ -305,12 +385,17 @@ function seek(at: number): void {
   paused = wasPaused;
   const current = replay.records[replay.at - 1];
   $('position').textContent = `${replay.at} / ${replay.records.length}${current !== undefined ? ` · ${current.actor} ${current.type ?? current.kind}` : ''}`;
-  if (current !== undefined && current.kind === 'step' && actors.get(current.actor)?.info.machine !== undefined) selected = current.actor;
+  if (current !== undefined && current.kind === 'step' && actors.get(current.actor)?.info.machine !== undefined) {
+    selected = current.actor;
+    selectedMessage = undefined;
+  }
+  if (current?.kind === 'message') selectedMessage = current.message;
   render();
   renderContext();
   $('log').querySelector('tbody')?.rows[0]?.classList.add('current');
 }
 
+$('message-search').addEventListener('input', renderMessages);
 $('pause').addEventListener('click', () => {
   paused = !paused;
   $('pause').textContent = paused ? 'resume' : 'pause';

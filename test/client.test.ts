@@ -45,6 +45,39 @@ test('send prints the response as JSON with proto JSON names', async () => {
   assert.deepEqual(smtp.messages.at(-1)?.to, ['a@example.com', 'c@example.com']);
 });
 
+test('the outbox from the client: send --queued [--send-at], status, cancel, watch (one JSON line an event, resumable with --after)', async () => {
+  const later = new Date(Date.now() + 3_600_000).toISOString();
+  const queued = await client(['send', '--queued', '--send-at', later, '--to', 'q@example.com', '--subject', 'queued', '--body', 'b']);
+  assert.equal(queued.code, 0, queued.stderr);
+  const { messageId, state } = JSON.parse(queued.stdout) as { messageId: string; state: string };
+  assert.equal(state, 'MESSAGE_STATE_QUEUED');
+  const status = await client(['status', messageId]);
+  assert.equal(status.code, 0, status.stderr);
+  const s = JSON.parse(status.stdout) as { state: string; nextAttemptAt: string; acceptedAt: string };
+  assert.equal(s.state, 'MESSAGE_STATE_QUEUED');
+  assert.equal(new Date(s.nextAttemptAt).toISOString(), s.nextAttemptAt, 'timestamps print as RFC 3339');
+  assert.ok(Math.abs(Date.parse(s.nextAttemptAt) - Date.parse(later)) < 1000);
+  const cancelled = await client(['cancel', messageId]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  assert.equal((JSON.parse(cancelled.stdout) as { state: string }).state, 'MESSAGE_STATE_CANCELLED');
+  const again = await client(['cancel', messageId]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /^FAILED_PRECONDITION: .*\n {2}mailroom-error: ECANCEL/);
+  // watch from the start of this message's life: its two events, then it keeps listening until stopped.
+  const child = execFile(process.execPath, [CLI, 'watch', '--after', '0', '--address', `127.0.0.1:${svc.service.port}`]);
+  let lines = '';
+  child.stdout?.on('data', (d: Buffer) => (lines += d.toString()));
+  const deadline = Date.now() + 5000;
+  while (!lines.includes('MESSAGE_STATE_CANCELLED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT');
+  await new Promise((r) => child.once('exit', r));
+  const events = lines.trim().split('\n').map((l) => JSON.parse(l) as { cursor: string; status: { messageId: string; state: string } });
+  const mine = events.filter((e) => e.status.messageId === messageId).map((e) => e.status.state);
+  assert.deepEqual(mine, ['MESSAGE_STATE_QUEUED', 'MESSAGE_STATE_CANCELLED']);
+  assert.equal((await client(['send', '--send-at', later, '--to', 'q@example.com', '--subject', 's', '--body', 'b'])).code, 2, '--send-at without --queued');
+  assert.equal((await client(['status'])).code, 2, 'status without an id');
+});
+
 test('--body-file and --html-file read files, and - reads standard input', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mailroom-cli-'));
   writeFileSync(join(dir, 'page.html'), '<p>from a file</p>');

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { relayEnv, sendMail, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
+import { queue, until } from './outbox-client.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT = new URL('../../test-output/', import.meta.url);
@@ -119,6 +120,34 @@ test('an exported recording loads and steps through, record by record', async ()
   await shot('replay');
   await page.click('#live');
   await page.waitForFunction("document.getElementById('mode').textContent === 'live'", undefined, { timeout: 5000 });
+});
+
+test('the Messages panel lists queued messages, finds one by its id, and shows its life: each state, attempts, connection and reply, on the message chart', async () => {
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await queue(svc, { to: `watch${i}@example.com`, subject: `panel ${i}`, body: 'b' })).message_id);
+  const refused = (await queue(svc, { to: 'hostile@example.com', subject: 'panel refused', body: 'b' })).message_id;
+  await until(svc, refused, 'MESSAGE_STATE_FAILED');
+  await page.waitForFunction(`document.querySelectorAll('#message-list li').length >= 4`, undefined, { timeout: 5000 });
+  const target = ids[1] as string;
+  await page.fill('#message-search', target.slice(1, 20));
+  await page.waitForFunction(`document.querySelectorAll('#message-list li').length === 1`, undefined, { timeout: 5000 });
+  await page.click('#message-list li');
+  await page.waitForFunction(`document.getElementById('message-title').textContent.includes(${JSON.stringify(target)})`, undefined, { timeout: 5000 });
+  const life = await page.$$eval('#message-life tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+  assert.deepEqual(life.map((r) => r[1]), ['queued', 'sending', 'sent']);
+  const sent = life[2] ?? [];
+  assert.equal(sent[2], '1', 'one attempt');
+  assert.match(sent[3] ?? '', /^c\d$/, 'the connection that carried it');
+  assert.match(sent[4] ?? '', /^250 /, "the relay's reply");
+  await page.waitForSelector('#chart svg[data-machine="message"] g.state.active[data-state="message.sent"]');
+  // The refused one: its reply is there, masked, and its catalogue code.
+  await page.fill('#message-search', refused.slice(1, 20));
+  await page.click('#message-list li');
+  await page.waitForFunction(`[...document.querySelectorAll('#message-life td')].some((td) => td.textContent.includes('ERECIPIENT'))`, undefined, { timeout: 5000 });
+  const text = (await page.textContent('#message-life')) ?? '';
+  assert.ok(!text.includes('hostile@example.com'), 'addresses masked');
+  await shot('messages');
+  await page.fill('#message-search', '');
 });
 
 test('hostile relay text is shown as text: no element it names is made, no script it holds runs', async () => {

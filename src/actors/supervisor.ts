@@ -165,7 +165,7 @@ export const supervisorMachine = supervisorSetup.createMachine({
         },
         outbox: {
           initial: 'resting',
-          invoke: { src: 'ticker', input: { ms: 5 * OUTBOX_LOOK_MS, event: { type: 'outbox.wake' } } },
+          invoke: { id: 'housekeeper', src: 'ticker', input: { ms: 5 * OUTBOX_LOOK_MS, event: { type: 'outbox.wake' } } },
           on: { 'outbox.wake': { actions: 'housekeep' } },
           states: {
             resting: {

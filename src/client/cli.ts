@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // mailroom's command-line client (`npx mailroom …`, `npm run client -- …`):
-//   mailroom send --to a@example.com --subject hi --body text
+//   mailroom send --to a@example.com --subject hi --body text [--queued [--send-at ISO]]
+//   mailroom status ID | cancel ID | watch [--after CURSOR]
 //   mailroom send-code --email a@example.com
 //   mailroom validate-code --email a@example.com --code 123456
 // Exit codes: 0 success; 1 the call failed, or the code is not valid;
@@ -18,6 +19,10 @@ import { channelCredentials, printFailure, toProtoJson, UsageError } from './io.
 const USAGE = `usage:
   mailroom send --to ADDR --subject TEXT (--body TEXT | --body-file FILE|-) [--html HTML | --html-file FILE|-]
                 [--cc ADDR]... [--bcc ADDR]... [--reply-to ADDR] [--idempotency-key KEY] [--repeat N --concurrency N]
+                [--queued [--send-at ISO-8601]]    (queued: stored durably, answered at once, delivered by mailroom)
+  mailroom status MESSAGE-ID                       the state of a queued message
+  mailroom cancel MESSAGE-ID                       cancel a QUEUED or DEFERRED message
+  mailroom watch [--after CURSOR]                  every state change of your queued messages, one JSON line each
   mailroom send-code --email ADDR
   mailroom validate-code --email ADDR --code DIGITS
 common: [--address host:port] [--deadline-ms N] [--token TOKEN] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
@@ -45,6 +50,9 @@ const OPTIONS = {
   'idempotency-key': { type: 'string', default: '' },
   email: { type: 'string', default: '' },
   code: { type: 'string', default: '' },
+  queued: { type: 'boolean', default: false },
+  'send-at': { type: 'string' },
+  after: { type: 'string', default: '' },
   repeat: { type: 'string', default: '1' },
   concurrency: { type: 'string', default: '1' },
   help: { type: 'boolean', default: false },
@@ -111,7 +119,9 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (command === undefined) throw new UsageError('no command');
-  if (extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
+  const takesId = command === 'status' || command === 'cancel';
+  if (takesId && extra.length !== 1) throw new UsageError(`${command}: give one MESSAGE-ID (as send printed it, angle brackets included)`);
+  if (!takesId && extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
   const token = bearerToken(values.token, process.env.MAILROOM_TOKEN);
   const deadlineMs = count(values, 'deadline-ms');
   const address = values.address ?? process.env.MAILROOM_ADDRESS ?? 'localhost:40700';
@@ -131,7 +141,13 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'send': {
       required(values, ['to', 'subject']);
+      const sendAt = values['send-at'];
+      if (sendAt !== undefined && !values.queued) throw new UsageError('--send-at: only with --queued');
+      const at = sendAt === undefined ? undefined : Date.parse(sendAt);
+      if (at !== undefined && !Number.isFinite(at)) throw new UsageError(`--send-at: expected an ISO-8601 time, e.g. 2026-12-24T09:00:00Z, got ${JSON.stringify(sendAt)}`);
       const request: SendEmailRequest = {
+        ...(values.queued ? { delivery: 'DELIVERY_QUEUED' as const } : {}),
+        ...(at !== undefined ? { send_at: { seconds: String(Math.floor(at / 1000)), nanos: (at % 1000) * 1e6 } } : {}),
         to: values.to,
         subject: values.subject,
         body: text(values, 'body', 'body-file'),
@@ -153,6 +169,27 @@ async function main(argv: readonly string[]): Promise<number> {
       } finally {
         client.close();
       }
+    }
+    case 'status':
+    case 'cancel': {
+      const client = new proto.mail.MailService(address, credentials);
+      try {
+        const id = extra[0] as string;
+        out(await call(command === 'status' ? client.GetMessage.bind(client) : client.CancelMessage.bind(client), { message_id: id }));
+        return 0;
+      } finally {
+        client.close();
+      }
+    }
+    case 'watch': {
+      const client = new proto.mail.MailService(address, credentials);
+      const stream = client.WatchMessages({ after: values.after }, metadata());
+      process.once('SIGINT', () => stream.cancel());
+      return await new Promise<number>((resolve, reject) => {
+        stream.on('data', (event: unknown) => process.stdout.write(`${JSON.stringify(toProtoJson(event))}\n`));
+        stream.on('end', () => resolve(0));
+        stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve(0) : reject(err)));
+      }).finally(() => client.close());
     }
     case 'send-code': {
       required(values, ['email']);

@@ -30,10 +30,13 @@ export function channelCredentials(tls: { ca?: string; cert?: string; key?: stri
 
 const camel = (name: string): string => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
-/** A reply with proto JSON names (message_id → messageId), as other gRPC tools print it. */
+/** A reply with proto JSON names (message_id → messageId) and timestamps as RFC 3339 text, as other gRPC tools print it. */
 export function toProtoJson(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(toProtoJson);
   if (typeof value !== 'object' || value === null) return value;
+  if (Object.keys(value).length === 2 && 'seconds' in value && 'nanos' in value) {
+    return new Date(Number(value.seconds) * 1000 + Math.floor(Number(value.nanos) / 1e6)).toISOString();
+  }
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [camel(k), toProtoJson(v)]));
 }
 

@@ -65,6 +65,8 @@ export class InspectionBus {
     readonly redaction: RedactOptions,
   ) {
     this.ring = new Array<InspectRecord | undefined>(capacity);
+    // Messages are rows, not actors: their chart is known from the start.
+    this.machines.set(messageMachine.id, messageMachine);
   }
 
   /**
@@ -128,7 +130,6 @@ export class InspectionBus {
    */
   messages(events: readonly StatusEvent[]): void {
     if (this.broken !== undefined) return;
-    this.machines.set(messageMachine.id, messageMachine);
     for (const { status, connection } of events) {
       const data = redact({ attempts: status.attempts, reply: status.lastResponse, code: status.errorCode, cid: connection, nextAttemptAt: status.nextAttemptAt }, this.redaction);
       this.record({ kind: 'message', actor: 'outbox', machine: messageMachine.id, message: status.id, to: status.state, type: status.state, ...(data !== undefined ? { data } : {}) });

@@ -33,7 +33,14 @@ export const PAGE_HTML = `<!doctype html>
   .bar span { height: 100%; }
   .legend { display: flex; flex-wrap: wrap; gap: 4px 10px; font-size: 11px; color: var(--muted); }
   .legend i { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 3px; vertical-align: -1px; }
-  #log-panel { margin: 0 16px 16px; }
+  #log-panel, #messages-panel { margin: 0 16px 16px; }
+  #messages-panel .cols { display: grid; grid-template-columns: minmax(320px, 1fr) 2fr; gap: 12px; }
+  #message-list { list-style: none; margin: 0; padding: 0; max-height: 30vh; overflow: auto; font: 12px ui-monospace, monospace; }
+  #message-list li { display: flex; justify-content: space-between; gap: 8px; padding: 3px 6px; border-radius: 6px; cursor: pointer; }
+  #message-list li.selected { background: #eef4ff; }
+  #message-list .state { color: var(--accent); }
+  #message-search { font: inherit; padding: 3px 8px; border: 1px solid var(--line); border-radius: 6px; width: 100%; margin-bottom: 6px; }
+  #message-life { font: 12px ui-monospace, monospace; }
   #log-tools { display: flex; gap: 8px; align-items: center; margin-bottom: 6px; }
   #log-wrap { max-height: 32vh; overflow: auto; }
   table { border-collapse: collapse; width: 100%; font: 12px ui-monospace, monospace; }
@@ -68,6 +75,19 @@ export const PAGE_HTML = `<!doctype html>
     <div id="timelines"></div>
   </aside>
 </main>
+<section id="messages-panel">
+  <h2>Messages <span id="message-count"></span></h2>
+  <div class="cols">
+    <div>
+      <input id="message-search" type="search" placeholder="search by Message-ID" autocomplete="off">
+      <ul id="message-list"></ul>
+    </div>
+    <div>
+      <h2 id="message-title">select a message</h2>
+      <table id="message-life"><thead><tr><th>time</th><th>state</th><th>attempts</th><th>connection</th><th>relay</th></tr></thead><tbody></tbody></table>
+    </div>
+  </div>
+</section>
 <section id="log-panel">
   <h2>Events</h2>
   <div id="log-tools">
