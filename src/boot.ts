@@ -101,12 +101,12 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     opened.push(() => capture?.close());
     const shared = await openShared(config, log, now, options);
     opened.push(() => shared?.state.link.close());
-    const metrics = await openMetrics(config);
-    const outboxStore = await openOutbox(config, log, shared?.state, metrics?.outboxCommitted);
-    opened.push(() => outboxStore.close());
     const health = new ServiceHealth();
     shared?.state.link.onHealth((up) => health.store(up));
     shared?.state.link.start();
+    const metrics = await openMetrics(config);
+    const outboxStore = await openOutbox(config, log, shared?.state, metrics?.outboxCommitted);
+    opened.push(() => outboxStore.close());
     const calls = new Calls(log.child({ component: 'rpc' }));
     const actors = startActors(config, log, options, { relay, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
     opened.push(() => actors.stop());
@@ -173,7 +173,9 @@ async function openOutbox(config: Config, log: Logger, shared: SharedState | und
   const { outbox } = config;
   if (outbox.store === 'redis') {
     if (shared === undefined) throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: needs REDIS_URL');
-    throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: not in this build yet (the Redis outbox is being built); use sqlite');
+    // Boot waits for Redis here: without its store no queued message could be taken.
+    await shared.link.ready$();
+    return shared.outbox({ leaseMs: outbox.leaseMs, maxBytes: outbox.maxBytes, retentionMs: outbox.retentionMs, maxAgeMs: outbox.maxAgeMs });
   }
   const { openSqliteOutbox } = await import('./outbox/open-sqlite.js');
   return openSqliteOutbox(outbox.path, outbox.maxBytes, log.child({ component: 'outbox' }), onCommit);

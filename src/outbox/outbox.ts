@@ -94,7 +94,7 @@ export class Outbox {
       wake?.();
     });
     const ended = (async () => {
-      let cursor = after === '' ? await this.store.latest() : after;
+      let cursor = after === '' ? await this.store.latest(caller) : after;
       while (!stopped) {
         committed = false;
         const page = await this.store.events(cursor, caller, WATCH_PAGE);

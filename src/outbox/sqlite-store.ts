@@ -105,6 +105,7 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.call({ op: 'events', after, caller, limit }) as Promise<StatusEvent[]>;
   }
 
+  /** Cursors are one sequence for every caller here. */
   latest(): Promise<string> {
     return this.call({ op: 'latest' }) as Promise<string>;
   }

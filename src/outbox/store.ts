@@ -116,8 +116,8 @@ export interface OutboxStore {
   get(id: string, caller: string): Promise<MessageStatus | undefined>;
   /** The status events of `caller` after `cursor` (undefined: from now on, nothing), oldest first. */
   events(after: string, caller: string, limit: number): Promise<StatusEvent[]>;
-  /** The cursor of the latest event: a watcher that starts now resumes from it. */
-  latest(): Promise<string>;
+  /** The cursor of `caller`'s latest event: a watcher that starts now resumes from it. */
+  latest(caller: string): Promise<string>;
   counts(): Promise<OutboxCounts>;
   /** Hears of every commit that added status events (a watcher then reads them). */
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void;

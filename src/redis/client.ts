@@ -11,6 +11,7 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { CHECK, COMMIT, RELEASE, RESERVE } from './otp-scripts.js';
 import { IDEM_CLAIM, IDEM_FINISH, IDEM_FORGET } from './idempotency-scripts.js';
+import { OUTBOX_CREATE, OUTBOX_MOVE } from './outbox-scripts.js';
 
 /**
  * How long a claim (an OTP send or an idempotent SendMail under way) holds
@@ -49,7 +50,24 @@ function oneKey<R>(script: string, transformReply: (reply: unknown) => R) {
   });
 }
 
+/** A script of `keys` keys whose arguments are strings: called with the keys, then the arguments. */
+function keysThenArgs<R>(script: string, keys: number, transformReply: (reply: unknown) => R) {
+  return defineScript({
+    SCRIPT: script,
+    NUMBER_OF_KEYS: keys,
+    parseCommand(parser: Parser, keyNames: readonly string[], ...args: string[]) {
+      for (const key of keyNames) parser.pushKey(key);
+      parser.push(...args);
+    },
+    transformReply,
+  });
+}
+
+const asReply = (reply: unknown): unknown => reply;
+
 const SCRIPTS = {
+  outboxCreate: keysThenArgs(OUTBOX_CREATE, 8, String),
+  outboxMove: keysThenArgs(OUTBOX_MOVE, 8, asReply),
   otpReserve: oneKey(RESERVE, asArray),
   otpCommit: oneKey(COMMIT, asNumber),
   otpRelease: oneKey(RELEASE, asNumber),
@@ -110,6 +128,19 @@ export class RedisLink {
     return `${this.settings.prefix}${parts.join(':')}`;
   }
 
+  /** Resolves once Redis has answered (at once when it has). */
+  ready$(): Promise<void> {
+    if (this.up) return Promise.resolve();
+    return new Promise((resolve) => {
+      const listener = (up: boolean): void => {
+        if (!up) return;
+        this.listeners.splice(this.listeners.indexOf(listener), 1);
+        resolve();
+      };
+      this.listeners.push(listener);
+    });
+  }
+
   /** Hears every change of up/down, and the state now. */
   onHealth(listener: (up: boolean) => void): void {
     this.listeners.push(listener);
@@ -158,6 +189,6 @@ export class RedisLink {
     if (this.up === up) return;
     this.up = up;
     if (up) this.log.info('Redis ready', { prefix: this.settings.prefix });
-    for (const listener of this.listeners) listener(up);
+    for (const listener of [...this.listeners]) listener(up);
   }
 }

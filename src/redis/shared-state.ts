@@ -8,11 +8,15 @@ import type { CodeHasher } from '../otp/code.js';
 import { RedisOtpStore } from './otp-store.js';
 import { RedisLink, type RedisSettings } from './client.js';
 import { RedisIdempotency } from './idempotency.js';
+import type { OutboxStore } from '../outbox/store.js';
+import type { RedisOutboxOptions } from './outbox-store.js';
 
 export interface SharedState {
   readonly link: RedisLink;
   readonly idempotency: RedisIdempotency;
   readonly otpStore: RedisOtpStore;
+  /** OUTBOX_STORE=redis: the outbox on this Redis (BullMQ), loaded only then */
+  outbox(options: RedisOutboxOptions): Promise<OutboxStore>;
 }
 
 export function openSharedState(
@@ -24,5 +28,11 @@ export function openSharedState(
     link,
     idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock),
     otpStore: new RedisOtpStore(link, o.otp, o.hasher),
+    outbox: async (options) => {
+      const { RedisOutboxStore } = await import('./outbox-store.js');
+      const store = new RedisOutboxStore(link, options, o.log.child({ component: 'outbox' }));
+      await store.open(Date.now());
+      return store;
+    },
   };
 }

@@ -1,0 +1,82 @@
+// The outbox on Redis (OUTBOX_STORE=redis, BullMQ) shared by two replicas
+// on one real redis-server: a message queued through one is delivered once
+// by either and answered by both; a cancel or a watch on the other sees
+// it; a replica killed while it holds messages has them taken over by the
+// other once its lease (OUTBOX_LEASE_SECONDS) runs out, and every message
+// is delivered, the copies counted.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { loadMailProto } from '../src/rpc/proto.js';
+import { faultEnv, sleep, startService, type RunningService } from './helpers.js';
+import { FaultPeer } from './fault-peer.js';
+import { startRedis, type RedisServer } from './redis-server.js';
+import { startProcess } from './process.js';
+import { at, cancelMessage, getMessage, queue, until, watch } from './outbox-client.js';
+
+let redis: RedisServer;
+
+before(async () => {
+  redis = await startRedis();
+});
+
+after(async () => {
+  await redis.stop();
+});
+
+const env = (port: number, prefix: string, extra: Record<string, string> = {}): Record<string, string> =>
+  faultEnv(port, { WORKERS: '2', REDIS_URL: redis.url, REDIS_PREFIX: `${prefix}:`, OTP_SECRET: 'the same secret on every replica, 32+', OUTBOX_STORE: 'redis', ...extra });
+
+async function ready(svc: RunningService): Promise<void> {
+  for (let i = 0; i < 100 && svc.service.redis?.ready !== true; i++) await sleep(20);
+}
+
+test('two replicas, one outbox: queued through A, delivered once, told by B; B cancels and watches what A queued', async (t) => {
+  const peer = await FaultPeer.start();
+  const a = await startService(env(peer.port, 'pair'));
+  const b = await startService(env(peer.port, 'pair'));
+  t.after(async () => {
+    await a.close();
+    await b.close();
+    await peer.close();
+  });
+  await Promise.all([ready(a), ready(b)]);
+  const watcher = watch(b);
+  await sleep(300);
+  const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => queue(a, { to: 'ann@example.com', subject: `pair ${i}`, body: 'b' }).then((r) => r.message_id)));
+  await peer.until(() => peer.messages.length >= 40, 15_000, 'every message');
+  for (const id of ids) assert.equal((await until(b, id, 'MESSAGE_STATE_SENT')).attempts, 1);
+  assert.equal(new Set(peer.messages.map((m) => m.messageId)).size, 40);
+  assert.equal(peer.messages.length, 40, 'each once');
+  const conns = new Set(peer.messages.map((m) => m.conn));
+  assert.ok(conns.size >= 2, 'sent over more than one connection');
+  await watcher.until((events) => events.filter((e) => e.status?.state === 'MESSAGE_STATE_SENT').length === 40);
+  watcher.close();
+
+  const later = await queue(a, { to: 'ann@example.com', subject: 'cancel from b', body: 'b', send_at: at(Date.now() + 3_600_000) });
+  assert.equal((await getMessage(b, later.message_id)).state, 'MESSAGE_STATE_QUEUED');
+  assert.equal((await cancelMessage(b, later.message_id)).state, 'MESSAGE_STATE_CANCELLED');
+  assert.equal((await getMessage(a, later.message_id)).state, 'MESSAGE_STATE_CANCELLED');
+  const again = await queue(b, { to: 'ann@example.com', subject: 'idempotent', body: 'b', idempotency_key: 'k-1' });
+  assert.equal((await queue(a, { to: 'ann@example.com', subject: 'idempotent', body: 'b', idempotency_key: 'k-1' })).message_id, again.message_id, 'one key, one message, whichever replica');
+});
+
+test('a replica killed while it holds messages: the other takes them over after the lease, and every message is delivered', async (t) => {
+  // The relay holds each final dot 300 ms: the first replica is mid-send when it dies.
+  const peer = await FaultPeer.start({ chunking: true, script: (c) => (c.stage === 'dot' ? { delay: 300 } : undefined) });
+  t.after(() => peer.close());
+  const lease = { OUTBOX_LEASE_SECONDS: '1', SMTP_DATA_TIMEOUT_MS: '5000', SMTP_PIPELINE_DEPTH: '4' };
+  const first = await startProcess(env(peer.port, 'takeover', lease));
+  const client = { mail: new (loadMailProto().mail.MailService)(`127.0.0.1:${first.port}`, grpc.credentials.createInsecure()) };
+  const ids = await Promise.all(Array.from({ length: 30 }, (_, i) => queue(client, { to: 'ann@example.com', subject: `takeover ${i}`, body: 'b' }).then((r) => r.message_id)));
+  client.mail.close();
+  await peer.until(() => peer.messages.length >= 2, 10_000, 'the first replica sending');
+  first.proc.kill('SIGKILL');
+  await first.exited;
+  const second = await startService(env(peer.port, 'takeover', lease));
+  t.after(() => second.close());
+  await peer.until(() => new Set(peer.messages.map((m) => m.messageId)).size >= 30, 30_000, 'every message, after the takeover');
+  for (const id of ids) assert.equal((await until(second, id, 'MESSAGE_STATE_SENT', 10_000)).state, 'MESSAGE_STATE_SENT');
+  const copies = peer.messages.length - 30;
+  assert.ok(copies <= 2 * 4, `${copies} copies: at most what the dead replica had in flight (WORKERS × SMTP_PIPELINE_DEPTH)`);
+});
