@@ -18,12 +18,13 @@ import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
 import { inspectorCost } from './inspect.js';
 import { distanceScenarios } from './distance.js';
+import { outboxScenarios } from './outbox.js';
 
 /** The value of `--name=value` on the command line, if given. */
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance runs some groups (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,outbox runs some groups (outbox only when named; --postfix=PORT adds the Postfix anchor) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -301,6 +302,15 @@ async function main(): Promise<void> {
     } finally {
       await redis.stop();
     }
+  }
+
+  // ---- the outbox: durable accepts, delivery out of it, memory -------------
+  if (only?.includes('outbox') === true) {
+    const postfix = arg('postfix');
+    const out = await outboxScenarios({ reps: REPS, quick, pki, postfixPort: postfix === undefined ? undefined : Number(postfix), log, row });
+    ratios.push(...out.ratios);
+    targets.push(...out.targets);
+    extra.push(...out.extra);
   }
 
   // ---- A/B against another build, interleaved ------------------------------

@@ -13,6 +13,13 @@ import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessa
 const WORKER = new URL('./sqlite-worker.js', import.meta.url);
 /** how long a failed recording of outcomes waits before it is tried again */
 const RETRY_MS = 1000;
+/**
+ * Calls that go at once, without waiting for the end of the turn: callers
+ * that were answered together come back together, and one read holds a
+ * hundred calls; sending the first ones while the rest are still being
+ * handled lets their commit overlap that work instead of following it.
+ */
+const EAGER_BATCH = 32;
 
 interface Pending {
   readonly op: Op;
@@ -136,8 +143,12 @@ export class SqliteOutboxStore implements OutboxStore {
     });
   }
 
-  /** Sends what gathered in this turn once the turn's I/O is done, unless a batch is in flight (its reply sends the next). */
+  /** Sends what gathered in this turn once the turn's I/O is done (or at once when it is EAGER_BATCH), unless a batch is in flight (its reply sends the next). */
   private schedule(): void {
+    if (this.inFlight === undefined && this.queue.length >= EAGER_BATCH) {
+      this.flush();
+      return;
+    }
     if (this.scheduled || this.inFlight !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
