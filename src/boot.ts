@@ -16,6 +16,8 @@ import { InMemoryOtpStore } from './otp/memory-store.js';
 import type { OtpStore } from './otp/store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
+import { Composer } from './mail/compose.js';
+import { DkimSigner, loadDkimKey } from './mail/dkim.js';
 import { MemoryBudget } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
 import { Outbox } from './outbox/outbox.js';
@@ -91,6 +93,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
   // Read before anything starts: certificates that do not load stop boot (exit 2).
   const access = new CallerAccess(config.auth, config, log);
+  const signer = config.mail.dkim === undefined ? undefined : new DkimSigner(loadDkimKey(config.mail.dkim, config.mail.from.address));
+  const composer = new Composer(config.mail.from, config.mail.limits.maxMessageBytes, signer);
 
   const opened: Closer[] = [];
   const unwind = async (): Promise<void> => {
@@ -108,7 +112,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     const outboxStore = await openOutbox(config, log, shared?.state, metrics?.outboxCommitted);
     opened.push(() => outboxStore.close());
     const calls = new Calls(log.child({ component: 'rpc' }));
-    const actors = startActors(config, log, options, { relay, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
+    const actors = startActors(config, log, options, { relay, composer, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
     opened.push(() => actors.stop());
     await firstDials(actors.supervisor, relay, log);
     const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health });
@@ -143,7 +147,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       log,
       failed: actors.failed,
       shutdown,
-      reload: () => reload(access, log),
+      reload: () => reload(config, access, signer, log),
     };
   } catch (err) {
     await unwind();
@@ -154,7 +158,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
 /** The relay to send through: the configured one, or the embedded capture server. */
 async function openRelay(config: Config, log: Logger): Promise<{ relay: { host: string; port: number }; capture: CaptureServer | undefined }> {
   if (config.smtp.relay !== undefined) return { relay: config.smtp.relay, capture: undefined };
-  const capture = await startCaptureServer(config.mail.captureDir, config.mail.limits.maxBodyBytes, log.child({ component: 'capture' }));
+  const capture = await startCaptureServer(config.mail.captureDir, config.mail.limits.maxMessageBytes, log.child({ component: 'capture' }));
   log.warn(`EMAIL_HOST is not set: NO MAIL LEAVES THIS MACHINE. Every message is captured as an .eml file in ${capture.dir}`, { captureDir: capture.dir });
   return { relay: { host: '127.0.0.1', port: capture.port }, capture };
 }
@@ -209,6 +213,7 @@ function startActors(
   options: BootOptions,
   parts: {
     relay: { host: string; port: number };
+    composer: Composer;
     health: ServiceHealth;
     calls: Calls;
     metrics: ServiceMetrics & Partial<Pick<PrometheusMetrics, 'watch'>>;
@@ -218,7 +223,7 @@ function startActors(
     now: () => number;
   },
 ): Actors {
-  const { health, calls, metrics, outboxStore, shared, hasher, now } = parts;
+  const { composer, health, calls, metrics, outboxStore, shared, hasher, now } = parts;
   let failedWith!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => {
     failedWith = resolve;
@@ -271,8 +276,8 @@ function startActors(
 
   const budget = new MemoryBudget(config.intake.maxBytes);
   const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock);
-  const mailer = new Mailer(jobs$, config.mail.from, budget, idempotency, metrics);
-  const outbox = new Outbox(outboxStore, outbox$, config.outbox, config.mail.from, now);
+  const mailer = new Mailer(jobs$, composer, budget, idempotency, metrics);
+  const outbox = new Outbox(outboxStore, outbox$, config.outbox, composer, now);
   if (inspection !== undefined) outboxStore.onEvents((events) => inspection.messages(events));
   const otpStore = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(config.otp);
   metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
@@ -395,10 +400,19 @@ async function drainAndClose(
   log.info('stopped');
 }
 
-function reload(access: CallerAccess, log: Logger): void {
+function reload(config: Config, access: CallerAccess, signer: DkimSigner | undefined, log: Logger): void {
   const { reread, kept } = access.reload();
+  if (signer !== undefined && config.mail.dkim !== undefined) {
+    try {
+      signer.rekey(loadDkimKey(config.mail.dkim, config.mail.from.address));
+      reread.push('the DKIM key');
+    } catch (err) {
+      log.error('SIGHUP: the DKIM key did not load', { reason: (err as Error).message });
+      kept.push('the DKIM key');
+    }
+  }
   if (reread.length === 0 && kept.length === 0) {
-    log.info('SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS)');
+    log.info('SIGHUP: nothing to re-read (no AUTH_TOKENS_FILE, no gRPC TLS, no DKIM key)');
     return;
   }
   const done = reread.length > 0 ? `re-read ${reread.join(' and ')}` : 're-read nothing';

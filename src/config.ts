@@ -15,6 +15,7 @@ import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
 import type { ListenerLimits } from './rpc/listener.js';
 import { parseAddressList, type Address } from './mail/address.js';
+import type { DkimSettings } from './mail/dkim.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 import { TokenTable } from './rpc/tokens.js';
 import { isLoopback } from './rpc/peer.js';
@@ -68,6 +69,8 @@ export interface Config {
     readonly from: Address;
     readonly captureDir: string;
     readonly limits: MailLimits;
+    /** undefined: messages go out unsigned */
+    readonly dkim: DkimSettings | undefined;
   };
   /** the gRPC port's limits */
   readonly grpc: ListenerLimits & ServerLimits;
@@ -286,7 +289,10 @@ export function loadConfig(env: Env): Config {
         maxBodyBytes: r.int('MAX_BODY_BYTES', 1_048_576, 1, 50 * 1_048_576),
         maxRecipients: r.int('MAX_RECIPIENTS', 50, 1, 1_000),
         maxDisplayNameChars: r.int('MAX_DISPLAY_NAME_CHARS', 256, 1, 900),
+        maxMessageBytes: r.int('MAX_MESSAGE_BYTES', 10 * MIB, 64 * 1024, 100 * MIB),
+        maxAttachments: r.int('MAX_ATTACHMENTS', 20, 0, 1_000),
       },
+      dkim: dkimSettings(r),
     },
     grpc: {
       maxConnections: r.int('MAX_GRPC_CONNECTIONS', 1_000, 1, 100_000),
@@ -371,6 +377,22 @@ function authConfig(r: Reader): AuthSettings {
     allowUnauthenticated: r.bool('ALLOW_UNAUTHENTICATED', false),
     required: tokensFile !== undefined || (tls !== undefined && clientCaFile !== undefined),
   };
+}
+
+/** All three DKIM settings, or none; the key itself is read at boot (mail/dkim.ts). */
+function dkimSettings(r: Reader): DkimSettings | undefined {
+  const domain = r.raw('DKIM_DOMAIN');
+  const selector = r.raw('DKIM_SELECTOR');
+  const keyFile = r.raw('DKIM_PRIVATE_KEY_FILE');
+  if (domain === undefined && selector === undefined && keyFile === undefined) return undefined;
+  if (domain === undefined || selector === undefined || keyFile === undefined) {
+    r.problems.push('DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE: set all three to sign, or none');
+    return undefined;
+  }
+  const label = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+  if (!new RegExp(`^${label}(\\.${label})+$`, 'i').test(domain)) r.problems.push(`DKIM_DOMAIN=${JSON.stringify(domain)}: expected a domain name such as example.com`);
+  if (!new RegExp(`^${label}(\\.${label})*$`, 'i').test(selector)) r.problems.push(`DKIM_SELECTOR=${JSON.stringify(selector)}: expected a selector such as mail2026 (letters, digits, hyphens, dots)`);
+  return { domain, selector, keyFile };
 }
 
 function deepFreeze<T extends object>(value: T): T {

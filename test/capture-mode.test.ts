@@ -78,3 +78,26 @@ test('a folder that cannot be written: UNAVAILABLE with the relay 451 at once, t
   const res = await sendMail(svc, { to: 'ann@example.com', subject: 'back', body: 'b' });
   assert.equal(res.status, 'SUCCESS');
 });
+
+test('a captured .eml carries everything: attachments, inline parts, extra headers, List-Unsubscribe', async () => {
+  const file = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) % 256));
+  const res = await sendMail(svc, {
+    to: 'x@example.com',
+    subject: 'with parts',
+    body: 'b',
+    html: '<img src="cid:pic">',
+    attachments: [
+      { filename: 'data.bin', content: file },
+      { filename: 'pic.png', content: Buffer.from('png'), content_id: 'pic' },
+    ],
+    headers: [{ name: 'X-Trace', value: 'capture' }],
+    list_unsubscribe: 'mailto:stop@example.com',
+  });
+  const name = res.smtp_response.replace(/^250 captured as /, '');
+  const text = readFileSync(join(dir, name), 'utf8');
+  const parsed = await simpleParser(text);
+  assert.ok(parsed.attachments.find((a) => a.filename === 'data.bin')?.content.equals(file));
+  assert.equal(parsed.attachments.find((a) => a.filename === 'pic.png')?.cid, 'pic');
+  assert.equal(parsed.headers.get('x-trace'), 'capture');
+  assert.match(text, /^List-Unsubscribe: <mailto:stop@example\.com>\r$/m);
+});

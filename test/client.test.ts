@@ -94,6 +94,34 @@ test('--body-file and --html-file read files, and - reads standard input', async
   assert.match(missing.stderr, /--body-file .*nope: ENOENT/);
 });
 
+test('send --attach, --inline, --header and --list-unsubscribe: the files arrive byte for byte with their names', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-cli-parts-'));
+  const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 256))]);
+  writeFileSync(join(dir, 'Rechnung März.pdf'), pdf);
+  writeFileSync(join(dir, 'logo.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]));
+  const args = ['send', '--to', 'p@example.com', '--subject', 'parts', '--body', 'b', '--html', '<img src="cid:logo">'];
+  args.push('--attach', join(dir, 'Rechnung März.pdf'), '--inline', `logo=${join(dir, 'logo.png')}`);
+  args.push('--header', 'X-Campaign: cli', '--list-unsubscribe', 'https://example.com/u?id=1');
+  const { code, stderr } = await client(args);
+  assert.equal(code, 0, stderr);
+  const sent = await simpleParser(smtp.messages.at(-1)?.raw ?? '');
+  const pdfPart = sent.attachments.find((a) => a.filename === 'Rechnung März.pdf');
+  assert.ok(pdfPart?.content.equals(pdf));
+  assert.equal(pdfPart?.contentType, 'application/pdf');
+  assert.equal(sent.attachments.find((a) => a.cid === 'logo')?.filename, 'logo.png');
+  assert.equal(sent.headers.get('x-campaign'), 'cli');
+  assert.match(smtp.messages.at(-1)?.raw ?? '', /^List-Unsubscribe: <https:\/\/example\.com\/u\?id=1>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/m);
+  for (const [bad, message] of [
+    [['--attach', join(dir, 'missing.pdf')], /--attach: cannot read .*missing\.pdf.* \(ENOENT\)/],
+    [['--inline', 'no-equals-sign'], /--inline: expected CID=FILE/],
+    [['--header', 'no colon'], /--header: expected 'Name: value'/],
+  ] as const) {
+    const r = await client(['send', '--to', 'p@example.com', '--subject', 's', '--body', 'b', ...bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, message);
+  }
+});
+
 test('a refused call prints STATUS: details and the error metadata on stderr, and exits 1', async () => {
   const { code, stdout, stderr } = await client(['send', '--to', 'nobody', '--subject', 'hi', '--body', 'text']);
   assert.equal(code, 1);

@@ -11,6 +11,7 @@ import { supervisorMachine } from '../src/actors/supervisor.js';
 import { smtpConnectionMachine } from '../src/actors/smtp-connection.js';
 import { createJob, type Delivered, type MailJob } from '../src/mail/job.js';
 import { composeMessage } from '../src/mail/compose.js';
+import { PLAIN } from '../src/mail/draft.js';
 import { parseAddressList, type Address } from '../src/mail/address.js';
 import { FaultPeer } from './fault-peer.js';
 import { recordingLogger } from './helpers.js';
@@ -87,7 +88,7 @@ test('a connection actor that throws is replaced; its job goes through on anothe
   const from = address('sender@example.com');
   const results: Promise<Delivered>[] = [];
   const submit = (i: number): Promise<Delivered> => {
-    const draft = { to: [address(`r${i}@example.com`)], cc: [], bcc: [], replyTo: [], subject: `crash-${i}`, text: 'x', html: '' };
+    const draft = { ...PLAIN, to: [address(`r${i}@example.com`)], subject: `crash-${i}`, text: 'x' };
     const { job, done } = createJob(composeMessage(draft, from), Infinity);
     jobs$.next(job);
     results.push(done);

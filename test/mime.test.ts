@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
-import { buildMime, encodeWords, formatDate, normaliseNewlines, type MimeInput } from '../src/mail/mime.js';
+import { buildMime, normaliseNewlines, type MimeInput } from '../src/mail/mime.js';
+import { encodeWords, formatDate, mimeParameter } from '../src/mail/header-encoding.js';
 
 const BASE: MimeInput = {
   from: { name: 'Shop', address: 'shop@example.com' },
@@ -108,4 +109,18 @@ test('display names: atoms as is, specials quoted, non-ASCII encoded', async () 
   assert.deepEqual(to?.value.map((v) => v.name), ['Ann Example', 'Last, First', 'Jörg "JJ"']);
   const cc = Array.isArray(parsed.cc) ? parsed.cc[0] : parsed.cc;
   assert.equal(cc?.value[0]?.name, 'Say "hi"');
+});
+
+test('MIME parameters: short ASCII quoted; long or non-ASCII in RFC 2231 sections of at most 78 columns, never splitting a character', () => {
+  assert.equal(mimeParameter('filename', 'a "b".pdf'), 'filename="a \\"b\\".pdf"');
+  const long = mimeParameter('filename', `${'€'.repeat(40)}.pdf`);
+  const lines = long.split('\r\n');
+  assert.ok(lines.length > 1);
+  assert.match(lines[0] ?? '', /^filename\*0\*=utf-8''(%E2%82%AC)+;$/);
+  for (const [i, line] of lines.entries()) {
+    assert.ok(line.length + (i === 0 ? 1 : 0) <= 78, line);
+    if (i > 0) assert.match(line, new RegExp(`^ filename\\*${i}\\*=`));
+  }
+  const legacy = mimeParameter('name', 'é.pdf', true);
+  assert.match(legacy, /^name="=\?UTF-8\?B\?[A-Za-z0-9+/=]+\?="$/);
 });

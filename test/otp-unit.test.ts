@@ -14,7 +14,7 @@ import { InMemoryOtpStore } from '../src/otp/memory-store.js';
 import { CODE_ACCEPTED } from '../src/otp/store.js';
 import { normaliseOtpAddress } from '../src/otp/address.js';
 import { renderCodeMail } from '../src/otp/template.js';
-import type { Draft } from '../src/mail/compose.js';
+import type { Draft } from '../src/mail/draft.js';
 
 const LIMITS = { lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 10 };
 const hasher = new CodeHasher(undefined);

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
-import { expectGrpcError, faultEnv, once, spawnService, startService } from './helpers.js';
+import { simpleParser } from 'mailparser';
+import { expectGrpcError, faultEnv, once, relayEnv, spawnService, startService, startSmtp } from './helpers.js';
 import { FaultPeer } from './fault-peer.js';
 import { startProcess } from './process.js';
 import { cancelMessage, getMessage, queue, until } from './outbox-client.js';
@@ -154,6 +155,29 @@ test("a final message's text is gone from the outbox's files, and no status hold
   for (const marker of [markers.subject, markers.body, markers.to, 'private-recipient', 'refused-person']) {
     assert.ok(!files.some((f) => f.includes(marker)), `${marker} is in the outbox's files`);
   }
+});
+
+test('a queued message keeps its attachments until it is sent, and then they are gone from the files too', async (t) => {
+  const smtp = await startSmtp();
+  const path = outboxFile();
+  const svc = await startService(relayEnv(smtp.port, { WORKERS: '1', OUTBOX_PATH: path }));
+  t.after(async () => {
+    await svc.close();
+    await smtp.close();
+  });
+  const file = Buffer.from('ATTACHMENT-MARK-7f3e '.repeat(2000));
+  // What the file looks like in the stored text: base64, in lines of 76.
+  const stored = file.toString('base64').slice(0, 76);
+  const held = await queue(svc, { to: 'x@example.com', subject: 's', body: 'b', attachments: [{ filename: 'mark.txt', content: file }], send_at: { seconds: String(Math.floor(Date.now() / 1000) + 3600), nanos: 0 } });
+  const files = (): string[] => [path, `${path}-wal`, `${path}-shm`].filter((f) => existsSync(f)).map((f) => readFileSync(f).toString('latin1'));
+  assert.ok(files().some((f) => f.includes(stored)), 'the attachment is stored with the message while it waits');
+  await cancelMessage(svc, held.message_id);
+  const sent = await queue(svc, { to: 'y@example.com', subject: 's', body: 'b', attachments: [{ filename: 'mark.txt', content: file }] });
+  await until(svc, sent.message_id, 'MESSAGE_STATE_SENT');
+  const delivered = await simpleParser(smtp.messages.at(-1)?.raw ?? '');
+  assert.ok(delivered.attachments[0]?.content.equals(file), 'delivered out of the outbox whole');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.ok(!files().some((f) => f.includes(stored)), 'gone from the files once final');
 });
 
 test('an outbox that cannot be opened stops boot with exit 2 and its path', async () => {

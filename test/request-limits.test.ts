@@ -138,7 +138,8 @@ test('oversized and huge inputs are refused at once with a status in proportion'
   // machine) gets the server's GOAWAY, which races the next stream; grpc-js
   // retries a refused stream by itself, but not one larger than its retry
   // buffer, and the call would fail for what the test does, not the service.
-  const own = await startService(relayEnv(smtp.port, { WORKERS: '1' }));
+  // Attachments at their smallest limit keep the receive limit (which follows MAX_MESSAGE_BYTES) under 2 MB.
+  const own = await startService(relayEnv(smtp.port, { WORKERS: '1', MAX_MESSAGE_BYTES: '65536' }));
   t.after(() => own.close());
   for (const [what, fields, status] of cases) {
     const started = Date.now();

@@ -28,7 +28,7 @@ import { enqueueActions, fromCallback, sendTo, setup, type ActorRefFrom } from '
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError } from '../errors.js';
 import type { Address } from '../mail/address.js';
-import type { Draft } from '../mail/compose.js';
+import { PLAIN, type Draft } from '../mail/draft.js';
 import type { Sending } from '../mail/mailer.js';
 import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
 import { Sealed } from '../otp/sealed.js';
@@ -173,7 +173,7 @@ export const otpMachine = setup({
       receive((request) => {
         let sending: Sending;
         try {
-          sending = mailer.send({ to: [request.to], cc: [], bcc: [], replyTo: [], ...request.content.open() }, { deadline: request.deadline });
+          sending = mailer.send({ ...PLAIN, to: [request.to], ...request.content.open() }, { deadline: request.deadline });
         } catch (err) {
           settled(request.id, toMailroomError(err));
           return;

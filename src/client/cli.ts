@@ -15,10 +15,12 @@ import type { SendEmailRequest } from '../generated/mail/SendEmailRequest.js';
 import type { ValidateCodeRequest } from '../generated/mail/ValidateCodeRequest.js';
 import type { ValidateCodeResponse__Output } from '../generated/mail/ValidateCodeResponse.js';
 import { channelCredentials, printFailure, toProtoJson, UsageError } from './io.js';
+import { attachmentsFrom, headersFrom } from './send-parts.js';
 
 const USAGE = `usage:
   mailroom send --to ADDR --subject TEXT (--body TEXT | --body-file FILE|-) [--html HTML | --html-file FILE|-]
                 [--cc ADDR]... [--bcc ADDR]... [--reply-to ADDR] [--idempotency-key KEY] [--repeat N --concurrency N]
+                [--attach FILE]... [--inline CID=FILE]... [--header 'Name: value']... [--list-unsubscribe URL[,mailto:ADDR]]
                 [--queued [--send-at ISO-8601]]    (queued: stored durably, answered at once, delivered by mailroom)
   mailroom status MESSAGE-ID                       the state of a queued message
   mailroom cancel MESSAGE-ID                       cancel a QUEUED or DEFERRED message
@@ -50,6 +52,10 @@ const OPTIONS = {
   'idempotency-key': { type: 'string', default: '' },
   email: { type: 'string', default: '' },
   code: { type: 'string', default: '' },
+  attach: { type: 'string', multiple: true, default: [] as string[] },
+  inline: { type: 'string', multiple: true, default: [] as string[] },
+  header: { type: 'string', multiple: true, default: [] as string[] },
+  'list-unsubscribe': { type: 'string', default: '' },
   queued: { type: 'boolean', default: false },
   'send-at': { type: 'string' },
   after: { type: 'string', default: '' },
@@ -156,6 +162,9 @@ async function main(argv: readonly string[]): Promise<number> {
         bcc: values.bcc,
         reply_to: values['reply-to'],
         idempotency_key: values['idempotency-key'],
+        attachments: attachmentsFrom(values.attach, values.inline),
+        headers: headersFrom(values.header),
+        list_unsubscribe: values['list-unsubscribe'],
       };
       const repeat = count(values, 'repeat');
       const concurrency = count(values, 'concurrency');

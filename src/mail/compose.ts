@@ -1,18 +1,10 @@
 // A validated draft becomes what a connection sends: envelope plus message text.
+import { MailroomError } from '../errors.js';
 import type { Address } from './address.js';
+import type { DkimSigner } from './dkim.js';
+import type { Draft } from './draft.js';
 import { buildMime, newMessageId } from './mime.js';
 import type { Envelope } from './envelope.js';
-
-export interface Draft {
-  readonly to: readonly Address[];
-  readonly cc: readonly Address[];
-  /** envelope only: never written into a header */
-  readonly bcc: readonly Address[];
-  readonly replyTo: readonly Address[];
-  readonly subject: string;
-  readonly text: string;
-  readonly html: string;
-}
 
 export interface OutgoingMessage {
   readonly messageId: string;
@@ -23,9 +15,34 @@ export interface OutgoingMessage {
 
 export function composeMessage(draft: Draft, from: Address, now: Date = new Date()): OutgoingMessage {
   const messageId = newMessageId(from.address.slice(from.address.lastIndexOf('@') + 1));
-  const { to, cc, replyTo, subject, text, html } = draft;
-  const raw = buildMime({ from, to, cc, replyTo, subject, text, html, messageId, date: now });
+  const raw = buildMime({ ...draft, from, messageId, date: now });
   return { messageId, envelope: { from: from.address, to: envelopeRecipients(draft) }, raw };
+}
+
+/**
+ * How every sender's drafts become messages: composed from the service's
+ * From, held to MAX_MESSAGE_BYTES, and signed when DKIM is set up. Without
+ * a signer the message is there at once, with no turn of the loop spent.
+ */
+export class Composer {
+  constructor(
+    private readonly from: Address,
+    private readonly maxMessageBytes: number,
+    private readonly signer: DkimSigner | undefined,
+  ) {}
+
+  /** Throws EINVALID when the encoded message is larger than MAX_MESSAGE_BYTES. */
+  compose(draft: Draft): OutgoingMessage | Promise<OutgoingMessage> {
+    const date = new Date();
+    const message = composeMessage(draft, this.from, date);
+    // Base64 and encoded words keep the text ASCII; only an address may hold UTF-8.
+    const size = message.raw.length * 3 <= this.maxMessageBytes ? message.raw.length : Buffer.byteLength(message.raw, 'utf8');
+    if (size > this.maxMessageBytes) {
+      throw new MailroomError('EINVALID', `message: ${size} bytes encoded, more than MAX_MESSAGE_BYTES (${this.maxMessageBytes}); attachments grow by a third in base64`);
+    }
+    if (this.signer === undefined) return message;
+    return this.signer.sign(message.raw, date).then((raw) => ({ ...message, raw }));
+  }
 }
 
 /** Every recipient once (addresses compare case-insensitively), Bcc included. */

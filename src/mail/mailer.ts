@@ -1,9 +1,8 @@
 // The entry to the mail path for every sender (SendMail, OTP codes): compose
 // the message, put a job on the supervisor's stream, hand back its outcome.
-import { createHash } from 'node:crypto';
 import type { Subject } from 'rxjs';
-import type { Address } from './address.js';
-import { composeMessage, type Draft } from './compose.js';
+import type { Composer, OutgoingMessage } from './compose.js';
+import { contentBytes, fingerprint, type Draft } from './draft.js';
 import type { IdempotentSends } from './idempotency.js';
 import { cancellable, createJob, type Delivered, type MailJob } from './job.js';
 import { MailroomError } from '../errors.js';
@@ -31,7 +30,7 @@ export interface SendOptions {
 export class Mailer {
   constructor(
     private readonly jobs$: Subject<MailJob>,
-    private readonly from: Address,
+    private readonly composer: Composer,
     private readonly budget: MemoryBudget,
     private readonly idempotency: IdempotentSends,
     private readonly outcomes: MailOutcomes,
@@ -61,43 +60,49 @@ export class Mailer {
 
   private enqueue(draft: Draft, options: SendOptions): Sending {
     // Reserved before composing: a refusal under load costs no MIME work.
-    const bytes = messageBytes(Buffer.byteLength(draft.text, 'utf8') + Buffer.byteLength(draft.html, 'utf8'), headerChars(draft));
+    const bytes = messageBytes(contentBytes(draft), headerChars(draft));
     this.budget.reserve(bytes);
-    let job: MailJob;
-    let done: Promise<Delivered>;
+    let composed: OutgoingMessage | Promise<OutgoingMessage>;
     try {
-      ({ job, done } = createJob(composeMessage(draft, this.from), options.deadline, options.caller));
+      composed = this.composer.compose(draft);
     } catch (err) {
       this.budget.release(bytes);
       throw err;
     }
-    const { outcomes } = this;
-    done.then(
-      (delivered) => {
-        this.budget.release(bytes);
-        outcomes.delivered(job, delivered);
-      },
-      (error: MailroomError) => {
-        this.budget.release(bytes);
-        outcomes.failed(job, error);
-      },
-    );
-    this.jobs$.next(job);
+    let job: MailJob | undefined;
+    let cancelled = false;
+    const submit = (message: OutgoingMessage): Promise<Delivered> => {
+      if (cancelled) return Promise.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
+      const created = createJob(message, options.deadline, options.caller);
+      const { outcomes } = this;
+      job = created.job;
+      created.done.then(
+        (delivered) => outcomes.delivered(created.job, delivered),
+        (error: MailroomError) => outcomes.failed(created.job, error),
+      );
+      this.jobs$.next(created.job);
+      return created.done;
+    };
+    const result = composed instanceof Promise ? composed.then(submit) : submit(composed);
+    const release = (): void => this.budget.release(bytes);
+    result.then(release, release);
     return {
-      result: done,
+      result,
       cancel: () => {
-        if (cancellable(job)) job.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
+        cancelled = true;
+        if (job !== undefined && cancellable(job)) job.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
       },
     };
   }
 }
 
+/** Characters of everything that goes into the header block. */
 function headerChars(draft: Draft): number {
   let n = draft.subject.length;
   for (const list of [draft.to, draft.cc, draft.bcc, draft.replyTo]) for (const a of list) n += a.name.length + a.address.length + 4;
+  for (const h of draft.headers) n += h.name.length + h.value.length + 4;
+  for (const u of draft.listUnsubscribe) n += u.length + 4;
+  // each part's own headers: its filename twice (RFC 2231 and RFC 2047), its type and id
+  for (const a of draft.attachments) n += 2 * a.filename.length + a.contentType.length + a.contentId.length + 200;
   return n;
-}
-
-function fingerprint(draft: Draft): string {
-  return createHash('sha256').update(JSON.stringify(draft)).digest('base64url');
 }

@@ -1,9 +1,13 @@
-// Builds the RFC 5322 / MIME text of a message. emailjs's Message is not used
-// for this: it labels every text part 7bit even when it holds UTF-8 or lines
-// over 998 octets, adds MIME-Version only to multipart mail and derives
-// Message-IDs from the host name. Here every header is set on purpose.
+// Builds the RFC 5322 / MIME text of a message, every header on purpose.
+// The body is a tree: text/plain, or multipart/alternative of it and the
+// html; the html inside multipart/related with the inline parts it names by
+// cid:; all of that inside multipart/mixed with the attachments. Text that
+// is ASCII with short lines goes as 7bit, everything else as base64 in lines
+// of 76.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Address } from './address.js';
+import type { Attachment, HeaderField } from './draft.js';
+import { encodeWords, formatAddress, formatDate, formatList, MAX_LINE, mimeParameter } from './header-encoding.js';
 
 export interface MimeInput {
   readonly from: Address;
@@ -15,13 +19,14 @@ export interface MimeInput {
   readonly html: string;
   readonly messageId: string;
   readonly date: Date;
+  /** the caller's own fields, checked already (see rpc/header-fields.ts) */
+  readonly headers?: readonly HeaderField[];
+  /** List-Unsubscribe's URIs, https first */
+  readonly listUnsubscribe?: readonly string[];
+  readonly attachments?: readonly Attachment[];
 }
 
 const CRLF = '\r\n';
-/** RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1: octets in a line, CRLF not counted */
-const MAX_LINE = 998;
-const ATOM_TEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
-const ASCII_PRINTABLE = /^[\x20-\x7e]*$/;
 
 // randomUUID draws from a pool of random bytes refilled in bulk, not one
 // CSPRNG call a message.
@@ -29,43 +34,62 @@ export function newMessageId(domain: string): string {
   return `<${Date.now().toString(36)}.${randomUUID()}@${domain}>`;
 }
 
-export function buildMime(m: MimeInput): string {
-  const headers: string[] = [
-    `From: ${formatAddress(m.from)}`,
-    `To: ${formatList(m.to)}`,
-  ];
-  if (m.cc.length > 0) headers.push(`Cc: ${formatList(m.cc)}`);
-  if (m.replyTo.length > 0) headers.push(`Reply-To: ${formatList(m.replyTo)}`);
-  headers.push(
-    `Subject: ${encodeWords(m.subject, 'Subject: '.length)}`,
-    `Date: ${formatDate(m.date)}`,
-    `Message-ID: ${m.messageId}`,
-    'MIME-Version: 1.0',
-  );
-  const text = normaliseNewlines(m.text);
-  if (m.html === '') {
-    return headers.join(CRLF) + CRLF + textPart(text, 'plain');
-  }
-  const boundary = `=_mr_${randomBytes(12).toString('hex')}`;
-  return (
-    headers.join(CRLF) +
-    CRLF +
-    `Content-Type: multipart/alternative; boundary="${boundary}"${CRLF}${CRLF}` +
-    `--${boundary}${CRLF}` +
-    textPart(text, 'plain') +
-    `--${boundary}${CRLF}` +
-    textPart(normaliseNewlines(m.html), 'html') +
-    `--${boundary}--${CRLF}`
-  );
+/** One MIME entity: its content headers (each a full line without CRLF), then its body, which ends with CRLF. */
+interface Entity {
+  readonly headers: readonly string[];
+  readonly body: string;
 }
 
-/** Content headers, blank line and body of one text part; ends with CRLF. */
-function textPart(body: string, subtype: 'plain' | 'html'): string {
-  const type = `Content-Type: text/${subtype}; charset=utf-8${CRLF}`;
-  if (fitsSevenBit(body)) {
-    return `${type}Content-Transfer-Encoding: 7bit${CRLF}${CRLF}${body}${body.endsWith(CRLF) ? '' : CRLF}`;
+export function buildMime(m: MimeInput): string {
+  const headers: string[] = [`From: ${formatAddress(m.from)}`, `To: ${formatList(m.to)}`];
+  if (m.cc.length > 0) headers.push(`Cc: ${formatList(m.cc)}`);
+  if (m.replyTo.length > 0) headers.push(`Reply-To: ${formatList(m.replyTo)}`);
+  headers.push(`Subject: ${encodeWords(m.subject, 'Subject: '.length)}`, `Date: ${formatDate(m.date)}`, `Message-ID: ${m.messageId}`, 'MIME-Version: 1.0');
+  const unsubscribe = m.listUnsubscribe ?? [];
+  if (unsubscribe.length > 0) {
+    headers.push(`List-Unsubscribe: ${unsubscribe.map((u) => `<${u}>`).join(`,${CRLF} `)}`);
+    if (unsubscribe.some((u) => u.startsWith('https:'))) headers.push('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
   }
-  return `${type}Content-Transfer-Encoding: base64${CRLF}${CRLF}${wrapBase64(Buffer.from(body, 'utf8').toString('base64'))}`;
+  for (const h of m.headers ?? []) headers.push(`${h.name}: ${encodeWords(h.value, h.name.length + 2)}`);
+  const top = bodyOf(m);
+  return headers.join(CRLF) + CRLF + top.headers.join(CRLF) + CRLF + CRLF + top.body;
+}
+
+function bodyOf(m: MimeInput): Entity {
+  const attachments = m.attachments ?? [];
+  const inline = attachments.filter((a) => a.contentId !== '');
+  const attached = attachments.filter((a) => a.contentId === '');
+  let body = textEntity(normaliseNewlines(m.text), 'plain');
+  if (m.html !== '') {
+    const html = textEntity(normaliseNewlines(m.html), 'html');
+    body = multipart('alternative', [body, inline.length > 0 ? multipart('related', [html, ...inline.map(fileEntity)]) : html]);
+  }
+  return attached.length > 0 ? multipart('mixed', [body, ...attached.map(fileEntity)]) : body;
+}
+
+function multipart(subtype: 'alternative' | 'related' | 'mixed', parts: readonly Entity[]): Entity {
+  const boundary = `=_mr_${randomBytes(12).toString('hex')}`;
+  let body = '';
+  for (const part of parts) body += `--${boundary}${CRLF}${part.headers.join(CRLF)}${CRLF}${CRLF}${part.body}`;
+  const type = subtype === 'related' ? `multipart/related; type="text/html"; boundary="${boundary}"` : `multipart/${subtype}; boundary="${boundary}"`;
+  return { headers: [`Content-Type: ${type}`], body: `${body}--${boundary}--${CRLF}` };
+}
+
+function textEntity(body: string, subtype: 'plain' | 'html'): Entity {
+  const type = `Content-Type: text/${subtype}; charset=utf-8`;
+  if (fitsSevenBit(body)) return { headers: [type, 'Content-Transfer-Encoding: 7bit'], body: body.endsWith(CRLF) ? body : body + CRLF };
+  return { headers: [type, 'Content-Transfer-Encoding: base64'], body: wrapBase64(Buffer.from(body, 'utf8').toString('base64')) };
+}
+
+function fileEntity(a: Attachment): Entity {
+  const named = a.filename !== '';
+  const headers = [
+    `Content-Type: ${a.contentType}${named ? `;${CRLF} ${mimeParameter('name', a.filename, true)}` : ''}`,
+    'Content-Transfer-Encoding: base64',
+    `Content-Disposition: ${a.contentId !== '' ? 'inline' : 'attachment'}${named ? `;${CRLF} ${mimeParameter('filename', a.filename)}` : ''}`,
+  ];
+  if (a.contentId !== '') headers.push(`Content-ID: <${a.contentId}>`);
+  return { headers, body: wrapBase64(a.content.toString('base64')) };
 }
 
 /** ASCII only, and no line over MAX_LINE octets; one pass, no copies (it runs on every message). */
@@ -98,77 +122,4 @@ function wrapBase64(b64: string): string {
 
 export function normaliseNewlines(s: string): string {
   return /\r(?!\n)|(?<!\r)\n/.test(s) ? s.replace(/\r\n|\r|\n/g, CRLF) : s;
-}
-
-export function formatAddress(a: Address): string {
-  if (a.name === '') return a.address;
-  return `${formatName(a.name)} <${a.address}>`;
-}
-
-function formatList(list: readonly Address[]): string {
-  return list.map(formatAddress).join(`,${CRLF} `);
-}
-
-function formatName(name: string): string {
-  if (ATOM_TEXT.test(name)) return name;
-  if (ASCII_PRINTABLE.test(name)) return `"${name.replace(/(["\\])/g, '\\$1')}"`;
-  return encodeWords(name, 0);
-}
-
-/**
- * RFC 2047 B-encoding for non-ASCII header text, split into encoded words of at
- * most 75 characters (never inside a UTF-8 sequence) on folded lines of at
- * most 76 characters, counting the `firstLineUsed` already on the first line.
- */
-export function encodeWords(value: string, firstLineUsed: number): string {
-  if (ASCII_PRINTABLE.test(value) && value.length + firstLineUsed <= 78) return value;
-  if (ASCII_PRINTABLE.test(value)) {
-    // Folding happens only at spaces: a long run without one would break the
-    // 998-octet line limit (RFC 5322 2.1.1), and encoded words may split anywhere.
-    const folded = foldAscii(value, firstLineUsed);
-    if (folded.split(CRLF).every((line, i) => line.length + (i === 0 ? firstLineUsed : 0) <= MAX_LINE)) return folded;
-  }
-  // "=?UTF-8?B?" + "?=" is 12 characters; base64 turns 3 bytes into 4.
-  const bytesFor = (room: number): number => Math.max(4, Math.floor((Math.min(room, 75) - 12) / 4) * 3);
-  const words: string[] = [];
-  let budget = bytesFor(76 - firstLineUsed);
-  let chunk = '';
-  for (const ch of value) {
-    if (chunk !== '' && Buffer.byteLength(chunk + ch, 'utf8') > budget) {
-      words.push(chunk);
-      chunk = '';
-      budget = bytesFor(75); // a folded line starts with one space
-    }
-    chunk += ch;
-  }
-  if (chunk !== '') words.push(chunk);
-  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(`${CRLF} `);
-}
-
-/** Folds long ASCII header text at spaces (RFC 5322 2.2.3). */
-function foldAscii(value: string, used: number): string {
-  const parts = value.split(' ');
-  let line = used;
-  let out = '';
-  for (const [i, part] of parts.entries()) {
-    // Never before an empty part (a run of spaces): a folded line of only
-    // white space is obsolete syntax (RFC 5322 4.2).
-    if (i > 0 && part !== '' && line + 1 + part.length > 78) {
-      out += `${CRLF} ${part}`;
-      line = 1 + part.length;
-    } else {
-      out += i > 0 ? ` ${part}` : part;
-      line += (i > 0 ? 1 : 0) + part.length;
-    }
-  }
-  return out;
-}
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** RFC 5322 date-time in UTC, e.g. "Fri, 27 Nov 2026 22:49:51 +0000". */
-export function formatDate(d: Date): string {
-  const two = (n: number): string => String(n).padStart(2, '0');
-  return `${DAYS[d.getUTCDay()]}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
 }

@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import type { Subject } from 'rxjs';
 import { MailroomError } from '../errors.js';
 import { withResolvers } from '../lib/resolvers.js';
-import type { Address } from '../mail/address.js';
-import { composeMessage, type Draft } from '../mail/compose.js';
+import type { Composer } from '../mail/compose.js';
+import { fingerprint, type Draft } from '../mail/draft.js';
 import type { OutboxRequest, OutboxSettings } from './requests.js';
 import type { Acceptance, Cancellation, MessageStatus, OutboxStore, StatusEvent } from './store.js';
 
@@ -27,7 +27,7 @@ export class Outbox {
     private readonly store: OutboxStore,
     private readonly requests$: Subject<OutboxRequest>,
     private readonly settings: OutboxSettings,
-    private readonly from: Address,
+    private readonly composer: Composer,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -38,7 +38,7 @@ export class Outbox {
     if (sendAt > now + this.settings.maxDelayMs) {
       throw new MailroomError('EINVALID', `send_at: at most ${Math.round(this.settings.maxDelayMs / 1000)} s ahead (OUTBOX_MAX_DELAY_SECONDS)`);
     }
-    const message = composeMessage(draft, this.from);
+    const message = await this.composer.compose(draft);
     const key = options.idempotencyKey;
     const { reply, answer } = withResolvers<Acceptance>();
     this.requests$.next({
@@ -52,7 +52,7 @@ export class Outbox {
         acceptedAt: now,
         dueAt: Math.max(now, sendAt),
         expiresAt: Math.max(now, sendAt) + this.settings.maxAgeMs,
-        ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt) } } : {}),
+        ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt ?? null) } } : {}),
       },
     });
     const accepted = await answer;
@@ -123,8 +123,4 @@ export class Outbox {
 /** An idempotency key as stored: the caller's own, and not readable in the file. */
 function scoped(caller: string, key: string): string {
   return createHash('sha256').update(caller).update('\0').update(key).digest('base64url');
-}
-
-function fingerprint(draft: Draft, sendAt: number | undefined): string {
-  return createHash('sha256').update(JSON.stringify([draft, sendAt ?? null])).digest('base64url');
 }

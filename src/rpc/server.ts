@@ -14,6 +14,8 @@ import { Arrival, deferring, isTicket, Pacer, Undecodable, type Admission } from
 import type { Ticket } from '../mail/memory-budget.js';
 import { toServiceError } from './status.js';
 import { callerOf } from './auth.js';
+import { MAX_FILENAME_CHARS } from './attachments.js';
+import { MAX_HEADER_VALUE_CHARS, MAX_HEADERS } from './header-fields.js';
 import { maxMailboxChars, type MailLimits } from './validate.js';
 
 export interface ServerLimits {
@@ -25,12 +27,17 @@ export interface ServerLimits {
 /**
  * The largest request a valid call can be: body and html, a subject of
  * 4-byte characters, every mailbox at its longest in 4-byte characters
- * (to, cc and bcc together, and as many again in reply_to), an idempotency
- * key, and a few KB of protobuf framing. A larger one is refused by grpc-js
+ * (to, cc and bcc together, and as many again in reply_to), attachments
+ * whose base64 fills MAX_MESSAGE_BYTES with their names and types, every
+ * extra header at its longest, List-Unsubscribe, an idempotency key, and a
+ * few KB of protobuf framing. A larger one is refused by grpc-js
  * (RESOURCE_EXHAUSTED) before anything is decoded.
  */
 export function receiveLimit(limits: MailLimits): number {
-  return limits.maxBodyBytes + 4 * limits.maxSubjectChars + 2 * limits.maxRecipients * 4 * maxMailboxChars(limits) + 200 + 16_384;
+  const addresses = 2 * limits.maxRecipients * 4 * maxMailboxChars(limits);
+  const attachments = Math.ceil((limits.maxMessageBytes * 3) / 4) + limits.maxAttachments * (4 * MAX_FILENAME_CHARS + 500);
+  const headers = MAX_HEADERS * (80 + 4 * MAX_HEADER_VALUE_CHARS) + 2000;
+  return limits.maxBodyBytes + 4 * limits.maxSubjectChars + addresses + attachments + headers + 200 + 16_384;
 }
 
 function tolerant(

@@ -3,9 +3,11 @@
 // here reaches the queue. Cheap length checks come before any splitting or
 // parsing, so that what a request costs to refuse is in proportion to what
 // it is allowed to be, not to what it is.
-import { MailroomError } from '../errors.js';
 import { parseAddressList, type Address } from '../mail/address.js';
-import type { Draft } from '../mail/compose.js';
+import { checkAttachments } from './attachments.js';
+import { checkHeaders, checkListUnsubscribe } from './header-fields.js';
+import { Problems } from './problems.js';
+import type { Draft } from '../mail/draft.js';
 import type { SendEmailRequest__Output } from '../generated/mail/SendEmailRequest.js';
 
 export interface MailLimits {
@@ -13,10 +15,11 @@ export interface MailLimits {
   readonly maxBodyBytes: number;
   readonly maxRecipients: number;
   readonly maxDisplayNameChars: number;
+  /** the whole encoded message, attachments included */
+  readonly maxMessageBytes: number;
+  readonly maxAttachments: number;
 }
 
-/** Problems listed in one INVALID_ARGUMENT; the rest are counted ("and 12 more"), so that the status always fits its trailer. */
-export const MAX_PROBLEMS = 20;
 const IDEMPOTENCY_KEY_CHARS = 200;
 
 // NUL is never allowed in SMTP DATA; other controls only as line breaks and tabs.
@@ -27,29 +30,6 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 /** The longest one mailbox can be: a quoted, escaped name, the brackets, a 254-character address, a comma. */
 export function maxMailboxChars(limits: MailLimits): number {
   return 2 * limits.maxDisplayNameChars + 2 + 3 + 254 + 2;
-}
-
-class Problems {
-  private readonly list: string[] = [];
-  private more = 0;
-
-  add(problem: string): void {
-    if (this.list.length < MAX_PROBLEMS) this.list.push(problem);
-    else this.more++;
-  }
-
-  has(prefix: string): boolean {
-    return this.list.some((p) => p.startsWith(prefix));
-  }
-
-  get empty(): boolean {
-    return this.list.length === 0;
-  }
-
-  error(): MailroomError {
-    const tail = this.more > 0 ? `; and ${this.more} more` : '';
-    return new MailroomError('EINVALID', this.list.join('; ') + tail);
-  }
 }
 
 /** Code points in `s`, without building an array of them. */
@@ -122,6 +102,9 @@ export function validateSendEmail(req: SendEmailRequest__Output, limits: MailLim
   if (req.idempotency_key !== '' && (req.idempotency_key.length > IDEMPOTENCY_KEY_CHARS || !IDEMPOTENCY_KEY.test(req.idempotency_key))) {
     problems.add(`idempotency_key: 1 to ${IDEMPOTENCY_KEY_CHARS} printable ASCII characters without spaces`);
   }
+  const attachments = checkAttachments(req.attachments, req.html, limits, problems);
+  const headers = checkHeaders(req.headers, problems);
+  const listUnsubscribe = checkListUnsubscribe(req.list_unsubscribe, problems);
   if (!problems.empty) throw problems.error();
-  return { to, cc, bcc, replyTo, subject: req.subject, text: req.body, html: req.html, idempotencyKey: req.idempotency_key };
+  return { to, cc, bcc, replyTo, subject: req.subject, text: req.body, html: req.html, attachments, headers, listUnsubscribe, idempotencyKey: req.idempotency_key };
 }
