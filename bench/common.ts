@@ -164,4 +164,18 @@ export const BENCH_MAIL = {
   text: 'Hello,\r\n\r\nthank you for your order. This is the plain-text receipt body of a typical transactional\r\nmessage, a few hundred bytes long, sent by the mailroom benchmark.\r\n\r\nRegards,\r\nThe shop\r\n',
 } as const;
 
+/** A PDF-looking file of `bytes` bytes, the same every time: a header and seeded noise (it does not compress, as a real PDF's streams do not). */
+export function benchPdf(bytes: number): Buffer {
+  const out = Buffer.alloc(bytes);
+  out.write('%PDF-1.7\n');
+  let x = 0x9e3779b9;
+  for (let i = 9; i < bytes; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
 export const BENCH_AUTH = { user: 'bench@example.com', pass: 'bench-password-123' } as const;

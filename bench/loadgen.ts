@@ -4,7 +4,7 @@
 //   node dist/bench/loadgen.js '{"target":"127.0.0.1:40700","method":"SendMail","concurrency":15,"warmup":500,"count":5000}'
 import * as grpc from '@grpc/grpc-js';
 import { loadMailDefinition, loadMailProto } from '../src/rpc/proto.js';
-import { BENCH_MAIL, drive, runChild, send } from './common.js';
+import { BENCH_MAIL, benchPdf, drive, runChild, send } from './common.js';
 import { connectH2, encodeRequest } from './h2-unary.js';
 
 export interface LoadgenOptions {
@@ -27,6 +27,8 @@ export interface LoadgenOptions {
   readonly queued?: boolean;
   /** with queued: every message's send_at, epoch ms */
   readonly sendAt?: number;
+  /** SendMail: one attachment (report.pdf) of this many bytes (see common.benchPdf) */
+  readonly attachmentBytes?: number;
   /** SendMail: 'h2' sends one request, encoded once, over node's own HTTP/2 (see h2-unary.ts); default grpc-js */
   readonly client?: 'grpc-js' | 'h2';
 }
@@ -49,6 +51,7 @@ runChild(async () => {
   const deadlineMs = opts.deadlineMs ?? 30_000;
   const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + deadlineMs });
   const body = opts.bodyBytes === undefined ? BENCH_MAIL.text : opts.bodyKind === 'utf8' ? 'é'.repeat(Math.floor(opts.bodyBytes / 2)) : 'x'.repeat(opts.bodyBytes);
+  const parts = opts.attachmentBytes === undefined ? {} : { attachments: [{ filename: 'report.pdf', content: benchPdf(opts.attachmentBytes) }] };
   const queued =
     opts.queued === true
       ? { delivery: 'DELIVERY_QUEUED' as const, ...(opts.sendAt !== undefined ? { send_at: { seconds: String(Math.floor(opts.sendAt / 1000)), nanos: (opts.sendAt % 1000) * 1e6 } } : {}) }
@@ -56,7 +59,7 @@ runChild(async () => {
   if (opts.client === 'h2') {
     if (opts.method !== 'SendMail') throw new Error('the h2 client sends SendMail only');
     const h2 = await connectH2(opts.target, '/mail.MailService/SendMail');
-    const frame = encodeRequest(loadMailDefinition(), 'mail.MailService', 'SendMail', { to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...queued });
+    const frame = encodeRequest(loadMailDefinition(), 'mail.MailService', 'SendMail', { to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...parts, ...queued });
     const result = await drive(opts, () => h2.call(frame, deadlineMs));
     h2.close();
     mail.close();
@@ -66,7 +69,7 @@ runChild(async () => {
   const call = (i: number): Promise<void> => {
     switch (opts.method) {
       case 'SendMail':
-        return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...queued }, deadline(), cb));
+        return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...parts, ...queued }, deadline(), cb));
       case 'SendCode':
         return unary((cb) => otp.SendCode({ email: `${prefix}${i % addresses}@example.com` }, deadline(), cb));
       case 'ValidateCode':

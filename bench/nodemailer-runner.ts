@@ -5,7 +5,7 @@
 //
 //   node dist/bench/nodemailer-runner.js '{"port":1234,"tls":true,"ca":"...","pool":true,"maxConnections":5,...}'
 import nodemailer from 'nodemailer';
-import { BENCH_AUTH, BENCH_MAIL, drive, runChild, send } from './common.js';
+import { BENCH_AUTH, BENCH_MAIL, benchPdf, drive, runChild, send } from './common.js';
 
 export interface NodemailerOptions {
   readonly port: number;
@@ -17,6 +17,8 @@ export interface NodemailerOptions {
   readonly concurrency: number;
   readonly warmup: number;
   readonly count: number;
+  /** one attachment (report.pdf) of this many bytes, the same as the loadgen's */
+  readonly attachmentBytes?: number;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as NodemailerOptions;
@@ -31,9 +33,10 @@ runChild(async () => {
     ...(opts.auth ? { auth: { user: BENCH_AUTH.user, pass: BENCH_AUTH.pass } } : {}),
     ...(opts.pool ? { pool: true, maxConnections: opts.maxConnections } : {}),
   });
+  const attachments = opts.attachmentBytes === undefined ? undefined : [{ filename: 'report.pdf', content: benchPdf(opts.attachmentBytes) }];
   send({ type: 'ready' });
   const result = await drive(opts, async () => {
-    await transport.sendMail({ from: BENCH_MAIL.from, to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, text: BENCH_MAIL.text });
+    await transport.sendMail({ from: BENCH_MAIL.from, to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, text: BENCH_MAIL.text, ...(attachments !== undefined ? { attachments } : {}) });
   });
   transport.close();
   return result;

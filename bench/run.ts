@@ -19,12 +19,13 @@ import { startRedis } from '../test/redis-server.js';
 import { inspectorCost } from './inspect.js';
 import { distanceScenarios } from './distance.js';
 import { outboxScenarios } from './outbox.js';
+import { partsScenarios } from './parts.js';
 
 /** The value of `--name=value` on the command line, if given. */
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,outbox runs some groups (outbox only when named; --postfix=PORT adds the Postfix anchor) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox runs some groups (outbox only when named; --postfix=PORT adds the Postfix anchor) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -302,6 +303,14 @@ async function main(): Promise<void> {
     } finally {
       await redis.stop();
     }
+  }
+
+  // ---- attachments and DKIM ----------------------------------------------
+  if (want('parts')) {
+    const out = await partsScenarios({ reps: REPS, quick, pki, profileDir: profile ? join(RESULTS, 'profiles') : undefined, log, row });
+    ratios.push(...out.ratios);
+    targets.push(...out.targets);
+    extra.push(...out.extra);
   }
 
   // ---- the outbox: durable accepts, delivery out of it, memory -------------

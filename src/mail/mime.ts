@@ -34,10 +34,13 @@ export function newMessageId(domain: string): string {
   return `<${Date.now().toString(36)}.${randomUUID()}@${domain}>`;
 }
 
+/** Text, or a file's base64 lines kept as bytes: a megabyte of them is never a string until the message is one. */
+type Chunk = string | Buffer;
+
 /** One MIME entity: its content headers (each a full line without CRLF), then its body, which ends with CRLF. */
 interface Entity {
   readonly headers: readonly string[];
-  readonly body: string;
+  readonly body: readonly Chunk[];
 }
 
 export function buildMime(m: MimeInput): string {
@@ -52,7 +55,11 @@ export function buildMime(m: MimeInput): string {
   }
   for (const h of m.headers ?? []) headers.push(`${h.name}: ${encodeWords(h.value, h.name.length + 2)}`);
   const top = bodyOf(m);
-  return headers.join(CRLF) + CRLF + top.headers.join(CRLF) + CRLF + CRLF + top.body;
+  const chunks: Chunk[] = [headers.join(CRLF) + CRLF + top.headers.join(CRLF) + CRLF + CRLF, ...top.body];
+  if (chunks.every((c): c is string => typeof c === 'string')) return chunks.join('');
+  // One flat string made once: a string built by joining a megabyte piece
+  // to others is flattened (copied) again by every search and write after.
+  return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c))).toString('utf8');
 }
 
 function bodyOf(m: MimeInput): Entity {
@@ -69,16 +76,17 @@ function bodyOf(m: MimeInput): Entity {
 
 function multipart(subtype: 'alternative' | 'related' | 'mixed', parts: readonly Entity[]): Entity {
   const boundary = `=_mr_${randomBytes(12).toString('hex')}`;
-  let body = '';
-  for (const part of parts) body += `--${boundary}${CRLF}${part.headers.join(CRLF)}${CRLF}${CRLF}${part.body}`;
+  const body: Chunk[] = [];
+  for (const part of parts) body.push(`--${boundary}${CRLF}${part.headers.join(CRLF)}${CRLF}${CRLF}`, ...part.body);
+  body.push(`--${boundary}--${CRLF}`);
   const type = subtype === 'related' ? `multipart/related; type="text/html"; boundary="${boundary}"` : `multipart/${subtype}; boundary="${boundary}"`;
-  return { headers: [`Content-Type: ${type}`], body: `${body}--${boundary}--${CRLF}` };
+  return { headers: [`Content-Type: ${type}`], body };
 }
 
 function textEntity(body: string, subtype: 'plain' | 'html'): Entity {
   const type = `Content-Type: text/${subtype}; charset=utf-8`;
-  if (fitsSevenBit(body)) return { headers: [type, 'Content-Transfer-Encoding: 7bit'], body: body.endsWith(CRLF) ? body : body + CRLF };
-  return { headers: [type, 'Content-Transfer-Encoding: base64'], body: wrapBase64(Buffer.from(body, 'utf8').toString('base64')) };
+  if (fitsSevenBit(body)) return { headers: [type, 'Content-Transfer-Encoding: 7bit'], body: [body.endsWith(CRLF) ? body : body + CRLF] };
+  return { headers: [type, 'Content-Transfer-Encoding: base64'], body: [base64Lines(Buffer.from(body, 'utf8')).toString('latin1')] };
 }
 
 function fileEntity(a: Attachment): Entity {
@@ -89,7 +97,7 @@ function fileEntity(a: Attachment): Entity {
     `Content-Disposition: ${a.contentId !== '' ? 'inline' : 'attachment'}${named ? `;${CRLF} ${mimeParameter('filename', a.filename)}` : ''}`,
   ];
   if (a.contentId !== '') headers.push(`Content-ID: <${a.contentId}>`);
-  return { headers, body: wrapBase64(a.content.toString('base64')) };
+  return { headers, body: [base64Lines(a.content)] };
 }
 
 /** ASCII only, and no line over MAX_LINE octets; one pass, no copies (it runs on every message). */
@@ -107,17 +115,23 @@ function fitsSevenBit(body: string): boolean {
   return body.length - lineStart <= MAX_LINE;
 }
 
-/** Lines of 76 characters, built as one flat string: a rope of slices would keep thousands of objects and the whole base64 text alive until it is flattened on the wire. */
-function wrapBase64(b64: string): string {
-  const lines = Math.ceil(b64.length / 76);
-  const out = Buffer.allocUnsafe(b64.length + 2 * lines);
+/**
+ * `bytes` in base64, in lines of 76 and their CRLFs: one encoding, then one
+ * pass that copies it with the line ends in place (a call a line, or a
+ * string a line, costs more than the loop).
+ */
+function base64Lines(bytes: Buffer): Buffer {
+  const b64 = Buffer.from(bytes.toString('base64'), 'latin1');
+  const n = b64.length;
+  const out = Buffer.allocUnsafe(n + 2 * Math.ceil(n / 76));
   let at = 0;
-  for (let i = 0; i < b64.length; i += 76) {
-    at += out.write(b64.slice(i, i + 76), at, 'latin1');
+  for (let i = 0; i < n; i += 76) {
+    const end = Math.min(i + 76, n);
+    for (let j = i; j < end; j++) out[at++] = b64[j] as number;
     out[at++] = 13;
     out[at++] = 10;
   }
-  return out.toString('latin1', 0, at);
+  return out.subarray(0, at);
 }
 
 export function normaliseNewlines(s: string): string {

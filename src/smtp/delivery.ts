@@ -62,7 +62,7 @@ export class Deliveries {
       }
       const message: Message = { envelope, raw, phase: 'waiting', answered: false, resolve, reject };
       this.queue.push(message);
-      if (this.session.pipelining) this.advance('');
+      if (this.session.pipelining) this.advance();
       else this.tail = this.tail.then(() => this.stepwise(message)).catch(ignore);
     });
   }
@@ -72,11 +72,11 @@ export class Deliveries {
    * that can go whole (CHUNKING), then the next one's envelope if a
    * transaction may begin. One write: the relay reads them as one group.
    */
-  private advance(before: string): void {
-    let out = before;
+  private advance(...before: readonly string[]): void {
+    const out = [...before];
     for (let next = this.nextWaiting(); next !== undefined; next = this.nextWaiting()) {
       if (this.session.chunking && next.envelope.to.length === 1) {
-        out += this.whole(next);
+        out.push(...this.whole(next));
         continue;
       }
       this.boundary = false;
@@ -84,12 +84,12 @@ export class Deliveries {
       const { from, to } = next.envelope;
       const message = next;
       const replies = this.session.expect('mail', this.session.options.commandTimeoutMs, to.length + 2);
-      out += envelopeGroup(from, to);
+      out.push(envelopeGroup(from, to));
       // A rejection here is the session's loss, which failAll answers.
       replies.then((r) => this.onEnvelope(message, r), ignore);
       break;
     }
-    if (out !== '') this.session.write(out);
+    if (out.length > 0) this.session.write(...out);
   }
 
   private nextWaiting(): Message | undefined {
@@ -101,7 +101,7 @@ export class Deliveries {
    * replies registered, each on its own, so that a loss knows whether the
    * relay had begun to answer it.
    */
-  private whole(message: Message): string {
+  private whole(message: Message): string[] {
     message.phase = 'content';
     const { from, to } = message.envelope;
     const { commandTimeoutMs, dataTimeoutMs } = this.session.options;
@@ -146,7 +146,7 @@ export class Deliveries {
     const dot = this.session.expect('data', this.session.options.dataTimeoutMs, 1);
     // The final dot ends this transaction whatever the relay answers to it.
     this.boundary = true;
-    this.advance(content(message.raw));
+    this.advance(...content(message.raw));
     dot.then(([reply]) => this.settle(message, (reply as SmtpReply).code === 250 ? (reply as SmtpReply) : replyError(reply as SmtpReply, 'data')), ignore);
   }
 
@@ -181,7 +181,7 @@ export class Deliveries {
     const data = await session.exchange('data', commandTimeoutMs, 'DATA\r\n');
     if (data.code !== 354) return refused(data, 'data');
     message.phase = 'content';
-    const dot = await session.exchange('data', dataTimeoutMs, content(message.raw));
+    const dot = await session.exchange('data', dataTimeoutMs, ...content(message.raw));
     this.settle(message, dot.code === 250 ? dot : replyError(dot, 'data'));
   }
 

@@ -32,14 +32,17 @@ export interface Features {
 
 export const NO_FEATURES: Features = { pipelining: false, chunking: false, starttls: false, auth: [] };
 
+/** text at least this long is written as it is, not joined to the commands around it */
+const LARGE_CHUNK = 16_384;
+
 export class SmtpSession {
   /** what the last EHLO offered (dial.ts sets it) */
   features: Features = NO_FEATURES;
   private readonly waiting: Expectation[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly reader: ReplyReader;
-  /** what is to be written at the end of this tick */
-  private out = '';
+  /** what is to be written at the end of this tick, in order */
+  private out: string[] = [];
   private readonly onData = (chunk: Buffer): void => this.reader.push(chunk.toString('latin1'));
   private readonly unsubscribe: () => void;
 
@@ -109,16 +112,16 @@ export class SmtpSession {
    * relay's replies to both came in one read. A lost session has failed
    * everything waiting already.
    */
-  write(text: string): void {
+  write(...texts: readonly string[]): void {
     if (this.link.lost !== undefined) return;
-    if (this.out === '') process.nextTick(this.flush);
-    this.out += text;
+    if (this.out.length === 0) process.nextTick(this.flush);
+    this.out.push(...texts);
   }
 
   /** One command and its reply. */
-  async exchange(stage: SmtpStage, timeoutMs: number, text: string): Promise<SmtpReply> {
+  async exchange(stage: SmtpStage, timeoutMs: number, ...texts: readonly string[]): Promise<SmtpReply> {
     const replies = this.expect(stage, timeoutMs, 1);
-    this.write(text);
+    this.write(...texts);
     return (await replies)[0] as SmtpReply;
   }
 
@@ -152,10 +155,32 @@ export class SmtpSession {
     this.unsubscribe();
   }
 
+  /**
+   * Commands join into one string; a message's text, which may be megabytes,
+   * goes as its own write rather than being copied into a new string (and
+   * copied again to encode it). Corked, the writes still leave as one.
+   */
   private readonly flush = (): void => {
-    const text = this.out;
-    this.out = '';
-    if (this.link.lost === undefined) this.sock.write(text);
+    const chunks = this.out;
+    this.out = [];
+    if (this.link.lost !== undefined) return;
+    if (chunks.length === 1) {
+      this.sock.write(chunks[0] as string);
+      return;
+    }
+    this.sock.cork();
+    let small = '';
+    for (const chunk of chunks) {
+      if (chunk.length < LARGE_CHUNK) {
+        small += chunk;
+        continue;
+      }
+      if (small !== '') this.sock.write(small);
+      small = '';
+      this.sock.write(chunk);
+    }
+    if (small !== '') this.sock.write(small);
+    this.sock.uncork();
   };
 
   private onReply(lines: string[]): void {
