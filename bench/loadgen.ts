@@ -9,7 +9,9 @@ import { connectH2, encodeRequest } from './h2-unary.js';
 
 export interface LoadgenOptions {
   readonly target: string;
-  readonly method: 'SendMail' | 'SendCode' | 'ValidateCode' | 'Noop';
+  readonly method: 'SendMail' | 'SendMailBatch' | 'SendCode' | 'ValidateCode' | 'Noop';
+  /** SendMailBatch: messages a call (default 100) */
+  readonly batchSize?: number;
   readonly concurrency: number;
   readonly warmup: number;
   readonly count: number;
@@ -66,8 +68,11 @@ runChild(async () => {
     otp.close();
     return result;
   }
+  const batchMessages = Array.from({ length: opts.batchSize ?? 100 }, () => ({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...parts, ...queued }));
   const call = (i: number): Promise<void> => {
     switch (opts.method) {
+      case 'SendMailBatch':
+        return unary((cb) => mail.SendMailBatch({ messages: batchMessages }, deadline(), cb));
       case 'SendMail':
         return unary((cb) => mail.SendMail({ to: BENCH_MAIL.to, subject: BENCH_MAIL.subject, body, ...parts, ...queued }, deadline(), cb));
       case 'SendCode':

@@ -58,3 +58,29 @@ export function throughputPlot(series: readonly Series[], limit: readonly { x: n
   out.push('</svg>', '');
   return out.join('\n');
 }
+
+/** CPU per mail as horizontal bars, one a party, the value written at the end of each: docs/cpu.svg. */
+export function barPlot(bars: readonly { label: string; value: number; group: number }[], unit: string): string {
+  const W = 760;
+  const left = 330;
+  const right = 90;
+  const top = 20;
+  const rowH = 26;
+  const H = top + bars.length * rowH + 40;
+  const max = Math.max(...bars.map((b) => b.value).filter(Number.isFinite), 1);
+  const px = (v: number): number => ((W - left - right) * v) / max;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#fff"/>`,
+  ];
+  bars.forEach((b, i) => {
+    const y = top + i * rowH;
+    const color = COLORS[b.group % COLORS.length] as string;
+    out.push(`<text x="${left - 8}" y="${y + 15}" text-anchor="end" fill="#222">${esc(b.label)}</text>`);
+    out.push(`<rect x="${left}" y="${y + 3}" width="${Math.max(1, px(b.value)).toFixed(1)}" height="${rowH - 8}" fill="${color}"/>`);
+    out.push(`<text x="${(left + px(b.value) + 6).toFixed(1)}" y="${y + 15}" fill="#333">${Number.isFinite(b.value) ? Math.round(b.value).toLocaleString('en') : '–'} ${esc(unit)}</text>`);
+  });
+  out.push(`<text x="${left}" y="${H - 12}" fill="#555">server CPU per delivered mail (median of the repetitions), same run</text>`);
+  out.push('</svg>', '');
+  return out.join('\n');
+}

@@ -19,13 +19,15 @@ import { startRedis } from '../test/redis-server.js';
 import { inspectorCost } from './inspect.js';
 import { distanceScenarios } from './distance.js';
 import { outboxScenarios } from './outbox.js';
+import { barPlot } from './plot.js';
 import { partsScenarios } from './parts.js';
+import { depthScenarios } from './depth.js';
 
 /** The value of `--name=value` on the command line, if given. */
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox runs some groups (outbox only when named; --postfix=PORT adds the Postfix anchor) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth runs some groups (outbox and depth only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -118,6 +120,8 @@ async function main(): Promise<void> {
     // and grpc-js alone taking the same calls: the part of mailroom's CPU per mail no change of ours removes
     const bare = await startNoopServer();
     for (const [server, what] of [[svc, 'mailroom'], [seed, 'the Go service'], [bare, 'bare grpc-js']] as const) if (server !== undefined) await warm(server, what);
+    const cpuBars: { label: string; value: number; group: number }[] = [];
+    const unaryGo: number[] = [];
     for (const c of only?.includes('w1only') === true ? [] : [15, 100]) {
       const mr = row(`mailroom-w5-c${c}`, `SendMail TLS+AUTH, mailroom WORKERS=5, C=${c}`, true);
       const go = seed !== undefined ? row(`seed-w5-c${c}`, `SendMail TLS+AUTH, the Go service WORKERS=5, C=${c}`, true) : undefined;
@@ -138,6 +142,13 @@ async function main(): Promise<void> {
         log(`C=${c} rep ${rep + 1}: nodemailer per message`);
         await nodemailerRun(per, sink, { tls: true, ca: pki.ca, pool: false, maxConnections: 1, concurrency: c });
       }
+      cpuBars.push(
+        { label: `mailroom SendMail, C=${c}`, value: summarise(mr).cpuPerCallUs, group: 0 },
+        ...(go !== undefined ? [{ label: `the Go service SendMail, C=${c}`, value: summarise(go).cpuPerCallUs, group: 2 }] : []),
+        { label: `nodemailer pool (its process), C=${c}`, value: summarise(pool).cpuPerCallUs, group: 3 },
+        { label: `bare grpc-js answering at once, C=${c}`, value: summarise(floor).cpuPerCallUs, group: 6 },
+      );
+      if (go !== undefined) unaryGo.push(summarise(go).cpuPerCallUs);
       const rp = ratio(`mailroom W=5 / nodemailer pool 5, C=${c}`, mr, pool);
       ratios.push(rp, ratio(`mailroom W=5 / nodemailer per message, C=${c}`, mr, per));
       const least = c >= 100 ? 1.3 : 1.15;
@@ -161,6 +172,21 @@ async function main(): Promise<void> {
         });
       }
     }
+    // SendMailBatch: 100 messages a call, three calls in flight.
+    const batchRow = row('mailroom-batch100', 'SendMailBatch of 100 TLS+AUTH, mailroom WORKERS=5, 3 calls in flight', true);
+    for (let rep = 0; rep < REPS; rep++) {
+      log(`batch rep ${rep + 1}: mailroom SendMailBatch of 100`);
+      const opts: LoadgenOptions = { target: `127.0.0.1:${svc.port}`, method: 'SendMailBatch', batchSize: 100, concurrency: 3, warmup: 6, count: Math.round(N.mail / 100) };
+      batchRow.reps.push(await measure('loadgen.js', opts, { sink, serverPid: svc.pid }));
+    }
+    const batchCpu = summarise(batchRow).cpuPerCallUs;
+    cpuBars.splice(1, 0, { label: 'mailroom SendMailBatch of 100', value: batchCpu, group: 1 });
+    if (unaryGo.length > 0) {
+      const goLeast = Math.min(...unaryGo);
+      targets.push({ name: `CPU per mail, SendMailBatch of 100 / the Go service's unary (its cheaper row, ${goLeast} µs)`, figure: `${(batchCpu / goLeast).toFixed(2)}×`, limit: '≤ 0.60×', holds: batchCpu / goLeast <= 0.6 });
+    }
+    writeFileSync(join(RESULTS, 'cpu.svg'), barPlot(cpuBars, 'µs'));
+    extra.push(['CPU per mail (plot)', 'bench/results/cpu.svg']);
     await svc.stop();
     await seed?.stop();
     await bare.stop();
@@ -303,6 +329,17 @@ async function main(): Promise<void> {
     } finally {
       await redis.stop();
     }
+  }
+
+  // ---- the pipeline's depth against a real Postfix at a distance -----------
+  if (only?.includes('depth') === true) {
+    const postfix = arg('postfix');
+    if (postfix === undefined) throw new Error('--only=depth needs --postfix=PORT of a running ../shared/tools/postfix-sink.sh');
+    const out = await depthScenarios({ reps: REPS, quick, postfixPort: Number(postfix), log, row });
+    targets.push(...out.targets);
+    extra.push(...out.extra);
+    writeFileSync(join(RESULTS, 'depth.svg'), out.svg);
+    extra.push(['throughput against round trip, adaptive and fixed depths (plot)', 'bench/results/depth.svg']);
   }
 
   // ---- attachments and DKIM ----------------------------------------------

@@ -207,6 +207,7 @@ export function loadConfig(env: Env): Config {
   }
   const from = r.sender(user);
   const tls = r.oneOf<TlsMode>('EMAIL_TLS', ['implicit', 'starttls', 'none'], smtpPort === 465 ? 'implicit' : 'starttls');
+  const pipelineDepth = r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64);
 
   const seconds = (name: string, fallback: number, min: number, max: number): number =>
     r.int(name, fallback, min, max) * 1000;
@@ -263,7 +264,9 @@ export function loadConfig(env: Env): Config {
       connection: {
         keepaliveMs: r.int('SMTP_KEEPALIVE_MS', 30_000, 10, 3_600_000),
         maxMessagesPerConnection: r.int('SMTP_MAX_MESSAGES_PER_CONNECTION', 100, 1, 1_000_000),
-        pipelineDepth: r.int('SMTP_PIPELINE_DEPTH', 4, 1, 64),
+        pipelineDepth,
+        // A depth set above the default bound raises the bound with it.
+        pipelineDepthMax: r.int('SMTP_PIPELINE_DEPTH_MAX', Math.max(32, pipelineDepth), 1, 256),
         backoffBaseMs: r.int('SMTP_BACKOFF_BASE_MS', 500, 1, 600_000),
         backoffMaxMs: r.int('SMTP_BACKOFF_MAX_MS', 30_000, 1, 3_600_000),
       },
@@ -291,6 +294,7 @@ export function loadConfig(env: Env): Config {
         maxDisplayNameChars: r.int('MAX_DISPLAY_NAME_CHARS', 256, 1, 900),
         maxMessageBytes: r.int('MAX_MESSAGE_BYTES', 10 * MIB, 64 * 1024, 100 * MIB),
         maxAttachments: r.int('MAX_ATTACHMENTS', 20, 0, 1_000),
+        maxBatch: r.int('MAX_BATCH', 500, 1, 10_000),
       },
       dkim: dkimSettings(r),
     },
@@ -350,6 +354,7 @@ export function loadConfig(env: Env): Config {
     r.problems.push('OTP_SUBJECT or OTP_TEXT: one of them must contain {{code}}');
   }
   if (templates.html !== '' && !hasCodePlaceholder(templates.html)) r.problems.push('OTP_HTML: expected {{code}} in it');
+  if (config.smtp.connection.pipelineDepthMax < config.smtp.connection.pipelineDepth) r.problems.push('SMTP_PIPELINE_DEPTH_MAX: expected at least SMTP_PIPELINE_DEPTH');
   if (config.outbox.retryMaxMs < config.outbox.retryBaseMs) r.problems.push('OUTBOX_RETRY_MAX_SECONDS: expected at least OUTBOX_RETRY_BASE_SECONDS');
   if (config.outbox.store === 'redis' && config.redis === undefined) r.problems.push('OUTBOX_STORE=redis: needs REDIS_URL');
   if (config.redis !== undefined && otp.secret === undefined) {

@@ -57,6 +57,7 @@ test('a connection actor that throws is replaced; its job goes through on anothe
           keepaliveMs: 10,
           maxMessagesPerConnection: 100,
           pipelineDepth: 4,
+          pipelineDepthMax: 4,
           backoffBaseMs: 10,
           backoffMaxMs: 50,
           session: {

@@ -65,7 +65,7 @@ test('a replica killed while it holds messages: the other takes them over after 
   // The relay holds each final dot 300 ms: the first replica is mid-send when it dies.
   const peer = await FaultPeer.start({ chunking: true, script: (c) => (c.stage === 'dot' ? { delay: 300 } : undefined) });
   t.after(() => peer.close());
-  const lease = { OUTBOX_LEASE_SECONDS: '1', SMTP_DATA_TIMEOUT_MS: '5000', SMTP_PIPELINE_DEPTH: '4' };
+  const lease = { OUTBOX_LEASE_SECONDS: '1', SMTP_DATA_TIMEOUT_MS: '5000', SMTP_PIPELINE_DEPTH: '4', SMTP_PIPELINE_DEPTH_MAX: '4' };
   const first = await startProcess(env(peer.port, 'takeover', lease));
   const client = { mail: new (loadMailProto().mail.MailService)(`127.0.0.1:${first.port}`, grpc.credentials.createInsecure()) };
   const ids = await Promise.all(Array.from({ length: 30 }, (_, i) => queue(client, { to: 'ann@example.com', subject: `takeover ${i}`, body: 'b' }).then((r) => r.message_id)));

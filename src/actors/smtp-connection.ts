@@ -30,7 +30,7 @@ import { assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, 
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import { Courier, type CourierReport, type CourierRequest } from '../smtp/courier.js';
+import { Courier, type CourierOptions, type CourierReport, type CourierRequest } from '../smtp/courier.js';
 import { dial, relayRefused } from '../smtp/dial.js';
 import type { SessionOptions } from '../smtp/options.js';
 import type { SmtpSession } from '../smtp/session.js';
@@ -41,8 +41,10 @@ import { sessionCap } from '../smtp/session-cap.js';
 export interface ConnectionSettings {
   readonly keepaliveMs: number;
   readonly maxMessagesPerConnection: number;
-  /** messages in flight on one connection when the relay offers CHUNKING and PIPELINING */
+  /** messages in flight on one connection when the relay offers CHUNKING and PIPELINING, at no distance and at least */
   readonly pipelineDepth: number;
+  /** and at most: the depth follows the relay's round trip up to this (see smtp/pace.ts) */
+  readonly pipelineDepthMax: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
 }
@@ -68,7 +70,7 @@ export type ConnectionEvent =
 
 interface CourierInput {
   readonly session: SmtpSession;
-  readonly options: SessionOptions & { readonly keepaliveMs: number };
+  readonly options: CourierOptions;
 }
 
 /**
@@ -98,8 +100,10 @@ interface ConnectionContext {
   session: SmtpSession | undefined;
   /** the relay pipelines (RFC 2920): a second job's envelope can go out behind the first one's dot */
   pipelining: boolean;
-  /** and takes BDAT (RFC 3030): whole messages go out back to back, pipelineDepth of them in flight */
+  /** and takes BDAT (RFC 3030): whole messages go out back to back, `depth` of them in flight */
   chunking: boolean;
+  /** whole messages to keep in flight: what the courier last measured the round trip to need */
+  depth: number;
   /** the jobs this connection owns, oldest first: outcomes come in this order */
   readonly held: MailJob[];
   /** how many of `held` went to the courier */
@@ -134,7 +138,7 @@ function current(context: ConnectionContext): SmtpSession {
  * also takes BDAT; never more than the session's cap has room for.
  */
 function capacity(context: ConnectionContext): number {
-  const depth = !context.pipelining || (context.sent < 1 && !context.proven) ? 1 : context.chunking ? context.options.pipelineDepth : 2;
+  const depth = !context.pipelining || (context.sent < 1 && !context.proven) ? 1 : context.chunking ? context.depth : 2;
   return Math.max(0, Math.min(depth, context.cap - context.sent));
 }
 
@@ -163,6 +167,7 @@ type SendFailed = Extract<ConnectionEvent, { type: 'SEND_FAILED' }>;
 const delivered = (more: boolean) =>
   [
     { type: 'countAttempt', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
+    { type: 'learnDepth', params: ({ event }: { event: Sent }) => ({ depth: event.depth }) },
     ...(more ? (['predialNearCap'] as const) : []),
     { type: 'letGo', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
     { type: 'reportDelivered', params: ({ event }: { event: Sent }) => ({ job: event.job, reply: event.reply, more }) },
@@ -242,6 +247,8 @@ export const smtpConnectionMachine = setup({
       context.predialing = true;
       enqueue.sendTo('courier', { type: 'predial' } satisfies CourierRequest);
     }),
+    /** The round trip, as the courier measures it, sets how many whole messages this connection takes at once. */
+    learnDepth: assign((_, params: { depth: number }) => ({ depth: params.depth })),
     /** The job's outcome is in: the connection no longer holds it (it reports it next). */
     letGo: ({ context }, params: { job: MailJob }) => {
       const i = context.held.indexOf(params.job);
@@ -328,6 +335,7 @@ export const smtpConnectionMachine = setup({
     session: undefined,
     pipelining: false,
     chunking: false,
+    depth: input.options.pipelineDepth,
     held: [],
     submitted: 0,
     attempt: 0,
@@ -363,7 +371,7 @@ export const smtpConnectionMachine = setup({
         src: 'courier',
         input: ({ context }): CourierInput => ({
           session: current(context),
-          options: { ...context.options.session, keepaliveMs: context.options.keepaliveMs },
+          options: { ...context.options.session, keepaliveMs: context.options.keepaliveMs, pipelineDepth: context.options.pipelineDepth, pipelineDepthMax: context.options.pipelineDepthMax },
         }),
       },
       exit: 'forgetSession',

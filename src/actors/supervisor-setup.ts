@@ -195,7 +195,7 @@ export const supervisorSetup = setup({
     claim: enqueueActions(({ context, enqueue }) => {
       const { workers, connection } = context.options;
       // Room now, and as much again behind it: the next claim's round trip is covered.
-      enqueue.sendTo('outbox', { type: 'claim', n: Math.min(256, context.pool.free + workers * connection.pipelineDepth), now: context.now() });
+      enqueue.sendTo('outbox', { type: 'claim', n: Math.min(256, context.pool.free + workers * connection.pipelineDepthMax), now: context.now() });
     }),
     admitClaimed: ({ context, event }) => {
       assertEvent(event, 'outbox.claimed');

@@ -22,7 +22,7 @@ const ALLOWED = new Set([
   'unreachableCode', 'tickScheduled', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
   // options worth seeing (never credentials)
   'queueLimit', 'maxAttempts', 'rateLimitPerSecond', 'queueTimeoutMs', 'retryBaseMs', 'retryMaxMs', 'closeTimeoutMs',
-  'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
+  'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'pipelineDepthMax', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
   'connectTimeoutMs', 'greetingTimeoutMs', 'commandTimeoutMs', 'dataTimeoutMs', 'length', 'lifespanMs',
   'resendCooldownMs', 'cleanupMs', 'returnCode', 'nextAttemptAt', 'outboxDueAt',
 ]);

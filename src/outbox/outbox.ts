@@ -9,7 +9,7 @@ import { withResolvers } from '../lib/resolvers.js';
 import type { Composer } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
 import type { OutboxRequest, OutboxSettings } from './requests.js';
-import type { Acceptance, Cancellation, MessageStatus, OutboxStore, StatusEvent } from './store.js';
+import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
 
 export interface QueueOptions {
   /** the authenticated caller ('' when none): only it sees the message */
@@ -17,6 +17,19 @@ export interface QueueOptions {
   readonly idempotencyKey?: string;
   /** epoch ms: not before then */
   readonly sendAt?: number;
+}
+
+/** Messages queued together: add each, then close to hand them over. */
+export interface QueueBatch {
+  add(draft: Draft, options: QueueOptions): Promise<MessageStatus>;
+  close(): void;
+}
+
+interface Entry {
+  readonly draft: Draft;
+  readonly options: QueueOptions;
+  readonly resolve: (status: MessageStatus) => void;
+  readonly reject: (err: unknown) => void;
 }
 
 /** events a watcher reads from the store at a time */
@@ -32,39 +45,75 @@ export class Outbox {
   ) {}
 
   /** Stores the message durably; resolves with its status once it is on disk. */
-  async queue(draft: Draft, options: QueueOptions): Promise<MessageStatus> {
+  queue(draft: Draft, options: QueueOptions): Promise<MessageStatus> {
+    const batch = this.batch();
+    const status = batch.add(draft, options);
+    batch.close();
+    return status;
+  }
+
+  /**
+   * Messages stored together (SendMailBatch): composed (and signed) first,
+   * then handed to the store in one go, so that they share one commit.
+   * Each still succeeds or fails on its own.
+   */
+  batch(): QueueBatch {
+    const entries: Entry[] = [];
+    return {
+      add: (draft, options) => new Promise<MessageStatus>((resolve, reject) => entries.push({ draft, options, resolve, reject })),
+      close: () => void this.submit(entries),
+    };
+  }
+
+  private async submit(entries: readonly Entry[]): Promise<void> {
     const now = this.now();
+    const ready = await Promise.all(
+      entries.map(async (entry) => {
+        try {
+          return { entry, message: await this.prepare(entry.draft, entry.options, now) };
+        } catch (err) {
+          entry.reject(err);
+          return undefined;
+        }
+      }),
+    );
+    for (const item of ready) {
+      if (item === undefined) continue;
+      const { entry } = item;
+      const { reply, answer } = withResolvers<Acceptance>();
+      this.requests$.next({ type: 'accept', reply, message: item.message });
+      answer.then((accepted) => {
+        switch (accepted.kind) {
+          case 'accepted':
+          case 'existing':
+            return entry.resolve(accepted.status);
+          case 'conflict':
+            return entry.reject(new MailroomError('EIDEMPOTENCY', 'idempotency_key was used before with a different request'));
+          case 'full':
+            return entry.reject(new MailroomError('EQUEUEFULL', `the outbox holds OUTBOX_MAX_BYTES of messages (${Math.ceil(accepted.bytes / 1_048_576)} MiB)`, { retryAfterSeconds: 30 }));
+        }
+      }, entry.reject);
+    }
+  }
+
+  /** The message as the store takes it; throws what is wrong with its time, or its size. */
+  private async prepare(draft: Draft, options: QueueOptions, now: number): Promise<NewMessage> {
     const sendAt = options.sendAt ?? now;
     if (sendAt > now + this.settings.maxDelayMs) {
       throw new MailroomError('EINVALID', `send_at: at most ${Math.round(this.settings.maxDelayMs / 1000)} s ahead (OUTBOX_MAX_DELAY_SECONDS)`);
     }
     const message = await this.composer.compose(draft);
     const key = options.idempotencyKey;
-    const { reply, answer } = withResolvers<Acceptance>();
-    this.requests$.next({
-      type: 'accept',
-      reply,
-      message: {
-        id: message.messageId,
-        caller: options.caller,
-        envelope: message.envelope,
-        raw: message.raw,
-        acceptedAt: now,
-        dueAt: Math.max(now, sendAt),
-        expiresAt: Math.max(now, sendAt) + this.settings.maxAgeMs,
-        ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt ?? null) } } : {}),
-      },
-    });
-    const accepted = await answer;
-    switch (accepted.kind) {
-      case 'accepted':
-      case 'existing':
-        return accepted.status;
-      case 'conflict':
-        throw new MailroomError('EIDEMPOTENCY', 'idempotency_key was used before with a different request');
-      case 'full':
-        throw new MailroomError('EQUEUEFULL', `the outbox holds OUTBOX_MAX_BYTES of messages (${Math.ceil(accepted.bytes / 1_048_576)} MiB)`, { retryAfterSeconds: 30 });
-    }
+    return {
+      id: message.messageId,
+      caller: options.caller,
+      envelope: message.envelope,
+      raw: message.raw,
+      acceptedAt: now,
+      dueAt: Math.max(now, sendAt),
+      expiresAt: Math.max(now, sendAt) + this.settings.maxAgeMs,
+      ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt ?? null) } } : {}),
+    };
   }
 
   get(id: string, caller: string): Promise<MessageStatus | undefined> {

@@ -1,13 +1,16 @@
-// MailService: SendMail (at once, or into the outbox), and the outbox's
-// GetMessage, CancelMessage and WatchMessages. Validate, call a facade
-// (Mailer, Outbox), reply once.
-import type * as grpc from '@grpc/grpc-js';
+// MailService: SendMail (at once, or into the outbox) and SendMailBatch (as
+// many SendMails, one answer), and the outbox's GetMessage, CancelMessage
+// and WatchMessages. Validate, call a facade (Mailer, Outbox), reply once.
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import type { MailServiceHandlers } from '../generated/mail/MailService.js';
 import type { MessageEvent } from '../generated/mail/MessageEvent.js';
+import type { SendEmailRequest__Output } from '../generated/mail/SendEmailRequest.js';
+import type { SendEmailResponse } from '../generated/mail/SendEmailResponse.js';
+import type { SendMailResult } from '../generated/mail/SendMailResult.js';
 import type { Mailer } from '../mail/mailer.js';
-import type { Outbox } from '../outbox/outbox.js';
+import type { Outbox, QueueBatch } from '../outbox/outbox.js';
 import { formatReply } from '../smtp/reply.js';
 import type { Calls } from './calls.js';
 import { deadlineOf } from './deadline.js';
@@ -34,55 +37,97 @@ function messageId(id: string): string {
   return id;
 }
 
+/** A message's outcome in a batch: its response, or the status it would have failed with alone. */
+interface Sending {
+  readonly result: Promise<SendEmailResponse>;
+  cancel(): void;
+}
+
+/** A failed message of a batch as its result: the status, text and catalogue code a lone call would have had. */
+function failedResult(err: unknown): SendMailResult {
+  const status = toServiceError(err);
+  return { code: status.code ?? grpc.status.INTERNAL, message: status.details ?? '', error_code: String(status.metadata?.get('mailroom-error')[0] ?? '') };
+}
+
 function unknownMessage(): MailroomError {
   return new MailroomError('ENOTFOUND', 'no such message (or it ended more than OUTBOX_RETENTION_SECONDS ago)');
 }
 
 export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers {
   const { mailer, outbox, calls, limits, log } = deps;
+
+  /** One request as SendMail takes it: validated, then into the outbox (QUEUED) or to the mailer. Throws what is wrong with it. */
+  const send = (request: SendEmailRequest__Output, caller: string, deadline: number, queued?: QueueBatch): Sending => {
+    const { delivery } = request;
+    if (delivery !== 'DELIVERY_SYNC' && delivery !== 'DELIVERY_QUEUED') throw new MailroomError('EINVALID', 'delivery: DELIVERY_SYNC or DELIVERY_QUEUED');
+    if (delivery === 'DELIVERY_QUEUED') {
+      const draft = validateSendEmail(request, limits);
+      const sendAt = request.send_at === null ? undefined : fromTimestamp(request.send_at);
+      if (request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on');
+      const options = { caller, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) };
+      const status = queued !== undefined ? queued.add(draft, options) : outbox.queue(draft, options);
+      return {
+        result: status.then((s) => ({ status: 'SUCCESS', message_id: s.id, smtp_response: '', state: WIRE_STATE[s.state] })),
+        // Stored is stored: a caller that goes away does not unsend it.
+        cancel: () => undefined,
+      };
+    }
+    if (request.send_at !== null) throw new MailroomError('EINVALID', 'send_at: only with delivery DELIVERY_QUEUED');
+    const draft = validateSendEmail(request, limits);
+    const sending = mailer.send(draft, { deadline, idempotencyKey: draft.idempotencyKey, caller });
+    return {
+      result: sending.result.then((d) => ({ status: 'SUCCESS', message_id: d.messageId, smtp_response: formatReply(d.reply), state: 'MESSAGE_STATE_SENT' })),
+      cancel: () => sending.cancel(),
+    };
+  };
+
   return {
     SendMail(call, callback) {
       const open = calls.open(callback);
       if (open === undefined) return;
       const caller = callerOf(call.metadata);
-      const { delivery } = call.request;
-      if (delivery !== 'DELIVERY_SYNC' && delivery !== 'DELIVERY_QUEUED') {
-        open.fail(new MailroomError('EINVALID', 'delivery: DELIVERY_SYNC or DELIVERY_QUEUED'));
-        return;
-      }
-      if (delivery === 'DELIVERY_QUEUED') {
-        let queued;
-        try {
-          const draft = validateSendEmail(call.request, limits);
-          const sendAt = call.request.send_at === null ? undefined : fromTimestamp(call.request.send_at);
-          if (call.request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on');
-          queued = outbox.queue(draft, { caller, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) });
-        } catch (err) {
-          open.fail(err);
-          return;
-        }
-        queued.then(
-          (status) => open.ok({ status: 'SUCCESS', message_id: status.id, smtp_response: '', state: WIRE_STATE[status.state] }),
-          (err: unknown) => open.fail(err),
-        );
-        return;
-      }
-      let sending;
+      let sending: Sending;
       try {
-        if (call.request.send_at !== null) throw new MailroomError('EINVALID', 'send_at: only with delivery DELIVERY_QUEUED');
-        const draft = validateSendEmail(call.request, limits);
-        sending = mailer.send(draft, { deadline: deadlineOf(call), idempotencyKey: draft.idempotencyKey, caller });
+        sending = send(call.request, caller, deadlineOf(call));
       } catch (err) {
         open.fail(err);
         return;
       }
       call.once('cancelled', () => sending.cancel());
       sending.result.then(
-        (delivered) => open.ok({ status: 'SUCCESS', message_id: delivered.messageId, smtp_response: formatReply(delivered.reply), state: 'MESSAGE_STATE_SENT' }),
+        (response) => open.ok(response),
         (err: unknown) => {
           const status = open.fail(err);
           log.debug('SendMail failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
         },
+      );
+    },
+
+    SendMailBatch(call, callback) {
+      const open = calls.open(callback);
+      if (open === undefined) return;
+      const { messages } = call.request;
+      if (messages.length === 0 || messages.length > limits.maxBatch) {
+        open.fail(new MailroomError('EINVALID', `messages: 1 to ${limits.maxBatch} (MAX_BATCH; got ${messages.length})`));
+        return;
+      }
+      const caller = callerOf(call.metadata);
+      const deadline = deadlineOf(call);
+      // Queued messages go to the outbox together: one durable commit for all of them.
+      const queued = outbox.batch();
+      const sendings = messages.map((request): Sending => {
+        try {
+          return send(request, caller, deadline, queued);
+        } catch (err) {
+          return { result: Promise.reject(err), cancel: () => undefined };
+        }
+      });
+      queued.close();
+      call.once('cancelled', () => {
+        for (const s of sendings) s.cancel();
+      });
+      Promise.allSettled(sendings.map((s) => s.result)).then((outcomes) =>
+        open.ok({ results: outcomes.map((o) => (o.status === 'fulfilled' ? { response: o.value, code: 0, message: '', error_code: '' } : failedResult(o.reason))) }),
       );
     },
 

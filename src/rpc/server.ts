@@ -212,7 +212,11 @@ export function createGrpcServer(
   const definition = loadMailDefinition();
   const proto = loadMailProto(definition);
   const utf8 = utf8Checks(definition);
-  const admissions = new Map([['/mail.MailService/SendMail', hooks.sendMailAdmission]]);
+  // A batch is admitted as one request of its size: the same budget, the same gate.
+  const admissions = new Map([
+    ['/mail.MailService/SendMail', hooks.sendMailAdmission],
+    ['/mail.MailService/SendMailBatch', hooks.sendMailAdmission],
+  ]);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': receiveLimit(mailLimits),
     'grpc.max_send_message_length': 1_048_576,

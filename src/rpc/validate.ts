@@ -18,6 +18,8 @@ export interface MailLimits {
   /** the whole encoded message, attachments included */
   readonly maxMessageBytes: number;
   readonly maxAttachments: number;
+  /** messages in one SendMailBatch */
+  readonly maxBatch: number;
 }
 
 const IDEMPOTENCY_KEY_CHARS = 200;

@@ -16,6 +16,16 @@ import { Deliveries } from './delivery.js';
 import { dial } from './dial.js';
 import type { SessionOptions } from './options.js';
 import type { SmtpSession } from './session.js';
+import { Pace } from './pace.js';
+
+/** What the courier needs beyond dialling: the keepalive, and the bounds of the pipeline's depth. */
+export interface CourierOptions extends SessionOptions {
+  readonly keepaliveMs: number;
+  /** whole messages in flight at no distance, and at least */
+  readonly pipelineDepth: number;
+  /** and at most, however far the relay */
+  readonly pipelineDepthMax: number;
+}
 
 /** What the connection asks of its courier. */
 export type CourierRequest =
@@ -29,8 +39,8 @@ export type CourierRequest =
 /** What the courier reports. */
 export type CourierReport =
   | { type: 'LOST'; error: MailroomError }
-  /** the relay took the message (250 to its final dot or BDAT LAST) */
-  | { type: 'SENT'; job: MailJob; reply: SmtpReply }
+  /** the relay took the message (250 to its final dot or BDAT LAST); `depth`: whole messages to keep in flight now (see Pace) */
+  | { type: 'SENT'; job: MailJob; reply: SmtpReply; depth: number }
   | { type: 'SEND_FAILED'; job: MailJob; error: MailroomError }
   /** one event-loop turn after the last outcome: a close right behind the 250 has been seen */
   | { type: 'SETTLED' }
@@ -61,11 +71,13 @@ export class Courier {
   private successor: Successor | undefined;
   private readonly abort = new AbortController();
   private closed = false;
+  /** what the relay's replies say about its distance: kept across sessions, the relay does not move */
+  private readonly pace = new Pace();
 
   constructor(
     session: SmtpSession,
     /** how to dial the successor, and how long it may wait idle (the keepalive) before it is not trusted */
-    private readonly options: SessionOptions & { readonly keepaliveMs: number },
+    private readonly options: CourierOptions,
     private readonly report: (event: CourierReport) => void,
   ) {
     this.current = this.attach(session);
@@ -74,7 +86,7 @@ export class Courier {
   private attach(session: SmtpSession): Attached {
     // Subscribed before the loss listener: on a loss the deliveries fail
     // what was under way first, so LOST always precedes their outcomes.
-    const deliveries = new Deliveries(session);
+    const deliveries = new Deliveries(session, (ms, now) => this.pace.observe(ms, now));
     const unsubscribe = session.onLost((error) => this.report({ type: 'LOST', error }));
     return { session, deliveries, unsubscribe };
   }
@@ -84,7 +96,7 @@ export class Courier {
       case 'deliver': {
         const { job } = request;
         this.current.deliveries.submit(job.message.envelope, job.message.raw).then(
-          (reply) => this.report({ type: 'SENT', job, reply }),
+          (reply) => this.report({ type: 'SENT', job, reply, depth: this.pace.depth(this.options.pipelineDepth, this.options.pipelineDepthMax) }),
           (err: unknown) => this.report({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
         );
         return;

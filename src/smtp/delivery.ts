@@ -49,7 +49,11 @@ export class Deliveries {
   /** stepwise: the message before the next one has its outcome */
   private tail: Promise<void> = Promise.resolve();
 
-  constructor(private readonly session: SmtpSession) {
+  constructor(
+    private readonly session: SmtpSession,
+    /** hears how long each whole message waited for its reply (see Pace) */
+    private readonly waited: (ms: number, now: number) => void = () => undefined,
+  ) {
     session.onLost((err) => this.failAll(err));
   }
 
@@ -111,7 +115,12 @@ export class Deliveries {
     mail.then(() => {
       message.answered = true;
     }, ignore);
-    Promise.all([mail, rcpt, bdat]).then(([[m], [r], [b]]) => this.settle(message, wholeOutcome(m as SmtpReply, r as SmtpReply, b as SmtpReply)), ignore);
+    const written = performance.now();
+    Promise.all([mail, rcpt, bdat]).then(([[m], [r], [b]]) => {
+      const now = performance.now();
+      this.waited(now - written, now);
+      this.settle(message, wholeOutcome(m as SmtpReply, r as SmtpReply, b as SmtpReply));
+    }, ignore);
     return wholeMessage(from, to[0] as string, message.raw);
   }
 
