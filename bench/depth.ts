@@ -4,7 +4,7 @@
 // 100 ms; mailroom with its default (the depth follows the round trip)
 // against fixed depths of 4, 8 and 16; W=5, C=100, 2,000 mails a run,
 // interleaved, every mail counted in Postfix's own log.
-import { execFile } from 'node:child_process';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { LoadgenOptions } from './loadgen.js';
 import { atDistance, measure, startService, type Measured, type ServiceProc, type Sink } from './procs.js';
 import { type Row, type Target } from './report.js';
@@ -21,11 +21,25 @@ export interface DepthContext {
 const W = 5;
 const C = 100;
 const RTTS = [0, 20, 50, 100];
-const SCRIPT = new URL('../../../shared/tools/postfix-sink.sh', import.meta.url).pathname;
+/** where postfix-sink.sh has Postfix log (POSTFIX_LOG to say otherwise) */
+const LOG = process.env.POSTFIX_LOG ?? '/var/log/postfix-sink.log';
 
-/** Messages Postfix has delivered to its discard transport so far, from its log. */
+/** Deliveries to the discard transport in Postfix's log so far, as postfix-sink.sh counts them, reading only what was added since the last look. */
+let seen = { offset: 0, sent: 0, tail: '' };
 function postfixCount(): Promise<number> {
-  return new Promise((resolve, reject) => execFile('bash', [SCRIPT, 'count'], (err, out) => (err ? reject(err) : resolve(Number(out.trim())))));
+  const size = statSync(LOG).size;
+  if (size < seen.offset) seen = { offset: 0, sent: 0, tail: '' };
+  const fd = openSync(LOG, 'r');
+  try {
+    const chunk = Buffer.alloc(size - seen.offset);
+    readSync(fd, chunk, 0, chunk.length, seen.offset);
+    const text = seen.tail + chunk.toString('latin1');
+    const end = text.lastIndexOf('\n') + 1;
+    seen = { offset: size, sent: seen.sent + (text.slice(0, end).match(/status=sent/g)?.length ?? 0), tail: text.slice(end) };
+  } finally {
+    closeSync(fd);
+  }
+  return Promise.resolve(seen.sent);
 }
 
 /** The running Postfix as a sink the bench's helpers take. */

@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
 import { buildMime, normaliseNewlines, type MimeInput } from '../src/mail/mime.js';
 import { encodeWords, formatDate, mimeParameter } from '../src/mail/header-encoding.js';
+import { PLAIN } from '../src/mail/draft.js';
 
 const BASE: MimeInput = {
+  ...PLAIN,
   from: { name: 'Shop', address: 'shop@example.com' },
   to: [{ name: '', address: 'ann@example.com' }],
   cc: [],

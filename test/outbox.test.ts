@@ -3,13 +3,13 @@
 // CancelMessage and WatchMessages tell and steer it; a relay that refuses
 // for a while, or goes away for hours, loses nothing; a message too old
 // fails EEXPIRED. Time that matters is an injected clock, moved by the test.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { expectGrpcError, faultEnv, metadataValue, relayEnv, sendMail, startService, startSmtp, waitForPool, type RunningService } from './helpers.js';
+import { expectGrpcError, faultEnv, metadataValue, relayEnv, sendMail, startService, startSmtp, waitForPool, type RunningService, type SmtpPeer } from './helpers.js';
 import { FaultPeer, type Script } from './fault-peer.js';
 import { RelaySwitch } from './relay-switch.js';
 import { at, cancelMessage, getMessage, msOf, queue, until, watch } from './outbox-client.js';
@@ -100,11 +100,11 @@ test('a 4xx defers the message with next_attempt_at and it is retried when due; 
   assert.equal(failed.attempts, 1);
 });
 
-test('a relay away for hours loses no queued message, and on its return the backlog drains at once; past OUTBOX_MAX_AGE_SECONDS a message fails EEXPIRED', async (t) => {
+/** A service whose relay is switched off once the pool is up (the relay switch turns it back on). */
+async function relayThatGoes(t: TestContext, clock?: () => number): Promise<{ smtp: SmtpPeer; relay: RelaySwitch; svc: RunningService }> {
   const smtp = await startSmtp();
   const relay = await RelaySwitch.start(smtp.port);
-  const clock = movableClock();
-  const svc = await startService(relayEnv(relay.port, { WORKERS: '3', SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '60', SMTP_UNREACHABLE_AFTER_MS: '100' }), { clock: clock.now });
+  const svc = await startService(relayEnv(relay.port, { WORKERS: '3', SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '60', SMTP_UNREACHABLE_AFTER_MS: '100' }), clock !== undefined ? { clock } : {});
   t.after(async () => {
     await svc.close();
     await relay.off();
@@ -112,6 +112,12 @@ test('a relay away for hours loses no queued message, and on its return the back
   });
   await waitForPool(svc);
   await relay.off();
+  return { smtp, relay, svc };
+}
+
+test('a relay away for hours loses no queued message, and on its return the backlog drains at once; past OUTBOX_MAX_AGE_SECONDS a message fails EEXPIRED', async (t) => {
+  const clock = movableClock();
+  const { smtp, relay, svc } = await relayThatGoes(t, clock.now);
   // A caller waiting in SYNC mode is told the relay is gone; a queued message is stored all the same.
   await new Promise((r) => setTimeout(r, 400));
   assert.equal((await expectGrpcError(sendMail(svc, { to: 'a@example.com', subject: 'sync', body: 'b' }))).code, grpc.status.UNAVAILABLE);
@@ -132,16 +138,7 @@ test('a relay away for hours loses no queued message, and on its return the back
 });
 
 test('a relay away for a while: queued messages wait and all go when it is back', async (t) => {
-  const smtp = await startSmtp();
-  const relay = await RelaySwitch.start(smtp.port);
-  const svc = await startService(relayEnv(relay.port, { WORKERS: '3', SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '60', SMTP_UNREACHABLE_AFTER_MS: '100' }));
-  t.after(async () => {
-    await svc.close();
-    await relay.off();
-    await smtp.close();
-  });
-  await waitForPool(svc);
-  await relay.off();
+  const { smtp, relay, svc } = await relayThatGoes(t);
   const ids = await Promise.all(Array.from({ length: 150 }, (_, i) => queue(svc, { to: `u${i}@example.com`, subject: `wait ${i}`, body: 'b' }).then((r) => r.message_id)));
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(smtp.messages.length, 0);

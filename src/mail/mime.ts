@@ -6,24 +6,14 @@
 // of 76.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Address } from './address.js';
-import type { Attachment, HeaderField } from './draft.js';
+import type { Attachment, Draft } from './draft.js';
 import { encodeWords, formatAddress, formatDate, formatList, MAX_LINE, mimeParameter } from './header-encoding.js';
 
-export interface MimeInput {
+/** A draft as it is written: no Bcc (the envelope's alone), and what the service adds. */
+export interface MimeInput extends Omit<Draft, 'bcc'> {
   readonly from: Address;
-  readonly to: readonly Address[];
-  readonly cc: readonly Address[];
-  readonly replyTo: readonly Address[];
-  readonly subject: string;
-  readonly text: string;
-  readonly html: string;
   readonly messageId: string;
   readonly date: Date;
-  /** the caller's own fields, checked already (see rpc/header-fields.ts) */
-  readonly headers?: readonly HeaderField[];
-  /** List-Unsubscribe's URIs, https first */
-  readonly listUnsubscribe?: readonly string[];
-  readonly attachments?: readonly Attachment[];
 }
 
 const CRLF = '\r\n';
@@ -48,12 +38,12 @@ export function buildMime(m: MimeInput): string {
   if (m.cc.length > 0) headers.push(`Cc: ${formatList(m.cc)}`);
   if (m.replyTo.length > 0) headers.push(`Reply-To: ${formatList(m.replyTo)}`);
   headers.push(`Subject: ${encodeWords(m.subject, 'Subject: '.length)}`, `Date: ${formatDate(m.date)}`, `Message-ID: ${m.messageId}`, 'MIME-Version: 1.0');
-  const unsubscribe = m.listUnsubscribe ?? [];
+  const unsubscribe = m.listUnsubscribe;
   if (unsubscribe.length > 0) {
     headers.push(`List-Unsubscribe: ${unsubscribe.map((u) => `<${u}>`).join(`,${CRLF} `)}`);
     if (unsubscribe.some((u) => u.startsWith('https:'))) headers.push('List-Unsubscribe-Post: List-Unsubscribe=One-Click');
   }
-  for (const h of m.headers ?? []) headers.push(`${h.name}: ${encodeWords(h.value, h.name.length + 2)}`);
+  for (const h of m.headers) headers.push(`${h.name}: ${encodeWords(h.value, h.name.length + 2)}`);
   const top = bodyOf(m);
   const chunks: Chunk[] = [headers.join(CRLF) + CRLF + top.headers.join(CRLF) + CRLF + CRLF, ...top.body];
   if (chunks.every((c): c is string => typeof c === 'string')) return chunks.join('');
@@ -63,7 +53,7 @@ export function buildMime(m: MimeInput): string {
 }
 
 function bodyOf(m: MimeInput): Entity {
-  const attachments = m.attachments ?? [];
+  const { attachments } = m;
   const inline = attachments.filter((a) => a.contentId !== '');
   const attached = attachments.filter((a) => a.contentId === '');
   let body = textEntity(normaliseNewlines(m.text), 'plain');

@@ -12,7 +12,7 @@ import type { SendMailResult } from '../generated/mail/SendMailResult.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { Outbox, QueueBatch } from '../outbox/outbox.js';
 import { formatReply } from '../smtp/reply.js';
-import type { Calls } from './calls.js';
+import type { Calls, OpenCall } from './calls.js';
 import { deadlineOf } from './deadline.js';
 import { callerOf } from './auth.js';
 import { fromTimestamp, WIRE_STATE, wireStatus } from './message-status.js';
@@ -55,6 +55,20 @@ function unknownMessage(): MailroomError {
 
 export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers {
   const { mailer, outbox, calls, limits, log } = deps;
+
+  /** A call about one message: its id checked (INVALID_ARGUMENT when it is not one), then `then`. */
+  const aboutMessage = <T>(callback: grpc.sendUnaryData<T>, raw: string, then: (open: OpenCall<T>, id: string) => void): void => {
+    const open = calls.open(callback);
+    if (open === undefined) return;
+    let id: string;
+    try {
+      id = messageId(raw);
+    } catch (err) {
+      open.fail(err);
+      return;
+    }
+    then(open, id);
+  };
 
   /** One request as SendMail takes it: validated, then into the outbox (QUEUED) or to the mailer. Throws what is wrong with it. */
   const send = (request: SendEmailRequest__Output, caller: string, deadline: number, queued?: QueueBatch): Sending => {
@@ -132,38 +146,24 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     },
 
     GetMessage(call, callback) {
-      const open = calls.open(callback);
-      if (open === undefined) return;
-      let id: string;
-      try {
-        id = messageId(call.request.message_id);
-      } catch (err) {
-        open.fail(err);
-        return;
-      }
-      outbox.get(id, callerOf(call.metadata)).then(
-        (status) => (status === undefined ? open.fail(unknownMessage()) : open.ok(wireStatus(status))),
-        (err: unknown) => open.fail(err),
+      aboutMessage(callback, call.request.message_id, (open, id) =>
+        outbox.get(id, callerOf(call.metadata)).then(
+          (status) => (status === undefined ? open.fail(unknownMessage()) : open.ok(wireStatus(status))),
+          (err: unknown) => open.fail(err),
+        ),
       );
     },
 
     CancelMessage(call, callback) {
-      const open = calls.open(callback);
-      if (open === undefined) return;
-      let id: string;
-      try {
-        id = messageId(call.request.message_id);
-      } catch (err) {
-        open.fail(err);
-        return;
-      }
-      outbox.cancel(id, callerOf(call.metadata)).then(
-        (result) => {
-          if (result.kind === 'cancelled') open.ok(wireStatus(result.status));
-          else if (result.kind === 'unknown') open.fail(unknownMessage());
-          else open.fail(new MailroomError('ECANCEL', `the message is ${WIRE_STATE[result.status.state]}: only a QUEUED or DEFERRED message can be cancelled`));
-        },
-        (err: unknown) => open.fail(err),
+      aboutMessage(callback, call.request.message_id, (open, id) =>
+        outbox.cancel(id, callerOf(call.metadata)).then(
+          (result) => {
+            if (result.kind === 'cancelled') open.ok(wireStatus(result.status));
+            else if (result.kind === 'unknown') open.fail(unknownMessage());
+            else open.fail(new MailroomError('ECANCEL', `the message is ${WIRE_STATE[result.status.state]}: only a QUEUED or DEFERRED message can be cancelled`));
+          },
+          (err: unknown) => open.fail(err),
+        ),
       );
     },
 
