@@ -17,7 +17,8 @@ import type { OtpStore } from './otp/store.js';
 import type { MailJob } from './mail/job.js';
 import { Mailer } from './mail/mailer.js';
 import { Composer } from './mail/compose.js';
-import { DkimSigner, loadDkimKey } from './mail/dkim.js';
+import type { DkimSigner } from './mail/dkim.js';
+import { loadDkimKey } from './mail/dkim-key.js';
 import { MemoryBudget } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
 import { Outbox } from './outbox/outbox.js';
@@ -93,7 +94,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   if (config.otp.returnCode) log.warn('OTP_RETURN_CODE=true: codes are returned to callers. This is for tests only, never production.');
   // Read before anything starts: certificates that do not load stop boot (exit 2).
   const access = new CallerAccess(config.auth, config, log);
-  const signer = config.mail.dkim === undefined ? undefined : new DkimSigner(loadDkimKey(config.mail.dkim, config.mail.from.address));
+  const dkimKey = config.mail.dkim === undefined ? undefined : loadDkimKey(config.mail.dkim, config.mail.from.address);
+  const signer = dkimKey === undefined ? undefined : new (await import('./mail/dkim.js')).DkimSigner(dkimKey);
   const composer = new Composer(config.mail.from, config.mail.limits.maxMessageBytes, signer);
 
   const opened: Closer[] = [];

@@ -15,7 +15,7 @@ import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
 import type { ListenerLimits } from './rpc/listener.js';
 import { parseAddressList, type Address } from './mail/address.js';
-import type { DkimSettings } from './mail/dkim.js';
+import type { DkimSettings } from './mail/dkim-key.js';
 import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
 import { TokenTable } from './rpc/tokens.js';
 import { isLoopback } from './rpc/peer.js';
