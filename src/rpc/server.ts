@@ -10,8 +10,8 @@ import type { MailServiceHandlers } from '../generated/mail/MailService.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import { loadMailDefinition, loadMailProto } from './proto.js';
 import { utf8Checks } from './utf8-fields.js';
-import { Arrival, deferring, isTicket, Pacer, Undecodable, type Admission } from './admission.js';
-import type { Ticket } from '../mail/memory-budget.js';
+import { deferring, Undecodable, type Admission } from './admission.js';
+import { callGuard } from './call-guard.js';
 import { toServiceError } from './status.js';
 import { callerOf } from './auth.js';
 import { MAX_FILENAME_CHARS } from './attachments.js';
@@ -97,105 +97,6 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, d
     };
   }
   return out as H;
-}
-
-/**
- * Every call's guard: it ends a call whose request has not fully arrived
- * `ms` after it began (a client that opens a stream and stops sending must
- * not hold the request's buffers for ever); admits a request to the memory
- * budget before it is decoded (RESOURCE_EXHAUSTED, never decoded, when it
- * does not fit); decodes a large one and hands it to its handler through
- * the pacer; and gives the request's share back when the call ends.
- */
-function callGuard(ms: number, admissions: ReadonlyMap<string, Admission>): grpc.ServerInterceptor {
-  const pacer = new Pacer();
-  return (method, call) => {
-    const admission = admissions.get(method.path);
-    let timer: NodeJS.Timeout | undefined;
-    let arrival: Arrival | undefined;
-    /** the share held while the request arrives, then the request's own */
-    let ticket: Ticket | undefined;
-    /** the half-close, while a paced message waits for its turn */
-    let halfClose: (() => void) | undefined;
-    let paced = false;
-    let ended = false;
-    /** gives back the call's place among the arriving requests, or leaves the line for one */
-    let leaveGate: (() => void) | undefined;
-    const end = (): void => {
-      ended = true;
-      leaveGate?.();
-      clearTimeout(timer);
-      ticket?.release();
-      arrival?.drop();
-    };
-    const refuse = (error: MailroomError): void => {
-      intercepting.sendStatus(toServiceError(error) as grpc.StatusObject);
-    };
-    const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
-      start: (next) =>
-        next({
-          onReceiveMetadata: (metadata, nextMetadata) => {
-            const early = admission?.early();
-            if (early !== undefined && !isTicket(early)) {
-              // Its request is never read: the stream stays paused, its body unsent beyond a flow-control window.
-              refuse(early);
-              return;
-            }
-            ticket = early;
-            const go = (): void => {
-              timer = setTimeout(() => {
-                intercepting.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `the request did not arrive within ${ms} ms` });
-              }, ms);
-              nextMetadata(metadata);
-            };
-            if (admission === undefined) go();
-            else leaveGate = admission.gate.enter(go);
-          },
-          onReceiveMessage: (message, nextMessage) => {
-            clearTimeout(timer);
-            if (!(message instanceof Arrival)) {
-              nextMessage(message);
-              return;
-            }
-            arrival = message;
-            leaveGate?.();
-            if (admission !== undefined) {
-              ticket?.release();
-              const admitted = admission.admit(message.size);
-              if (!isTicket(admitted)) {
-                ticket = undefined;
-                refuse(admitted);
-                return;
-              }
-              ticket = admitted;
-            }
-            if (!message.large) {
-              nextMessage(message.open());
-              return;
-            }
-            paced = true;
-            pacer.run(() => {
-              paced = false;
-              // A caller gone while it waited is not worth decoding for.
-              if (ended) return;
-              nextMessage(message.open());
-              halfClose?.();
-            });
-          },
-          onReceiveHalfClose: (next) => {
-            if (ended) return;
-            if (paced) halfClose = next;
-            else next();
-          },
-          onCancel: end,
-        }),
-      sendStatus: (status, next) => {
-        end();
-        next(status);
-      },
-    });
-    return intercepting;
-  };
 }
 
 export function createGrpcServer(
