@@ -248,7 +248,9 @@ export const smtpConnectionMachine = setup({
       enqueue.sendTo('courier', { type: 'predial' } satisfies CourierRequest);
     }),
     /** The round trip, as the courier measures it, sets how many whole messages this connection takes at once. */
-    learnDepth: assign((_, params: { depth: number }) => ({ depth: params.depth })),
+    learnDepth: ({ context }, params: { depth: number }) => {
+      context.depth = params.depth;
+    },
     /** The job's outcome is in: the connection no longer holds it (it reports it next). */
     letGo: ({ context }, params: { job: MailJob }) => {
       const i = context.held.indexOf(params.job);
