@@ -80,11 +80,12 @@ export async function depthScenarios(ctx: DepthContext): Promise<{ targets: Targ
           const before = await postfixCount();
           const load: LoadgenOptions = { target: `127.0.0.1:${svc.port}`, method: 'SendMail', concurrency: C, warmup: 200, count };
           const m: Measured = await measure('loadgen.js', load, { serverPid: svc.pid });
-          (rows.get(`${p.id}@${rtt}`) as Row).reps.push(m);
           // Postfix logs a delivery once its queue manager has moved it on: give it a moment, then every mail must be there.
-          const want = before + m.ok + 200;
+          const want = before + m.ok + load.warmup;
           for (let i = 0; i < 100 && (await postfixCount()) < want; i++) await new Promise((res) => setTimeout(res, 100));
-          uncounted += Math.max(0, want - (await postfixCount()));
+          const logged = await postfixCount();
+          uncounted += Math.max(0, want - logged);
+          (rows.get(`${p.id}@${rtt}`) as Row).reps.push({ ...m, sinkAccepted: logged - before - load.warmup });
         }
       }
     }

@@ -274,7 +274,7 @@ export interface Measured extends LoadResult {
   readonly sinkCpuMicros: number | undefined;
 }
 
-export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js', options: object, edges: { sink?: Sink; serverPid?: number }): Promise<Measured> {
+export async function measure(script: 'loadgen.js' | 'nodemailer-runner.js' | 'bare-smtp-runner.js', options: object, edges: { sink?: Sink; serverPid?: number }): Promise<Measured> {
   const child = track(fork(join(HERE, script), [JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   let sink0 = 0;
   let cpu0 = 0;

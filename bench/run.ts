@@ -128,6 +128,7 @@ async function main(): Promise<void> {
       const pool = row(`nodemailer-pool5-c${c}`, `nodemailer pool maxConnections=5, C=${c}`, true);
       const per = row(`nodemailer-per-message-c${c}`, `nodemailer new connection per message, C=${c}`, true);
       const floor = row(`grpc-floor-sendmail-c${c}`, `bare grpc-js answering SendMail at once (floor, no SMTP), C=${c}`, false);
+      const bareSmtp = row(`bare-smtp-c${c}`, `bare SMTP path: Node TLS, 5 connections, pipelined, no gRPC (floor), C=${c}`, true);
       for (let rep = 0; rep < REPS; rep++) {
         log(`C=${c} rep ${rep + 1}: bare grpc-js`);
         floor.reps.push(await measure('loadgen.js', { target: `127.0.0.1:${bare.port}`, method: 'SendMail', concurrency: c, warmup: N.mailWarm, count: N.mail }, { serverPid: bare.pid }));
@@ -137,6 +138,8 @@ async function main(): Promise<void> {
           log(`C=${c} rep ${rep + 1}: the Go service`);
           await sendMailRun(go, seed, sink, c);
         }
+        log(`C=${c} rep ${rep + 1}: bare SMTP path`);
+        bareSmtp.reps.push(await measure('bare-smtp-runner.js', { port: sink.port, ca: pki.ca, connections: 5, concurrency: c, warmup: N.mailWarm, count: N.mail }, { sink }));
         log(`C=${c} rep ${rep + 1}: nodemailer pool`);
         await nodemailerRun(pool, sink, { tls: true, ca: pki.ca, pool: true, maxConnections: 5, concurrency: c });
         log(`C=${c} rep ${rep + 1}: nodemailer per message`);
@@ -147,6 +150,7 @@ async function main(): Promise<void> {
         ...(go !== undefined ? [{ label: `the Go service SendMail, C=${c}`, value: summarise(go).cpuPerCallUs, group: 2 }] : []),
         { label: `nodemailer pool (its process), C=${c}`, value: summarise(pool).cpuPerCallUs, group: 3 },
         { label: `bare grpc-js answering at once, C=${c}`, value: summarise(floor).cpuPerCallUs, group: 6 },
+        { label: `bare SMTP path (Node TLS, pipelined), C=${c}`, value: summarise(bareSmtp).cpuPerCallUs, group: 5 },
       );
       if (go !== undefined) unaryGo.push(summarise(go).cpuPerCallUs);
       const rp = ratio(`mailroom W=5 / nodemailer pool 5, C=${c}`, mr, pool);
@@ -156,7 +160,8 @@ async function main(): Promise<void> {
       targets.push({ name: `SendMail W=5 C=${c} p99 vs pool`, figure: `${rp.p99.toFixed(2)}×`, limit: '≤ 1.00×', holds: rp.p99 <= 1 });
       const cpu = summarise(mr).cpuPerCallUs;
       targets.push({ name: `mailroom CPU per delivered mail, TLS+AUTH, C=${c}`, figure: `${cpu} µs`, limit: '≤ 250 µs', holds: cpu <= 250 });
-      extra.push([`C=${c}: CPU per call of grpc-js alone (the floor) / mailroom's per mail`, `${summarise(floor).cpuPerCallUs} / ${cpu} µs`]);
+      const floors = summarise(floor).cpuPerCallUs + summarise(bareSmtp).cpuPerCallUs;
+      extra.push([`C=${c}: CPU of grpc-js alone + the bare SMTP path (the floors) / mailroom's per mail`, `${summarise(floor).cpuPerCallUs} + ${summarise(bareSmtp).cpuPerCallUs} = ${floors} / ${cpu} µs`]);
       if (go !== undefined) {
         const rg = ratio(`mailroom W=5 / the Go service W=5, C=${c}`, mr, go);
         ratios.push(rg);
@@ -164,6 +169,7 @@ async function main(): Promise<void> {
         const cpuGo = summarise(go).cpuPerCallUs;
         const perRep = mr.reps.map((m, i) => cpuPerCall(m, true) / cpuPerCall(go.reps[i] as Measured, true));
         const cpuRatio = median(perRep);
+        extra.push([`C=${c}: the floors alone / the Go service's whole cost per mail`, `${(floors / cpuGo).toFixed(2)}× (budget at 1.5×: ${Math.round(1.5 * cpuGo)} µs, ${Math.round(1.5 * cpuGo - floors)} µs above the floors)`]);
         targets.push({
           name: `CPU per mail vs the Go service, C=${c}: ${cpu} vs ${cpuGo} µs (reps: ${perRep.map((x) => x.toFixed(2)).join(', ')})`,
           figure: `${cpuRatio.toFixed(2)}×`,
