@@ -66,7 +66,13 @@ function goodClient(svc: RunningService) {
 }
 
 test('100 sessions that keep one refused call each and a flood of silent sockets from one address: all closed or refused in time, a caller with a token served throughout', async (t) => {
-  const HANDSHAKE = 600;
+  // Long enough that a socket refused at once (closed within HANDSHAKE / 2)
+  // cannot be mistaken for one held to the timeout even when another test
+  // run holds the other core and 300 connects queue behind each other.
+  const HANDSHAKE = 2000;
+  // Closed by the handshake timeout, not the 300 s idle timeout: the slack is
+  // for a loaded machine, where 400 sessions take seconds to set up.
+  const CLOSED_WITHIN = HANDSHAKE + 5000;
   const svc = await service(t, { MAX_GRPC_CONNECTIONS: '200', MAX_GRPC_CONNECTIONS_PER_PEER: '60', GRPC_HANDSHAKE_TIMEOUT_MS: String(HANDSHAKE) });
   const port = svc.service.port;
   const good = goodClient(svc);
@@ -88,11 +94,11 @@ test('100 sessions that keep one refused call each and a flood of silent sockets
   assert.deepEqual([...new Set(during)], [grpc.status.OK], 'every call of the caller with a token was answered');
 
   const lived = await Promise.all(hoarders.map((h) => h.closed));
-  for (const ms of lived) assert.ok(ms < HANDSHAKE + 1500, `a session with only a refused call lived ${ms} ms`);
+  for (const ms of lived) assert.ok(ms < CLOSED_WITHIN, `a session with only a refused call lived ${ms} ms`);
   const silentLived = await Promise.all(flood);
   const atOnce = silentLived.filter((ms) => ms < HANDSHAKE / 2).length;
   assert.ok(atOnce >= 240, `${atOnce} of 300 silent sockets from one address were refused at once (60 may be held)`);
-  for (const ms of silentLived) assert.ok(ms < HANDSHAKE + 1500, `a silent socket lived ${ms} ms`);
+  for (const ms of silentLived) assert.ok(ms < CLOSED_WITHIN, `a silent socket lived ${ms} ms`);
   assert.equal(await good.call(), grpc.status.OK);
 });
 

@@ -343,13 +343,15 @@ test('implicit TLS: the connect deadline ends at the TCP connect, the session ou
   const pki = testPki();
   const smtp = await startSmtp({ secure: pki.server });
   const svc = await startService(
-    relayEnv(smtp.port, { WORKERS: '1', EMAIL_TLS: 'implicit', EMAIL_CA_FILE: pki.caFile, SMTP_CONNECT_TIMEOUT_MS: '50', SMTP_KEEPALIVE_MS: '60000' }),
+    relayEnv(smtp.port, { WORKERS: '1', EMAIL_TLS: 'implicit', EMAIL_CA_FILE: pki.caFile, SMTP_CONNECT_TIMEOUT_MS: '400', SMTP_KEEPALIVE_MS: '60000' }),
   );
   t.after(async () => {
     await svc.close();
     await smtp.close();
   });
-  await sleep(150);
+  // Past the connect deadline, which is long enough that a busy machine
+  // still connects on loopback within it.
+  await sleep(800);
   assert.equal((await sendMail(svc, mail('implicit-tls'))).status, 'SUCCESS');
   assert.equal(smtp.connections.length, 1, 'the one connection lived past the connect deadline');
 });
