@@ -22,7 +22,6 @@ import { loadDkimKey } from './mail/dkim-key.js';
 import { MemoryBudget } from './mail/memory-budget.js';
 import { IdempotencyCache } from './mail/idempotency.js';
 import { Outbox } from './outbox/outbox.js';
-import type { OutboxRequest } from './outbox/requests.js';
 import type { OutboxStore } from './outbox/store.js';
 import type { RedisLink } from './redis/client.js';
 import type { SharedState } from './redis/shared-state.js';
@@ -181,10 +180,10 @@ async function openOutbox(config: Config, log: Logger, shared: SharedState | und
     if (shared === undefined) throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: needs REDIS_URL');
     // Boot waits for Redis here: without its store no queued message could be taken.
     await shared.link.ready$();
-    return shared.outbox({ leaseMs: outbox.leaseMs, maxBytes: outbox.maxBytes, retentionMs: outbox.retentionMs, maxAgeMs: outbox.maxAgeMs });
+    return shared.outbox(outbox);
   }
   const { openSqliteOutbox } = await import('./outbox/open-sqlite.js');
-  return openSqliteOutbox(outbox.path, outbox.maxBytes, log.child({ component: 'outbox' }), onCommit);
+  return openSqliteOutbox({ path: outbox.path, settings: outbox, acceptDamaged: outbox.acceptDamaged, log: log.child({ component: 'outbox' }), ...(onCommit !== undefined ? { onCommit } : {}) });
 }
 
 async function openMetrics(config: Config): Promise<PrometheusMetrics | undefined> {
@@ -246,13 +245,12 @@ function startActors(
   if (inspection !== undefined) inspection.onBroken = (err) => log.error('inspection failed and is off; the actors go on', { reason: err.message, stack: err.stack });
 
   const jobs$ = new Subject<MailJob>();
-  const outbox$ = new Subject<OutboxRequest>();
   const supervisor = createActor(options.machines?.supervisor ?? supervisorMachine, {
     id: 'supervisor',
     ...inspect,
     input: {
       jobs$,
-      outbox: { store: outboxStore, requests$: outbox$, settings: config.outbox },
+      outbox: { store: outboxStore, settings: config.outbox },
       log: log.child({ component: 'smtp' }),
       now,
       options: {
@@ -272,14 +270,18 @@ function startActors(
     },
   });
   supervisor.on('pool.health', (e) => health.relay(e.up));
+  supervisor.on('outbox.health', (e) => {
+    health.outbox(e.up);
+    metrics.outboxStore(e.up);
+  });
   supervisor.on('conn.lost', () => metrics.reconnect());
-  supervisor.on('outbox.settled', ({ job, error }) => (error === undefined ? metrics.delivered(job, { messageId: job.message.messageId, reply: { code: 250, enhanced: undefined, text: '' }, attempts: job.attempts }) : metrics.failed(job, error)));
+  supervisor.on('outbox.attempted', ({ job, error }) => metrics.outboxAttempt(job, error));
   supervisor.start();
 
   const budget = new MemoryBudget(config.intake.maxBytes);
   const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock);
   const mailer = new Mailer(jobs$, composer, budget, idempotency, metrics);
-  const outbox = new Outbox(outboxStore, outbox$, config.outbox, composer, now);
+  const outbox = new Outbox(outboxStore, config.outbox, composer, now);
   if (inspection !== undefined) outboxStore.onEvents((events) => inspection.messages(events));
   const otpStore = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(config.otp);
   metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
@@ -314,7 +316,6 @@ function startActors(
       if (done.status === 'error') otp.stop();
       else await waitFor(otp, (s) => s.status !== 'active', { timeout: Infinity });
       jobs$.complete();
-      outbox$.complete();
     },
   };
 }
@@ -325,8 +326,8 @@ function startActors(
  * NOT_SERVING, and calls fail at once with the relay's error).
  */
 async function firstDials(supervisor: SupervisorActor, relay: { host: string; port: number }, log: Logger): Promise<void> {
-  const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches('starting'), { timeout: Infinity });
-  if (first.matches({ serving: { pool: 'down' } })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
+  const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches({ running: { delivery: 'starting' } }), { timeout: Infinity });
+  if (first.matches({ running: { delivery: { serving: { pool: 'never' } } } })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
 }
 
 /** Both services on the gRPC port, with health and reflection, behind the interceptors and the listener's limits. */

@@ -10,7 +10,7 @@ import type { PoolSettings } from './actors/supervisor.js';
 import type { OtpOptions } from './actors/otp.js';
 import type { OtpLimits } from './otp/store.js';
 import type { OtpRateLimits } from './rpc/otp-caps.js';
-import type { OutboxSettings } from './outbox/requests.js';
+import type { OutboxSettings } from './outbox/settings.js';
 import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
 import type { ListenerLimits } from './rpc/listener.js';
@@ -81,6 +81,8 @@ export interface Config {
     readonly path: string;
     /** redis: how long a replica's claim on a message holds before another may take it over */
     readonly leaseMs: number;
+    /** OUTBOX_ACCEPT_DAMAGED: start on a damaged WAL, logging what is dropped */
+    readonly acceptDamaged: boolean;
   };
   readonly otp: OtpOptions &
     OtpLimits &
@@ -317,6 +319,8 @@ export function loadConfig(env: Env): Config {
       maxDelayMs: seconds('OUTBOX_MAX_DELAY_SECONDS', 7 * DAY_SECONDS, 0, 365 * DAY_SECONDS),
       maxBytes: r.int('OUTBOX_MAX_BYTES', 1024 * MIB, MIB, 1024 * 1024 * MIB),
       leaseMs: seconds('OUTBOX_LEASE_SECONDS', 60, 1, DAY_SECONDS),
+      storeBackoffMaxMs: r.int('OUTBOX_STORE_BACKOFF_MAX_MS', 5_000, 100, 600_000),
+      acceptDamaged: r.bool('OUTBOX_ACCEPT_DAMAGED', false),
     },
     otp: {
       lifespanMs: seconds('OTP_LIFESPAN_SECONDS', 120, 1, DAY_SECONDS),

@@ -1,5 +1,7 @@
-// One winston root logger; components take children with their ids.
+// One winston root logger; components take children with their ids. A
+// line that repeats is written at most once a second (lib/repeats.ts).
 import winston from 'winston';
+import { RepeatLimiter } from './lib/repeats.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -25,11 +27,24 @@ export interface LoggerOptions {
   readonly stream?: NodeJS.WritableStream;
 }
 
+/** Levels whose repeats are held back. */
+const LIMITED: ReadonlySet<string> = new Set(['error', 'warn', 'info', 'http']);
+
+/** Marks a summary line of the limiter's own, which it lets through. */
+const SUMMARY = Symbol('summary');
+
 export function createLogger(options: LoggerOptions): winston.Logger {
+  let write: ((entry: winston.LogEntry) => void) | undefined;
+  const limiter = new RepeatLimiter(({ level, message, component, held, seconds }) =>
+    write?.({ level, message: `… ${held.toLocaleString('en')} more in the last ${seconds} s: ${message}`, repeated: held, ...(component !== undefined ? { component } : {}), [SUMMARY]: true }),
+  );
+  // Debug lines are asked for when diagnosing, one per job: they are all written.
+  const repeats = winston.format((info) => ((info as Record<symbol, unknown>)[SUMMARY] === true || !LIMITED.has(info.level) || limiter.allow(info) ? info : false));
   const format =
     options.format === 'json'
-      ? winston.format.combine(redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
+      ? winston.format.combine(repeats(), redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
       : winston.format.combine(
+          repeats(),
           redact(),
           winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
           winston.format.colorize(),
@@ -59,5 +74,6 @@ export function createLogger(options: LoggerOptions): winston.Logger {
   for (const level of Object.keys(logger.levels)) {
     if (options.silent === true || !logger.isLevelEnabled(level)) (logger as unknown as Record<string, unknown>)[level] = off;
   }
+  write = (entry) => logger.log(entry);
   return logger;
 }

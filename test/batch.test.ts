@@ -4,15 +4,13 @@
 // QUEUED messages stored together.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Subject } from 'rxjs';
 import * as grpc from '@grpc/grpc-js';
 import { expectGrpcError, refusingRecipients, relayEnv, sendMail, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
 import { until } from './outbox-client.js';
 import type { SendMailBatchRequest } from '../src/generated/mail/SendMailBatchRequest.js';
 import type { SendMailBatchResponse__Output } from '../src/generated/mail/SendMailBatchResponse.js';
 import { Outbox } from '../src/outbox/outbox.js';
-import type { OutboxRequest } from '../src/outbox/requests.js';
-import type { OutboxStore } from '../src/outbox/store.js';
+import type { NewMessage, OutboxStore } from '../src/outbox/store.js';
 import { Composer } from '../src/mail/compose.js';
 import { PLAIN } from '../src/mail/draft.js';
 import { DkimSigner } from '../src/mail/dkim.js';
@@ -98,20 +96,14 @@ test('the messages of a batch reach the store in one go, so that they share one 
   // Signatures are made in libuv's pool and come back one by one.
   const signer = new DkimSigner({ domain: 'example.com', selector: 's', algorithm: 'rsa-sha256', key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
   const seen: number[] = [];
-  const requests$ = new Subject<OutboxRequest>();
-  // What the supervisor's feed does: what arrives before the next microtask is one event.
-  let pending = 0;
-  requests$.subscribe((r) => {
-    if (pending === 0) {
-      queueMicrotask(() => {
-        seen.push(pending);
-        pending = 0;
-      });
-    }
-    pending++;
-    if (r.type === 'accept') r.reply.resolve({ kind: 'accepted', status: { id: r.message.id, state: 'queued', attempts: 0, lastResponse: '', errorCode: '', acceptedAt: 0, updatedAt: 0, nextAttemptAt: 0 } });
-  });
-  const outbox = new Outbox({} as OutboxStore, requests$, { maxDelayMs: 60_000, maxAgeMs: 60_000, retryBaseMs: 1, retryMaxMs: 1, retentionMs: 1, maxBytes: 1_000_000 }, new Composer({ name: '', address: 'from@example.com' }, 1_000_000, signer));
+  // A store that says what it was handed in each call: one accept() is one commit.
+  const store = {
+    accept: (messages: readonly NewMessage[]) => {
+      seen.push(messages.length);
+      return Promise.resolve(messages.map((m) => ({ kind: 'accepted' as const, status: { id: m.id, state: 'queued' as const, attempts: 0, lastResponse: '', errorCode: '', acceptedAt: 0, updatedAt: 0, nextAttemptAt: 0 } })));
+    },
+  } as Partial<OutboxStore> as OutboxStore;
+  const outbox = new Outbox(store, { maxDelayMs: 60_000, maxAgeMs: 60_000 }, new Composer({ name: '', address: 'from@example.com' }, 1_000_000, signer));
   const b = outbox.batch();
   const all = Array.from({ length: 25 }, (_, i) => b.add({ ...PLAIN, to: [{ name: '', address: `u${i}@example.com` }], subject: `s${i}`, text: 't' }, { caller: '' }));
   b.close();

@@ -23,13 +23,15 @@ test('a chart names every state, every transition with its event and guard, dela
     s.children.forEach(walk);
   };
   walk(chart.root);
-  for (const id of ['supervisor.starting', 'supervisor.serving.pool.up', 'supervisor.serving.pool.degraded', 'supervisor.serving.pool.down.unreachable', 'supervisor.serving.jobs.backlogged', 'supervisor.serving.outbox.claiming', 'supervisor.draining', 'supervisor.stopped']) {
+  const d = 'supervisor.running.delivery';
+  for (const id of [`${d}.starting`, `${d}.serving.pool.never.unreachable`, `${d}.serving.pool.up`, `${d}.serving.pool.degraded`, `${d}.serving.pool.down.unreachable`, `${d}.serving.jobs.backlogged`, 'supervisor.running.outbox.failing', `${d}.draining`, 'supervisor.stopped']) {
     assert.ok(ids.includes(id), id);
   }
   const labels = chart.edges.map((e) => `${e.source} -${e.label}-> ${e.target}`);
-  assert.ok(labels.includes('supervisor.starting -always [allUp]-> supervisor.serving.pool.up'));
-  assert.ok(labels.includes('supervisor.draining -after shutdownTimeout-> supervisor.closing'));
-  assert.ok(labels.includes('supervisor.serving -shutdown-> supervisor.draining'));
+  assert.ok(labels.includes(`${d}.starting -always [allUp]-> ${d}.serving.pool.up`), labels.join('\n'));
+  assert.ok(labels.includes(`${d}.draining -after shutdownTimeout-> supervisor.closing`));
+  assert.ok(labels.includes(`${d} -shutdown-> ${d}.draining`));
+  assert.ok(labels.includes('supervisor.running.outbox.failing -after storeBackoff-> supervisor.running.outbox.recovering'));
   const connection = chartOf(smtpConnectionMachine);
   const edges = connection.edges.map((e) => `${e.source} -${e.label}-> ${e.target}`);
   assert.ok(edges.includes('smtpConnection.connecting -done: dial-> smtpConnection.authenticated'));

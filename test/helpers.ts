@@ -346,7 +346,7 @@ export function faultEnv(port: number, extra: Record<string, string> = {}): Reco
 export async function waitForPool(svc: RunningService, timeoutMs = 5000): Promise<void> {
   const { supervisor } = svc.service;
   try {
-    await waitFor(supervisor, (s) => s.matches({ serving: { pool: 'up' } }), { timeout: timeoutMs });
+    await waitFor(supervisor, (s) => s.matches({ running: { delivery: { serving: { pool: 'up' } } } }), { timeout: timeoutMs });
   } catch {
     throw new Error(`the pool was not fully up within ${timeoutMs} ms`);
   }
@@ -365,6 +365,28 @@ export function prng(seed: number): () => number {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Resolves with what `attempt` gives once it gives something (a value, or
+ * true for a condition) without throwing, trying every 20 ms for at most
+ * `timeoutMs`; then fails with `what` and the last reason. The one way a
+ * test waits for a condition: no fixed sleeps, no hand-rolled loops.
+ */
+export async function eventually<T>(attempt: () => T | Promise<T>, timeoutMs: number, what: string): Promise<Exclude<T, false | undefined>> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await attempt();
+      if (value !== false && value !== undefined) return value as Exclude<T, false | undefined>;
+      last = value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() >= end) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : String(last)})`);
+    await sleep(20);
+  }
+}
 
 /** A loopback port nothing listens on (the OS handed it out and it was closed again). */
 export async function closedPort(): Promise<number> {

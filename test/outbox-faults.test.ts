@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import { simpleParser } from 'mailparser';
-import { expectGrpcError, faultEnv, once, relayEnv, spawnService, startService, startSmtp } from './helpers.js';
+import { eventually, expectGrpcError, faultEnv, once, relayEnv, spawnService, startService, startSmtp } from './helpers.js';
 import { FaultPeer } from './fault-peer.js';
 import { startProcess } from './process.js';
 import { cancelMessage, getMessage, queue, until } from './outbox-client.js';
@@ -105,7 +105,7 @@ test('a full disk (a small tmpfs): QUEUED SendMail is refused, nothing accepted 
   });
   // The relay holds every message: what is accepted stays in the outbox.
   const peer = await FaultPeer.start({ script: (c) => (c.stage === 'dot' ? { delay: 60_000 } : undefined) });
-  const svc = await startService(faultEnv(peer.port, { WORKERS: '1', OUTBOX_PATH: join(mount, 'outbox.db'), SMTP_DATA_TIMEOUT_MS: '120000' }));
+  const svc = await startService(faultEnv(peer.port, { WORKERS: '1', OUTBOX_PATH: join(mount, 'outbox.db'), SMTP_DATA_TIMEOUT_MS: '120000', OUTBOX_STORE_BACKOFF_MAX_MS: '1000' }));
   t.after(async () => {
     await svc.close();
     await peer.close();
@@ -128,7 +128,8 @@ test('a full disk (a small tmpfs): QUEUED SendMail is refused, nothing accepted 
   assert.ok(accepted.length > 0);
   for (const id of accepted) assert.equal((await getMessage(svc, id)).state.startsWith('MESSAGE_STATE_'), true);
   rmSync(filler);
-  const after = await queue(svc, { to: 'ann@example.com', subject: 'space again', body: 'b' });
+  // The store is probed again within its backoff (OUTBOX_STORE_BACKOFF_MAX_MS, 1 s here) of space returning.
+  const after = await eventually(() => queue(svc, { to: 'ann@example.com', subject: 'space again', body: 'b' }), 2500, 'acceptance resumed');
   assert.equal(after.state, 'MESSAGE_STATE_QUEUED');
   // Every message accepted before is still there, with its text.
   for (const id of accepted) assert.notEqual((await getMessage(svc, id)).state, 'MESSAGE_STATE_FAILED');

@@ -25,7 +25,7 @@ async function rig(t: { after: (fn: () => Promise<void>) => void }, env: Record<
 
 /** Resolves once the pool is down and every connection's last dial was refused (calls would fail at once, were it not for the threshold). */
 function everyDialRefused(svc: RunningService, state: 'redialling' | 'unreachable', timeoutMs = 5000): Promise<unknown> {
-  return waitFor(svc.service.supervisor, (s) => s.matches({ serving: { pool: { down: state } } }) && s.context.pool.unreachable, { timeout: timeoutMs });
+  return waitFor(svc.service.supervisor, (s) => s.matches({ running: { delivery: { serving: { pool: { down: state } } } } }) && s.context.pool.unreachable, { timeout: timeoutMs });
 }
 
 test('a relay restart shorter than SMTP_UNREACHABLE_AFTER_MS: the call that came meanwhile waits and is delivered', async (t) => {

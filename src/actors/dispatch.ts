@@ -7,12 +7,13 @@ import type { JobLedger } from './job-ledger.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
-type DispatchState = Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket' | 'tickScheduled'>;
+type DispatchState = Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket'>;
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
 export interface DispatchEffects {
   give(ref: SmtpConnectionActor, job: MailJob): void;
-  tickIn(ms: number): void;
+  /** the rate limit lets the next job go in `ms` */
+  pace(ms: number): void;
 }
 
 export function fail(job: MailJob, code: MailroomError['code'], message: string, cause?: MailroomError): void {
@@ -44,10 +45,7 @@ export function dispatch(state: DispatchState, effects: DispatchEffects): void {
       if (!pool.hasIdle) return;
       const wait = bucket.take(now);
       if (wait > 0) {
-        if (!state.tickScheduled) {
-          state.tickScheduled = true;
-          effects.tickIn(wait);
-        }
+        effects.pace(wait);
         return;
       }
     }
@@ -55,6 +53,18 @@ export function dispatch(state: DispatchState, effects: DispatchEffects): void {
     if (cid === undefined) return;
     effects.give(pool.ref(cid), ledger.hand(cid));
   }
+}
+
+/**
+ * How many outbox messages the connections could start now, beyond the
+ * jobs already waiting for them: what the outbox may claim (SENDING means
+ * held by a connection). Under a rate limit, jobs go one at a time to idle
+ * connections only.
+ */
+export function room(state: Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket'>): number {
+  const { ledger, pool, bucket } = state;
+  if (ledger.queued > 0) return 0;
+  return bucket === undefined ? pool.free : pool.idleCount;
 }
 
 /** Fails what a caller waited on too long: past its deadline, or longer than QUEUE_TIMEOUT_MS (an outbox job waits as long as it must). */

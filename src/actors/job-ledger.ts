@@ -24,10 +24,16 @@ export class JobLedger {
   private readonly retrying = new Set<MailJob>();
   private readonly holdings = new Map<string, MailJob[]>();
   private held = 0;
+  private durableQueued = 0;
 
   /** jobs waiting for a connection, both lanes */
   get queued(): number {
     return this.back.length + this.fresh.length;
+  }
+
+  /** of those, jobs from the outbox */
+  get queuedDurable(): number {
+    return this.durableQueued;
   }
 
   get waitingRetry(): number {
@@ -50,8 +56,7 @@ export class JobLedger {
 
   /** A new job joins the end of the queue. */
   admit(job: MailJob): void {
-    job.place = 'queued';
-    this.fresh.push(job);
+    this.enqueue(job, this.fresh);
   }
 
   /** The job dispatch would take next. */
@@ -61,14 +66,14 @@ export class JobLedger {
 
   /** Takes the head of the queue out of the supervisor's hands (it is settled, or about to be). */
   drop(): MailJob | undefined {
-    const job = this.back.length > 0 ? this.back.shift() : this.fresh.shift();
+    const job = this.dequeue();
     if (job !== undefined) this.leave(job);
     return job;
   }
 
   /** The head of the queue goes to connection `cid`. */
   hand(cid: string): MailJob {
-    const job = (this.back.length > 0 ? this.back.shift() : this.fresh.shift()) as MailJob;
+    const job = this.dequeue() as MailJob;
     job.place = 'held';
     job.holder = cid;
     let held = this.holdings.get(cid);
@@ -90,8 +95,7 @@ export class JobLedger {
   /** Its connection gave it back before the relay saw it: to the returning lane. */
   giveBack(job: MailJob): void {
     this.unhold(job);
-    job.place = 'queued';
-    this.back.push(job);
+    this.enqueue(job, this.back);
   }
 
   /** Its connection reported a failure worth retrying: it waits out a backoff. */
@@ -104,17 +108,13 @@ export class JobLedger {
   /** Its backoff is over: to the returning lane. False when it was failed meanwhile (shutdown). */
   retryDue(job: MailJob): boolean {
     if (!this.retrying.delete(job)) return false;
-    job.place = 'queued';
-    this.back.push(job);
+    this.enqueue(job, this.back);
     return true;
   }
 
   /** The jobs a connection whose actor died held (it can report nothing): to the returning lane, oldest first. */
   reclaim(cid: string): void {
-    for (const job of this.forfeit(cid)) {
-      job.place = 'queued';
-      this.back.push(job);
-    }
+    for (const job of this.forfeit(cid)) this.enqueue(job, this.back);
   }
 
   /** The jobs a connection whose actor died held, out of the supervisor's hands. */
@@ -133,7 +133,10 @@ export class JobLedger {
   /** Removes the queued jobs for which `drop` is true, keeping the order of the rest. */
   removeQueued(drop: (job: MailJob) => boolean): MailJob[] {
     const removed = [...this.back.removeWhere(drop), ...this.fresh.removeWhere(drop)];
-    for (const job of removed) this.leave(job);
+    for (const job of removed) {
+      if (job.durable !== undefined) this.durableQueued--;
+      this.leave(job);
+    }
     return removed;
   }
 
@@ -144,6 +147,19 @@ export class JobLedger {
     for (const job of jobs) this.leave(job);
     for (let job = this.drop(); job !== undefined; job = this.drop()) jobs.push(job);
     return jobs;
+  }
+
+  private enqueue(job: MailJob, lane: Deque<MailJob>): void {
+    job.place = 'queued';
+    if (job.durable !== undefined) this.durableQueued++;
+    lane.push(job);
+  }
+
+  /** The head of the queue, out of it. */
+  private dequeue(): MailJob | undefined {
+    const job = this.back.length > 0 ? this.back.shift() : this.fresh.shift();
+    if (job?.durable !== undefined) this.durableQueued--;
+    return job;
   }
 
   private leave(job: MailJob): void {

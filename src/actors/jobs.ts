@@ -1,9 +1,10 @@
 // What the supervisor does at each turn of a job's story: a job is
 // submitted, handed to a connection, and reported delivered, failed, or
-// given back. A job a caller waits on (SendMail, a code mail) is answered;
-// a job from the outbox has its outcome recorded instead, and a transient
-// failure defers it for minutes rather than retrying it at once. The
-// supervisor's machine (supervisor.ts) decides when each runs.
+// given back. A job a caller waits on (SendMail, a code mail) is answered,
+// and its attempts are counted here; a job from the outbox has its outcome
+// recorded instead (the store counts its attempts, and a transient failure
+// defers it for minutes rather than retrying it at once). The supervisor's
+// machine (supervisor.ts) decides when each runs.
 import { MailroomError } from '../errors.js';
 import { backoffDelay } from '../lib/backoff.js';
 import type { MailJob } from '../mail/job.js';
@@ -20,8 +21,8 @@ type Failed = Extract<ConnectionReport, { type: 'conn.failed' }>;
 export interface JobEffects {
   record(change: Change): void;
   retryIn(job: MailJob, ms: number): void;
-  /** an outbox job ended its message (error: it failed for good) */
-  settled?(job: MailJob, error: MailroomError | undefined): void;
+  /** an outbox job's attempt ended (error: how; deferred when it is transient) */
+  attempted?(job: MailJob, error: MailroomError | undefined): void;
 }
 
 export function admit(context: SupervisorContext, jobs: readonly MailJob[]): void {
@@ -40,6 +41,15 @@ export function isStale(context: SupervisorContext, report: Failed): boolean {
   return report.error.code === 'ESTALE' && report.job.staleRequeues < context.options.maxAttempts;
 }
 
+/**
+ * The relay took part in this attempt (it answered MAIL at least): a
+ * caller's job counts it. One the session lost before that (ESTALE) is no
+ * attempt. An outbox job's attempts are its record's, counted by the store.
+ */
+export function countAttempt(report: Delivered | Failed): void {
+  if (report.job.durable === undefined && (report.type === 'conn.delivered' || report.error.code !== 'ESTALE')) report.job.attempts += 1;
+}
+
 /** A caller's job worth another attempt now (an outbox job is deferred instead). */
 export function isWorthRetrying(context: SupervisorContext, report: Failed): boolean {
   const { job, error } = report;
@@ -48,10 +58,11 @@ export function isWorthRetrying(context: SupervisorContext, report: Failed): boo
 
 export function delivered(context: SupervisorContext, report: Delivered, effects: JobEffects): void {
   const { job, reply, cid } = report;
+  countAttempt(report);
   context.ledger.release(job);
   if (job.durable !== undefined) {
     effects.record({ id: job.message.messageId, event: 'DELIVERED', at: context.now(), attempted: true, response: formatReply(reply), connection: cid });
-    effects.settled?.(job, undefined);
+    effects.attempted?.(job, undefined);
   } else {
     // A 250 is the truth even for a job the shutdown deadline already failed.
     job.resolve({ messageId: job.message.messageId, reply, attempts: job.attempts });
@@ -88,19 +99,15 @@ export function settleFailure(context: SupervisorContext, report: Failed, effect
     job.reject(error);
     return;
   }
-  const at = context.now();
-  const base = { id: job.message.messageId, at, attempted: error.code !== 'ESTALE', response: reply ?? error.message, errorCode: error.code, connection: cid };
+  const base = { id: job.message.messageId, at: context.now(), attempted: error.code !== 'ESTALE', response: reply ?? error.message, errorCode: error.code, connection: cid };
+  if (error.code !== 'ESTALE') effects.attempted?.(job, error);
   if (!error.transient) {
     effects.record({ ...base, event: 'FAIL' });
-    effects.settled?.(job, error);
     return;
   }
-  const outbox = context.outbox?.settings;
-  const delay = outbox === undefined ? 0 : backoffDelay(Math.max(1, job.attempts), outbox.retryBaseMs, outbox.retryMaxMs);
-  const nextAt = Math.min(at + delay, job.durable.expiresAt);
-  effects.record({ ...base, event: 'DEFER', nextAt });
-  context.outboxDueAt = Math.min(context.outboxDueAt ?? nextAt, nextAt);
-  context.log.info('deferred', { jobId: job.id, cid, attempts: job.attempts, code: error.code, delayMs: nextAt - at });
+  // When it goes again is the store's to say, from the attempts it counted.
+  effects.record({ ...base, event: 'DEFER' });
+  context.log.info('deferred', { jobId: job.id, cid, code: error.code });
 }
 
 /** Jobs given back untouched go to the front of the line. */

@@ -23,7 +23,6 @@ export function unreachableError(context: SupervisorContext): MailroomError {
 
 export function markReady(context: SupervisorContext, report: Extract<ConnectionReport, { type: 'conn.ready' }>, emit: Emit): void {
   if (!context.pool.ready(report.cid, report.capacity)) return;
-  context.reachedOnce = true;
   context.log.debug('SMTP connection up', { up: context.pool.up, workers: context.options.workers });
   emit(health(context));
 }
@@ -32,20 +31,13 @@ export function markDown(context: SupervisorContext, report: Extract<ConnectionR
   const { pool, log, options } = context;
   context.lastDown = { cid: report.cid, error: report.error };
   emit({ type: 'conn.lost', cid: report.cid, code: report.error.code });
-  if (pool.down(report.cid, report.refused)) {
+  if (pool.down(report.cid, report.refused, report.retryAt)) {
     if (pool.up > 0) log.warn('SMTP connection down', { cid: report.cid, up: pool.up, workers: options.workers, code: report.error.code, reason: report.error.message });
     emit(health(context));
-  } else if (!context.reachedOnce && report.error.code !== context.unreachableCode) {
-    // A relay that was never reached (refused certificate or credentials,
-    // wrong host) would otherwise show its reason only in debug lines.
-    log.warn('cannot reach the SMTP relay', { code: report.error.code, reason: report.error.message });
   }
-  if (!context.reachedOnce) context.unreachableCode = report.error.code;
 }
 
 export function logPoolDown(context: SupervisorContext): void {
-  // A relay never reached was reported as such already (markDown).
-  if (!context.reachedOnce) return;
   const down = context.lastDown;
   context.log.error('pool down: no SMTP connection is up', { cid: down?.cid, up: 0, workers: context.options.workers, code: down?.error.code, reason: down?.error.message });
 }

@@ -17,6 +17,8 @@ interface Member {
   closed: boolean;
   /** times its actor crashed, for the respawn backoff and the new actor's id */
   crashes: number;
+  /** while down: when it dials again (epoch ms) */
+  retryAt: number | undefined;
 }
 
 export class Pool {
@@ -28,7 +30,7 @@ export class Pool {
   constructor(private readonly ledger: JobLedger) {}
 
   add(cid: string, ref: SmtpConnectionActor): void {
-    this.members.set(cid, { ref, capacity: 0, up: false, tried: false, refused: false, closed: false, crashes: 0 });
+    this.members.set(cid, { ref, capacity: 0, up: false, tried: false, refused: false, closed: false, crashes: 0, retryAt: undefined });
   }
 
   /** Its actor crashed and a new one takes its place. */
@@ -51,6 +53,17 @@ export class Pool {
   /** some connection is up, holds nothing and can take a job */
   get hasIdle(): boolean {
     return this.idle.length > 0;
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** when the next connection that is down dials again (epoch ms); undefined when none will */
+  get nextDial(): number | undefined {
+    let next: number | undefined;
+    for (const m of this.members.values()) if (!m.up && !m.closed && m.retryAt !== undefined) next = Math.min(next ?? m.retryAt, m.retryAt);
+    return next;
   }
 
   get up(): number {
@@ -104,12 +117,13 @@ export class Pool {
     this.member(cid).capacity = capacity;
   }
 
-  /** Its session is gone, or its dial failed (`refused`: see Member). Returns whether it was up until now. */
-  down(cid: string, refused = false): boolean {
+  /** Its session is gone, or its dial failed (`refused`: see Member); it dials again at `retryAt`. Returns whether it was up until now. */
+  down(cid: string, refused = false, retryAt?: number): boolean {
     const m = this.member(cid);
     m.capacity = 0;
     m.tried = true;
     m.refused = refused;
+    m.retryAt = retryAt;
     this.leaveIdle(cid);
     if (!m.up) return false;
     m.up = false;

@@ -89,7 +89,7 @@ export type ConnectionReport =
    * relay unreachable or refusing us (see relayRefused); `returned`: jobs it
    * held that never reached the relay
    */
-  | { type: 'conn.down'; cid: string; error: MailroomError; refused: boolean; returned: readonly MailJob[] }
+  | { type: 'conn.down'; cid: string; error: MailroomError; refused: boolean; returned: readonly MailJob[]; retryAt: number }
   /** final; `returned`: jobs it held when it was forced closed */
   | { type: 'conn.closed'; cid: string; returned: readonly MailJob[] };
 
@@ -110,6 +110,8 @@ interface ConnectionContext {
   submitted: number;
   /** consecutive failed dials */
   attempt: number;
+  /** how long it waits before it dials again, set as it begins to wait */
+  retryMs: number;
   /** messages the relay took part in on the current session */
   sent: number;
   /** messages the current session may carry (see sessionCap) */
@@ -163,10 +165,10 @@ function predialDue(context: ConnectionContext): boolean {
 type Sent = Extract<ConnectionEvent, { type: 'SENT' }>;
 type SendFailed = Extract<ConnectionEvent, { type: 'SEND_FAILED' }>;
 
-/** The actions of an outcome: count the attempt, let go of the job, report it (offering more capacity or not). */
+/** The actions of an outcome: count it toward the session's cap, let go of the job, report it (offering more capacity or not). */
 const delivered = (more: boolean) =>
   [
-    { type: 'countAttempt', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
+    { type: 'countSent', params: () => ({}) },
     { type: 'learnDepth', params: ({ event }: { event: Sent }) => ({ depth: event.depth }) },
     ...(more ? (['predialNearCap'] as const) : []),
     { type: 'letGo', params: ({ event }: { event: Sent }) => ({ job: event.job }) },
@@ -174,7 +176,7 @@ const delivered = (more: boolean) =>
   ] as const;
 const failed = (more: boolean) =>
   [
-    { type: 'countAttempt', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error }) },
+    { type: 'countSent', params: ({ event }: { event: SendFailed }) => ({ error: event.error }) },
     ...(more ? (['predialNearCap'] as const) : []),
     { type: 'letGo', params: ({ event }: { event: SendFailed }) => ({ job: event.job }) },
     { type: 'reportFailed', params: ({ event }: { event: SendFailed }) => ({ job: event.job, error: event.error, more }) },
@@ -201,12 +203,7 @@ export const smtpConnectionMachine = setup({
   },
   delays: {
     keepalive: ({ context }) => context.options.keepaliveMs,
-    backoff: ({ context }) => {
-      const { backoffBaseMs, backoffMaxMs } = context.options;
-      // Bad credentials do not get better by retrying soon: wait the cap.
-      if (context.lastError?.code === 'EAUTH') return backoffMaxMs;
-      return backoffDelay(context.attempt, backoffBaseMs, backoffMaxMs);
-    },
+    backoff: ({ context }) => context.retryMs,
   },
   guards: {
     spent: ({ context }) => context.sent >= context.cap,
@@ -233,13 +230,11 @@ export const smtpConnectionMachine = setup({
     }),
     /**
      * The relay took part in this delivery: it counts toward the session's
-     * cap and is one of the job's attempts. One the session lost before the
-     * relay answered MAIL (ESTALE) is neither.
+     * cap. One the session lost before the relay answered MAIL (ESTALE) does
+     * not. (Whose attempt it was is the supervisor's to count.)
      */
-    countAttempt: ({ context }, params: { job: MailJob; error?: MailroomError }) => {
-      if (params.error?.code === 'ESTALE') return;
-      context.sent += 1;
-      params.job.attempts += 1;
+    countSent: ({ context }, params: { error?: MailroomError }) => {
+      if (params.error?.code !== 'ESTALE') context.sent += 1;
     },
     /** Near the cap, the courier dials the next session while this one still sends (see Courier). */
     predialNearCap: enqueueActions(({ context, enqueue }) => {
@@ -282,7 +277,13 @@ export const smtpConnectionMachine = setup({
       error: context.lastError ?? new MailroomError('ECONNECTION', 'connection lost'),
       refused: context.refused,
       returned: [...context.held],
+      retryAt: Date.now() + context.retryMs,
     })),
+    /** How long it waits before it dials again: the backoff for its failed dials in a row; bad credentials do not get better soon, so the cap. */
+    planRetry: assign(({ context }) => {
+      const { backoffBaseMs, backoffMaxMs } = context.options;
+      return { retryMs: context.lastError?.code === 'EAUTH' ? backoffMaxMs : backoffDelay(context.attempt, backoffBaseMs, backoffMaxMs) };
+    }),
     reportClosed: sendParent(({ context }): ConnectionReport => ({ type: 'conn.closed', cid: context.cid, returned: [...context.held] })),
     /** Whatever it held went back with its report. */
     dropHeld: ({ context }) => {
@@ -341,6 +342,7 @@ export const smtpConnectionMachine = setup({
     held: [],
     submitted: 0,
     attempt: 0,
+    retryMs: 0,
     sent: 0,
     cap: input.options.maxMessagesPerConnection,
     predialing: false,
@@ -494,7 +496,7 @@ export const smtpConnectionMachine = setup({
       },
     },
     reconnecting: {
-      entry: ['logReconnecting', 'reportDown', 'dropHeld'],
+      entry: ['planRetry', 'logReconnecting', 'reportDown', 'dropHeld'],
       // Lost while finishing its last jobs after SHUTDOWN: no point dialling again.
       always: { guard: 'shutdownRequested', target: 'closed' },
       after: { backoff: 'connecting' },

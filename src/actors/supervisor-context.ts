@@ -1,15 +1,16 @@
 // The supervisor's shapes: what it starts with, what it holds, what it
 // hears and what it tells. Beside its machine (supervisor.ts) so that the
-// modules that do its work at length (dispatch.ts, jobs.ts, outbox-work.ts)
+// modules that do its work at length (dispatch.ts, jobs.ts, outbox-feeder.ts)
 // share them without importing the machine.
 import type { Observable } from 'rxjs';
 import type { Logger } from 'winston';
 import type { ErrorCode, MailroomError } from '../errors.js';
 import type { TokenBucket } from '../lib/token-bucket.js';
 import type { MailJob } from '../mail/job.js';
-import type { OutboxRequest, OutboxSettings } from '../outbox/requests.js';
-import type { Claimed, OutboxStore } from '../outbox/store.js';
+import type { OutboxSettings } from '../outbox/settings.js';
+import type { Change, OutboxStore } from '../outbox/store.js';
 import type { JobLedger } from './job-ledger.js';
+import type { OutboxReport } from './outbox-feeder.js';
 import type { Pool } from './pool.js';
 import type { ConnectionOptions, ConnectionReport } from './smtp-connection.js';
 
@@ -35,7 +36,6 @@ export interface SupervisorOptions extends PoolSettings {
 /** The durable outbox the supervisor delivers from, when there is one. */
 export interface OutboxInput {
   readonly store: OutboxStore;
-  readonly requests$: Observable<OutboxRequest>;
   readonly settings: OutboxSettings;
 }
 
@@ -53,26 +53,21 @@ export type SupervisorEvent =
   /** the jobs submitted since the last such event, in order (see `feed`) */
   | { type: 'jobs.submitted'; jobs: MailJob[] }
   | { type: 'job.retry'; job: MailJob }
+  /** the rate limit lets the next job go */
   | { type: 'tick' }
   | { type: 'sweep' }
   | { type: 'shutdown'; timeoutMs: number }
   /** a connection actor crashed (a bug, not a relay fault): start a new one */
   | { type: 'conn.respawn'; cid: string }
-  // the outbox:
-  | { type: 'outbox.requested'; requests: OutboxRequest[] }
-  /** new messages are stored; the earliest of them is due then */
-  | { type: 'outbox.accepted'; dueAt: number | undefined }
-  | { type: 'outbox.claimed'; claimed: Claimed[]; nextDue: number | undefined }
-  /** what is due next changed (the relay is back, a deferral came due) */
-  | { type: 'outbox.due'; at: number | undefined }
-  /** a claim failed: the store did not answer */
-  | { type: 'outbox.unclaimed'; error: MailroomError }
-  | { type: 'outbox.wake' };
+  // the outbox (from its child, outbox-feeder.ts):
+  | OutboxReport;
 
 export type SupervisorEmitted =
   | { type: 'pool.health'; up: number; workers: number }
-  /** an outbox job's attempt ended its message: delivered, or failed for good (metrics count it as SendMail's) */
-  | { type: 'outbox.settled'; job: MailJob; error: MailroomError | undefined }
+  /** an outbox job's attempt ended: delivered, or how it failed (deferred when transient) */
+  | { type: 'outbox.attempted'; job: MailJob; error: MailroomError | undefined }
+  /** the outbox store can write, or cannot (why) */
+  | { type: 'outbox.health'; up: boolean; error: MailroomError | undefined }
   /** a connection lost its session or failed a dial, and will dial again */
   | { type: 'conn.lost'; cid: string; code: ErrorCode };
 
@@ -85,19 +80,16 @@ export interface SupervisorContext {
   readonly ledger: JobLedger;
   readonly pool: Pool;
   readonly bucket: TokenBucket | undefined;
-  /** a tick is already scheduled for when the rate limit lets the next job go */
-  tickScheduled: boolean;
   /** why a connection last went down, and which: the reason given to jobs that time out in the queue */
   lastDown: { cid: string; error: MailroomError } | undefined;
   shutdownTimeoutMs: number;
-  /** until a first connection authenticates: the failure last logged, logged again only when it changes */
-  unreachableCode: ErrorCode | undefined;
-  /** whether any connection ever came up; after that, health changes speak for the pool */
-  reachedOnce: boolean;
-  /** epoch ms when the pool last lost its last connection */
-  downSince: number;
-  /** the earliest the outbox has a message due (outbox clock); undefined: none known */
-  outboxDueAt: number | undefined;
+  /** what the outbox child was last offered, and the last claim taken in (see outbox-feeder.ts) */
+  offered: number;
+  seenClaim: number;
+  /** outcomes of outbox jobs not yet handed to the outbox child */
+  changes: Change[];
+  /** failed store probes in a row: the next probe waits a backoff of this many */
+  storeFailures: number;
 }
 
 /** What xstate sends a parent when a child actor fails: `xstate.error.actor.<id>`. */

@@ -1,12 +1,10 @@
-// The supervisor's long-lived helpers that only listen: the job and outbox
-// streams, turned into events in its mailbox (what arrives in one go, the
-// calls of one network read, travels as one event, since each event costs
-// a whole xstate step), and a ticker.
+// The supervisor's long-lived helpers that only listen: the job stream,
+// turned into events in its mailbox (what arrives in one go, the calls of
+// one network read, travels as one event, since each event costs a whole
+// xstate step), and a ticker.
 import { fromCallback } from 'xstate';
 import type { Observable } from 'rxjs';
-import { MailroomError } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
-import type { OutboxRequest } from '../outbox/requests.js';
 import { fail } from './dispatch.js';
 import type { SupervisorEvent } from './supervisor-context.js';
 
@@ -27,24 +25,16 @@ function batched<T>(source: Observable<T>, flush: (items: T[]) => void) {
   });
 }
 
-export const feed = fromCallback<SupervisorEvent, { jobs$: Observable<MailJob>; outbox$: Observable<OutboxRequest> | undefined }>(({ input, sendBack }) => {
+export const feed = fromCallback<SupervisorEvent, { jobs$: Observable<MailJob> }>(({ input, sendBack }) => {
   let stopped = false;
   const jobs = batched(input.jobs$, (items) => {
     // A batch that outlived the supervisor is answered, not dropped.
     if (stopped) for (const j of items) fail(j, 'ESHUTDOWN', 'the service is shutting down');
     else sendBack({ type: 'jobs.submitted', jobs: items });
   });
-  const outbox =
-    input.outbox$ === undefined
-      ? undefined
-      : batched(input.outbox$, (requests) => {
-          if (stopped) for (const r of requests) r.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
-          else sendBack({ type: 'outbox.requested', requests });
-        });
   return () => {
     stopped = true;
     jobs.unsubscribe();
-    outbox?.unsubscribe();
   };
 });
 

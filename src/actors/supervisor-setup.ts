@@ -1,21 +1,30 @@
 // What the supervisor's chart (supervisor.ts) names: its actors, delays,
 // guards and actions. The chart says when each runs; this says what it
 // does, at length where that is a line or two, and through jobs.ts,
-// pool-health.ts, dispatch.ts and outbox-work.ts where it is more.
-import { assertEvent, emit, enqueueActions, setup, stateIn } from 'xstate';
-import { MailroomError } from '../errors.js';
+// pool-health.ts, dispatch.ts and outbox-feeder.ts where it is more.
+import { assertEvent, emit, enqueueActions, or, setup, stateIn, type GuardPredicate } from 'xstate';
 import { backoffDelay } from '../lib/backoff.js';
-import type { Change } from '../outbox/store.js';
-import { dispatch, fail, sweepQueue } from './dispatch.js';
+import { dispatch, fail, room, sweepQueue } from './dispatch.js';
 import * as story from './jobs.js';
-import { claimedJobs, outboxWorker, type OutboxWork } from './outbox-work.js';
+import { claimedJobs, outboxFeeder, type OutboxOrder } from './outbox-feeder.js';
 import * as poolHealth from './pool-health.js';
 import { smtpConnectionMachine } from './smtp-connection.js';
 import { feed, ticker } from './supervisor-feed.js';
 import type { ChildError, SupervisorContext, SupervisorEmitted, SupervisorEvent, SupervisorInput } from './supervisor-context.js';
 
-/** how often the outbox's due times are looked at again; its housekeeping runs every five of these */
-export const OUTBOX_LOOK_MS = 1000;
+/**
+ * The states an action asks about (enqueueActions' check): xstate types
+ * stateIn for transitions, not for check, so its guard type is narrowed here.
+ */
+type StateGuard = GuardPredicate<SupervisorContext, SupervisorEvent, undefined, never>;
+const SERVING = stateIn('#supervisor.running.delivery.serving') as unknown as StateGuard;
+/** the outbox may be given room: not once the drain began */
+const OFFERING = or([stateIn('#supervisor.running.delivery.starting'), stateIn('#supervisor.running.delivery.serving')]) as unknown as StateGuard;
+/** no connection has come up yet: the first dials, or every one since failed */
+const UNREACHED = or([stateIn('#supervisor.running.delivery.starting'), stateIn('#supervisor.running.delivery.serving.pool.never')]) as unknown as StateGuard;
+
+/** a failed outbox store is probed again after a backoff from this */
+const STORE_BACKOFF_BASE_MS = 100;
 
 export function connectionInput(context: Pick<SupervisorContext, 'options' | 'log'>, cid: string) {
   return { cid, options: context.options.connection, log: context.log.child({ cid }) };
@@ -23,13 +32,26 @@ export function connectionInput(context: Pick<SupervisorContext, 'options' | 'lo
 
 /** What xstate's enqueueActions offers these actions. */
 interface Enqueue {
-  sendTo(target: 'outbox', event: OutboxWork): void;
-  emit(event: SupervisorEmitted): void;
+  sendTo(target: 'outbox', event: OutboxOrder): void;
 }
 
-/** Outcomes for the outbox child to write, if there are any. */
-function record(enqueue: Enqueue, changes: readonly Change[]): void {
-  if (changes.length > 0) enqueue.sendTo('outbox', { type: 'record', changes });
+/** The relay as the outbox's deferred messages tell it: why the last dial failed, and when the next one is. */
+function relayAway(context: SupervisorContext): OutboxOrder {
+  const { host, port } = context.options.connection.session;
+  const reason = context.lastDown?.error.message ?? 'unreachable';
+  const retryAt = context.pool.nextDial ?? context.now() + context.options.connection.backoffBaseMs;
+  return { type: 'relay', away: { errorCode: 'EUNAVAILABLE', response: `relay ${host}:${port}: ${reason}`, retryAt } };
+}
+
+/** Tells the outbox child the room the connections have now (none once draining) and the outcomes to record. */
+function feedOutbox(context: SupervisorContext, enqueue: Enqueue, offering: boolean): void {
+  if (context.outbox === undefined) return;
+  const now = offering ? room(context) : 0;
+  if (context.changes.length === 0 && now === context.offered) return;
+  const changes = context.changes;
+  context.changes = [];
+  context.offered = now;
+  enqueue.sendTo('outbox', { type: 'offer', room: now, seen: context.seenClaim, changes });
 }
 
 export const supervisorSetup = setup({
@@ -39,36 +61,29 @@ export const supervisorSetup = setup({
     input: {} as SupervisorInput,
     emitted: {} as SupervisorEmitted,
   },
-  actors: { connection: smtpConnectionMachine, outbox: outboxWorker, feed, ticker },
+  actors: { connection: smtpConnectionMachine, outbox: outboxFeeder, feed, ticker },
   delays: {
     shutdownTimeout: ({ context }) => context.shutdownTimeoutMs,
     closeTimeout: ({ context }) => context.options.closeTimeoutMs,
-    /** what is left of SMTP_UNREACHABLE_AFTER_MS since the pool went down */
-    unreachableAfter: ({ context }) => Math.max(0, context.options.unreachableAfterMs - (Date.now() - context.downSince)),
-    /** until the outbox's next message is due, looked at again at least every second (its clock may jump) */
-    outboxDue: ({ context }) => Math.max(1, Math.min(OUTBOX_LOOK_MS, (context.outboxDueAt ?? Infinity) - context.now())),
+    unreachableAfter: ({ context }) => context.options.unreachableAfterMs,
+    /** a failed store waits this long before it is probed again */
+    storeBackoff: ({ context }) => backoffDelay(context.storeFailures, STORE_BACKOFF_BASE_MS, context.outbox?.settings.storeBackoffMaxMs ?? 5000),
   },
   guards: {
     allUp: ({ context }) => context.pool.up === context.options.workers,
     partlyUp: ({ context }) => context.pool.up > 0 && context.pool.up < context.options.workers,
     noneUp: ({ context }) => context.pool.up === 0,
     allTried: ({ context }) => context.pool.allTried,
-    /**
-     * No connection is up, every one's last dial found the relay unreachable
-     * or refusing, and that has lasted SMTP_UNREACHABLE_AFTER_MS (or the relay
-     * was never reached): calls fail at once instead of waiting for it. A
-     * relay that restarts is back before then, and the calls meanwhile wait.
-     */
-    unreachable: ({ context }) =>
-      context.pool.unreachable && (!context.reachedOnce || Date.now() - context.downSince >= context.options.unreachableAfterMs),
-    relayGone: stateIn('#supervisor.serving.pool.down.unreachable'),
-    hasOutbox: ({ context }) => context.outbox !== undefined,
-    /** the outbox has a message due, connections have room, and no caller's job waits for it */
-    canClaim: ({ context }) =>
-      context.outbox !== undefined && context.outboxDueAt !== undefined && context.outboxDueAt <= context.now() && context.pool.free > 0 && context.ledger.queued === 0,
+    /** no connection is up, and every one's last dial found the relay unreachable or refusing us */
+    allRefused: ({ context }) => context.pool.unreachable,
+    /** calls fail at once: the relay was never reached, or has been away SMTP_UNREACHABLE_AFTER_MS, and every dial is refused */
+    relayGone: or([stateIn('#supervisor.running.delivery.serving.pool.never.unreachable'), stateIn('#supervisor.running.delivery.serving.pool.down.unreachable')]),
     backlog: ({ context }) => context.ledger.queued > 0,
     drained: ({ context }) => context.ledger.empty,
     allClosed: ({ context }) => context.pool.allClosed,
+    reportsUp: ({ event }) => event.type === 'outbox.health' && event.up,
+    reportsDown: ({ event }) => event.type === 'outbox.health' && !event.up,
+    probed: ({ event }) => event.type === 'outbox.probed' && event.ok,
   },
   actions: {
     admitJobs: ({ context, event }) => {
@@ -83,52 +98,63 @@ export const supervisorSetup = setup({
       assertEvent(event, 'jobs.submitted');
       story.giveUp(context, event.jobs, poolHealth.unreachableError(context));
     },
-    dispatch: enqueueActions(({ context, enqueue }) =>
+    /** Queued jobs to connections with room; an outbox job that none can start now goes back to its store (SENDING means held). */
+    dispatch: enqueueActions(({ context, enqueue }) => {
       dispatch(context, {
         give: (ref, job) => enqueue.sendTo(ref, { type: 'JOB', job }),
-        tickIn: (ms) => enqueue.raise({ type: 'tick' }, { delay: ms }),
-      }),
-    ),
-    clearTick: ({ context }) => {
-      context.tickScheduled = false;
-    },
+        // One tick pending at a time: a later wait replaces it.
+        pace: (ms) => {
+          enqueue.cancel('pace');
+          enqueue.raise({ type: 'tick' }, { delay: ms, id: 'pace' });
+        },
+      });
+      if (context.ledger.queuedDurable > 0) context.changes.push(...story.giveUp(context, context.ledger.removeQueued((job) => job.durable !== undefined), ''));
+    }),
+    feedOutbox: enqueueActions(({ context, enqueue, check }) => feedOutbox(context, enqueue, check(OFFERING))),
     sweepQueue: ({ context }) => sweepQueue(context.ledger, context.options.queueTimeoutMs, context.pool.up === 0 ? context.lastDown?.error : undefined),
     markReady: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, 'conn.ready');
       poolHealth.markReady(context, event, (e) => enqueue.emit(e));
     }),
-    offer: ({ context, event }) => {
+    noteCapacity: ({ context, event }) => {
       assertEvent(event, ['conn.delivered', 'conn.failed']);
       context.pool.offer(event.cid, event.capacity);
     },
-    markDown: enqueueActions(({ context, event, enqueue }) => {
+    /**
+     * A connection is down or its dial failed. Until the relay was first
+     * reached, its reason is said once per kind (a refused certificate or
+     * credentials, a wrong host would otherwise show only in debug lines);
+     * with no connection up, due outbox messages wait as DEFERRED, saying
+     * why and until the next dial.
+     */
+    markDown: enqueueActions(({ context, event, enqueue, check }) => {
       assertEvent(event, 'conn.down');
+      const unreached = check(UNREACHED);
+      if (unreached && event.error.code !== context.lastDown?.error.code) context.log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
       poolHealth.markDown(context, event, (e) => enqueue.emit(e));
+      if (context.pool.up === 0 && context.outbox !== undefined && (unreached || check(SERVING))) enqueue.sendTo('outbox', relayAway(context));
     }),
     markClosed: ({ context, event }) => {
       assertEvent(event, ['conn.closed', 'conn.respawn']);
       context.pool.closed(event.cid);
     },
-    markPoolDown: ({ context }) => {
-      context.downSince = Date.now();
-    },
     logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
     logPoolDown: ({ context }) => poolHealth.logPoolDown(context),
     /** Queued jobs cannot go out before a dial succeeds: a caller's fail now with why; an outbox job goes back to QUEUED. */
-    giveUpQueued: enqueueActions(({ context, enqueue }) => record(enqueue, story.giveUp(context, context.ledger.removeQueued(() => true), poolHealth.unreachableError(context)))),
+    giveUpQueued: ({ context }) => void context.changes.push(...story.giveUp(context, context.ledger.removeQueued(() => true), poolHealth.unreachableError(context))),
     /** Each turn of a job's story (jobs.ts), with its effects: outcomes recorded in the outbox, retries timed. */
     story: enqueueActions(({ context, event, enqueue }) => {
-      const changes: Change[] = [];
       const effects: story.JobEffects = {
-        record: (change) => changes.push(change),
+        record: (change) => context.changes.push(change),
         retryIn: (job, ms) => enqueue.raise({ type: 'job.retry', job }, { delay: ms }),
-        settled: (job, error) => enqueue.emit({ type: 'outbox.settled', job, error }),
+        attempted: (job, error) => enqueue.emit({ type: 'outbox.attempted', job, error }),
       };
       switch (event.type) {
         case 'conn.delivered':
           story.delivered(context, event, effects);
           break;
         case 'conn.failed':
+          story.countAttempt(event);
           if (story.isStale(context, event)) story.requeueStale(context, event);
           else if (story.isWorthRetrying(context, event)) story.scheduleRetry(context, event, effects);
           else story.settleFailure(context, event, effects);
@@ -144,13 +170,12 @@ export const supervisorSetup = setup({
           break;
         default:
       }
-      record(enqueue, changes);
     }),
     /** Once the connections are closing, a job given back has nowhere to go. */
-    giveUpReturned: enqueueActions(({ context, event, enqueue }) => {
+    giveUpReturned: ({ context, event }) => {
       assertEvent(event, ['conn.returned', 'conn.down', 'conn.closed']);
-      record(enqueue, story.giveUp(context, event.type === 'conn.returned' ? event.jobs : event.returned, 'the service stopped; the relay had not confirmed the message'));
-    }),
+      context.changes.push(...story.giveUp(context, event.type === 'conn.returned' ? event.jobs : event.returned, 'the service stopped; the relay had not confirmed the message'));
+    },
     /**
      * A connection actor that throws is a bug, but it must not take the pool
      * down: what it held goes back to the queue (the dead actor can report
@@ -168,7 +193,7 @@ export const supervisorSetup = setup({
       const cid = poolHealth.noteCrash(context, event as unknown as ChildError, (e) => enqueue.emit(e));
       if (cid === undefined) return;
       context.pool.closed(cid);
-      record(enqueue, story.giveUp(context, context.ledger.forfeit(cid), 'the service stopped; the relay had not confirmed the message'));
+      context.changes.push(...story.giveUp(context, context.ledger.forfeit(cid), 'the service stopped; the relay had not confirmed the message'));
     }),
     respawn: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, 'conn.respawn');
@@ -179,46 +204,39 @@ export const supervisorSetup = setup({
       });
     }),
     // ---- the outbox
-    passToOutbox: enqueueActions(({ context, event, enqueue }) => {
-      assertEvent(event, 'outbox.requested');
-      enqueue.sendTo('outbox', { type: 'requests', requests: event.requests, now: context.now() });
-    }),
-    refuseOutbox: ({ event }) => {
-      assertEvent(event, 'outbox.requested');
-      for (const r of event.requests) r.reply.reject(new MailroomError('EUNAVAILABLE', 'the outbox is not open in this service'));
-    },
-    noteDue: ({ context, event }) => {
-      assertEvent(event, ['outbox.accepted', 'outbox.due']);
-      const at = event.type === 'outbox.accepted' ? event.dueAt : event.at;
-      if (at !== undefined) context.outboxDueAt = Math.min(context.outboxDueAt ?? at, at);
-    },
-    claim: enqueueActions(({ context, enqueue }) => {
-      const { workers, connection } = context.options;
-      // Room now, and as much again behind it: the next claim's round trip is covered.
-      enqueue.sendTo('outbox', { type: 'claim', n: Math.min(256, context.pool.free + workers * connection.pipelineDepthMax), now: context.now() });
-    }),
     admitClaimed: ({ context, event }) => {
       assertEvent(event, 'outbox.claimed');
-      context.outboxDueAt = event.nextDue;
+      context.seenClaim = event.seq;
+      context.offered = Math.max(0, context.offered - event.claimed.length);
       for (const job of claimedJobs(event.claimed)) context.ledger.admit(job);
     },
     /** Claimed while the service began to stop: back to QUEUED for the next start. */
-    releaseClaimed: enqueueActions(({ context, event, enqueue }) => {
+    releaseClaimed: ({ context, event }) => {
       assertEvent(event, 'outbox.claimed');
+      context.seenClaim = event.seq;
       const at = context.now();
-      record(enqueue, event.claimed.map((c) => ({ id: c.id, event: 'RELEASE', at })));
-    }),
-    logUnclaimed: ({ context, event }) => {
-      assertEvent(event, 'outbox.unclaimed');
-      context.log.error('outbox: could not claim messages', { reason: event.error.message });
+      for (const c of event.claimed) context.changes.push({ id: c.id, event: 'RELEASE', at });
     },
     /** The relay is back: what waited out a deferral for its absence is due now, and drains at the pool's speed. */
-    hasten: enqueueActions(({ context, enqueue }) => {
-      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'hasten', now: context.now() });
+    relayBack: enqueueActions(({ context, enqueue }) => {
+      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'relay', away: undefined });
     }),
-    housekeep: enqueueActions(({ context, enqueue }) => {
-      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'housekeep', now: context.now(), retentionMs: context.outbox.settings.retentionMs });
+    probeStore: enqueueActions(({ context, enqueue }) => {
+      if (context.outbox !== undefined) enqueue.sendTo('outbox', { type: 'probe' });
     }),
+    noteStoreFailure: ({ context }) => {
+      context.storeFailures += 1;
+    },
+    noteStoreRecovered: ({ context }) => {
+      context.storeFailures = 0;
+      context.log.info('outbox: the store is up again');
+    },
+    logStoreDown: ({ context, event }) => {
+      const error = event.type === 'outbox.health' || event.type === 'outbox.probed' ? event.error : undefined;
+      context.log.error('outbox: the store is failing; queued mail waits, SYNC mail and codes go on', { code: error?.code, reason: error?.message, probes: context.storeFailures });
+    },
+    emitStoreUp: emit({ type: 'outbox.health', up: true, error: undefined } satisfies SupervisorEmitted),
+    emitStoreDown: emit(({ event }): SupervisorEmitted => ({ type: 'outbox.health', up: false, error: event.type === 'outbox.health' || event.type === 'outbox.probed' ? event.error : undefined })),
     // ---- shutdown
     startDrain: ({ context, event }) => {
       assertEvent(event, 'shutdown');
@@ -226,17 +244,17 @@ export const supervisorSetup = setup({
       context.log.info('draining', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
     },
     /** Outbox jobs not yet with a connection wait for the next start, where they are. */
-    releaseQueuedDurable: enqueueActions(({ context, enqueue }) => record(enqueue, story.giveUp(context, context.ledger.removeQueued((job) => job.durable !== undefined), ''))),
+    releaseQueuedDurable: ({ context }) => void context.changes.push(...story.giveUp(context, context.ledger.removeQueued((job) => job.durable !== undefined), '')),
     /**
      * The deadline passed: the jobs no connection holds are given up (none
      * has reached the relay). A message in flight may already be with the
      * relay: failing it would tell its caller UNAVAILABLE for mail that goes
      * out, and a retry would send it twice; its connection finishes it.
      */
-    giveUpWaiting: enqueueActions(({ context, enqueue }) => {
+    giveUpWaiting: ({ context }) => {
       context.log.warn('shutdown deadline passed', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
-      record(enqueue, story.giveUp(context, context.ledger.takeWaiting(), 'the service shut down before the message could be sent'));
-    }),
+      context.changes.push(...story.giveUp(context, context.ledger.takeWaiting(), 'the service shut down before the message could be sent'));
+    },
     /** Stopped: whatever still waits (nothing, unless the connections closed on their own) is given up; the next start queues outbox jobs again. */
     giveUpAll: ({ context }) => void story.giveUp(context, context.ledger.takeWaiting(), 'the service stopped'),
     shutDownConnections: enqueueActions(({ context, enqueue }) => {

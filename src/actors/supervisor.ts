@@ -1,31 +1,37 @@
 // The pool: owns WORKERS connection actors, the job stream, and the
 // delivery of the outbox.
 //
-//   starting ──first dials ended──► serving ──shutdown──► draining ──drained or deadline──► closing ──all closed──► stopped
+//   running ──────────────────────────────────────────────► closing ──all closed──► stopped
+//     starting ──first dials ended──► serving ──shutdown──► draining ──drained or deadline──┘
 //
 //   serving, in three regions at once:
-//     pool:   up ⇄ degraded ⇄ down (redialling ──SMTP_UNREACHABLE_AFTER_MS──► unreachable)
-//     jobs:   idle ⇄ flowing ⇄ backlogged     submitted → queued → handed to a connection → delivered | failed | retried | given back
-//     outbox: resting ⇄ claiming     due messages are claimed when connections have room and no caller waits
+//     pool:   never (dialling ⇄ unreachable) ──► up ⇄ degraded ⇄ down (redialling ──SMTP_UNREACHABLE_AFTER_MS──► overdue ⇄ unreachable)
+//     jobs:   idle ⇄ flowing ⇄ backlogged
+//     outbox: opening ──► up ⇄ failing ⇄ recovering      the store's health; a failing store is probed after a backoff
 //
-// A job's story is handled where it can happen: in starting, in
-// serving.jobs and in draining (closing only takes jobs back). A job is in
-// exactly one place (job-ledger.ts), and a connection owns the jobs it
-// holds until it reports their outcomes. This file is the chart; what its
-// actions and guards do is supervisor-setup.ts (at length: jobs.ts for each
-// turn of a job's story, pool-health.ts, dispatch.ts, outbox-work.ts). A job
-// a caller waits on is answered; one from the outbox has its outcome
-// recorded, through the `outbox` child, which alone writes the store. Context
-// holds mutable collections owned by this actor alone: copying a queue of
-// thousands of jobs on every event would make each job cost O(n).
+// A job's story, and what the connections report, is one table on
+// `running`: the same whatever the pool does; draining refuses new jobs,
+// and closing only takes jobs back. A job is in exactly one place
+// (job-ledger.ts), and a connection owns the jobs it holds until it
+// reports their outcomes. This file is the chart; what its actions and
+// guards do is supervisor-setup.ts (at length: jobs.ts for each turn of a
+// job's story, pool-health.ts, dispatch.ts, outbox-feeder.ts). A job a
+// caller waits on is answered; one from the outbox has its outcome handed
+// to the `outbox` child, with the room the connections have, and it claims
+// only that much (SENDING means held). Context holds mutable collections
+// owned by this actor alone: copying a queue of thousands of jobs on every
+// event would make each job cost O(n).
 import { not, type ActorRefFrom } from 'xstate';
 import { TokenBucket } from '../lib/token-bucket.js';
 import { JobLedger } from './job-ledger.js';
 import { Pool } from './pool.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';
-import { connectionInput, OUTBOX_LOOK_MS, supervisorSetup } from './supervisor-setup.js';
+import { connectionInput, supervisorSetup } from './supervisor-setup.js';
 
 export type { PoolSettings, SupervisorEvent, SupervisorInput, SupervisorOptions } from './supervisor-context.js';
+
+/** what an outcome does: its story, the connection's capacity, the queue, the outbox told */
+const OUTCOME = ['story', 'noteCapacity', 'dispatch', 'feedOutbox'] as const;
 
 export const supervisorMachine = supervisorSetup.createMachine({
   id: 'supervisor',
@@ -37,168 +43,178 @@ export const supervisorMachine = supervisorSetup.createMachine({
       const cid = `c${i}`;
       pool.add(cid, spawn('connection', { id: cid, input: connectionInput({ options, log }, cid) }) as SmtpConnectionActor);
     }
-    const now = input.now ?? Date.now;
     return {
       options,
       log,
       jobs$: input.jobs$,
       outbox: input.outbox,
-      now,
+      now: input.now ?? Date.now,
       ledger,
       pool,
       bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, 1000, Date.now()) : undefined,
-      tickScheduled: false,
       lastDown: undefined,
       shutdownTimeoutMs: 0,
-      unreachableCode: undefined,
-      reachedOnce: false,
-      downSince: Date.now(),
-      // After a restart whatever the store holds is looked at once.
-      outboxDueAt: input.outbox === undefined ? undefined : now(),
+      offered: 0,
+      seenClaim: 0,
+      changes: [],
+      storeFailures: 0,
     };
   },
   invoke: [
-    { id: 'feed', src: 'feed', input: ({ context }) => ({ jobs$: context.jobs$, outbox$: context.outbox?.requests$ }) },
+    { id: 'feed', src: 'feed', input: ({ context }) => ({ jobs$: context.jobs$ }) },
     { id: 'ticker', src: 'ticker', input: ({ context }) => ({ ms: Math.max(50, Math.min(1000, context.options.queueTimeoutMs / 4)), event: { type: 'sweep' } }) },
-    { id: 'outbox', src: 'outbox', input: ({ context }) => ({ store: context.outbox?.store, log: context.log }) },
-  ],
-  // The outbox's store traffic goes on whatever the pool does: accepting a
-  // message needs the disk, not the relay.
-  on: {
-    'outbox.requested': [{ guard: 'hasOutbox', actions: 'passToOutbox' }, { actions: 'refuseOutbox' }],
-    'outbox.accepted': { actions: 'noteDue' },
-    'outbox.due': { actions: 'noteDue' },
-    'outbox.unclaimed': { actions: 'logUnclaimed' },
-  },
-  initial: 'starting',
-  states: {
-    starting: {
-      always: [
-        { guard: 'allUp', target: 'serving.pool.up' },
-        { guard: 'partlyUp', target: 'serving.pool.degraded' },
-        { guard: 'allTried', target: 'serving.pool.down' },
-      ],
-      on: {
-        shutdown: { target: 'draining', actions: 'startDrain' },
-        'jobs.submitted': { actions: ['admitJobs', 'dispatch'] },
-        'conn.ready': { actions: ['markReady', 'dispatch'] },
-        'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
-        'conn.returned': { actions: ['story', 'dispatch'] },
-        sweep: { actions: 'sweepQueue' },
-        'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
-        'conn.respawn': { actions: 'respawn' },
-      },
+    {
+      id: 'outbox',
+      src: 'outbox',
+      input: ({ context }) => ({ store: context.outbox?.store, log: context.log, now: context.now, retentionMs: context.outbox?.settings.retentionMs ?? 0 }),
     },
-    serving: {
+  ],
+  initial: 'running',
+  states: {
+    running: {
       type: 'parallel',
-      on: { shutdown: { target: 'draining', actions: 'startDrain' } },
       states: {
-        pool: {
-          // entered through starting's choice; `down` only names a default
-          initial: 'down',
+        delivery: {
+          // The job table, once: a region below that handles one of these events instead (none does) would shadow it.
+          on: {
+            'jobs.submitted': [{ guard: 'relayGone', actions: 'refuseUnreachable' }, { actions: ['admitJobs', 'dispatch', 'feedOutbox'] }],
+            'conn.ready': { actions: ['markReady', 'dispatch', 'feedOutbox'] },
+            'conn.delivered': { actions: OUTCOME },
+            'conn.failed': { actions: OUTCOME },
+            'conn.returned': { actions: ['story', 'dispatch', 'feedOutbox'] },
+            'conn.down': { actions: ['markDown', 'story', 'dispatch', 'feedOutbox'] },
+            'job.retry': [{ guard: 'relayGone', actions: ['story', 'giveUpQueued', 'feedOutbox'] }, { actions: ['story', 'dispatch', 'feedOutbox'] }],
+            tick: { actions: ['dispatch', 'feedOutbox'] },
+            'outbox.claimed': { actions: ['admitClaimed', 'dispatch', 'feedOutbox'] },
+            sweep: { actions: 'sweepQueue' },
+            'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch', 'feedOutbox'] },
+            'conn.respawn': { actions: 'respawn' },
+            shutdown: { target: '.draining', actions: 'startDrain' },
+          },
+          initial: 'starting',
           states: {
-            up: {
-              entry: 'logPoolUp',
+            starting: {
               always: [
-                { guard: 'noneUp', target: 'down' },
-                { guard: 'partlyUp', target: 'degraded' },
+                { guard: 'allUp', target: 'serving.pool.up' },
+                { guard: 'partlyUp', target: 'serving.pool.degraded' },
+                { guard: 'allTried', target: 'serving.pool.never' },
               ],
             },
-            degraded: {
-              always: [
-                { guard: 'allUp', target: 'up' },
-                { guard: 'noneUp', target: 'down' },
-              ],
-            },
-            down: {
-              entry: ['markPoolDown', 'logPoolDown'],
-              exit: 'hasten',
-              always: [
-                { guard: 'allUp', target: 'up' },
-                { guard: 'partlyUp', target: 'degraded' },
-              ],
-              initial: 'redialling',
+            serving: {
+              type: 'parallel',
               states: {
-                // Connections dial again after a loss or a handshake cut short: calls wait for them.
-                redialling: {
-                  always: { guard: 'unreachable', target: 'unreachable' },
-                  // the guard is judged again once the outage has lasted long enough
-                  after: { unreachableAfter: { guard: 'unreachable', target: 'unreachable' } },
+                pool: {
+                  // entered through starting's choice; `never` only names a default
+                  initial: 'never',
+                  states: {
+                    // No connection has come up yet: calls wait for the first dials, or fail at once when every one is refused.
+                    never: {
+                      exit: 'relayBack',
+                      always: [
+                        { guard: 'allUp', target: 'up' },
+                        { guard: 'partlyUp', target: 'degraded' },
+                      ],
+                      initial: 'dialling',
+                      states: {
+                        dialling: { always: { guard: 'allRefused', target: 'unreachable' } },
+                        // new jobs are refused at once (the running table's guard)
+                        unreachable: { entry: ['giveUpQueued', 'feedOutbox'] },
+                      },
+                    },
+                    up: {
+                      entry: 'logPoolUp',
+                      always: [
+                        { guard: 'noneUp', target: 'down' },
+                        { guard: 'partlyUp', target: 'degraded' },
+                      ],
+                    },
+                    degraded: {
+                      always: [
+                        { guard: 'allUp', target: 'up' },
+                        { guard: 'noneUp', target: 'down' },
+                      ],
+                    },
+                    down: {
+                      entry: 'logPoolDown',
+                      exit: 'relayBack',
+                      always: [
+                        { guard: 'allUp', target: 'up' },
+                        { guard: 'partlyUp', target: 'degraded' },
+                      ],
+                      initial: 'redialling',
+                      states: {
+                        // Connections dial again after a loss or a handshake cut short: calls wait for them.
+                        redialling: { after: { unreachableAfter: 'overdue' } },
+                        // The outage has lasted SMTP_UNREACHABLE_AFTER_MS: once every dial is refused, calls fail at once.
+                        overdue: { always: { guard: 'allRefused', target: 'unreachable' } },
+                        unreachable: { entry: ['giveUpQueued', 'feedOutbox'] },
+                      },
+                    },
+                  },
                 },
-                unreachable: {
-                  entry: 'giveUpQueued',
-                  on: { 'job.retry': { actions: ['story', 'giveUpQueued'] } },
+                jobs: {
+                  // What the queue does; the job traffic is the same whatever it does.
+                  initial: 'idle',
+                  states: {
+                    // no job queued, held or waiting out a retry
+                    idle: { always: { guard: not('drained'), target: 'flowing' } },
+                    // every job the supervisor has is with a connection (or waits out a retry)
+                    flowing: {
+                      always: [
+                        { guard: 'drained', target: 'idle' },
+                        { guard: 'backlog', target: 'backlogged' },
+                      ],
+                    },
+                    // jobs wait for a connection with room (or for the rate limit)
+                    backlogged: { always: { guard: not('backlog'), target: 'flowing' } },
+                  },
                 },
               },
             },
-          },
-        },
-        jobs: {
-          // What the queue does; the job traffic is the same whatever it does.
-          initial: 'idle',
-          on: {
-            'jobs.submitted': [{ guard: 'relayGone', actions: 'refuseUnreachable' }, { actions: ['admitJobs', 'dispatch'] }],
-            'conn.ready': { actions: ['markReady', 'dispatch'] },
-            'conn.delivered': { actions: ['story', 'offer', 'dispatch'] },
-            'conn.failed': { actions: ['story', 'offer', 'dispatch'] },
-            'conn.returned': { actions: ['story', 'dispatch'] },
-            'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
-            'job.retry': { guard: not('relayGone'), actions: ['story', 'dispatch'] },
-            tick: { actions: ['clearTick', 'dispatch'] },
-            sweep: { actions: 'sweepQueue' },
-            'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
-            'conn.respawn': { actions: 'respawn' },
-          },
-          states: {
-            // no job queued, held or waiting out a retry
-            idle: { always: { guard: not('drained'), target: 'flowing' } },
-            // every job the supervisor has is with a connection (or waits out a retry)
-            flowing: {
-              always: [
-                { guard: 'drained', target: 'idle' },
-                { guard: 'backlog', target: 'backlogged' },
-              ],
+            draining: {
+              entry: ['releaseQueuedDurable', 'feedOutbox'],
+              after: { shutdownTimeout: { target: '#supervisor.closing', actions: ['giveUpWaiting', 'feedOutbox'] } },
+              always: { guard: 'drained', target: '#supervisor.closing' },
+              on: {
+                'jobs.submitted': { actions: 'refuseJobs' },
+                'outbox.claimed': { actions: ['releaseClaimed', 'feedOutbox'] },
+                shutdown: {},
+              },
             },
-            // jobs wait for a connection with room (or for the rate limit)
-            backlogged: { always: { guard: not('backlog'), target: 'flowing' } },
           },
         },
         outbox: {
-          initial: 'resting',
-          invoke: { id: 'housekeeper', src: 'ticker', input: { ms: 5 * OUTBOX_LOOK_MS, event: { type: 'outbox.wake' } } },
-          on: { 'outbox.wake': { actions: 'housekeep' } },
+          initial: 'opening',
           states: {
-            resting: {
-              always: { guard: 'canClaim', target: 'claiming' },
-              after: { outboxDue: { guard: 'hasOutbox', target: 'resting', reenter: true } },
-            },
-            claiming: {
-              entry: 'claim',
+            // until the store first says whether it can write
+            opening: {
               on: {
-                'outbox.claimed': { target: 'resting', actions: ['admitClaimed', 'dispatch'] },
-                'outbox.unclaimed': { target: 'resting', actions: 'logUnclaimed' },
+                'outbox.health': [
+                  { guard: 'reportsUp', target: 'up' },
+                  { target: 'failing', actions: 'noteStoreFailure' },
+                ],
+              },
+            },
+            up: {
+              entry: 'emitStoreUp',
+              on: { 'outbox.health': { guard: 'reportsDown', target: 'failing', actions: 'noteStoreFailure' } },
+            },
+            // it cannot write: queued mail waits, new queued mail is refused; probed again after a backoff
+            failing: {
+              entry: ['emitStoreDown', 'logStoreDown'],
+              after: { storeBackoff: 'recovering' },
+            },
+            recovering: {
+              entry: 'probeStore',
+              on: {
+                'outbox.probed': [
+                  { guard: 'probed', target: 'up', actions: 'noteStoreRecovered' },
+                  { target: 'failing', actions: 'noteStoreFailure' },
+                ],
               },
             },
           },
         },
-      },
-    },
-    draining: {
-      entry: 'releaseQueuedDurable',
-      after: { shutdownTimeout: { target: 'closing', actions: 'giveUpWaiting' } },
-      always: { guard: 'drained', target: 'closing' },
-      on: {
-        'jobs.submitted': { actions: 'refuseJobs' },
-        'outbox.claimed': { actions: 'releaseClaimed' },
-        'conn.ready': { actions: ['markReady', 'dispatch'] },
-        'conn.delivered': { actions: ['story', 'offer', 'dispatch'] },
-        'conn.failed': { actions: ['story', 'offer', 'dispatch'] },
-        'conn.returned': { actions: ['story', 'dispatch'] },
-        'conn.down': { actions: ['markDown', 'story', 'dispatch'] },
-        'job.retry': { actions: ['story', 'dispatch'] },
-        tick: { actions: ['clearTick', 'dispatch'] },
-        'xstate.error.actor.*': { actions: ['recoverCrash', 'dispatch'] },
-        'conn.respawn': { actions: 'respawn' },
       },
     },
     closing: {
@@ -207,14 +223,14 @@ export const supervisorMachine = supervisorSetup.createMachine({
       always: { guard: 'allClosed', target: 'stopped' },
       on: {
         'jobs.submitted': { actions: 'refuseJobs' },
-        'outbox.claimed': { actions: 'releaseClaimed' },
+        'outbox.claimed': { actions: ['releaseClaimed', 'feedOutbox'] },
         // The connections finish what they hold before they QUIT.
-        'conn.delivered': { actions: 'story' },
-        'conn.failed': { actions: 'story' },
-        'conn.returned': { actions: 'giveUpReturned' },
-        'conn.down': { actions: ['markDown', 'giveUpReturned'] },
-        'conn.closed': { actions: ['markClosed', 'giveUpReturned'] },
-        'xstate.error.actor.*': { actions: 'closeCrashed' },
+        'conn.delivered': { actions: ['story', 'feedOutbox'] },
+        'conn.failed': { actions: ['story', 'feedOutbox'] },
+        'conn.returned': { actions: ['giveUpReturned', 'feedOutbox'] },
+        'conn.down': { actions: ['markDown', 'giveUpReturned', 'feedOutbox'] },
+        'conn.closed': { actions: ['markClosed', 'giveUpReturned', 'feedOutbox'] },
+        'xstate.error.actor.*': { actions: ['closeCrashed', 'feedOutbox'] },
         'conn.respawn': { actions: 'markClosed' },
       },
     },

@@ -44,6 +44,7 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly otpSends: Record<OtpSendOutcome, CounterCell>;
   private readonly otpChecks: Record<OtpCheckResult, CounterCell>;
   private readonly outboxCommits: HistogramCell;
+  private readonly storeUp: Gauge;
   /** what the gauges read at a scrape; set once the actors run (watch) */
   private sources: MetricSources | undefined;
 
@@ -132,6 +133,7 @@ export class PrometheusMetrics implements ServiceMetrics {
         this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
       },
     });
+    this.storeUp = new Gauge({ name: 'mailroom_outbox_store_up', help: 'Whether the outbox store can write (1) or is failing (0).', registers });
     this.outboxCommits = new HistogramFamily({
       name: 'mailroom_outbox_commit_seconds',
       help: 'How long one grouped commit of the outbox took (its writes and fsync), seconds.',
@@ -184,6 +186,23 @@ export class PrometheusMetrics implements ServiceMetrics {
     const lastWasAttempt = ATTEMPT_CODES.has(error.code);
     this.attempts.transient.n += lastWasAttempt ? job.attempts - 1 : job.attempts;
     if (lastWasAttempt) (error.transient ? this.attempts.transient : this.attempts.permanent).n++;
+  }
+
+  outboxAttempt(job: MailJob, error: MailroomError | undefined): void {
+    if (error === undefined) {
+      this.deliveredTotal.n++;
+      this.deliverySeconds.observe((Date.now() - job.enqueuedAt) / 1000);
+      this.attempts.delivered.n++;
+      return;
+    }
+    if (ATTEMPT_CODES.has(error.code)) (error.transient ? this.attempts.transient : this.attempts.permanent).n++;
+    if (error.transient) return;
+    const cell = this.failedTotal[error.code];
+    if (cell !== undefined) cell.n++;
+  }
+
+  outboxStore(up: boolean): void {
+    this.storeUp.set(up ? 1 : 0);
   }
 
   reconnect(): void {

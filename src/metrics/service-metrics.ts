@@ -1,6 +1,8 @@
 // What the service counts, as the code that counts sees it, and the no-op
 // it counts into when METRICS_PORT is unset: prom-client (metrics.ts) is
 // loaded only when metrics are served.
+import type { MailroomError } from '../errors.js';
+import type { MailJob } from '../mail/job.js';
 import type { MailOutcomes } from '../mail/mailer.js';
 import type { OutboxCounts } from '../outbox/store.js';
 
@@ -9,6 +11,10 @@ export type OtpCheckResult = 'valid' | 'invalid' | 'refused' | 'failed';
 export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
 
 export interface ServiceMetrics extends MailOutcomes {
+  /** an attempt at a message from the outbox ended: delivered, or how it failed (deferred when transient) */
+  outboxAttempt(job: MailJob, error: MailroomError | undefined): void;
+  /** the outbox store can write, or cannot */
+  outboxStore(up: boolean): void;
   /** a connection lost its session or failed a dial, and dials again */
   reconnect(): void;
   otpSent(outcome: OtpSendOutcome): void;
@@ -18,6 +24,8 @@ export interface ServiceMetrics extends MailOutcomes {
 export const NO_METRICS: ServiceMetrics = {
   delivered: () => undefined,
   failed: () => undefined,
+  outboxAttempt: () => undefined,
+  outboxStore: () => undefined,
   reconnect: () => undefined,
   otpSent: () => undefined,
   otpChecked: () => undefined,

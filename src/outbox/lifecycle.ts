@@ -5,16 +5,18 @@
 // charts draws it; the inspector shows it).
 //
 //   queued ──CLAIM──► sending ──DELIVERED──► sent
-//     ▲  │              │ │ └──FAIL──► failed ◄──EXPIRE── queued, deferred
-//     │  │              │ └──DEFER──► deferred ──CLAIM──► sending
+//     ▲  │ │            │ │ └──FAIL──► failed ◄──EXPIRE── queued, deferred
+//     │  │ │            │ └──DEFER──► deferred ──CLAIM──► sending
+//     │  │ └──DEFER (the relay is away: no attempt) ──► deferred
 //     │  └─CANCEL─┐     └──RELEASE (given back unsent) ──► queued
 //     │           ▼
 //     └──── cancelled ◄──CANCEL── deferred
 //
 // The machine has no guards and no context: which event a record gets
-// (defer or fail, and when) is the supervisor's decision; whether the event
-// applies is the chart's. Its answers are kept per state and event, so a
-// step costs a lookup once each pair has been asked.
+// (defer or fail) is the supervisor's decision, when it is due again the
+// store's (outbox/policy.ts); whether the event applies is the chart's. Its
+// answers are kept per state and event, so a step costs a lookup once each
+// pair has been asked.
 import { setup, transition, type SnapshotFrom } from 'xstate';
 
 export type MessageEventType = 'CLAIM' | 'DELIVERED' | 'DEFER' | 'FAIL' | 'RELEASE' | 'CANCEL' | 'EXPIRE';
@@ -28,10 +30,10 @@ export const messageMachine = setup({
   initial: 'queued',
   states: {
     // stored, waiting for its time (send_at) or a connection
-    queued: { on: { CLAIM: 'sending', CANCEL: 'cancelled', EXPIRE: 'failed' } },
+    queued: { on: { CLAIM: 'sending', CANCEL: 'cancelled', EXPIRE: 'failed', DEFER: 'deferred' } },
     // held by a connection: its outcome decides
     sending: { on: { DELIVERED: 'sent', DEFER: 'deferred', FAIL: 'failed', RELEASE: 'queued' } },
-    // a transient failure; it is claimed again when its next attempt is due
+    // a transient failure, or the relay away; it is claimed again when its next attempt is due
     deferred: { on: { CLAIM: 'sending', CANCEL: 'cancelled', EXPIRE: 'failed' } },
     sent: { type: 'final' },
     failed: { type: 'final' },

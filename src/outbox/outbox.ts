@@ -1,14 +1,14 @@
 // The outbox as callers use it (MailService in QUEUED mode, GetMessage,
-// CancelMessage, WatchMessages): methods, not actor events. Storing and
-// cancelling go through the supervisor, the store's one writer (its
-// mailbox, by `requests$`); reading goes to the store directly.
+// CancelMessage, WatchMessages): methods, not actor events. Storing,
+// cancelling and reading go to the store directly: it is the one writer of
+// a message's state, and it serialises its own writes (one worker, one
+// transaction a batch). The supervisor hears of new messages from the
+// store, and only to deliver them.
 import { createHash } from 'node:crypto';
-import type { Subject } from 'rxjs';
 import { MailroomError } from '../errors.js';
-import { withResolvers } from '../lib/resolvers.js';
 import type { Composer } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
-import type { OutboxRequest, OutboxSettings } from './requests.js';
+import type { OutboxSettings } from './settings.js';
 import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
 
 export interface QueueOptions {
@@ -38,8 +38,7 @@ const WATCH_PAGE = 200;
 export class Outbox {
   constructor(
     private readonly store: OutboxStore,
-    private readonly requests$: Subject<OutboxRequest>,
-    private readonly settings: OutboxSettings,
+    private readonly settings: Pick<OutboxSettings, 'maxDelayMs' | 'maxAgeMs'>,
     private readonly composer: Composer,
     private readonly now: () => number = Date.now,
   ) {}
@@ -77,23 +76,19 @@ export class Outbox {
         }
       }),
     );
-    for (const item of ready) {
-      if (item === undefined) continue;
-      const { entry } = item;
-      const { reply, answer } = withResolvers<Acceptance>();
-      this.requests$.next({ type: 'accept', reply, message: item.message });
-      answer.then((accepted) => {
-        switch (accepted.kind) {
-          case 'accepted':
-          case 'existing':
-            return entry.resolve(accepted.status);
-          case 'conflict':
-            return entry.reject(new MailroomError('EIDEMPOTENCY', 'idempotency_key was used before with a different request'));
-          case 'full':
-            return entry.reject(new MailroomError('EQUEUEFULL', `the outbox holds OUTBOX_MAX_BYTES of messages (${Math.ceil(accepted.bytes / 1_048_576)} MiB)`, { retryAfterSeconds: 30 }));
-        }
-      }, entry.reject);
+    const taken = ready.filter((item) => item !== undefined);
+    if (taken.length === 0) return;
+    let answers: Acceptance[];
+    try {
+      answers = await this.store.accept(
+        taken.map((item) => item.message),
+        now,
+      );
+    } catch (err) {
+      for (const { entry } of taken) entry.reject(err);
+      return;
     }
+    taken.forEach(({ entry }, i) => answer(entry, answers[i]));
   }
 
   /** The message as the store takes it; throws what is wrong with its time, or its size. */
@@ -121,9 +116,7 @@ export class Outbox {
   }
 
   cancel(id: string, caller: string): Promise<Cancellation> {
-    const { reply, answer } = withResolvers<Cancellation>();
-    this.requests$.next({ type: 'cancel', id, caller, reply });
-    return answer;
+    return this.store.cancel(id, caller, this.now());
   }
 
   /**
@@ -166,6 +159,21 @@ export class Outbox {
       },
       ended,
     };
+  }
+}
+
+/** Answers the caller of one message with what the store said of it. */
+function answer(entry: Entry, accepted: Acceptance | undefined): void {
+  switch (accepted?.kind) {
+    case 'accepted':
+    case 'existing':
+      return entry.resolve(accepted.status);
+    case 'conflict':
+      return entry.reject(new MailroomError('EIDEMPOTENCY', 'idempotency_key was used before with a different request'));
+    case 'full':
+      return entry.reject(new MailroomError('EQUEUEFULL', `the outbox holds OUTBOX_MAX_BYTES of messages (${Math.ceil(accepted.bytes / 1_048_576)} MiB)`, { retryAfterSeconds: 30 }));
+    case undefined:
+      return entry.reject(new MailroomError('EINTERNAL', 'the outbox store gave no answer for a message'));
   }
 }
 

@@ -1,7 +1,7 @@
 // The SQLite outbox's tables. `messages` holds statuses only (no subject,
 // body or address); `texts` holds what is sent, and loses a message's row
 // when it is final; `events` is the ordered log WatchMessages reads, its
-// rowid the cursor. The partial indexes cover exactly the rows the hot
+// rowid the cursor; `meta` holds what a health probe writes. The partial indexes cover exactly the rows the hot
 // queries look at: what is due, what expires, what retention forgets.
 export const SCHEMA_VERSION = 1;
 
@@ -45,4 +45,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_caller ON events (caller, seq);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (updated_at);
+CREATE TABLE IF NOT EXISTS meta (
+  k TEXT PRIMARY KEY,
+  v
+) WITHOUT ROWID;
 `;

@@ -2,17 +2,23 @@
 // sqlite-worker.ts). Calls made in one turn of the event loop travel as one
 // batch, one transaction, one fsync: group commit, so durability does not
 // cost a disk flush per call. One batch is in flight at a time, and the
-// next gathers while it commits. A batch that fails as a whole (a full
-// disk) fails its calls, except the recording of outcomes, which is tried
-// again until it is written: an outcome must not be lost.
+// next gathers while one commits.
+//
+// Its health is what its last write said. A batch that fails as a whole (a
+// full disk, an I/O error) or a worker thread that ends takes it down:
+// from then on writes fail at once (reads still go to the worker while
+// there is one), outcomes to record are kept in memory, and nothing is
+// tried again until the supervisor asks for a probe(): a new worker if the
+// old one ended, then the kept outcomes, then a one-row write.
 import { Worker } from 'node:worker_threads';
+import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
-import type { Batch, Op, WorkerMessage, WorkerStart } from './sqlite-protocol.js';
-import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, StatusEvent } from './store.js';
+import { READS, type Batch, type Op, type WorkerMessage, type WorkerStart } from './sqlite-protocol.js';
+import type { OutboxSettings } from './settings.js';
+import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, RelayAway, StatusEvent, StoreHealth } from './store.js';
+import { Listeners } from '../lib/listeners.js';
 
 const WORKER = new URL('./sqlite-worker.js', import.meta.url);
-/** how long a failed recording of outcomes waits before it is tried again */
-const RETRY_MS = 1000;
 /**
  * Calls that go at once, without waiting for the end of the turn: callers
  * that were answered together come back together, and one read holds a
@@ -20,76 +26,144 @@ const RETRY_MS = 1000;
  * handled lets their commit overlap that work instead of following it.
  */
 const EAGER_BATCH = 32;
+/** how long close() waits for what is queued to reach the disk */
+const CLOSE_WAIT_MS = 3000;
 
 interface Pending {
   readonly op: Op;
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: MailroomError) => void;
-  /** tried again after a failed batch instead of failing */
+  /** kept after a failure, and written once the store is up again, instead of failing */
   readonly persistent: boolean;
 }
 
 export interface SqliteOutboxOptions {
   readonly path: string;
-  readonly maxBytes: number;
+  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>;
+  readonly log: Logger;
   /** how soon deleted text leaves the WAL too */
   readonly scrubMs?: number;
   /** hears how long each commit took (metrics) */
   readonly onCommit?: (ms: number) => void;
 }
 
+/** What a failed write means: the disk is full (EQUEUEFULL, as a new message is told), or the store cannot write (ESTORE). */
+function writeError(code: string, message: string): MailroomError {
+  return code === 'SQLITE_FULL'
+    ? new MailroomError('EQUEUEFULL', 'the outbox cannot store more: its disk is full', { retryAfterSeconds: 5 })
+    : new MailroomError('ESTORE', `the outbox store cannot write: ${message}`);
+}
+
+/** A full disk is RESOURCE_EXHAUSTED for a new message only: anything else is told the store cannot answer (ESTORE). */
+function errorFor(op: Op, error: MailroomError): MailroomError {
+  if (op.op === 'accept' || error.code !== 'EQUEUEFULL') return error;
+  return new MailroomError('ESTORE', 'the outbox store cannot write now: its disk is full');
+}
+
 export class SqliteOutboxStore implements OutboxStore {
   private worker: Worker | undefined;
   private queue: Pending[] = [];
   private inFlight: Pending[] | undefined;
+  /** outcomes a failure left unwritten: written first once the store is up */
+  private kept: Pending[] = [];
   private seq = 0;
   private scheduled = false;
-  private broken: MailroomError | undefined;
-  private readonly listeners = new Set<(events: readonly StatusEvent[]) => void>();
+  private closed = false;
+  /** a worker of this process has opened the store (and given back what a stop left SENDING) */
+  private recovered = false;
+  private current: StoreHealth = { up: false, error: new MailroomError('ESTORE', 'the outbox is not open yet') };
+  private readonly eventListeners = new Listeners<readonly StatusEvent[]>();
+  private readonly submittedListeners = new Listeners<number>();
+  private readonly healthListeners = new Listeners<StoreHealth>();
 
   constructor(private readonly options: SqliteOutboxOptions) {}
 
-  open(now: number): Promise<{ released: number; nextDue: number | undefined }> {
-    const start: WorkerStart = { path: this.options.path, maxBytes: this.options.maxBytes, now, scrubMs: this.options.scrubMs ?? 500 };
+  get health(): StoreHealth {
+    return this.current;
+  }
+
+  async open(now: number): Promise<void> {
+    const started = await this.start(now, true);
+    if (started.kind === 'fatal') {
+      throw new MailroomError('ECONFIG', `invalid configuration:\n  OUTBOX_PATH=${JSON.stringify(this.options.path)}: cannot open the outbox (${started.message})`);
+    }
+    if (started.kind === 'down') {
+      this.setHealth({ up: false, error: writeError(started.code, started.message) });
+      this.options.log.error('outbox: the store cannot be opened now; queued mail waits, SYNC mail and codes go on', { path: this.options.path, code: started.code, reason: started.message });
+      return;
+    }
+    if (started.released > 0) this.options.log.warn('outbox: messages a stop left under way are queued again (the relay may have taken some: those may arrive twice)', { released: started.released });
+    this.setHealth({ up: true });
+  }
+
+  /** Starts a worker thread and waits for its first word. */
+  private start(now: number, first: boolean): Promise<Extract<WorkerMessage, { kind: 'ready' | 'fatal' | 'down' }>> {
+    const start: WorkerStart = { path: this.options.path, settings: this.options.settings, now, scrubMs: this.options.scrubMs ?? 500, first, recover: !this.recovered };
     const worker = new Worker(WORKER, { workerData: start });
-    this.worker = worker;
-    return new Promise((resolve, reject) => {
-      const first = (message: WorkerMessage): void => {
-        if (message.kind === 'ready') {
-          worker.on('message', (m: WorkerMessage) => this.answer(m));
-          resolve({ released: message.released, nextDue: message.nextDue });
-        } else if (message.kind === 'fatal') {
-          reject(new MailroomError('ECONFIG', `invalid configuration:\n  OUTBOX_PATH=${JSON.stringify(this.options.path)}: cannot open the outbox (${message.message})`));
+    return new Promise((resolve) => {
+      let opened = false;
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.kind === 'ready' || m.kind === 'fatal' || m.kind === 'down') {
+          if (m.kind === 'ready') {
+            opened = true;
+            this.recovered = true;
+            this.worker = worker;
+          }
+          resolve(m);
+          return;
         }
-      };
-      worker.once('message', first);
+        this.answer(m);
+      });
       worker.on('error', (err) => {
-        const error = new MailroomError('EUNAVAILABLE', `the outbox store failed: ${err.message}`, { cause: err });
-        this.broken = error;
-        reject(error);
-        this.failAll(error);
+        if (!opened) resolve({ kind: 'down', code: 'EWORKER', message: err.message });
+        else this.lost(worker, `the outbox worker failed: ${err.message}`);
       });
       worker.on('exit', () => {
-        this.broken ??= new MailroomError('EUNAVAILABLE', 'the outbox store is closed');
-        this.failAll(this.broken);
+        if (!opened) resolve({ kind: 'down', code: 'EWORKER', message: 'the outbox worker ended before it opened the store' });
+        else this.lost(worker, 'the outbox worker ended');
       });
     });
   }
 
+  async probe(): Promise<void> {
+    if (this.closed) throw new MailroomError('ESTORE', 'the outbox store is closed');
+    if (this.worker === undefined) {
+      const started = await this.start(Date.now(), false);
+      if (started.kind !== 'ready') {
+        const error = started.kind === 'fatal' ? new MailroomError('ESTORE', `the outbox file is damaged: ${started.message}`) : writeError(started.code, started.message);
+        this.setHealth({ up: false, error });
+        throw error;
+      }
+      if (started.released > 0) this.options.log.warn('outbox: messages a stop left under way are queued again (the relay may have taken some: those may arrive twice)', { released: started.released });
+    }
+    // What could not be written goes first; then a write of one row says the disk takes pages again.
+    const kept = this.kept;
+    this.kept = [];
+    this.queue.unshift(...kept);
+    await this.send({ op: 'probe', now: Date.now() }, false, true);
+    this.setHealth({ up: true });
+  }
+
   accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]> {
-    return this.call({ op: 'accept', messages, now }) as Promise<Acceptance[]>;
+    const answer = this.call({ op: 'accept', messages, now }) as Promise<Acceptance[]>;
+    if (messages.length > 0) this.submittedListeners.tell(Math.min(...messages.map((m) => m.dueAt)));
+    return answer;
   }
 
   claim(n: number, now: number): Promise<{ claimed: Claimed[]; nextDue: number | undefined }> {
     return this.call({ op: 'claim', n, now }) as Promise<{ claimed: Claimed[]; nextDue: number | undefined }>;
   }
 
-  async record(changes: readonly Change[]): Promise<void> {
-    await this.call({ op: 'record', changes }, true);
+  record(changes: readonly Change[]): Promise<number | undefined> {
+    return this.call({ op: 'record', changes }, true) as Promise<number | undefined>;
   }
 
   cancel(id: string, caller: string, now: number): Promise<Cancellation> {
     return this.call({ op: 'cancel', id, caller, now }) as Promise<Cancellation>;
+  }
+
+  deferDue(now: number, limit: number, away: RelayAway): Promise<number | undefined> {
+    return this.call({ op: 'deferDue', now, limit, away }) as Promise<number | undefined>;
   }
 
   expire(now: number, limit: number): Promise<number> {
@@ -122,23 +196,51 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.eventListeners.add(listener);
+  }
+
+  onSubmitted(listener: (dueAt: number) => void): () => void {
+    return this.submittedListeners.add(listener);
+  }
+
+  onHealth(listener: (health: StoreHealth) => void): () => void {
+    listener(this.current);
+    return this.healthListeners.add(listener);
   }
 
   async close(): Promise<void> {
     // What is queued goes first: the last outcomes must reach the disk.
-    while ((this.queue.length > 0 || this.inFlight !== undefined) && this.broken === undefined) await new Promise((r) => setTimeout(r, 5));
-    this.broken ??= new MailroomError('EUNAVAILABLE', 'the outbox store is closed');
+    const until = Date.now() + CLOSE_WAIT_MS;
+    while ((this.queue.length > 0 || this.inFlight !== undefined) && this.worker !== undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    const unwritten = this.kept.length + this.queue.filter((p) => p.persistent).length;
+    if (unwritten > 0) this.options.log.error('outbox: outcomes not written at shutdown; those messages go out again after the restart', { batches: unwritten });
+    this.closed = true;
+    const closed = new MailroomError('ESTORE', 'the outbox store is closed');
+    this.failAll([...this.kept, ...this.queue, ...(this.inFlight ?? [])], closed, true);
+    this.kept = [];
+    this.queue = [];
+    this.inFlight = undefined;
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
   }
 
   private call(op: Op, persistent = false): Promise<unknown> {
-    if (this.broken !== undefined) return Promise.reject(this.broken);
+    return this.send(op, persistent, false);
+  }
+
+  /** `probing`: the probe's own write, which goes while the store is down. */
+  private send(op: Op, persistent: boolean, probing: boolean): Promise<unknown> {
+    if (this.closed) return Promise.reject(new MailroomError('ESTORE', 'the outbox store is closed'));
+    const read = READS.has(op.op);
     return new Promise((resolve, reject) => {
-      this.queue.push({ op, resolve, reject, persistent });
+      const pending: Pending = { op, resolve, reject, persistent };
+      if (!probing && !this.current.up && !(read && this.worker !== undefined)) {
+        if (persistent) this.kept.push(pending);
+        else reject(errorFor(op, this.current.error ?? new MailroomError('ESTORE', 'the outbox store is down')));
+        return;
+      }
+      this.queue.push(pending);
       this.schedule();
     });
   }
@@ -167,35 +269,60 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   private answer(message: WorkerMessage): void {
+    if (message.kind === 'scrub') {
+      if (message.ok) this.options.log.info('outbox: deleted text is checkpointed out of the WAL again');
+      else this.options.log.warn('outbox: deleted text could not be checkpointed out of the WAL yet; trying again later', { reason: message.message });
+      return;
+    }
     const batch = this.inFlight;
     if (batch === undefined || (message.kind !== 'done' && message.kind !== 'failed')) return;
     this.inFlight = undefined;
     if (message.kind === 'done') {
       this.options.onCommit?.(message.commitMs);
       batch.forEach((p, i) => p.resolve(message.results[i]));
-      if (message.events.length > 0) for (const listener of this.listeners) listener(message.events);
+      if (message.events.length > 0) this.eventListeners.tell(message.events);
     } else {
-      const error = message.full
-        ? new MailroomError('EQUEUEFULL', 'the outbox cannot be written: its disk is full', { retryAfterSeconds: 5 })
-        : new MailroomError('EUNAVAILABLE', `the outbox could not be written: ${message.message}`);
-      const again: Pending[] = [];
-      for (const p of batch) {
-        if (p.persistent) again.push(p);
-        else p.reject(error);
-      }
-      if (again.length > 0) {
-        setTimeout(() => {
-          this.queue.unshift(...again);
-          this.schedule();
-        }, RETRY_MS).unref();
-      }
+      const error = writeError(message.code, message.message);
+      this.setHealth({ up: false, error });
+      this.failAll(batch, error, false);
+      // What gathered behind the failed batch meets a store that is down now; reads still go.
+      const behind = this.queue;
+      this.queue = behind.filter((p) => READS.has(p.op.op));
+      this.failAll(
+        behind.filter((p) => !READS.has(p.op.op)),
+        error,
+        false,
+      );
     }
     this.schedule();
   }
 
-  private failAll(error: MailroomError): void {
-    for (const p of [...(this.inFlight ?? []), ...this.queue]) p.reject(error);
+  /** The worker thread ended: what it held fails (outcomes are kept), and the store is down until a probe starts another. */
+  private lost(worker: Worker, why: string): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    const error = new MailroomError('ESTORE', why);
+    if (!this.closed) {
+      this.setHealth({ up: false, error });
+      this.options.log.error('outbox: its worker thread ended; it is started again once the store is probed', { reason: why });
+    }
+    const lostBatch = [...(this.inFlight ?? []), ...this.queue];
     this.inFlight = undefined;
     this.queue = [];
+    this.failAll(lostBatch, error, false);
+  }
+
+  /** Fails `pending`; outcomes to record are kept for the next probe unless `all`. */
+  private failAll(pending: readonly Pending[], error: MailroomError, all: boolean): void {
+    for (const p of pending) {
+      if (p.persistent && !all) this.kept.push(p);
+      else p.reject(errorFor(p.op, error));
+    }
+  }
+
+  private setHealth(health: StoreHealth): void {
+    if (health.up === this.current.up && health.error?.message === this.current.error?.message) return;
+    this.current = health;
+    this.healthListeners.tell(health);
   }
 }

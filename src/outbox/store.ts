@@ -1,12 +1,22 @@
 // What the outbox keeps, behind one interface: SQLite on this machine
 // (outbox/sqlite-store.ts, the default), or Redis for several replicas
 // (redis/outbox-store.ts). Each write method is one durable commit: when its
-// promise resolves, what it wrote survives a crash and a power cut. Only the
-// supervisor writes (in its mailbox); reads may come from anywhere.
+// promise resolves, what it wrote survives a crash and a power cut. The
+// store is the one writer of a message's state in this process: callers
+// accept and cancel through it directly, the supervisor's outbox child
+// claims and records outcomes; the message machine (lifecycle.ts) judges
+// every change and outbox/policy.ts says what goes with it.
+//
+// A store that cannot write (a full disk, a dead worker, Redis away) says
+// so through onHealth and fails each call fast (ESTORE, or EQUEUEFULL for a
+// new message on a full disk); outcomes it could not write it keeps, and
+// writes once it is up again. Whoever watches its health (the supervisor)
+// asks it to probe() after a backoff: nothing in a store retries in a loop.
 //
 // A record is a status: it never holds the message's subject, body or
 // addresses in clear. The message's text (and its envelope) is stored beside
 // it while the message may still be sent, and deleted when it is final.
+import type { MailroomError } from '../errors.js';
 import type { Envelope } from '../mail/envelope.js';
 import type { MessageEventType, MessageState } from './lifecycle.js';
 
@@ -72,13 +82,29 @@ export interface Change {
   readonly id: string;
   readonly event: Exclude<MessageEventType, 'CLAIM' | 'CANCEL'>;
   readonly at: number;
-  /** DELIVERED, DEFER, FAIL: an attempt the relay took part in */
+  /** DELIVERED, DEFER, FAIL: an attempt the relay took part in (the store counts it) */
   readonly attempted?: boolean;
   readonly response?: string;
   readonly errorCode?: string;
-  /** DEFER: when it is due again */
-  readonly nextAt?: number;
+  /** DEFER for the relay's absence: its next dial (else the store's backoff says when) */
+  readonly retryAt?: number;
   readonly connection?: string;
+}
+
+/** Why due messages wait while no connection can reach the relay. */
+export interface RelayAway {
+  /** the catalogue code the status shows (EUNAVAILABLE) */
+  readonly errorCode: string;
+  /** the last dial's error, e.g. "connect ECONNREFUSED 127.0.0.1:2525" */
+  readonly response: string;
+  /** when a connection dials next */
+  readonly retryAt: number;
+}
+
+/** Whether the store can write now; `error` says why not. */
+export interface StoreHealth {
+  readonly up: boolean;
+  readonly error?: MailroomError;
 }
 
 export type Cancellation =
@@ -96,16 +122,32 @@ export interface OutboxCounts {
 }
 
 export interface OutboxStore {
-  /** Opens (and after a crash recovers) the store: messages found SENDING go back to QUEUED. */
-  open(now: number): Promise<{ readonly released: number; readonly nextDue: number | undefined }>;
+  /**
+   * Opens (and after a crash recovers) the store: messages found SENDING go
+   * back to QUEUED. Rejects only when the service must not start (a damaged
+   * file: ECONFIG); a store that cannot be written now opens down
+   * (onHealth) and comes up through probe().
+   */
+  open(now: number): Promise<void>;
   /** Stores new messages, all in one commit; one answer each, in order. */
   accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]>;
   /** Claims up to `n` messages due by `now`, oldest due first; `nextDue`: the earliest left. */
   claim(n: number, now: number): Promise<{ readonly claimed: Claimed[]; readonly nextDue: number | undefined }>;
-  /** Records changes, in one commit. A change the chart does not take is skipped (the record moved on). */
-  record(changes: readonly Change[]): Promise<void>;
+  /**
+   * Records changes, in one commit; kept until written, whatever the
+   * store's health. A change the chart does not take is skipped (the record
+   * moved on). Resolves with when what it deferred or released is due.
+   */
+  record(changes: readonly Change[]): Promise<number | undefined>;
   /** Cancels a QUEUED or DEFERRED message of `caller`. */
   cancel(id: string, caller: string, now: number): Promise<Cancellation>;
+  /**
+   * The relay is away: due QUEUED messages (at most `limit`) become DEFERRED
+   * with `away`'s reason and its next dial; those already deferred for the
+   * relay's absence only move their next attempt (no event: a watcher hears
+   * of an outage once). The earliest due after.
+   */
+  deferDue(now: number, limit: number, away: RelayAway): Promise<number | undefined>;
   /** Fails what is past its expiry (EEXPIRED), at most `limit`; how many. */
   expire(now: number, limit: number): Promise<number>;
   /** Makes DEFERRED messages whose last failure was the relay's absence due now (the relay is back); the earliest due after. */
@@ -121,5 +163,12 @@ export interface OutboxStore {
   counts(): Promise<OutboxCounts>;
   /** Hears of every commit that added status events (a watcher then reads them). */
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void;
+  /** Hears of new messages as they are handed to accept, with when the earliest falls due: a claim made in the same turn joins their commit. */
+  onSubmitted(listener: (dueAt: number) => void): () => void;
+  /** Hears every change of health, and the health now. */
+  onHealth(listener: (health: StoreHealth) => void): () => void;
+  readonly health: StoreHealth;
+  /** Tries to get back up (a new worker, a reconnect, what it could not write); resolves once up, rejects with why not. */
+  probe(): Promise<void>;
   close(): Promise<void>;
 }

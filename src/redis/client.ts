@@ -11,7 +11,7 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { CHECK, COMMIT, RELEASE, RESERVE } from './otp-scripts.js';
 import { IDEM_CLAIM, IDEM_FINISH, IDEM_FORGET } from './idempotency-scripts.js';
-import { OUTBOX_CREATE, OUTBOX_MOVE } from './outbox-scripts.js';
+import { OUTBOX_CREATE, OUTBOX_DUE, OUTBOX_MOVE } from './outbox-scripts.js';
 
 /**
  * How long a claim (an OTP send or an idempotent SendMail under way) holds
@@ -68,6 +68,7 @@ const asReply = (reply: unknown): unknown => reply;
 const SCRIPTS = {
   outboxCreate: keysThenArgs(OUTBOX_CREATE, 8, String),
   outboxMove: keysThenArgs(OUTBOX_MOVE, 8, asReply),
+  outboxDue: keysThenArgs(OUTBOX_DUE, 1, asNumber),
   otpReserve: oneKey(RESERVE, asArray),
   otpCommit: oneKey(COMMIT, asNumber),
   otpRelease: oneKey(RELEASE, asNumber),
@@ -142,9 +143,13 @@ export class RedisLink {
   }
 
   /** Hears every change of up/down, and the state now. */
-  onHealth(listener: (up: boolean) => void): void {
+  onHealth(listener: (up: boolean) => void): () => void {
     this.listeners.push(listener);
     listener(this.up);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   /** Starts connecting; resolves at once, whether Redis answers or not (it keeps trying). */

@@ -70,3 +70,10 @@ if ARGV[12] == '1' then redis.call('SADD', KEYS[6], ARGV[11]) else redis.call('S
 local cursor = event(KEYS[2], f, ARGV[9])
 return {1, cursor, f.state, f.attempts, f.last_response, f.error_code, f.accepted_at, f.updated_at, f.due_at}
 `;
+
+/** due(dueAt): a deferred message's next attempt moves (the relay is still away, or back); no event: its watchers heard of the deferral once. */
+export const OUTBOX_DUE = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'deferred' then return 0 end
+redis.call('HSET', KEYS[1], 'due_at', ARGV[1])
+return 1
+`;

@@ -16,10 +16,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Queue, Worker, createNodeRedisClient, type Job } from 'bullmq';
 import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
+import { Listeners } from '../lib/listeners.js';
 import { maskAddresses } from '../lib/mask.js';
 import type { Envelope } from '../mail/envelope.js';
 import { advance, MESSAGE_STATES, type MessageEventType, type MessageState } from '../outbox/lifecycle.js';
-import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, StatusEvent } from '../outbox/store.js';
+import { isAbsence, nextAttemptAt, statusOf } from '../outbox/policy.js';
+import type { OutboxSettings } from '../outbox/settings.js';
+import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, RelayAway, StatusEvent, StoreHealth } from '../outbox/store.js';
 import type { Redis, RedisLink } from './client.js';
 
 interface JobData {
@@ -31,15 +34,10 @@ interface JobData {
   readonly expiresAt: number;
 }
 
-export interface RedisOutboxOptions {
+export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs'> {
   readonly leaseMs: number;
-  readonly maxBytes: number;
-  readonly retentionMs: number;
-  readonly maxAgeMs: number;
 }
 
-/** Losses that mean the relay was away: what they deferred is due at once when it is back. */
-const ABSENCE = new Set(['ECONNECTION', 'ETIMEDOUT', 'ETLS', 'EAUTH', 'EUNAVAILABLE', 'ESTALE', 'ESHUTDOWN']);
 /** how often a replica with nothing due looks for work other replicas queued */
 const POLL_MS = 1000;
 /** how long a failed recording of outcomes waits before it is tried again */
@@ -66,19 +64,6 @@ function moved(reply: unknown): { status: MessageStatus; cursor: string } | { re
   };
 }
 
-function statusOf(h: Record<string, string>): MessageStatus {
-  const state = h.state as MessageState;
-  return {
-    id: h.id ?? '',
-    state,
-    attempts: Number(h.attempts),
-    lastResponse: h.last_response ?? '',
-    errorCode: h.error_code ?? '',
-    acceptedAt: Number(h.accepted_at),
-    updatedAt: Number(h.updated_at),
-    nextAttemptAt: state === 'queued' || state === 'deferred' ? Number(h.due_at) : 0,
-  };
-}
 
 export class RedisOutboxStore implements OutboxStore {
   private readonly client: Redis;
@@ -90,7 +75,8 @@ export class RedisOutboxStore implements OutboxStore {
   /** the jobs this replica holds (claimed, outcome not yet recorded), with their lock tokens */
   private readonly held = new Map<string, { job: Job; token: string }>();
   private extender: NodeJS.Timeout | undefined;
-  private readonly listeners = new Set<(events: readonly StatusEvent[]) => void>();
+  private readonly listeners = new Listeners<readonly StatusEvent[]>();
+  private readonly submitted = new Listeners<number>();
   private closed = false;
 
   constructor(
@@ -122,7 +108,23 @@ export class RedisOutboxStore implements OutboxStore {
     return this.key('events', digest(caller));
   }
 
-  async open(now: number): Promise<{ released: number; nextDue: number | undefined }> {
+  get health(): StoreHealth {
+    return this.link.ready ? { up: true } : { up: false, error: new MailroomError('ESTORE', 'Redis is unreachable') };
+  }
+
+  onHealth(listener: (health: StoreHealth) => void): () => void {
+    return this.link.onHealth(() => listener(this.health));
+  }
+
+  onSubmitted(listener: (dueAt: number) => void): () => void {
+    return this.submitted.add(listener);
+  }
+
+  async probe(): Promise<void> {
+    await this.link.run('ping', (c) => c.ping());
+  }
+
+  async open(_now: number): Promise<void> {
     const prefix = this.link.key('bull');
     const connect = async (): Promise<Redis> => {
       const c = this.client.duplicate();
@@ -141,11 +143,7 @@ export class RedisOutboxStore implements OutboxStore {
     this.extender.unref();
     const subscriber = await connect();
     this.subscriber = subscriber;
-    await subscriber.subscribe(this.key('notify'), (message) => {
-      const events = JSON.parse(message) as StatusEvent[];
-      for (const listener of this.listeners) listener(events);
-    });
-    return { released: 0, nextDue: now };
+    await subscriber.subscribe(this.key('notify'), (message) => this.listeners.tell(JSON.parse(message) as StatusEvent[]));
   }
 
   async accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]> {
@@ -189,6 +187,7 @@ export class RedisOutboxStore implements OutboxStore {
       events.push({ cursor, status: { id: m.id, state: 'queued', attempts: 0, lastResponse: '', errorCode: '', acceptedAt: m.acceptedAt, updatedAt: m.acceptedAt, nextAttemptAt: m.dueAt } });
     }
     await this.notify(events);
+    if (jobs.length > 0) this.submitted.tell(Math.min(...jobs.map(({ m }) => m.dueAt)));
     return answers;
   }
 
@@ -222,11 +221,13 @@ export class RedisOutboxStore implements OutboxStore {
     return { claimed, nextDue: claimed.length < n ? now + POLL_MS : now };
   }
 
-  async record(changes: readonly Change[]): Promise<void> {
+  async record(changes: readonly Change[]): Promise<number | undefined> {
+    let due: number | undefined;
     for (const change of changes) {
       for (;;) {
         try {
-          await this.recordOne(change);
+          const at = await this.recordOne(change);
+          if (at !== undefined) due = Math.min(due ?? at, at);
           break;
         } catch (err) {
           if (this.closed) throw err;
@@ -235,29 +236,41 @@ export class RedisOutboxStore implements OutboxStore {
         }
       }
     }
+    return due;
   }
 
-  private async recordOne(c: Change): Promise<void> {
+  /** Writes one outcome; when the message is due again if it was deferred or released. */
+  private async recordOne(c: Change): Promise<number | undefined> {
     const held = this.held.get(c.id);
-    const caller = (held?.job.data as JobData | undefined)?.caller ?? (await this.client.hGet(this.key('m', digest(c.id)), 'caller')) ?? '';
+    const member = digest(c.id);
+    const [storedCaller, attempts, expiresAt] = await this.client.hmGet(this.key('m', member), ['caller', 'attempts', 'expires_at']);
+    const caller = (held?.job.data as JobData | undefined)?.caller ?? storedCaller ?? '';
+    // When a deferred message goes again is the policy's, from the attempts this one makes.
+    const dueAt =
+      c.event === 'DEFER'
+        ? nextAttemptAt({ at: c.at, attempts: Number(attempts ?? 0) + (c.attempted === true ? 1 : 0), expiresAt: Number(expiresAt ?? c.at), retryAt: c.retryAt }, this.options)
+        : c.event === 'RELEASE'
+          ? c.at
+          : undefined;
     const result = moved(
-      await this.move(digest(c.id), caller, c.event, c.at, {
+      await this.move(member, caller, c.event, c.at, {
         attempted: c.attempted === true,
         ...(c.response !== undefined ? { response: maskAddresses(c.response).slice(0, 512) } : {}),
         ...(c.errorCode !== undefined ? { errorCode: c.errorCode } : {}),
-        ...(c.nextAt !== undefined ? { dueAt: c.nextAt } : {}),
+        ...(dueAt !== undefined ? { dueAt } : {}),
         ...(c.connection !== undefined ? { connection: c.connection } : {}),
-        absent: c.event === 'DEFER' && c.errorCode !== undefined && ABSENCE.has(c.errorCode),
+        absent: c.event === 'DEFER' && c.errorCode !== undefined && isAbsence(c.errorCode),
       }),
     );
     if (held !== undefined) {
       const { job, token } = held;
-      if (c.event === 'DEFER') await job.moveToDelayed(c.nextAt ?? c.at, token);
+      if (c.event === 'DEFER') await job.moveToDelayed(dueAt ?? c.at, token);
       else if (c.event === 'RELEASE') await job.moveToWait(token);
       else await job.moveToCompleted('', token, false);
       this.held.delete(c.id);
     }
     if (result !== undefined && !('refused' in result)) await this.notify([{ cursor: result.cursor, status: { ...result.status, id: c.id }, ...(c.connection !== undefined ? { connection: c.connection } : {}) }]);
+    return dueAt;
   }
 
   async cancel(id: string, caller: string, now: number): Promise<Cancellation> {
@@ -305,12 +318,29 @@ export class RedisOutboxStore implements OutboxStore {
     return expired;
   }
 
+  async deferDue(now: number, limit: number, away: RelayAway): Promise<number | undefined> {
+    // What is due is what waits in the queue; it stays there (any replica may
+    // take it when the relay is back), and its status says why it waits.
+    const retryAt = Math.max(away.retryAt, now + 1);
+    for (const job of (await this.open$().getWaiting(0, limit - 1)) as Job<JobData>[]) {
+      const member = job.id ?? digest(job.data.id);
+      const [state, code] = await this.client.hmGet(this.key('m', member), ['state', 'error_code']);
+      if (state === 'deferred' && isAbsence(code ?? '')) {
+        await this.client.outboxDue([this.key('m', member)], String(retryAt));
+        continue;
+      }
+      const result = moved(await this.move(member, job.data.caller, 'DEFER', now, { response: away.response, errorCode: away.errorCode, dueAt: Math.min(retryAt, job.data.expiresAt), absent: true }));
+      if (result !== undefined && !('refused' in result)) await this.notify([{ cursor: result.cursor, status: { ...result.status, id: job.data.id } }]);
+    }
+    return retryAt;
+  }
+
   async hasten(now: number): Promise<number | undefined> {
     const members = await this.client.sMembers(this.key('absent'));
     for (const member of members) {
       const job = await this.open$().getJob(member);
       if (job !== undefined && (await job.getState()) === 'delayed') await job.promote().catch(() => undefined);
-      await this.client.hSet(this.key('m', member), 'due_at', String(now));
+      await this.client.outboxDue([this.key('m', member)], String(now));
       await this.client.sRem(this.key('absent'), member);
     }
     return now;
@@ -358,8 +388,7 @@ export class RedisOutboxStore implements OutboxStore {
   }
 
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,271 @@
+// The outbox's operations on its SQLite tables (sqlite-schema.ts), run in
+// the worker thread (sqlite-worker.ts), each batch in one transaction. Every
+// change of a record's state goes through move(): the message machine
+// (lifecycle.ts) judges it, policy.ts says when a deferred message is due
+// again, and the change is written with its status event. Final messages
+// lose their text at once.
+import type Database from 'better-sqlite3';
+import { maskAddresses } from '../lib/mask.js';
+import { advance, isFinal, MESSAGE_STATES, type MessageState } from './lifecycle.js';
+import { ABSENCE, isAbsence, nextAttemptAt, statusOf } from './policy.js';
+import type { OutboxSettings } from './settings.js';
+import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, RelayAway, StatusEvent } from './store.js';
+
+interface Row {
+  id: string;
+  caller: string;
+  state: MessageState;
+  attempts: number;
+  last_response: string;
+  error_code: string;
+  accepted_at: number;
+  updated_at: number;
+  due_at: number;
+  expires_at: number;
+  fingerprint: string | null;
+}
+
+interface Move {
+  attempted?: boolean;
+  response?: string;
+  errorCode?: string;
+  dueAt?: number;
+  connection?: string;
+}
+
+const STATE_LIST = "('queued', 'deferred')";
+
+function prepare(db: Database.Database) {
+  return {
+    row: db.prepare<[string], Row>('SELECT * FROM messages WHERE id = ?'),
+    rowOf: db.prepare<[string, string], Row>('SELECT * FROM messages WHERE id = ? AND caller = ?'),
+    byIdem: db.prepare<[string], Row>('SELECT * FROM messages WHERE idem = ?'),
+    insert: db.prepare(
+      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    insertText: db.prepare('INSERT INTO texts (id, envelope, raw, bytes) VALUES (?, ?, ?, ?)'),
+    text: db.prepare<[string], { envelope: string; raw: string; bytes: number }>('SELECT envelope, raw, bytes FROM texts WHERE id = ?'),
+    textBytes: db.prepare<[string], { bytes: number }>('SELECT bytes FROM texts WHERE id = ?'),
+    deleteText: db.prepare('DELETE FROM texts WHERE id = ?'),
+    update: db.prepare('UPDATE messages SET state = ?, attempts = ?, last_response = ?, error_code = ?, updated_at = ?, due_at = ? WHERE id = ?'),
+    setDue: db.prepare('UPDATE messages SET due_at = ? WHERE id = ?'),
+    due: db.prepare<[number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND due_at <= ? ORDER BY due_at LIMIT ?`),
+    nextDue: db.prepare<[], { at: number | null }>(`SELECT MIN(due_at) AS at FROM messages WHERE state IN ${STATE_LIST}`),
+    expired: db.prepare<[number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND expires_at <= ? LIMIT ?`),
+    sending: db.prepare<[], Row>("SELECT * FROM messages WHERE state = 'sending'"),
+    hasten: db.prepare(`UPDATE messages SET due_at = ? WHERE state = 'deferred' AND due_at > ? AND error_code IN (${ABSENCE.map(() => '?').join(', ')})`),
+    forgetEnded: db.prepare("DELETE FROM messages WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < ?"),
+    forgetEvents: db.prepare('DELETE FROM events WHERE updated_at < ?'),
+    event: db.prepare(
+      'INSERT INTO events (id, caller, state, attempts, last_response, error_code, accepted_at, updated_at, next_attempt_at, connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    eventsAfter: db.prepare<[string, number, number], Row & { seq: number; next_attempt_at: number; connection: string | null }>(
+      'SELECT * FROM events WHERE caller = ? AND seq > ? ORDER BY seq LIMIT ?',
+    ),
+    latest: db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM events'),
+    counts: db.prepare<[], { state: MessageState; n: number }>('SELECT state, COUNT(*) AS n FROM messages GROUP BY state'),
+    oldestQueued: db.prepare<[], { at: number | null }>("SELECT MIN(accepted_at) AS at FROM messages WHERE state = 'queued'"),
+    bytes: db.prepare<[], { n: number | null }>('SELECT SUM(bytes) AS n FROM texts'),
+    probe: db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('probe', ?)"),
+  };
+}
+
+export class OutboxTables {
+  private readonly sql: ReturnType<typeof prepare>;
+  private bytes: number;
+  /** status events written by the batch under way, reported with its reply */
+  private written: StatusEvent[] = [];
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>,
+    /** told when text was deleted: its old copies are still in the WAL */
+    private readonly onTextDeleted: () => void,
+  ) {
+    this.sql = prepare(db);
+    this.bytes = this.sql.bytes.get()?.n ?? 0;
+  }
+
+  /** Starts a batch: the status events it writes are collected from here. */
+  begin(): void {
+    this.written = [];
+  }
+
+  /** The status events the batch wrote. */
+  events(): StatusEvent[] {
+    return this.written;
+  }
+
+  /** A batch rolled back: the byte count follows what is on disk. */
+  rolledBack(): void {
+    this.bytes = this.sql.bytes.get()?.n ?? 0;
+    this.written = [];
+  }
+
+  /** Writes a record's new state, its event, and, once it is final, deletes its text. */
+  private move(row: Row, state: MessageState, at: number, fields: Move = {}): Row {
+    const next: Row = {
+      ...row,
+      state,
+      attempts: row.attempts + (fields.attempted === true ? 1 : 0),
+      last_response: fields.response !== undefined ? maskAddresses(fields.response).slice(0, 512) : row.last_response,
+      error_code: fields.errorCode ?? row.error_code,
+      updated_at: at,
+      due_at: isFinal(state) || state === 'sending' ? 0 : (fields.dueAt ?? row.due_at),
+    };
+    this.sql.update.run(next.state, next.attempts, next.last_response, next.error_code, next.updated_at, next.due_at, next.id);
+    if (isFinal(state)) this.dropText(row.id);
+    this.note(next, fields.connection);
+    return next;
+  }
+
+  private note(row: Row, connection: string | undefined): void {
+    const s = statusOf(row);
+    const info = this.sql.event.run(row.id, row.caller, s.state, s.attempts, s.lastResponse, s.errorCode, s.acceptedAt, s.updatedAt, s.nextAttemptAt, connection ?? null);
+    this.written.push({ cursor: String(info.lastInsertRowid), status: s, ...(connection !== undefined ? { connection } : {}) });
+  }
+
+  private dropText(id: string): void {
+    const size = this.sql.textBytes.get(id)?.bytes;
+    if (size === undefined) return;
+    this.sql.deleteText.run(id);
+    this.bytes -= size;
+    this.onTextDeleted();
+  }
+
+  accept(messages: readonly NewMessage[]): Acceptance[] {
+    return messages.map((m): Acceptance => {
+      if (m.idempotency !== undefined) {
+        const before = this.sql.byIdem.get(m.idempotency.key);
+        if (before !== undefined) return before.fingerprint === m.idempotency.fingerprint ? { kind: 'existing', status: statusOf(before) } : { kind: 'conflict' };
+      }
+      const envelope = JSON.stringify(m.envelope);
+      const size = Buffer.byteLength(m.raw) + Buffer.byteLength(envelope);
+      if (this.bytes + size > this.settings.maxBytes) return { kind: 'full', bytes: this.bytes };
+      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null);
+      this.sql.insertText.run(m.id, envelope, m.raw, size);
+      this.bytes += size;
+      const row = this.sql.row.get(m.id) as Row;
+      this.note(row, undefined);
+      return { kind: 'accepted', status: statusOf(row) };
+    });
+  }
+
+  nextDue(): number | undefined {
+    return this.sql.nextDue.get()?.at ?? undefined;
+  }
+
+  claim(n: number, now: number): { claimed: Claimed[]; nextDue: number | undefined } {
+    const claimed: Claimed[] = [];
+    for (const row of this.sql.due.all(now, n)) {
+      const state = advance(row.state, 'CLAIM');
+      const text = this.sql.text.get(row.id);
+      if (state === undefined || text === undefined) continue;
+      this.move(row, state, now);
+      claimed.push({ id: row.id, caller: row.caller, envelope: JSON.parse(text.envelope) as Claimed['envelope'], raw: text.raw, attempts: row.attempts, acceptedAt: row.accepted_at, expiresAt: row.expires_at });
+    }
+    return { claimed, nextDue: this.nextDue() };
+  }
+
+  /** Writes the outcomes; when something it deferred or released is due (the earliest of all), else undefined. */
+  record(changes: readonly Change[]): number | undefined {
+    let due: number | undefined;
+    for (const c of changes) {
+      const row = this.sql.row.get(c.id);
+      const state = row === undefined ? undefined : advance(row.state, c.event);
+      if (row === undefined || state === undefined) continue;
+      const attempts = row.attempts + (c.attempted === true ? 1 : 0);
+      const dueAt = c.event === 'DEFER' ? nextAttemptAt({ at: c.at, attempts, expiresAt: row.expires_at, retryAt: c.retryAt }, this.settings) : c.event === 'RELEASE' ? c.at : undefined;
+      this.move(row, state, c.at, {
+        attempted: c.attempted === true,
+        ...(c.response !== undefined ? { response: c.response } : {}),
+        ...(c.errorCode !== undefined ? { errorCode: c.errorCode } : {}),
+        ...(dueAt !== undefined ? { dueAt } : {}),
+        ...(c.connection !== undefined ? { connection: c.connection } : {}),
+      });
+      if (dueAt !== undefined) due = this.nextDue();
+    }
+    return due;
+  }
+
+  cancel(id: string, caller: string, now: number): Cancellation {
+    const row = this.sql.rowOf.get(id, caller);
+    if (row === undefined) return { kind: 'unknown' };
+    const state = advance(row.state, 'CANCEL');
+    if (state === undefined) return { kind: 'refused', status: statusOf(row) };
+    return { kind: 'cancelled', status: statusOf(this.move(row, state, now)) };
+  }
+
+  deferDue(now: number, limit: number, away: RelayAway): number | undefined {
+    for (const row of this.sql.due.all(now, limit)) {
+      if (row.state === 'deferred' && isAbsence(row.error_code)) {
+        // Told once: while the outage lasts only its next attempt moves.
+        this.sql.setDue.run(Math.max(away.retryAt, now + 1), row.id);
+        continue;
+      }
+      const state = advance(row.state, 'DEFER');
+      if (state !== undefined) this.move(row, state, now, { response: away.response, errorCode: away.errorCode, dueAt: Math.min(Math.max(away.retryAt, now + 1), row.expires_at) });
+    }
+    return this.nextDue();
+  }
+
+  expire(now: number, limit: number): number {
+    const rows = this.sql.expired.all(now, limit);
+    for (const row of rows) {
+      const state = advance(row.state, 'EXPIRE');
+      if (state !== undefined) this.move(row, state, now, { errorCode: 'EEXPIRED' });
+    }
+    return rows.length;
+  }
+
+  hasten(now: number): number | undefined {
+    this.sql.hasten.run(now, now, ...ABSENCE);
+    return this.nextDue();
+  }
+
+  purge(olderThan: number): void {
+    this.sql.forgetEnded.run(olderThan);
+    this.sql.forgetEvents.run(olderThan);
+  }
+
+  get(id: string, caller: string): MessageStatus | undefined {
+    const row = this.sql.rowOf.get(id, caller);
+    return row === undefined ? undefined : statusOf(row);
+  }
+
+  eventsAfter(after: number, caller: string, limit: number): StatusEvent[] {
+    return this.sql.eventsAfter.all(caller, after, limit).map((e) => ({
+      cursor: String(e.seq),
+      status: statusOf({ ...e, due_at: e.next_attempt_at }),
+      ...(e.connection !== null ? { connection: e.connection } : {}),
+    }));
+  }
+
+  latest(): number {
+    return this.sql.latest.get()?.seq ?? 0;
+  }
+
+  counts(): OutboxCounts {
+    const states = Object.fromEntries(MESSAGE_STATES.map((s) => [s, 0])) as Record<MessageState, number>;
+    for (const { state, n } of this.sql.counts.all()) states[state] = n;
+    return { states, oldestQueuedAt: this.sql.oldestQueued.get()?.at ?? undefined, bytes: this.bytes };
+  }
+
+  /** A write as small as there is: it succeeds only where the disk takes a page. */
+  probe(now: number): void {
+    this.sql.probe.run(now);
+  }
+
+  /** Messages a crash left SENDING go back to QUEUED, due now: their connection is gone, whatever it had sent. */
+  recover(now: number): number {
+    const rows = this.sql.sending.all();
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const state = advance(row.state, 'RELEASE');
+        if (state !== undefined) this.move(row, state, now, { dueAt: now });
+      }
+    })();
+    this.written = [];
+    return rows.length;
+  }
+}
