@@ -110,7 +110,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     shared?.state.link.onHealth((up) => health.store(up));
     shared?.state.link.start();
     const metrics = await openMetrics(config);
-    const outboxStore = await openOutbox(config, log, shared?.state, metrics?.outboxCommitted);
+    const outboxStore = await openOutbox(config, log, shared?.state, metrics);
     opened.push(() => outboxStore.close());
     const calls = new Calls(log.child({ component: 'rpc' }));
     const actors = startActors(config, log, options, { relay, composer, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
@@ -174,13 +174,13 @@ async function openShared(config: Config, log: Logger, now: () => number, option
 }
 
 /** The durable outbox: SQLite at OUTBOX_PATH (a store that cannot be opened stops boot, exit 2), or Redis. */
-async function openOutbox(config: Config, log: Logger, shared: SharedState | undefined, onCommit: ((ms: number) => void) | undefined): Promise<OutboxStore> {
+async function openOutbox(config: Config, log: Logger, shared: SharedState | undefined, metrics: PrometheusMetrics | undefined): Promise<OutboxStore> {
+  const onCommit = metrics?.outboxCommitted;
+  const onLost = metrics?.outboxLost;
   const { outbox } = config;
   if (outbox.store === 'redis') {
     if (shared === undefined) throw new MailroomError('ECONFIG', 'invalid configuration:\n  OUTBOX_STORE=redis: needs REDIS_URL');
-    // Boot waits for Redis here: without its store no queued message could be taken.
-    await shared.link.ready$();
-    return shared.outbox(outbox);
+    return shared.outbox({ ...outbox, ...(onLost !== undefined ? { onLost } : {}) });
   }
   const { openSqliteOutbox } = await import('./outbox/open-sqlite.js');
   return openSqliteOutbox({ path: outbox.path, settings: outbox, acceptDamaged: outbox.acceptDamaged, log: log.child({ component: 'outbox' }), ...(onCommit !== undefined ? { onCommit } : {}) });

@@ -1,9 +1,9 @@
 // The one place that reads configuration. Every variable is declared once in
 // SCHEMA with its parser and default; loadConfig checks them all and reports
 // every bad one together, so a broken deployment is fixed in one round.
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { MailroomError, isMailroomError } from './errors.js';
+import { MailroomError } from './errors.js';
+import { Reader, type Env } from './config-reader.js';
 import type { SessionSettings, TlsMode } from './smtp/options.js';
 import type { ConnectionSettings } from './actors/smtp-connection.js';
 import type { PoolSettings } from './actors/supervisor.js';
@@ -14,12 +14,12 @@ import type { OutboxSettings } from './outbox/settings.js';
 import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
 import type { ListenerLimits } from './rpc/listener.js';
-import { parseAddressList, type Address } from './mail/address.js';
+import type { Address } from './mail/address.js';
 import type { DkimSettings } from './mail/dkim-key.js';
-import { hasCodePlaceholder, templateProblems, unescapeNewlines } from './otp/template.js';
-import { TokenTable } from './rpc/tokens.js';
+import { hasCodePlaceholder } from './otp/template.js';
 import { isLoopback } from './rpc/peer.js';
 import type { AuthSettings } from './rpc/access.js';
+import type { RedisSettings } from './redis/client.js';
 import { LOG_LEVELS, type LogFormat, type LogLevel } from './log.js';
 
 export type { TlsMode } from './smtp/options.js';
@@ -45,7 +45,7 @@ export interface Config {
       }
     | undefined;
   /** undefined: OTP codes and idempotency keys stay in this process's memory */
-  readonly redis: { readonly url: string; readonly prefix: string; readonly commandTimeoutMs: number } | undefined;
+  readonly redis: RedisSettings | undefined;
   readonly smtp: {
     /** where the relay is; undefined: run the embedded capture server */
     readonly relay: { readonly host: string; readonly port: number } | undefined;
@@ -94,102 +94,6 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-/** Collects problems instead of throwing at the first one. */
-class Reader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
-
-  raw(name: string): string | undefined {
-    const value = this.env[name];
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
-  }
-
-  int(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      this.problems.push(`${name}=${JSON.stringify(value)}: expected a whole number from ${min} to ${max}`);
-      return fallback;
-    }
-    return n;
-  }
-
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const match = allowed.find((a) => a === value.toLowerCase());
-    if (match === undefined) {
-      this.problems.push(`${name}=${JSON.stringify(value)}: expected one of ${allowed.join(', ')}`);
-      return fallback;
-    }
-    return match;
-  }
-
-  bool(name: string, fallback: boolean): boolean {
-    const value = this.raw(name)?.toLowerCase();
-    if (value === undefined) return fallback;
-    if (['true', '1', 'yes', 'on'].includes(value)) return true;
-    if (['false', '0', 'no', 'off'].includes(value)) return false;
-    this.problems.push(`${name}=${JSON.stringify(value)}: expected true or false`);
-    return fallback;
-  }
-
-  file(name: string): string | undefined {
-    const path = this.raw(name);
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, 'utf8');
-    } catch (err) {
-      this.problems.push(`${name}=${JSON.stringify(path)}: expected a readable file (${(err as Error).message})`);
-      return undefined;
-    }
-  }
-
-  /** A mail template: a literal backslash-n becomes a line break; placeholders must be known. */
-  template(name: string, fallback: string): string {
-    const raw = this.raw(name);
-    const value = raw === undefined ? fallback : unescapeNewlines(raw);
-    this.problems.push(...templateProblems(name, value));
-    return value;
-  }
-
-  /** EMAIL_FROM, else EMAIL, else a placeholder: one address, display name allowed. */
-  sender(user: string | undefined): Address {
-    const set = this.raw('EMAIL_FROM');
-    const value = set ?? user ?? 'mailroom@mailroom.localhost';
-    const parsed = parseAddressList(value);
-    if (parsed.ok && parsed.value.length === 1) return parsed.value[0] as Address;
-    const name = set === undefined ? 'EMAIL_FROM (unset, so EMAIL)' : 'EMAIL_FROM';
-    this.problems.push(`${name}=${JSON.stringify(value)}: expected one address, e.g. "Shop <shop@example.com>"`);
-    return { name: '', address: 'mailroom@mailroom.localhost' };
-  }
-
-  /** The token table of the file `name` names; its problems join the others. */
-  tokens(name: string): TokenTable | undefined {
-    const text = this.file(name);
-    if (text === undefined) return undefined;
-    try {
-      return TokenTable.parse(text, this.raw(name) ?? name);
-    } catch (err) {
-      if (!isMailroomError(err)) throw err;
-      this.problems.push(...err.message.split('\n').slice(1).map((line) => line.trim()));
-      return undefined;
-    }
-  }
-
-  secret(name: string, minLength: number): string | undefined {
-    const value = this.raw(name);
-    if (value !== undefined && value.length < minLength) {
-      this.problems.push(`${name}: expected at least ${minLength} characters`);
-      return undefined;
-    }
-    return value;
-  }
-}
-
 const DAY_SECONDS = 86_400;
 const MIB = 1_048_576;
 const DEFAULT_OTP_TEXT = 'Your code is {{code}}. It expires in {{minutes}} minutes.\r\nIf you did not ask for it, ignore this mail.';
@@ -225,9 +129,7 @@ export function loadConfig(env: Env): Config {
     );
   }
 
-  const redisUrl = r.raw('REDIS_URL');
-  if (redisUrl !== undefined && !/^(rediss?:\/\/|\/)/.test(redisUrl)) r.problems.push(`REDIS_URL=${JSON.stringify(redisUrl)}: expected redis://, rediss:// or the path of a unix socket`);
-  const redis = redisUrl === undefined ? undefined : { url: redisUrl, prefix: r.raw('REDIS_PREFIX') ?? 'mailroom:', commandTimeoutMs: r.int('REDIS_TIMEOUT_MS', 2_000, 10, 60_000) };
+  const redis = redisConfig(r);
 
   const inspectPort = r.raw('INSPECT_PORT') === undefined ? undefined : r.int('INSPECT_PORT', 0, 0, 65_535);
   const stately = r.oneOf<'off' | 'stately'>('INSPECT', ['off', 'stately'], 'off') === 'stately';
@@ -360,7 +262,7 @@ export function loadConfig(env: Env): Config {
   if (templates.html !== '' && !hasCodePlaceholder(templates.html)) r.problems.push('OTP_HTML: expected {{code}} in it');
   if (config.smtp.connection.pipelineDepthMax < config.smtp.connection.pipelineDepth) r.problems.push('SMTP_PIPELINE_DEPTH_MAX: expected at least SMTP_PIPELINE_DEPTH');
   if (config.outbox.retryMaxMs < config.outbox.retryBaseMs) r.problems.push('OUTBOX_RETRY_MAX_SECONDS: expected at least OUTBOX_RETRY_BASE_SECONDS');
-  if (config.outbox.store === 'redis' && config.redis === undefined) r.problems.push('OUTBOX_STORE=redis: needs REDIS_URL');
+  if (config.outbox.store === 'redis' && config.redis === undefined) r.problems.push('OUTBOX_STORE=redis: needs REDIS_URL (or REDIS_SENTINELS)');
   if (config.redis !== undefined && otp.secret === undefined) {
     r.problems.push('OTP_SECRET: required with REDIS_URL, the same on every replica (each would hash codes with a key of its own, and no code would check out on another)');
   }
@@ -368,6 +270,33 @@ export function loadConfig(env: Env): Config {
     throw new MailroomError('ECONFIG', `invalid configuration:\n  ${r.problems.join('\n  ')}`);
   }
   return deepFreeze(config);
+}
+
+/** REDIS_URL, or REDIS_SENTINELS (host:port, …) and REDIS_SENTINEL_NAME; undefined: no Redis. */
+function redisConfig(r: Reader): RedisSettings | undefined {
+  const url = r.raw('REDIS_URL');
+  const listed = r.raw('REDIS_SENTINELS');
+  if (url === undefined && listed === undefined) return undefined;
+  if (url !== undefined && !/^(rediss?:\/\/|\/)/.test(url)) r.problems.push(`REDIS_URL=${JSON.stringify(url)}: expected redis://, rediss:// or the path of a unix socket`);
+  let sentinels: { host: string; port: number }[] | undefined;
+  if (listed !== undefined) {
+    sentinels = [];
+    for (const entry of listed.split(',').map((e) => e.trim()).filter((e) => e !== '')) {
+      const m = /^(\[[0-9a-f:.]+\]|[^:\s]+):(\d{1,5})$/i.exec(entry);
+      const port = m === null ? NaN : Number(m[2]);
+      if (m === null || port < 1 || port > 65_535) r.problems.push(`REDIS_SENTINELS=${JSON.stringify(listed)}: expected host:port, comma-separated (${JSON.stringify(entry)} is not)`);
+      else sentinels.push({ host: (m[1] as string).replace(/^\[|\]$/g, ''), port });
+    }
+  }
+  return {
+    url,
+    sentinels,
+    sentinelName: r.raw('REDIS_SENTINEL_NAME') ?? 'mymaster',
+    prefix: r.raw('REDIS_PREFIX') ?? 'mailroom:',
+    commandTimeoutMs: r.int('REDIS_TIMEOUT_MS', 2_000, 10, 60_000),
+    // Under Sentinel a failover must not lose what was acknowledged: one replica holds it first.
+    minReplicas: r.int('OUTBOX_REDIS_MIN_REPLICAS', sentinels !== undefined ? 1 : 0, 0, 100),
+  };
 }
 
 function authConfig(r: Reader): AuthSettings {

@@ -46,6 +46,9 @@ test('send prints the response as JSON with proto JSON names', async () => {
 });
 
 test('the outbox from the client: send --queued [--send-at], status, cancel, watch (one JSON line an event, resumable with --after)', async () => {
+  // watch from now: it keeps listening until stopped.
+  const watching = watchLines([]);
+  await new Promise((r) => setTimeout(r, 300));
   const later = new Date(Date.now() + 3_600_000).toISOString();
   const queued = await client(['send', '--queued', '--send-at', later, '--to', 'q@example.com', '--subject', 'queued', '--body', 'b']);
   assert.equal(queued.code, 0, queued.stderr);
@@ -63,20 +66,50 @@ test('the outbox from the client: send --queued [--send-at], status, cancel, wat
   const again = await client(['cancel', messageId]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /^FAILED_PRECONDITION: .*\n {2}mailroom-error: ECANCEL/);
-  // watch from the start of this message's life: its two events, then it keeps listening until stopped.
-  const child = execFile(process.execPath, [CLI, 'watch', '--after', '0', '--address', `127.0.0.1:${svc.service.port}`]);
-  let lines = '';
-  child.stdout?.on('data', (d: Buffer) => (lines += d.toString()));
-  const deadline = Date.now() + 5000;
-  while (!lines.includes('MESSAGE_STATE_CANCELLED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  child.kill('SIGINT');
-  await new Promise((r) => child.once('exit', r));
-  const events = lines.trim().split('\n').map((l) => JSON.parse(l) as { cursor: string; status: { messageId: string; state: string } });
-  const mine = events.filter((e) => e.status.messageId === messageId).map((e) => e.status.state);
-  assert.deepEqual(mine, ['MESSAGE_STATE_QUEUED', 'MESSAGE_STATE_CANCELLED']);
+  const events = await watching.until('MESSAGE_STATE_CANCELLED');
+  const mine = events.filter((e) => e.status.messageId === messageId);
+  assert.deepEqual(
+    mine.map((e) => e.status.state),
+    ['MESSAGE_STATE_QUEUED', 'MESSAGE_STATE_CANCELLED'],
+  );
+  // Resumed with the cursor of the first event: the second, and nothing before it.
+  const resumed = await watchLines(['--after', mine[0]?.cursor ?? '']).until('MESSAGE_STATE_CANCELLED');
+  assert.deepEqual(
+    resumed.filter((e) => e.status.messageId === messageId).map((e) => e.status.state),
+    ['MESSAGE_STATE_CANCELLED'],
+  );
+  const bad = await client(['watch', '--after', '0']);
+  assert.equal(bad.code, 1, 'a cursor WatchMessages did not give is refused');
+  assert.match(bad.stderr, /^INVALID_ARGUMENT: after: not a cursor/);
   assert.equal((await client(['send', '--send-at', later, '--to', 'q@example.com', '--subject', 's', '--body', 'b'])).code, 2, '--send-at without --queued');
   assert.equal((await client(['status'])).code, 2, 'status without an id');
 });
+
+interface WatchLine {
+  readonly cursor: string;
+  readonly status: { readonly messageId: string; readonly state: string };
+}
+
+/** `mailroom watch` with `args`, read until a line holds `text`, then stopped (^C). */
+function watchLines(args: string[]): { until(text: string): Promise<WatchLine[]> } {
+  const child = execFile(process.execPath, [CLI, 'watch', ...args, '--address', `127.0.0.1:${svc.service.port}`]);
+  let lines = '';
+  child.stdout?.on('data', (d: Buffer) => (lines += d.toString()));
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    async until(text) {
+      const deadline = Date.now() + 5000;
+      while (!lines.includes(text) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGINT');
+      await exited;
+      return lines
+        .trim()
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as WatchLine);
+    },
+  };
+}
 
 test('--body-file and --html-file read files, and - reads standard input', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mailroom-cli-'));

@@ -172,7 +172,22 @@ test('METRICS_PORT turns metrics on (0: the OS picks) on METRICS_HOST, loopback 
 
 test('REDIS_URL: redis://, rediss:// or a socket path, and only with OTP_SECRET (the same on every replica)', () => {
   const secret = { OTP_SECRET: 'x'.repeat(32) };
-  assert.deepEqual(loadConfig({ REDIS_URL: 'redis://cache:6379/2', ...secret }).redis, { url: 'redis://cache:6379/2', prefix: 'mailroom:', commandTimeoutMs: 2000 });
+  assert.deepEqual(loadConfig({ REDIS_URL: 'redis://cache:6379/2', ...secret }).redis, {
+    url: 'redis://cache:6379/2',
+    sentinels: undefined,
+    sentinelName: 'mymaster',
+    prefix: 'mailroom:',
+    commandTimeoutMs: 2000,
+    minReplicas: 0,
+  });
+  const sentinel = loadConfig({ REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380', REDIS_SENTINEL_NAME: 'main', ...secret }).redis;
+  assert.deepEqual(sentinel?.sentinels, [
+    { host: '10.0.0.1', port: 26379 },
+    { host: '::1', port: 26380 },
+  ]);
+  assert.equal(sentinel?.sentinelName, 'main');
+  assert.equal(sentinel?.minReplicas, 1, 'under Sentinel a write waits for a replica');
+  assert.match(problems({ REDIS_SENTINELS: 'a-host', ...secret }), /REDIS_SENTINELS="a-host": expected host:port, comma-separated/);
   assert.equal(loadConfig({ REDIS_URL: 'rediss://cache', REDIS_PREFIX: 'shop:', ...secret }).redis?.prefix, 'shop:');
   assert.equal(loadConfig({ REDIS_URL: '/run/redis/redis.sock', ...secret }).redis?.url, '/run/redis/redis.sock');
   assert.match(problems({ REDIS_URL: 'redis://cache' }), /OTP_SECRET: required with REDIS_URL/);

@@ -68,7 +68,7 @@ test('List-Unsubscribe: https and mailto, with one-click POST for https (RFC 805
   assert.deepEqual(h('List-Unsubscribe'), ['<https://shop.example.com/unsub?u=42&t=abc>, <mailto:unsub@shop.example.com?subject=unsubscribe>']);
   assert.deepEqual(h('List-Unsubscribe-Post'), ['List-Unsubscribe=One-Click']);
   before = smtp.messages.length;
-  await sendMail(svc, { to: 'a@example.com', subject: 's', body: 'b', list_unsubscribe: '<mailto:unsub@shop.example.com>' });
+  await sendMail(svc, { to: 'a@example.com', subject: 's', body: 'b', list_unsubscribe: 'mailto:unsub@shop.example.com' });
   py = await pythonParse(await lastRaw(before));
   assert.deepEqual(h('List-Unsubscribe'), ['<mailto:unsub@shop.example.com>']);
   assert.deepEqual(h('List-Unsubscribe-Post'), []);
@@ -98,6 +98,9 @@ test('fields mailroom writes, injections and bad unsubscribe URIs are refused by
     [send({ list_unsubscribe: 'http://shop.example.com/unsub' }), /an http URL is refused; one-click unsubscribe \(RFC 8058\) needs https/],
     [send({ list_unsubscribe: 'javascript:alert(1)' }), /an https: URL and\/or a mailto: URI/],
     [send({ list_unsubscribe: 'https://a.example/x, https://b.example/y' }), /one https URL/],
+    [send({ list_unsubscribe: '<mailto:unsub@shop.example.com>' }), /list_unsubscribe: must not contain CR, LF, < or >/],
+    [send({ list_unsubscribe: 'https://a.example/x>, <mailto:evil@x.example' }), /must not contain CR, LF, < or >/],
+    [send({ list_unsubscribe: 'https://a.example/x\r\nBcc: victim@example.com' }), /must not contain CR, LF, < or >/],
     [send({ list_unsubscribe: 'mailto:not an address' }), /mailto: and an address/],
   ];
   for (const [call, reason] of cases) {

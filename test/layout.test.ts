@@ -29,7 +29,7 @@ const IMPORT = /^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.[^']+)'/gm;
  */
 const LAYERS: readonly [string, RegExp][] = [
   ['entry', /^(main|run)\.ts$|^client\//],
-  ['boot', /^(boot|config|side-ports)\.ts$/],
+  ['boot', /^(boot|config|config-reader|side-ports)\.ts$/],
   ['service', /^(rpc|inspect|metrics)\//],
   ['actors', /^actors\//],
   ['domain', /^(otp|smtp|redis|outbox)\//],

@@ -73,6 +73,11 @@ test('send_at holds a message until then; too far ahead, or with SYNC, is INVALI
   assert.match(sync.details, /send_at: only with delivery DELIVERY_QUEUED/);
   const past = await queue(svc, { to: 'ann@example.com', subject: 'past', body: 'b', send_at: at(clock.now() - 60_000) });
   await until(svc, past.message_id, 'MESSAGE_STATE_SENT');
+  for (const nanos of [1_000_000_000, -1]) {
+    const bad = await expectGrpcError(queue(svc, { to: 'ann@example.com', subject: 'nanos', body: 'b', send_at: { seconds: String(Math.floor(clock.now() / 1000) + 60), nanos } }));
+    assert.equal(bad.code, grpc.status.INVALID_ARGUMENT, `nanos ${nanos}`);
+    assert.match(bad.details, /send_at: .*nanos from 0 to 999999999/);
+  }
 });
 
 test('a 4xx defers the message with next_attempt_at and it is retried when due; a 5xx fails it at once with the code and the reply, addresses masked', async (t) => {
@@ -188,8 +193,12 @@ test('WatchMessages: every state change in order with a cursor; a watcher that c
       ['MESSAGE_STATE_QUEUED', 'MESSAGE_STATE_SENDING', 'MESSAGE_STATE_SENT'],
     );
   }
-  const cursors = first.events.map((e) => Number(e.cursor));
-  assert.deepEqual(cursors, [...cursors].sort((a, b) => a - b), 'in order');
+  assert.deepEqual(
+    first.events.filter((e) => e.status?.message_id === ids[0]).map((e) => e.status?.state),
+    ['MESSAGE_STATE_QUEUED', 'MESSAGE_STATE_SENDING', 'MESSAGE_STATE_SENT'],
+    'in order',
+  );
+  assert.equal(new Set(first.events.map((e) => e.cursor)).size, first.events.length, 'each event its own cursor');
   // Go away after the fourth event; come back from there.
   const fourth = first.events[3]?.cursor ?? '';
   first.close();
@@ -266,6 +275,19 @@ test('callers are isolated: with tokens, a caller sees, cancels and watches only
   assert.deepEqual(otherWatch.events.map((e) => e.status?.message_id), [theirs.message_id]);
   shopWatch.close();
   otherWatch.close();
+  // A cursor is its caller's: another caller's, or anything else, is refused, never "from the start".
+  const shopCursor = shopWatch.events[0]?.cursor ?? '';
+  for (const after of [shopCursor, 'abc', '0-0', '12']) {
+    const stolen = watch(svc, after, other);
+    const err = await stolen.ended;
+    assert.equal(err?.code, grpc.status.INVALID_ARGUMENT, `after=${after}`);
+    assert.match(err?.details ?? '', /after: not a cursor WatchMessages gave this caller/);
+  }
+  assert.doesNotMatch(shopCursor, /^\d+$|^\d+-\d+$/, 'opaque: it does not count anyone\'s events');
+  const resumed = watch(svc, shopCursor, shop);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(resumed.events.length, 0, 'its own caller resumes from it');
+  resumed.close();
 });
 
 export type { RunningService };

@@ -1,21 +1,36 @@
 // A real redis-server for the tests (Debian's package; .ci/run installs it):
-// on a free loopback port, persistence off, stopped and started again on
-// the same port when a test needs Redis to go away and come back.
+// on a free loopback port, persistence off unless asked for, stopped and
+// started again on the same port when a test needs Redis to go away and come
+// back. Beside it, what a Sentinel deployment is made of: a replica of
+// another server, and redis-sentinel processes watching a primary.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { closedPort } from './helpers.js';
 
 export interface RedisServer {
   readonly port: number;
   readonly url: string;
-  /** Stops it (SIGKILL: no save, no goodbye); its data is gone. */
+  /** Stops it (SIGKILL: no save, no goodbye); without persistence its data is gone. */
   stop(): Promise<void>;
-  /** Starts it again on the same port, empty. */
-  start(): Promise<void>;
+  /** Starts it again on the same port: empty, or with what its append-only file kept; as a replica of `replicaOf` when given. */
+  start(replicaOf?: number): Promise<void>;
   /** SIGSTOP: it keeps its sockets open and answers nothing (a hung Redis). */
   pause(): void;
   /** SIGCONT: it answers again, what it held included. */
   resume(): void;
+  /** its process id while it runs */
+  readonly pid: number | undefined;
+}
+
+export interface RedisOptions {
+  /** appendonly yes, appendfsync always, in a folder of its own: a restart keeps what was acknowledged */
+  readonly persist?: boolean;
+  /** a replica of the server on this port */
+  readonly replicaOf?: number;
 }
 
 function reachable(port: number): Promise<boolean> {
@@ -29,32 +44,105 @@ function reachable(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
-  const port = await closedPort();
-  let child: ChildProcess | undefined;
-  const start = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
-    child.on('error', () => undefined);
-    for (let i = 0; i < 200; i++) {
-      if (await reachable(port)) return;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`redis-server did not start on ${port} (is Debian's redis-server installed?)`);
-  };
-  const stop = async (): Promise<void> => {
-    const c = child;
-    if (c === undefined || c.exitCode !== null) return;
+async function until(port: number, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await reachable(port)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what} did not start on ${port} (is Debian's redis-server installed?)`);
+}
+
+function killer(get: () => ChildProcess | undefined): () => Promise<void> {
+  return async () => {
+    const c = get();
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGKILL');
     await exited;
+  };
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
+  const port = await closedPort();
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-redis-'));
+  const args = (replicaOf: number | undefined): string[] => [
+    '--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--dir', dir, '--save', '',
+    // A replica that (re)joins is sent the data at once, not after the 5 s Redis waits for others to join.
+    '--repl-diskless-sync-delay', '0',
+    ...(options.persist === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+    ...(replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(replicaOf)] : []),
+  ];
+  let child: ChildProcess | undefined;
+  const start = async (replicaOf = options.replicaOf): Promise<void> => {
+    child = spawn('redis-server', args(replicaOf), { stdio: 'ignore' });
+    child.on('error', () => undefined);
+    await until(port, 'redis-server');
   };
   await start();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    stop,
+    stop: killer(() => child),
     start,
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
+    get pid() {
+      return child?.pid;
+    },
   };
+}
+
+export interface Sentinel {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** A redis-sentinel watching the primary on `primaryPort` as `name`; quick to call it down (1 s) and fail over. */
+export async function startSentinel(primaryPort: number, name: string, quorum: number): Promise<Sentinel> {
+  const port = await closedPort();
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-sentinel-'));
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      'protected-mode no',
+      `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${primaryPort} ${quorum}`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`,
+      `sentinel parallel-syncs ${name} 1`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('redis-sentinel', [conf], { stdio: 'ignore' });
+  child.on('error', () => undefined);
+  await until(port, 'redis-sentinel');
+  return { port, stop: killer(() => child) };
+}
+
+/** Resolves once the server on `primaryPort` has a replica in sync (INFO replication: state=online). */
+export async function replicaOnline(primaryPort: number): Promise<void> {
+  const client = new Redis(primaryPort, '127.0.0.1');
+  try {
+    for (let i = 0; i < 400; i++) {
+      if (/^slave0:.*state=online/m.test(await client.info('replication'))) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`no replica of ${primaryPort} came online`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Where the sentinel on `port` says the primary of `name` is now (its port). */
+export async function primaryOf(port: number, name: string): Promise<number> {
+  const client = new Redis(port, '127.0.0.1');
+  try {
+    const [, primary] = (await client.call('SENTINEL', 'get-master-addr-by-name', name)) as [string, string];
+    return Number(primary);
+  } finally {
+    client.disconnect();
+  }
 }

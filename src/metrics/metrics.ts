@@ -45,6 +45,7 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly otpChecks: Record<OtpCheckResult, CounterCell>;
   private readonly outboxCommits: HistogramCell;
   private readonly storeUp: Gauge;
+  private readonly lost: CounterCell;
   /** what the gauges read at a scrape; set once the actors run (watch) */
   private sources: MetricSources | undefined;
 
@@ -134,6 +135,11 @@ export class PrometheusMetrics implements ServiceMetrics {
       },
     });
     this.storeUp = new Gauge({ name: 'mailroom_outbox_store_up', help: 'Whether the outbox store can write (1) or is failing (0).', registers });
+    this.lost = new CounterFamily({
+      name: 'mailroom_outbox_lost_messages_total',
+      help: 'Messages still to be sent that a Redis which came back empty took with it (as this replica last counted them).',
+      registers,
+    }).cell();
     this.outboxCommits = new HistogramFamily({
       name: 'mailroom_outbox_commit_seconds',
       help: 'How long one grouped commit of the outbox took (its writes and fsync), seconds.',
@@ -146,6 +152,11 @@ export class PrometheusMetrics implements ServiceMetrics {
   watch(sources: MetricSources): void {
     this.sources = sources;
   }
+
+  /** A Redis that came back empty took `messages` still to be sent with it. */
+  readonly outboxLost = (messages: number): void => {
+    this.lost.n += messages;
+  };
 
   /** One commit of the outbox took `ms`. */
   readonly outboxCommitted = (ms: number): void => {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { MailroomError } from '../errors.js';
 import type { Composer } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
+import { CursorSeal } from './cursor.js';
 import type { OutboxSettings } from './settings.js';
 import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
 
@@ -136,14 +137,16 @@ export class Outbox {
       wake?.();
     });
     const ended = (async () => {
-      let cursor = after === '' ? await this.store.latest(caller) : after;
+      const seal = new CursorSeal(await this.store.cursorKey());
+      let cursor = after === '' ? await this.store.latest(caller) : seal.open(caller, after);
+      if (cursor === undefined) throw new MailroomError('EINVALID', 'after: not a cursor WatchMessages gave this caller (empty: from now)');
       while (!stopped) {
         committed = false;
         const page = await this.store.events(cursor, caller, WATCH_PAGE);
         for (const event of page) {
           if (stopped) return;
           cursor = event.cursor;
-          if (!write(event)) await new Promise<void>((resolve) => drained(resolve));
+          if (!write({ ...event, cursor: seal.seal(caller, event.cursor) })) await new Promise<void>((resolve) => drained(resolve));
         }
         if (page.length === WATCH_PAGE || committed || stopped) continue;
         await new Promise<void>((resolve) => {

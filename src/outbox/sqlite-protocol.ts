@@ -39,7 +39,7 @@ export interface WorkerStart {
 }
 
 export type WorkerMessage =
-  | { readonly kind: 'ready'; readonly released: number; readonly nextDue: number | undefined }
+  | { readonly kind: 'ready'; readonly released: number; readonly nextDue: number | undefined; readonly cursorKey: string }
   /** the file is damaged or not ours: the service must not start on it */
   | { readonly kind: 'fatal'; readonly message: string }
   /** it cannot be opened now (a full disk, an I/O error): the thread ends, a probe starts another */

@@ -71,6 +71,7 @@ export class SqliteOutboxStore implements OutboxStore {
   private closed = false;
   /** a worker of this process has opened the store (and given back what a stop left SENDING) */
   private recovered = false;
+  private key: Buffer | undefined;
   private current: StoreHealth = { up: false, error: new MailroomError('ESTORE', 'the outbox is not open yet') };
   private readonly eventListeners = new Listeners<readonly StatusEvent[]>();
   private readonly submittedListeners = new Listeners<number>();
@@ -107,6 +108,7 @@ export class SqliteOutboxStore implements OutboxStore {
           if (m.kind === 'ready') {
             opened = true;
             this.recovered = true;
+            this.key = Buffer.from(m.cursorKey, 'hex');
             this.worker = worker;
           }
           resolve(m);
@@ -193,6 +195,10 @@ export class SqliteOutboxStore implements OutboxStore {
 
   counts(): Promise<OutboxCounts> {
     return this.call({ op: 'counts' }) as Promise<OutboxCounts>;
+  }
+
+  cursorKey(): Promise<Buffer> {
+    return this.key !== undefined ? Promise.resolve(this.key) : Promise.reject(this.current.error ?? new MailroomError('ESTORE', 'the outbox store is not open'));
   }
 
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void {

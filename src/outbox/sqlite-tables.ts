@@ -67,6 +67,8 @@ function prepare(db: Database.Database) {
     oldestQueued: db.prepare<[], { at: number | null }>("SELECT MIN(accepted_at) AS at FROM messages WHERE state = 'queued'"),
     bytes: db.prepare<[], { n: number | null }>('SELECT SUM(bytes) AS n FROM texts'),
     probe: db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('probe', ?)"),
+    meta: db.prepare<[string], { v: string }>('SELECT v FROM meta WHERE k = ?'),
+    setMeta: db.prepare('INSERT OR IGNORE INTO meta (k, v) VALUES (?, ?)'),
   };
 }
 
@@ -249,6 +251,12 @@ export class OutboxTables {
     const states = Object.fromEntries(MESSAGE_STATES.map((s) => [s, 0])) as Record<MessageState, number>;
     for (const { state, n } of this.sql.counts.all()) states[state] = n;
     return { states, oldestQueuedAt: this.sql.oldestQueued.get()?.at ?? undefined, bytes: this.bytes };
+  }
+
+  /** The store's cursor key (hex), made once. */
+  cursorKey(fresh: string): string {
+    this.sql.setMeta.run('cursor_key', fresh);
+    return (this.sql.meta.get('cursor_key') as { v: string }).v;
   }
 
   /** A write as small as there is: it succeeds only where the disk takes a page. */

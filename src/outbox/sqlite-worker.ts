@@ -10,6 +10,7 @@
 // SQLITE_IOERR) rolls back and is answered as failed; a checkpoint that
 // fails is tried again later; an open that fails says whether the file is
 // damaged (the service must not start) or only cannot be had now.
+import { randomBytes } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.js';
@@ -80,7 +81,8 @@ try {
   // connections still hold (or whose outcomes wait to be written): only the
   // first open of a process gives them back.
   const released = start.recover ? tables.recover(start.now) : 0;
-  send({ kind: 'ready', released, nextDue: tables.nextDue() });
+  const cursorKey = tables.cursorKey(randomBytes(32).toString('hex'));
+  send({ kind: 'ready', released, nextDue: tables.nextDue(), cursorKey });
 } catch (err) {
   const code = codeOf(err);
   const damage = err instanceof Damaged || /^SQLITE_(CORRUPT|NOTADB)/.test(code) || (start.first && /^SQLITE_(CANTOPEN|READONLY|PERM|AUTH)/.test(code));

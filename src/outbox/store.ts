@@ -161,6 +161,8 @@ export interface OutboxStore {
   /** The cursor of `caller`'s latest event: a watcher that starts now resumes from it. */
   latest(caller: string): Promise<string>;
   counts(): Promise<OutboxCounts>;
+  /** The key WatchMessages cursors are sealed with (cursor.ts): the store's own, so that cursors outlive restarts and are the same on every replica. */
+  cursorKey(): Promise<Buffer>;
   /** Hears of every commit that added status events (a watcher then reads them). */
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void;
   /** Hears of new messages as they are handed to accept, with when the earliest falls due: a claim made in the same turn joins their commit. */

@@ -12,7 +12,10 @@ import type { Logger } from 'winston';
 import { MailroomError, type SmtpReply } from '../errors.js';
 import type { IdempotentSends } from '../mail/idempotency.js';
 import type { Delivered } from '../mail/job.js';
-import { CLAIM_TTL_MS, type RedisLink } from './client.js';
+import { CLAIM_TTL_MS, Script, type RedisLink } from './client.js';
+import { IDEM_CLAIM, IDEM_FINISH, IDEM_FORGET } from './idempotency-scripts.js';
+
+const SCRIPTS = { claim: new Script(IDEM_CLAIM), finish: new Script(IDEM_FINISH), forget: new Script(IDEM_FORGET) };
 
 const FIRST_POLL_MS = 20;
 const MAX_POLL_MS = 250;
@@ -38,7 +41,7 @@ export class RedisIdempotency implements IdempotentSends {
     const id = this.redis.key('idem', createHash('sha256').update(scope).update('\0').update(key).digest('base64url'));
     for (let wait = FIRST_POLL_MS; ; wait = Math.min(2 * wait, MAX_POLL_MS)) {
       const owner = `${this.replica}:${++this.seq}`;
-      const [state, result] = await this.redis.run('idempotency claim', (c) => c.idemClaim(id, fingerprint, owner, String(this.now()), String(CLAIM_TTL_MS)));
+      const [state, result] = (await this.redis.eval('idempotency claim', SCRIPTS.claim, [id], [fingerprint, owner, this.now(), CLAIM_TTL_MS])) as [string, string | undefined];
       if (state === 'claimed') return this.sendOnce(id, owner, send);
       if (state === 'mismatch') throw new MailroomError('EIDEMPOTENCY', 'idempotency_key was already used for a different message');
       if (state === 'done') return parseDelivered(result);
@@ -52,13 +55,13 @@ export class RedisIdempotency implements IdempotentSends {
     try {
       delivered = await send();
     } catch (err) {
-      await this.redis.run('idempotency forget', (c) => c.idemForget(id, owner)).catch((e: unknown) => {
+      await this.redis.eval('idempotency forget', SCRIPTS.forget, [id], [owner]).catch((e: unknown) => {
         this.log.warn('a failed send keeps its idempotency claim until it expires', { reason: (e as Error).message, ttlMs: CLAIM_TTL_MS });
       });
       throw err;
     }
     // The mail went out: the result must reach the key, or a repeat after the claim expires would send it again.
-    await this.redis.run('idempotency finish', (c) => c.idemFinish(id, owner, JSON.stringify(delivered), String(this.windowMs))).catch((e: unknown) => {
+    await this.redis.eval('idempotency finish', SCRIPTS.finish, [id], [owner, JSON.stringify(delivered), this.windowMs]).catch((e: unknown) => {
       this.log.error('a sent mail\'s idempotency record was not stored; a repeat after its claim expires would send it again', { reason: (e as Error).message, ttlMs: CLAIM_TTL_MS });
     });
     return delivered;

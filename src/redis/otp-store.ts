@@ -7,7 +7,10 @@
 // address.
 import { CodeHasher, type CodeHash } from '../otp/code.js';
 import { CODE_ACCEPTED, type OtpLimits, type OtpStore, type Reservation, type StoredCode, type SweepResult } from '../otp/store.js';
-import { CLAIM_TTL_MS, type RedisLink } from './client.js';
+import { CLAIM_TTL_MS, Script, type RedisLink } from './client.js';
+import { CHECK, COMMIT, RELEASE, RESERVE } from './otp-scripts.js';
+
+const SCRIPTS = { reserve: new Script(RESERVE), commit: new Script(COMMIT), release: new Script(RELEASE), check: new Script(CHECK) };
 
 
 const hex = (hash: CodeHash): string => Buffer.from(hash, 'latin1').toString('hex');
@@ -43,20 +46,22 @@ export class RedisOtpStore implements OtpStore {
 
   reserve(key: string, now: number): Promise<Reservation> {
     const { resendCooldownMs, maxSendsPerHour, lifespanMs } = this.limits;
-    return this.redis.run('reserve', (c) => c.otpReserve(this.key(key), String(now), String(resendCooldownMs), String(maxSendsPerHour), String(lifespanMs), this.ttl)).then(reservation);
+    return this.redis.eval('reserve', SCRIPTS.reserve, [this.key(key)], [now, resendCooldownMs, maxSendsPerHour, lifespanMs, this.ttl]).then((r) => reservation(r as unknown[]));
   }
 
   async commit(key: string, hash: CodeHash, now: number): Promise<void> {
     const { lifespanMs, maxAttempts } = this.limits;
-    await this.redis.run('commit', (c) => c.otpCommit(this.key(key), hex(hash), String(now), String(lifespanMs), String(maxAttempts), this.ttl));
+    await this.redis.eval('commit', SCRIPTS.commit, [this.key(key)], [hex(hash), now, lifespanMs, maxAttempts, this.ttl]);
+    // A code that is live survives a failover: it is on a replica before its SendCode answers.
+    await this.redis.replicated('the code');
   }
 
   async release(key: string, refund: boolean, now: number): Promise<void> {
-    await this.redis.run('release', (c) => c.otpRelease(this.key(key), refund ? '1' : '0', String(now), this.ttl));
+    await this.redis.eval('release', SCRIPTS.release, [this.key(key)], [refund ? '1' : '0', now, this.ttl]);
   }
 
   async check(key: string, candidate: CodeHash, now: number): Promise<number> {
-    const result = await this.redis.run('check', (c) => c.otpCheck(this.key(key), hex(candidate), this.dummy, String(now), this.ttl));
+    const result = Number(await this.redis.eval('check', SCRIPTS.check, [this.key(key)], [hex(candidate), this.dummy, now, this.ttl]));
     return result === -1 ? CODE_ACCEPTED : result;
   }
 
@@ -65,7 +70,7 @@ export class RedisOtpStore implements OtpStore {
   }
 
   async peek(key: string): Promise<Readonly<StoredCode> | undefined> {
-    const [h, exp, left] = await this.redis.run('peek', (c) => c.hmGet(this.key(key), ['h', 'exp', 'left']));
+    const [h, exp, left] = await this.redis.run('peek', (c) => c.hmget(this.key(key), 'h', 'exp', 'left'));
     if (h === null || h === undefined) return undefined;
     return { hash: Buffer.from(String(h), 'hex').toString('latin1'), expiresAt: Number(exp), attemptsLeft: Number(left) };
   }

@@ -31,6 +31,7 @@ export function openSharedState(
     outbox: async (options) => {
       const { RedisOutboxStore } = await import('./outbox-store.js');
       const store = new RedisOutboxStore(link, options, o.log.child({ component: 'outbox' }));
+      // Redis may be away now: the store opens down and comes up with it.
       await store.open(Date.now());
       return store;
     },

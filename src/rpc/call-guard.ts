@@ -114,6 +114,29 @@ class GuardedCall {
   }
 }
 
+/** What sendStatus takes (grpc-js does not export its name). */
+type RefusalStatus = Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0];
+
+/** grpc-js's own refusal of a request too large, as mailroom's: with mailroom-error ETOOLARGE. */
+function withCode(status: RefusalStatus): RefusalStatus {
+  if (status.code !== grpc.status.RESOURCE_EXHAUSTED || !status.details.startsWith('Received message') || (status.metadata?.get('mailroom-error').length ?? 0) > 0) return status;
+  const metadata = status.metadata?.clone() ?? new grpc.Metadata();
+  metadata.set('mailroom-error', 'ETOOLARGE');
+  return { ...status, metadata };
+}
+
+/**
+ * The first interceptor, so that it is handed grpc-js's own call: grpc-js
+ * refuses a request over the receive limit from that call, below every
+ * interceptor, and the refusal gets the catalogue's code there too
+ * (request-limits.test.ts fails if this stops working).
+ */
+export const catalogueCodes: grpc.ServerInterceptor = (_method, call) => {
+  const own = call.sendStatus.bind(call);
+  call.sendStatus = (status) => own(withCode(status));
+  return new grpc.ServerInterceptingCall(call);
+};
+
 /** The interceptor: a guard for every call, `admissions` by method path (calls without one are only timed). */
 export function callGuard(ms: number, admissions: ReadonlyMap<string, Admission>): grpc.ServerInterceptor {
   const pacer = new Pacer();

@@ -53,15 +53,20 @@ export function checkHeaders(list: readonly Header__Output[], problems: Problems
   return out;
 }
 
-/** List-Unsubscribe's URIs, https first: `https://…` and/or `mailto:…`, comma-separated, brackets optional. */
+/** List-Unsubscribe's URIs, https first: `https://…` and/or `mailto:…`, comma-separated, bare. */
 export function checkListUnsubscribe(value: string, problems: Problems): string[] {
   if (value.trim() === '') return [];
   const at = 'list_unsubscribe';
+  // Refused, not cleaned: what a caller meant by them cannot be known, and mailroom writes the brackets.
+  if (/[\r\n<>]/.test(value)) {
+    problems.add(`${at}: must not contain CR, LF, < or > (give the URIs bare; mailroom writes the brackets)`);
+    return [];
+  }
   if (value.length > 2 * MAX_URI_CHARS + 10) {
     problems.add(`${at}: at most two URIs of ${MAX_URI_CHARS} characters`);
     return [];
   }
-  const entries = value.split(',').map((e) => e.trim().replace(/^<(.*)>$/, '$1'));
+  const entries = value.split(',').map((e) => e.trim());
   let https: string | undefined;
   let mailto: string | undefined;
   for (const entry of entries) {

@@ -77,7 +77,7 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     if (delivery === 'DELIVERY_QUEUED') {
       const draft = validateSendEmail(request, limits);
       const sendAt = request.send_at === null ? undefined : fromTimestamp(request.send_at);
-      if (request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on');
+      if (request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on, nanos from 0 to 999999999');
       const options = { caller, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) };
       const status = queued !== undefined ? queued.add(draft, options) : outbox.queue(draft, options);
       return {

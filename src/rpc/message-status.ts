@@ -18,9 +18,10 @@ export function timestamp(ms: number): Timestamp {
   return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
-/** Epoch ms of a wire timestamp; undefined when it is unset or out of range. */
+/** Epoch ms of a wire timestamp; undefined when it is unset or out of range (nanos 0 to 999,999,999, as protobuf's Timestamp says). */
 export function fromTimestamp(t: { seconds: string; nanos: number } | null | undefined): number | undefined {
   if (t === null || t === undefined) return undefined;
+  if (!Number.isInteger(t.nanos) || t.nanos < 0 || t.nanos > 999_999_999) return undefined;
   const ms = Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000);
   return Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
 }

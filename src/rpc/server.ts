@@ -11,7 +11,7 @@ import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
 import { loadMailDefinition, loadMailProto } from './proto.js';
 import { utf8Checks } from './utf8-fields.js';
 import { deferring, Undecodable, type Admission } from './admission.js';
-import { callGuard } from './call-guard.js';
+import { callGuard, catalogueCodes } from './call-guard.js';
 import { toServiceError } from './status.js';
 import { callerOf } from './auth.js';
 import { MAX_FILENAME_CHARS } from './attachments.js';
@@ -126,7 +126,7 @@ export function createGrpcServer(
     // No channelz service is offered, so its per-call trackers (closures and
     // timestamps on every call) would be kept for no reader.
     'grpc.enable_channelz': 0,
-    interceptors: [...hooks.interceptors, callGuard(limits.receiveTimeoutMs, admissions)],
+    interceptors: [catalogueCodes, ...hooks.interceptors, callGuard(limits.receiveTimeoutMs, admissions)],
   });
   const { MailService, OtpService } = proto.mail;
   server.addService(tolerant(MailService.service, admissions, utf8), guarded('mail.MailService', MailService.service, handlers.mail, log));

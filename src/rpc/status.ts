@@ -16,6 +16,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   ESMTP_PERMANENT: grpc.status.FAILED_PRECONDITION,
   ERECIPIENT: grpc.status.INVALID_ARGUMENT,
   EQUEUEFULL: grpc.status.RESOURCE_EXHAUSTED,
+  ETOOLARGE: grpc.status.RESOURCE_EXHAUSTED,
   ERATELIMIT: grpc.status.RESOURCE_EXHAUSTED,
   EDEADLINE: grpc.status.DEADLINE_EXCEEDED,
   ESHUTDOWN: grpc.status.UNAVAILABLE,
