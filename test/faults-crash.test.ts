@@ -32,11 +32,12 @@ test('a connection actor that throws is replaced; its job goes through on anothe
   const crashy = smtpConnectionMachine.provide({
     guards: {
       holdsJobs: ({ context }) => {
-        if (context.held.length > 0 && bombs > 0) {
+        const holds = context.pending.length + context.inFlight;
+        if (holds > 0 && bombs > 0) {
           bombs -= 1;
           throw new Error('boom: a bug in the connection machine');
         }
-        return context.held.length > 0;
+        return holds > 0;
       },
     },
   });

@@ -12,24 +12,37 @@ interface StateNodeLike {
   readonly states: Readonly<Record<string, StateNodeLike>>;
 }
 
-/** The leaf states of a machine, by key, as its definition names them. */
-function leafStates(machine: AnyStateMachine): string[] {
-  const leaves: string[] = [];
+/**
+ * What a connection is doing, as the metrics name it: its state, and while
+ * authenticated the state of its work (not whether a successor is being
+ * dialled); waiting to redial is `reconnecting`, whatever the last dial
+ * found.
+ */
+const COLLAPSED = new Set(['reconnecting']);
+const SIDE_REGIONS = new Set(['successor']);
+
+/** The states a connection can be in, by those names, as its definition has them. */
+function connectionStates(machine: AnyStateMachine): string[] {
+  const names: string[] = [];
   const walk = (node: StateNodeLike): void => {
-    const children = Object.values(node.states);
-    if (children.length === 0) leaves.push(node.key);
-    for (const child of children) walk(child);
+    const children = Object.values(node.states).filter((c) => !SIDE_REGIONS.has(c.key));
+    if (children.length === 0 || COLLAPSED.has(node.key)) names.push(node.key);
+    else for (const child of children) walk(child);
   };
   walk(machine.root as StateNodeLike);
-  return leaves;
+  return names;
 }
 
-const CONNECTION_STATES = leafStates(smtpConnectionMachine);
+const CONNECTION_STATES = connectionStates(smtpConnectionMachine);
 
-/** The leaf of a snapshot's value: 'connecting', or 'idle' for { session: 'idle' }. */
+/** A snapshot's value by the same names: 'connecting', 'idle' for { authenticated: { work: 'idle', … } }, 'reconnecting' for { reconnecting: 'lost' }. */
 function leafOf(value: unknown): string {
   let v = value;
-  while (typeof v === 'object' && v !== null) v = Object.values(v)[0];
+  while (typeof v === 'object' && v !== null) {
+    const [key, inner] = Object.entries(v).find(([k]) => !SIDE_REGIONS.has(k)) ?? [];
+    if (key === undefined || COLLAPSED.has(key)) return String(key);
+    v = inner;
+  }
   return String(v);
 }
 
@@ -47,7 +60,7 @@ export interface PoolView {
 
 export function poolView(supervisor: SupervisorActor): PoolView {
   return {
-    connectionStates: () => connectionStates(supervisor),
+    connectionStates: () => countStates(supervisor),
     queueDepth: () => queueDepth(supervisor),
     forceClose: () => {
       for (const connection of supervisor.getSnapshot().context.pool.refs()) connection.send({ type: 'FORCE_CLOSE' });
@@ -55,7 +68,7 @@ export function poolView(supervisor: SupervisorActor): PoolView {
   };
 }
 
-function connectionStates(supervisor: SupervisorActor): Map<string, number> {
+function countStates(supervisor: SupervisorActor): Map<string, number> {
   const counts = new Map<string, number>(CONNECTION_STATES.map((s) => [s, 0]));
   for (const child of Object.values(supervisor.getSnapshot().children)) {
     const snapshot: unknown = child?.getSnapshot();

@@ -112,9 +112,11 @@ export class Pool {
     return true;
   }
 
-  /** What it can hold now, as its last report said. */
+  /** What it can hold now, as its last report said: one that holds nothing and has room is idle. */
   offer(cid: string, capacity: number): void {
-    this.member(cid).capacity = capacity;
+    const m = this.member(cid);
+    m.capacity = capacity;
+    if (m.up && capacity > 0 && this.ledger.holding(cid) === 0 && !this.idle.includes(cid)) this.idle.push(cid);
   }
 
   /** Its session is gone, or its dial failed (`refused`: see Member); it dials again at `retryAt`. Returns whether it was up until now. */

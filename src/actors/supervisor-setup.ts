@@ -160,10 +160,13 @@ export const supervisorSetup = setup({
           else story.settleFailure(context, event, effects);
           break;
         case 'conn.returned':
+          // It could not carry it: it has no room beyond what it holds, whatever it said before.
           story.takeBack(context, event.jobs);
+          context.pool.offer(event.cid, context.ledger.holding(event.cid));
           break;
         case 'conn.down':
-          story.takeBack(context, event.returned);
+          // What the ledger still has it holding never reached the relay (its outcomes came before the loss).
+          context.ledger.reclaim(event.cid);
           break;
         case 'job.retry':
           context.ledger.retryDue(event.job); // false: shutdown failed it meanwhile
@@ -174,7 +177,7 @@ export const supervisorSetup = setup({
     /** Once the connections are closing, a job given back has nowhere to go. */
     giveUpReturned: ({ context, event }) => {
       assertEvent(event, ['conn.returned', 'conn.down', 'conn.closed']);
-      context.changes.push(...story.giveUp(context, event.type === 'conn.returned' ? event.jobs : event.returned, 'the service stopped; the relay had not confirmed the message'));
+      context.changes.push(...story.giveUp(context, event.type === 'conn.returned' ? event.jobs : context.ledger.forfeit(event.cid), 'the service stopped; the relay had not confirmed the message'));
     },
     /**
      * A connection actor that throws is a bug, but it must not take the pool

@@ -284,7 +284,8 @@ export class SqliteOutboxStore implements OutboxStore {
     if (batch === undefined || (message.kind !== 'done' && message.kind !== 'failed')) return;
     this.inFlight = undefined;
     if (message.kind === 'done') {
-      this.options.onCommit?.(message.commitMs);
+      // Reads commit nothing: only a batch that wrote is a commit.
+      if (batch.some((p) => !READS.has(p.op.op))) this.options.onCommit?.(message.commitMs);
       batch.forEach((p, i) => p.resolve(message.results[i]));
       if (message.events.length > 0) this.eventListeners.tell(message.events);
     } else {

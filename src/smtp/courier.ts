@@ -30,7 +30,6 @@ export interface CourierOptions extends SessionOptions {
 /** What the connection asks of its courier. */
 export type CourierRequest =
   | { type: 'deliver'; job: MailJob }
-  | { type: 'settle' }
   /** dial the successor session now (the current one nears its cap) */
   | { type: 'predial' }
   /** the session is spent: hand over to the successor, or say there is none */
@@ -39,11 +38,14 @@ export type CourierRequest =
 /** What the courier reports. */
 export type CourierReport =
   | { type: 'LOST'; error: MailroomError }
-  /** the relay took the message (250 to its final dot or BDAT LAST); `depth`: whole messages to keep in flight now (see Pace) */
+  /**
+   * the relay took the message (250 to its final dot or BDAT LAST); `depth`:
+   * whole messages to keep in flight now (see Pace). The outcome that leaves
+   * nothing in flight comes one event-loop turn late: a close the relay sent
+   * right behind it is seen (LOST) first.
+   */
   | { type: 'SENT'; job: MailJob; reply: SmtpReply; depth: number }
   | { type: 'SEND_FAILED'; job: MailJob; error: MailroomError }
-  /** one event-loop turn after the last outcome: a close right behind the 250 has been seen */
-  | { type: 'SETTLED' }
   /** the successor is the session now */
   | { type: 'HANDED_OVER'; session: SmtpSession }
   /** no successor to hand over to (none dialled, its dial failed, or it waited too long): re-dial as before */
@@ -73,6 +75,10 @@ export class Courier {
   private closed = false;
   /** what the relay's replies say about its distance: kept across sessions, the relay does not move */
   private readonly pace = new Pace();
+  /** deliveries without an outcome */
+  private inFlight = 0;
+  /** outcomes held for a turn behind the last one, in order */
+  private late: CourierReport[] | undefined;
 
   constructor(
     session: SmtpSession,
@@ -95,17 +101,13 @@ export class Courier {
     switch (request.type) {
       case 'deliver': {
         const { job } = request;
+        this.inFlight++;
         this.current.deliveries.submit(job.message.envelope, job.message.raw).then(
-          (reply) => this.report({ type: 'SENT', job, reply, depth: this.pace.depth(this.options.pipelineDepth, this.options.pipelineDepthMax) }),
-          (err: unknown) => this.report({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
+          (reply) => this.outcome({ type: 'SENT', job, reply, depth: this.pace.depth(this.options.pipelineDepth, this.options.pipelineDepthMax) }),
+          (err: unknown) => this.outcome({ type: 'SEND_FAILED', job, error: toMailroomError(err) }),
         );
         return;
       }
-      case 'settle':
-        // One turn of the event loop, so that a close the relay sent right
-        // behind its last reply is seen (as LOST) before the connection calls itself idle.
-        setImmediate(() => this.report({ type: 'SETTLED' }));
-        return;
       case 'predial':
         this.predial();
         return;
@@ -113,6 +115,31 @@ export class Courier {
         this.handOver();
         return;
     }
+  }
+
+  /**
+   * An outcome, reported in order. The one that leaves nothing in flight
+   * waits one turn of the event loop (and those behind it with it): relays
+   * that close after each message (or after N) send the close right behind
+   * the 250, and the connection must hear LOST before it offers room again,
+   * or the next job would fail for nothing.
+   */
+  private outcome(report: CourierReport): void {
+    this.inFlight--;
+    if (this.late !== undefined) {
+      this.late.push(report);
+      return;
+    }
+    if (this.inFlight > 0) {
+      this.report(report);
+      return;
+    }
+    const late = [report];
+    this.late = late;
+    setImmediate(() => {
+      this.late = undefined;
+      if (!this.closed) for (const r of late) this.report(r);
+    });
   }
 
   private predial(): void {
