@@ -23,7 +23,7 @@ export class JobLedger {
   private readonly fresh = new Deque<MailJob>();
   private readonly retrying = new Set<MailJob>();
   private readonly holdings = new Map<string, MailJob[]>();
-  private held = 0;
+  private heldTotal = 0;
   private durableQueued = 0;
 
   /** jobs waiting for a connection, both lanes */
@@ -41,12 +41,12 @@ export class JobLedger {
   }
 
   get heldCount(): number {
-    return this.held;
+    return this.heldTotal;
   }
 
   /** nothing queued, waiting for a retry or held */
   get empty(): boolean {
-    return this.queued === 0 && this.retrying.size === 0 && this.held === 0;
+    return this.queued === 0 && this.retrying.size === 0 && this.heldTotal === 0;
   }
 
   /** jobs `cid` holds */
@@ -82,7 +82,7 @@ export class JobLedger {
       this.holdings.set(cid, held);
     }
     held.push(job);
-    this.held++;
+    this.heldTotal++;
     return job;
   }
 
@@ -122,7 +122,7 @@ export class JobLedger {
     const held = this.holdings.get(cid);
     if (held === undefined || held.length === 0) return [];
     const jobs = held.splice(0);
-    this.held -= jobs.length;
+    this.heldTotal -= jobs.length;
     for (const job of jobs) {
       this.leave(job);
       job.holder = undefined;
@@ -171,7 +171,7 @@ export class JobLedger {
     const i = held === undefined ? -1 : held.indexOf(job);
     if (held === undefined || i < 0) throw new Error(`job ${job.id} is not held by ${job.holder ?? 'any connection'}`);
     held.splice(i, 1);
-    this.held--;
+    this.heldTotal--;
     job.holder = undefined;
   }
 }

@@ -90,7 +90,7 @@ export function scheduleRetry(context: SupervisorContext, report: Failed, effect
 }
 
 /** A failure that ends the job for its caller, or, from the outbox, defers or fails its message. */
-export function settleFailure(context: SupervisorContext, report: Failed, effects: JobEffects): void {
+export function endOrDefer(context: SupervisorContext, report: Failed, effects: JobEffects): void {
   const { job, error, cid } = report;
   context.ledger.release(job);
   const reply = error.smtp && formatReply(error.smtp);
@@ -121,7 +121,7 @@ export function takeBack(context: SupervisorContext, jobs: readonly MailJob[]): 
  * job goes back to QUEUED, for later or the next start. Returns those
  * changes. A job still held by a connection (it is gone) leaves the ledger.
  */
-export function giveUp(context: SupervisorContext, jobs: readonly MailJob[], why: string | MailroomError): Change[] {
+export function returnOrFail(context: SupervisorContext, jobs: readonly MailJob[], why: string | MailroomError): Change[] {
   const at = context.now();
   const released: Change[] = [];
   for (const job of jobs) {

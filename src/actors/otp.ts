@@ -4,9 +4,10 @@
 // wins (within a replica by this order, across replicas by the store's
 // atomic steps).
 //
-//   serving ──shutdown──► draining ──no send under way──► stopped
-//     code.send: reserve, mail, commit   code.send: refused
-//     code.checks, sweep                 code.checks
+//   live: serving ──shutdown──► draining ──no send under way──► stopped
+//           code.send: reserve,    code.send: refused
+//           mail, commit; sweep
+//         (in both: checks answered, sends under way go on)
 //
 // A send claims the address in the store first (cooldown and hourly budget
 // counted before any mail goes out), then hands the code mail to
@@ -17,7 +18,7 @@
 // The store's work happens in `store`, a long-lived child: the in-memory
 // store answers at once, Redis a round trip later (the checks of one event
 // in one round trip); either way the requests go out in mailbox order.
-// Callers get their answers by promise (reply.ts): no caller's code runs
+// Callers get their answers by promise (lib/resolvers.ts): no caller's code runs
 // inside this actor. A check carries the candidate already hashed, and the
 // code mail's content travels sealed (sealed.ts): no event carries a code
 // an inspector could read.
@@ -108,7 +109,7 @@ interface OtpContext extends Required<OtpInput> {
 }
 
 /** A store that cannot be reached fails the call; it never gives an answer from a stale view. */
-function storeError(err: unknown): MailroomError {
+function fromStore(err: unknown): MailroomError {
   if (err instanceof MailroomError) return err;
   return new MailroomError('ESTORE', `the OTP store did not answer: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
@@ -118,7 +119,7 @@ function refundable(error: MailroomError): boolean {
   return error.code !== 'ESMTP_PERMANENT' && error.code !== 'ERECIPIENT';
 }
 
-function refusal(r: Exclude<Reservation, { ok: true }>): MailroomError {
+function rateLimited(r: Exclude<Reservation, { ok: true }>): MailroomError {
   const retryAfterSeconds = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
   const message =
     r.reason === 'pending'
@@ -194,24 +195,24 @@ export const otpMachine = setup({
             whenAnswered(
               store.reserve(request.key, request.now),
               (reservation) => sendBack({ type: 'store.reserved', id: request.id, reservation }),
-              (err) => sendBack({ type: 'store.failed', id: request.id, error: storeError(err) }),
+              (err) => sendBack({ type: 'store.failed', id: request.id, error: fromStore(err) }),
             );
             return;
           case 'commit':
             whenAnswered(
               store.commit(request.key, request.hash, request.now),
               () => sendBack({ type: 'store.committed', id: request.id }),
-              (err) => sendBack({ type: 'store.failed', id: request.id, error: storeError(err) }),
+              (err) => sendBack({ type: 'store.failed', id: request.id, error: fromStore(err) }),
             );
             return;
           case 'release':
             // Best effort: a claim the store did not hear of ends with its time to live.
-            whenAnswered(store.release(request.key, request.refund, request.now), () => undefined, (err) => log.warn('could not release a send claim', { reason: storeError(err).message }));
+            whenAnswered(store.release(request.key, request.refund, request.now), () => undefined, (err) => log.warn('could not release a send claim', { reason: fromStore(err).message }));
             return;
           case 'checks': {
             const answers = request.checks.map((c) => store.check(c.key, c.hash, request.now));
             if (answers.some((a) => a instanceof Promise)) {
-              Promise.all(answers).then(request.reply.resolve, (err: unknown) => request.reply.reject(storeError(err)));
+              Promise.all(answers).then(request.reply.resolve, (err: unknown) => request.reply.reject(fromStore(err)));
             } else {
               request.reply.resolve(answers as number[]);
             }
@@ -221,7 +222,7 @@ export const otpMachine = setup({
             whenAnswered(
               store.sweep(request.now, request.limit),
               (result) => sendBack({ type: 'store.swept', result }),
-              (err) => log.warn('sweep failed', { reason: storeError(err).message }),
+              (err) => log.warn('sweep failed', { reason: fromStore(err).message }),
             );
             return;
         }
@@ -260,7 +261,7 @@ export const otpMachine = setup({
     refuseReservation: ({ context }, params: { id: number; reservation: Reservation }) => {
       const send = context.pending.get(params.id) as PendingSend;
       context.pending.delete(params.id);
-      if (!params.reservation.ok) send.reply.reject(refusal(params.reservation));
+      if (!params.reservation.ok) send.reply.reject(rateLimited(params.reservation));
     },
     refuseSend: (_, params: { reply: Resolvers<CodeSent> }) => {
       params.reply.reject(new MailroomError('ESHUTDOWN', 'the service is shutting down'));
@@ -323,35 +324,41 @@ export const otpMachine = setup({
     { id: 'codeMail', src: 'codeMail', input: ({ context }) => context.mailer },
     { id: 'store', src: 'store', input: ({ context }) => ({ store: context.store, log: context.log }) },
   ],
-  on: {
-    'code.checks': { actions: { type: 'checkCodes', params: ({ event }) => ({ checks: event.checks, reply: event.reply }) } },
-    'store.reserved': [
-      { guard: { type: 'reserved', params: ({ event }) => ({ reservation: event.reservation }) }, actions: { type: 'mailCode', params: ({ event }) => ({ id: event.id }) } },
-      { actions: { type: 'refuseReservation', params: ({ event }) => ({ id: event.id, reservation: event.reservation }) } },
-    ],
-    'mail.settled': [
-      { guard: { type: 'mailAccepted', params: ({ event }) => ({ error: event.error }) }, actions: { type: 'commit', params: ({ event }) => ({ id: event.id }) } },
-      { actions: { type: 'failMail', params: ({ event }) => ({ id: event.id, error: event.error as MailroomError }) } },
-    ],
-    'store.committed': { actions: { type: 'answerSent', params: ({ event }) => ({ id: event.id }) } },
-    'store.failed': { actions: { type: 'failStore', params: ({ event }) => ({ id: event.id, error: event.error }) } },
-    'store.swept': { actions: { type: 'sweptSlice', params: ({ event }) => ({ result: event.result }) } },
-  },
-  initial: 'serving',
+  initial: 'live',
   states: {
-    serving: {
-      invoke: { id: 'sweeper', src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
+    // Checks are answered, and sends under way go on, until it stops.
+    live: {
       on: {
-        'code.send': { actions: { type: 'reserve', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
-        sweep: { actions: 'sweep' },
-        shutdown: { target: 'draining' },
+        'code.checks': { actions: { type: 'checkCodes', params: ({ event }) => ({ checks: event.checks, reply: event.reply }) } },
+        'store.reserved': [
+          { guard: { type: 'reserved', params: ({ event }) => ({ reservation: event.reservation }) }, actions: { type: 'mailCode', params: ({ event }) => ({ id: event.id }) } },
+          { actions: { type: 'refuseReservation', params: ({ event }) => ({ id: event.id, reservation: event.reservation }) } },
+        ],
+        'mail.settled': [
+          { guard: { type: 'mailAccepted', params: ({ event }) => ({ error: event.error }) }, actions: { type: 'commit', params: ({ event }) => ({ id: event.id }) } },
+          { actions: { type: 'failMail', params: ({ event }) => ({ id: event.id, error: event.error as MailroomError }) } },
+        ],
+        'store.committed': { actions: { type: 'answerSent', params: ({ event }) => ({ id: event.id }) } },
+        'store.failed': { actions: { type: 'failStore', params: ({ event }) => ({ id: event.id, error: event.error }) } },
       },
-    },
-    draining: {
-      entry: 'logDraining',
-      always: { guard: 'nothingPending', target: 'stopped' },
-      on: {
-        'code.send': { actions: { type: 'refuseSend', params: ({ event }) => ({ reply: event.reply }) } },
+      initial: 'serving',
+      states: {
+        serving: {
+          invoke: { id: 'sweeper', src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
+          on: {
+            'code.send': { actions: { type: 'reserve', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
+            sweep: { actions: 'sweep' },
+            'store.swept': { actions: { type: 'sweptSlice', params: ({ event }) => ({ result: event.result }) } },
+            shutdown: { target: 'draining' },
+          },
+        },
+        draining: {
+          entry: 'logDraining',
+          always: { guard: 'nothingPending', target: '#otp.stopped' },
+          on: {
+            'code.send': { actions: { type: 'refuseSend', params: ({ event }) => ({ reply: event.reply }) } },
+          },
+        },
       },
     },
     stopped: {

@@ -1,7 +1,7 @@
 // What the connection's chart (smtp-connection.ts) names: its shapes, the
 // actors that do its socket work, its delays, guards and actions. The chart
 // says when each runs; this says what it does.
-import { and, assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, setup, stateIn } from 'xstate';
+import { and, assign, enqueueActions, fromCallback, fromPromise, sendParent, sendTo, setup, stateIn, type GuardPredicate } from 'xstate';
 import type { Logger } from 'winston';
 import { MailroomError, toMailroomError, type SmtpReply } from '../errors.js';
 import type { MailJob } from '../mail/job.js';
@@ -96,7 +96,6 @@ export interface ConnectionContext {
   /** the relay has carried several messages on one session of this connection: no need to start the next one at one job */
   proven: boolean;
   lastError: MailroomError | undefined;
-  shutdownRequested: boolean;
 }
 
 /** The session a state invokes against; every state that has one is under `authenticated`. */
@@ -120,9 +119,15 @@ export function capacity(context: ConnectionContext): number {
   return Math.max(0, Math.min(depth, context.cap - context.sent));
 }
 
-/** What an outcome report offers: nothing once the connection winds down or loses its session. */
-function capacityAfter(context: ConnectionContext, more: boolean): number {
-  return !more || context.shutdownRequested ? 0 : capacity(context);
+/** It was told to SHUTDOWN while it had a session: it finishes what it holds, then QUITs. */
+const STOPPING = stateIn('#smtpConnection.authenticated.intent.stopping');
+
+/** The same, for an action's check (xstate types stateIn for transitions, not for check). */
+type StateGuard = GuardPredicate<ConnectionContext, ConnectionEvent, undefined, never>;
+
+/** What an outcome report offers: nothing once the connection winds down or has lost its session. */
+function capacityAfter(context: ConnectionContext, more: boolean, stopping: boolean): number {
+  return !more || stopping ? 0 : capacity(context);
 }
 
 /** Sessions this short are re-dialled as before: dialling ahead for them would double the connections. */
@@ -171,7 +176,9 @@ export const connectionSetup = setup({
   },
   guards: {
     spent: ({ context }) => context.sent >= context.cap,
-    shutdownRequested: ({ context }) => context.shutdownRequested,
+    stopping: STOPPING,
+    /** nothing is with the courier any more, and it was told to stop */
+    doneStopping: and([STOPPING, ({ context }) => context.inFlight === 0]),
     holdsJobs: ({ context }) => holds(context) > 0,
     /** the outcome being reported is of the last job with the courier (in `ending`, jobs held since wait for conn.down) */
     lastHeld: ({ context }) => holds(context) === 1,
@@ -225,20 +232,14 @@ export const connectionSetup = setup({
       if (context.inFlight === 0) throw new MailroomError('EINTERNAL', `connection ${context.cid} has an outcome for job ${params.job.id}, and no job with its courier`);
       context.inFlight--;
     },
-    reportDelivered: sendParent(({ context }, params: { job: MailJob; reply: SmtpReply; more: boolean }): ConnectionReport => ({
-      type: 'conn.delivered',
-      cid: context.cid,
-      job: params.job,
-      reply: params.reply,
-      capacity: capacityAfter(context, params.more),
-    })),
-    reportFailed: sendParent(({ context }, params: { job: MailJob; error: MailroomError; more: boolean }): ConnectionReport => ({
-      type: 'conn.failed',
-      cid: context.cid,
-      job: params.job,
-      error: params.error,
-      capacity: capacityAfter(context, params.more),
-    })),
+    reportDelivered: enqueueActions(({ context, enqueue, check }, params: { job: MailJob; reply: SmtpReply; more: boolean }) => {
+      const capacity = capacityAfter(context, params.more, check(STOPPING as unknown as StateGuard));
+      enqueue.sendParent({ type: 'conn.delivered', cid: context.cid, job: params.job, reply: params.reply, capacity } satisfies ConnectionReport);
+    }),
+    reportFailed: enqueueActions(({ context, enqueue, check }, params: { job: MailJob; error: MailroomError; more: boolean }) => {
+      const capacity = capacityAfter(context, params.more, check(STOPPING as unknown as StateGuard));
+      enqueue.sendParent({ type: 'conn.failed', cid: context.cid, job: params.job, error: params.error, capacity } satisfies ConnectionReport);
+    }),
     reportReady: sendParent(({ context }): ConnectionReport => ({ type: 'conn.ready', cid: context.cid, capacity: capacity(context) })),
     /** A job this connection cannot carry now goes straight back, untouched. */
     returnJob: sendParent(({ context }, params: { job: MailJob }): ConnectionReport => ({ type: 'conn.returned', cid: context.cid, jobs: [params.job] })),
@@ -282,7 +283,6 @@ export const connectionSetup = setup({
     /** The session failed (a loss, a failed NOOP): the next dial is the first of a new series. */
     recordLoss: assign((_, params: { error: unknown }) => ({ lastError: toMailroomError(params.error), attempt: 1 })),
     forgetSession: assign({ session: undefined }),
-    requestShutdown: assign({ shutdownRequested: true }),
     logConnecting: ({ context }) => context.log.debug('connecting', { attempt: context.attempt }),
     logIdle: ({ context }) => context.log.debug('authenticated', { sent: context.sent }),
     logRecycling: ({ context }) => context.log.debug('recycling', { sent: context.sent }),

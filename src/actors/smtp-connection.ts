@@ -48,7 +48,6 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
     cap: input.options.maxMessagesPerConnection,
     proven: false,
     lastError: undefined,
-    shutdownRequested: false,
   }),
   initial: 'connecting',
   on: {
@@ -70,13 +69,16 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
       },
       on: { SHUTDOWN: 'closed' },
     },
-    // The session is up and authenticated: what it does with it, and whether a successor is being dialled.
+    // The session is up and authenticated: what it does with it, whether a successor is being dialled, and whether it was told to stop.
     authenticated: {
       type: 'parallel',
       invoke: { id: 'courier', src: 'courier', input: ({ context }) => courierInput(context) },
       exit: 'forgetSession',
       on: {
-        LOST: { target: 'reconnecting.lost', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+        LOST: [
+          { guard: 'stopping', target: 'closed', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+          { target: 'reconnecting.lost', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+        ],
       },
       states: {
         work: {
@@ -84,7 +86,7 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
           states: {
             idle: {
               entry: 'logIdle',
-              always: { guard: 'shutdownRequested', target: 'closing' },
+              always: { guard: 'stopping', target: 'closing' },
               after: { keepalive: 'pinging' },
               on: {
                 JOB: { target: 'sending', actions: { type: 'deliver', params: ({ event }) => ({ job: event.job }) } },
@@ -98,12 +100,14 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
                 input: ({ context }) => current(context),
                 // A job that came during the NOOP waited for this moment.
                 onDone: [{ guard: 'holdsJobs', target: 'sending', actions: 'deliverPending' }, { target: 'idle' }],
-                onError: { target: '#smtpConnection.reconnecting.lost', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+                onError: [
+                  { guard: 'stopping', target: '#smtpConnection.closed', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+                  { target: '#smtpConnection.reconnecting.lost', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
+                ],
               },
               on: {
                 // It asked for work before the keepalive came due: the job is its own now.
                 JOB: { actions: { type: 'hold', params: ({ event }) => ({ job: event.job }) } },
-                SHUTDOWN: { actions: 'requestShutdown' },
               },
             },
             sending: {
@@ -114,23 +118,25 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
                 SEND_FAILED: [{ guard: 'lastHeld', target: 'settled', actions: failed(true) }, { actions: failed(true) }],
                 // The relay is gone: the courier fails what was under way, each with its own outcome.
                 LOST: { target: 'ending', actions: { type: 'recordLoss', params: ({ event }) => ({ error: event.error }) } },
-                SHUTDOWN: { actions: 'requestShutdown' },
               },
             },
             // Its last outcome is reported (with the capacity it has now): spent, winding down, or idle.
             settled: {
-              always: [{ guard: 'spent', target: 'recycling' }, { guard: 'shutdownRequested', target: 'closing' }, { target: 'idle' }],
+              always: [{ guard: 'spent', target: 'recycling' }, { guard: 'stopping', target: 'closing' }, { target: 'idle' }],
             },
             // The session is gone; the outcomes of what was under way come in, then it reconnects.
             ending: {
-              always: { guard: 'allReported', target: '#smtpConnection.reconnecting.lost' },
+              // Lost while finishing its last jobs after SHUTDOWN: no point dialling again.
+              always: [
+                { guard: 'doneStopping', target: '#smtpConnection.closed' },
+                { guard: 'allReported', target: '#smtpConnection.reconnecting.lost' },
+              ],
               on: {
                 // Granted on the room it reported before the loss: it never reaches the relay, and goes back with conn.down.
                 JOB: { actions: { type: 'hold', params: ({ event }) => ({ job: event.job }) } },
                 SENT: { actions: delivered(false) },
                 SEND_FAILED: { actions: failed(false) },
                 LOST: {},
-                SHUTDOWN: { actions: 'requestShutdown' },
               },
             },
             recycling: {
@@ -139,7 +145,7 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
               // whether its successor is already dialled.
               entry: 'logRecycling',
               initial: 'deciding',
-              on: { SHUTDOWN: { actions: 'requestShutdown' }, LOST: {} },
+              on: { LOST: {} },
               states: {
                 deciding: {
                   always: [{ guard: 'predialing', target: 'handingOver' }, { target: 'quitting' }],
@@ -159,7 +165,7 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
                     id: 'quit',
                     src: 'quit',
                     input: ({ context }) => current(context),
-                    onDone: [{ guard: 'shutdownRequested', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
+                    onDone: [{ guard: 'stopping', target: '#smtpConnection.closed' }, { target: '#smtpConnection.connecting' }],
                     onError: '#smtpConnection.connecting',
                   },
                 },
@@ -185,12 +191,18 @@ export const smtpConnectionMachine = connectionSetup.createMachine({
             dialling: { entry: 'predial', on: { HANDED_OVER: 'none' } },
           },
         },
+        intent: {
+          initial: 'serving',
+          states: {
+            serving: { on: { SHUTDOWN: 'stopping' } },
+            // Told to SHUTDOWN: it takes no more work, finishes what it holds, and QUITs.
+            stopping: {},
+          },
+        },
       },
     },
     reconnecting: {
       entry: ['planRetry', 'logReconnecting', 'dropHeld'],
-      // Lost while finishing its last jobs after SHUTDOWN: no point dialling again.
-      always: { guard: 'shutdownRequested', target: 'closed' },
       after: { backoff: 'connecting' },
       on: { SHUTDOWN: 'closed' },
       initial: 'lost',

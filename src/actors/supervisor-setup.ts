@@ -96,7 +96,7 @@ export const supervisorSetup = setup({
     },
     refuseUnreachable: ({ context, event }) => {
       assertEvent(event, 'jobs.submitted');
-      story.giveUp(context, event.jobs, poolHealth.unreachableError(context));
+      story.returnOrFail(context, event.jobs, poolHealth.unreachableError(context));
     },
     /** Queued jobs to connections with room; an outbox job that none can start now goes back to its store (SENDING means held). */
     dispatch: enqueueActions(({ context, enqueue }) => {
@@ -108,7 +108,7 @@ export const supervisorSetup = setup({
           enqueue.raise({ type: 'tick' }, { delay: ms, id: 'pace' });
         },
       });
-      if (context.ledger.queuedDurable > 0) context.changes.push(...story.giveUp(context, context.ledger.removeQueued((job) => job.durable !== undefined), ''));
+      if (context.ledger.queuedDurable > 0) context.changes.push(...story.returnOrFail(context, context.ledger.removeQueued((job) => job.durable !== undefined), ''));
     }),
     feedOutbox: enqueueActions(({ context, enqueue, check }) => feedOutbox(context, enqueue, check(OFFERING))),
     sweepQueue: ({ context }) => sweepQueue(context.ledger, context.options.queueTimeoutMs, context.pool.up === 0 ? context.lastDown?.error : undefined),
@@ -141,7 +141,7 @@ export const supervisorSetup = setup({
     logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
     logPoolDown: ({ context }) => poolHealth.logPoolDown(context),
     /** Queued jobs cannot go out before a dial succeeds: a caller's fail now with why; an outbox job goes back to QUEUED. */
-    giveUpQueued: ({ context }) => void context.changes.push(...story.giveUp(context, context.ledger.removeQueued(() => true), poolHealth.unreachableError(context))),
+    giveUpQueued: ({ context }) => void context.changes.push(...story.returnOrFail(context, context.ledger.removeQueued(() => true), poolHealth.unreachableError(context))),
     /** Each turn of a job's story (jobs.ts), with its effects: outcomes recorded in the outbox, retries timed. */
     story: enqueueActions(({ context, event, enqueue }) => {
       const effects: story.JobEffects = {
@@ -157,7 +157,7 @@ export const supervisorSetup = setup({
           story.countAttempt(event);
           if (story.isStale(context, event)) story.requeueStale(context, event);
           else if (story.isWorthRetrying(context, event)) story.scheduleRetry(context, event, effects);
-          else story.settleFailure(context, event, effects);
+          else story.endOrDefer(context, event, effects);
           break;
         case 'conn.returned':
           // It could not carry it: it has no room beyond what it holds, whatever it said before.
@@ -177,7 +177,7 @@ export const supervisorSetup = setup({
     /** Once the connections are closing, a job given back has nowhere to go. */
     giveUpReturned: ({ context, event }) => {
       assertEvent(event, ['conn.returned', 'conn.down', 'conn.closed']);
-      context.changes.push(...story.giveUp(context, event.type === 'conn.returned' ? event.jobs : context.ledger.forfeit(event.cid), 'the service stopped; the relay had not confirmed the message'));
+      context.changes.push(...story.returnOrFail(context, event.type === 'conn.returned' ? event.jobs : context.ledger.forfeit(event.cid), 'the service stopped; the relay had not confirmed the message'));
     },
     /**
      * A connection actor that throws is a bug, but it must not take the pool
@@ -196,7 +196,7 @@ export const supervisorSetup = setup({
       const cid = poolHealth.noteCrash(context, event as unknown as ChildError, (e) => enqueue.emit(e));
       if (cid === undefined) return;
       context.pool.closed(cid);
-      context.changes.push(...story.giveUp(context, context.ledger.forfeit(cid), 'the service stopped; the relay had not confirmed the message'));
+      context.changes.push(...story.returnOrFail(context, context.ledger.forfeit(cid), 'the service stopped; the relay had not confirmed the message'));
     }),
     respawn: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, 'conn.respawn');
@@ -247,7 +247,7 @@ export const supervisorSetup = setup({
       context.log.info('draining', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
     },
     /** Outbox jobs not yet with a connection wait for the next start, where they are. */
-    releaseQueuedDurable: ({ context }) => void context.changes.push(...story.giveUp(context, context.ledger.removeQueued((job) => job.durable !== undefined), '')),
+    releaseQueuedDurable: ({ context }) => void context.changes.push(...story.returnOrFail(context, context.ledger.removeQueued((job) => job.durable !== undefined), '')),
     /**
      * The deadline passed: the jobs no connection holds are given up (none
      * has reached the relay). A message in flight may already be with the
@@ -256,10 +256,10 @@ export const supervisorSetup = setup({
      */
     giveUpWaiting: ({ context }) => {
       context.log.warn('shutdown deadline passed', { queued: context.ledger.queued, inflight: context.ledger.heldCount });
-      context.changes.push(...story.giveUp(context, context.ledger.takeWaiting(), 'the service shut down before the message could be sent'));
+      context.changes.push(...story.returnOrFail(context, context.ledger.takeWaiting(), 'the service shut down before the message could be sent'));
     },
     /** Stopped: whatever still waits (nothing, unless the connections closed on their own) is given up; the next start queues outbox jobs again. */
-    giveUpAll: ({ context }) => void story.giveUp(context, context.ledger.takeWaiting(), 'the service stopped'),
+    giveUpAll: ({ context }) => void story.returnOrFail(context, context.ledger.takeWaiting(), 'the service stopped'),
     shutDownConnections: enqueueActions(({ context, enqueue }) => {
       for (const ref of context.pool.refs()) enqueue.sendTo(ref, { type: 'SHUTDOWN' });
     }),

@@ -13,18 +13,18 @@ import { maskAddresses } from '../lib/mask.js';
 /** Keys whose values may leave, recursively filtered themselves. */
 const ALLOWED = new Set([
   // events and reports
-  'type', 'cid', 'id', 'jobId', 'capacity', 'attempts', 'attempt', 'staleRequeues', 'sent', 'cap', 'held', 'submitted',
+  'type', 'cid', 'id', 'jobId', 'capacity', 'attempts', 'attempt', 'staleRequeues', 'sent', 'cap', 'inFlight', 'retryMs', 'retryAt',
   'job', 'jobs', 'returned', 'error', 'code', 'enhanced', 'smtp', 'reply', 'message', 'messageId', 'envelope',
   'from', 'to', 'address', 'refused', 'up', 'workers', 'timeoutMs', 'reason', 'retryAfterMs', 'retryAfterSeconds',
   'reservation', 'ok', 'result', 'removed', 'examined', 'key', 'checks', 'deadline', 'phase', 'place', 'holder', 'lastCid',
   // actor contexts
-  'pending', 'seq', 'pipelining', 'chunking', 'predialing', 'proven', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown', 'reachedOnce',
-  'unreachableCode', 'tickScheduled', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
+  'pending', 'seq', 'pipelining', 'chunking', 'proven', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown',
+  'offered', 'seenClaim', 'storeFailures', 'room', 'seen', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
   // options worth seeing (never credentials)
   'queueLimit', 'maxAttempts', 'rateLimitPerSecond', 'queueTimeoutMs', 'retryBaseMs', 'retryMaxMs', 'closeTimeoutMs',
   'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'pipelineDepthMax', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',
   'connectTimeoutMs', 'greetingTimeoutMs', 'commandTimeoutMs', 'dataTimeoutMs', 'length', 'lifespanMs',
-  'resendCooldownMs', 'cleanupMs', 'returnCode', 'nextAttemptAt', 'outboxDueAt',
+  'resendCooldownMs', 'cleanupMs', 'returnCode', 'nextAttemptAt',
 ]);
 
 const MAX_STRING = 200;

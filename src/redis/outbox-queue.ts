@@ -33,7 +33,7 @@ export class OutboxQueue {
   private worker: Worker | undefined;
   private readonly connections: Redis[] = [];
   /** the jobs this replica holds (claimed, outcome not yet recorded), with their lock tokens */
-  private readonly held = new Map<string, Lease>();
+  private readonly leases = new Map<string, Lease>();
   private extender: NodeJS.Timeout | undefined;
 
   constructor(
@@ -64,7 +64,7 @@ export class OutboxQueue {
 
   async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number }[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.open$().addBulk(jobs.map(({ member, data, delay }) => ({ name: 'message', data, opts: { jobId: member, delay, removeOnComplete: true, removeOnFail: true } })));
+    await this.queueOrThrow().addBulk(jobs.map(({ member, data, delay }) => ({ name: 'message', data, opts: { jobId: member, delay, removeOnComplete: true, removeOnFail: true } })));
   }
 
   /** The next job due, now this replica's until it lets go; undefined when none is. */
@@ -75,12 +75,12 @@ export class OutboxQueue {
     const job = (await worker.getNextJob(token, { block: false })) as Job<JobData> | undefined;
     if (job === undefined) return undefined;
     const lease = { job, token };
-    this.held.set(job.data.id, lease);
+    this.leases.set(job.data.id, lease);
     return lease;
   }
 
   holds(id: string): Lease | undefined {
-    return this.held.get(id);
+    return this.leases.get(id);
   }
 
   /**
@@ -90,7 +90,7 @@ export class OutboxQueue {
    * nothing to do.
    */
   async settle(lease: Lease, when: 'final' | 'now' | number): Promise<void> {
-    this.held.delete(lease.job.data.id);
+    this.leases.delete(lease.job.data.id);
     try {
       if (when === 'final') await lease.job.moveToCompleted('', lease.token, false);
       else if (when === 'now') await lease.job.moveToWait(lease.token);
@@ -107,7 +107,7 @@ export class OutboxQueue {
 
   /** Removes a job no replica holds (a cancel, an expiry); false when a replica holds it (it is SENDING). */
   async remove(member: string): Promise<boolean> {
-    const job = await this.open$().getJob(member);
+    const job = await this.queueOrThrow().getJob(member);
     if (job === undefined) return true;
     try {
       await job.remove();
@@ -119,18 +119,18 @@ export class OutboxQueue {
 
   /** Jobs due now and not yet taken, oldest first, at most `limit`. */
   async waiting(limit: number): Promise<Job<JobData>[]> {
-    return (await this.open$().getWaiting(0, limit - 1)) as Job<JobData>[];
+    return (await this.queueOrThrow().getWaiting(0, limit - 1)) as Job<JobData>[];
   }
 
   /** A delayed job is due now. */
   async promote(member: string): Promise<void> {
-    const job = await this.open$().getJob(member);
+    const job = await this.queueOrThrow().getJob(member);
     if (job !== undefined && (await job.getState()) === 'delayed') await job.promote().catch(() => undefined);
   }
 
   /** Redis lost what this replica held (it came back empty): the leases are gone with it. */
   forgetHeld(): void {
-    this.held.clear();
+    this.leases.clear();
   }
 
   async close(): Promise<void> {
@@ -144,10 +144,10 @@ export class OutboxQueue {
 
   /** The leases on what this replica holds run on while it holds them. */
   private async extendLeases(): Promise<void> {
-    if (this.worker === undefined || this.held.size === 0) return;
+    if (this.worker === undefined || this.leases.size === 0) return;
     const ids: string[] = [];
     const tokens: string[] = [];
-    for (const { job, token } of this.held.values()) {
+    for (const { job, token } of this.leases.values()) {
       if (job.id === undefined) continue;
       ids.push(job.id);
       tokens.push(token);
@@ -155,7 +155,7 @@ export class OutboxQueue {
     await this.worker.extendJobLocks(ids, tokens, this.leaseMs).catch((err: unknown) => this.log.warn('outbox: leases not extended', { reason: (err as Error).message }));
   }
 
-  private open$(): Queue {
+  private queueOrThrow(): Queue {
     if (this.queue === undefined) throw closed();
     return this.queue;
   }

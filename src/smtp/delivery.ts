@@ -119,7 +119,7 @@ export class Deliveries {
     Promise.all([mail, rcpt, bdat]).then(([[m], [r], [b]]) => {
       const now = performance.now();
       this.waited(now - written, now);
-      this.settle(message, wholeOutcome(m as SmtpReply, r as SmtpReply, b as SmtpReply));
+      this.conclude(message, wholeOutcome(m as SmtpReply, r as SmtpReply, b as SmtpReply));
     }, ignore);
     return wholeMessage(from, to[0] as string, message.raw);
   }
@@ -137,13 +137,13 @@ export class Deliveries {
     }
     const data = replies[n + 1] as SmtpReply;
     if (data.code !== 354) {
-      this.settle(message, refused ?? replyError(data, 'data'));
+      this.conclude(message, refused ?? replyError(data, 'data'));
       // No content follows; RSET closes whatever MAIL may have opened.
       this.closeTransaction('RSET\r\n', 'rset', true);
       return;
     }
     if (refused !== undefined) {
-      this.settle(message, refused);
+      this.conclude(message, refused);
       // The relay took DATA although the envelope failed. With no recipient
       // a lone dot ends an empty transaction that goes nowhere; otherwise
       // only dropping the connection keeps a partial delivery from happening.
@@ -156,7 +156,7 @@ export class Deliveries {
     // The final dot ends this transaction whatever the relay answers to it.
     this.boundary = true;
     this.advance(...content(message.raw));
-    dot.then(([reply]) => this.settle(message, (reply as SmtpReply).code === 250 ? (reply as SmtpReply) : replyError(reply as SmtpReply, 'data')), ignore);
+    dot.then(([reply]) => this.conclude(message, (reply as SmtpReply).code === 250 ? (reply as SmtpReply) : replyError(reply as SmtpReply, 'data')), ignore);
   }
 
   /** Ends an open transaction with `text`; `strict`: anything but 250 means the session is out of step. */
@@ -175,7 +175,7 @@ export class Deliveries {
     const { commandTimeoutMs, dataTimeoutMs } = session.options;
     message.phase = 'envelope';
     const refused = async (reply: SmtpReply, stage: SmtpStage): Promise<void> => {
-      this.settle(message, replyError(reply, stage));
+      this.conclude(message, replyError(reply, stage));
       const reset = await session.exchange('rset', commandTimeoutMs, 'RSET\r\n');
       if (reset.code !== 250) session.destroy(replyError(reset, 'rset'));
     };
@@ -191,11 +191,11 @@ export class Deliveries {
     if (data.code !== 354) return refused(data, 'data');
     message.phase = 'content';
     const dot = await session.exchange('data', dataTimeoutMs, ...content(message.raw));
-    this.settle(message, dot.code === 250 ? dot : replyError(dot, 'data'));
+    this.conclude(message, dot.code === 250 ? dot : replyError(dot, 'data'));
   }
 
   /** The outcome of the oldest message: outcomes come in submission order, as the relay's replies do. */
-  private settle(message: Message, outcome: SmtpReply | MailroomError): void {
+  private conclude(message: Message, outcome: SmtpReply | MailroomError): void {
     if (this.queue[0] !== message) throw new MailroomError('EINTERNAL', 'delivery outcome out of order');
     this.queue.shift();
     if (outcome instanceof MailroomError) message.reject(outcome);
