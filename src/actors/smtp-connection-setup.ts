@@ -186,16 +186,13 @@ export const connectionSetup = setup({
     allReported: ({ context }) => context.inFlight === 0,
     canCarry: ({ context }) => holds(context) < capacity(context),
     /**
-     * Near the cap (and not yet dialling one): dial the successor now. It is
-     * dialled this many messages before the cap: enough for a dial's five or
-     * six round trips at four messages a round trip, and no more than a
-     * quarter of a session.
+     * Near the cap (the successor region has none yet): dial the successor
+     * now. It is dialled this many messages before the cap: enough for a
+     * dial's five or six round trips at four messages a round trip, and no
+     * more than a quarter of a session. The outcome being reported counts
+     * too (a guard is judged before the actions that count it).
      */
-    predialDue: and([
-      stateIn('#smtpConnection.authenticated.successor.none'),
-      // the outcome being reported counts too (this guard is judged before the actions that count it)
-      ({ context }) => context.cap >= PREDIAL_MIN_CAP && context.sent + 1 >= context.cap - Math.min(25, Math.floor(context.cap / 4)),
-    ]),
+    predialDue: ({ context }) => context.cap >= PREDIAL_MIN_CAP && context.sent + 1 >= context.cap - Math.min(25, Math.floor(context.cap / 4)),
     predialing: stateIn('#smtpConnection.authenticated.successor.dialling'),
     /** its dial found the relay unreachable or refusing us (not a handshake cut short) */
     refusedDial: ({ event }) => relayRefused((event as { error?: unknown }).error),

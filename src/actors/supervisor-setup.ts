@@ -44,9 +44,12 @@ function relayAway(context: SupervisorContext): OutboxOrder {
 }
 
 /** Tells the outbox child the room the connections have now (none once draining) and the outcomes to record. */
-function feedOutbox(context: SupervisorContext, enqueue: Enqueue, offering: boolean): void {
+function feedOutbox(context: SupervisorContext, enqueue: Enqueue, offering: () => boolean): void {
   if (context.outbox === undefined) return;
-  const now = offering ? room(context) : 0;
+  const free = room(context);
+  // Most events change neither: no state check for them (it costs more than the rest of this).
+  if (context.changes.length === 0 && free === context.offered) return;
+  const now = free > 0 && !offering() ? 0 : free;
   if (context.changes.length === 0 && now === context.offered) return;
   const changes = context.changes;
   context.changes = [];
@@ -110,7 +113,7 @@ export const supervisorSetup = setup({
       });
       if (context.ledger.queuedDurable > 0) context.changes.push(...story.returnOrFail(context, context.ledger.removeQueued((job) => job.durable !== undefined), ''));
     }),
-    feedOutbox: enqueueActions(({ context, enqueue, check }) => feedOutbox(context, enqueue, check(OFFERING))),
+    feedOutbox: enqueueActions(({ context, enqueue, check }) => feedOutbox(context, enqueue, () => check(OFFERING))),
     sweepQueue: ({ context }) => sweepQueue(context.ledger, context.options.queueTimeoutMs, context.pool.up === 0 ? context.lastDown?.error : undefined),
     markReady: enqueueActions(({ context, event, enqueue }) => {
       assertEvent(event, 'conn.ready');
