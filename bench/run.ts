@@ -34,9 +34,12 @@ const baseline = arg('baseline');
 // --reps=N: more repetitions narrow the median on a noisy machine
 const repsArg = arg('reps');
 const REPS = repsArg !== undefined ? Math.max(1, Number.parseInt(repsArg, 10) || 1) : quick ? 1 : 3;
+// --mail=N --warm=N: calls per SendMail run and warm-up before it (CPU per mail is judged at 20,000 after 5,000)
+const mailArg = arg('mail');
+const warmArg = arg('warm');
 const N = {
-  mail: quick ? 2000 : 6000,
-  mailWarm: quick ? 300 : 600,
+  mail: mailArg !== undefined ? Number(mailArg) : quick ? 2000 : 6000,
+  mailWarm: warmArg !== undefined ? Number(warmArg) : quick ? 300 : 600,
   perMessage: quick ? 400 : 1200,
   perMessageWarm: quick ? 50 : 100,
   rpc: quick ? 10_000 : 30_000,
