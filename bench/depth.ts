@@ -4,11 +4,11 @@
 // 100 ms; mailroom with its default (the depth follows the round trip)
 // against fixed depths of 4, 8 and 16; W=5, C=100, 2,000 mails a run,
 // interleaved, every mail counted in Postfix's own log.
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { LoadgenOptions } from './loadgen.js';
 import { atDistance, measure, startService, type Measured, type ServiceProc, type Sink } from './procs.js';
 import { type Row, type Target } from './report.js';
 import { throughputPlot } from './plot.js';
+import { postfix, postfixCount } from './postfix.js';
 
 export interface DepthContext {
   readonly reps: number;
@@ -21,32 +21,6 @@ export interface DepthContext {
 const W = 5;
 const C = 100;
 const RTTS = [0, 20, 50, 100];
-/** where postfix-sink.sh has Postfix log (POSTFIX_LOG to say otherwise) */
-const LOG = process.env.POSTFIX_LOG ?? '/var/log/postfix-sink.log';
-
-/** Deliveries to the discard transport in Postfix's log so far, as postfix-sink.sh counts them, reading only what was added since the last look. */
-let seen = { offset: 0, sent: 0, tail: '' };
-function postfixCount(): Promise<number> {
-  const size = statSync(LOG).size;
-  if (size < seen.offset) seen = { offset: 0, sent: 0, tail: '' };
-  const fd = openSync(LOG, 'r');
-  try {
-    const chunk = Buffer.alloc(size - seen.offset);
-    readSync(fd, chunk, 0, chunk.length, seen.offset);
-    const text = seen.tail + chunk.toString('latin1');
-    const end = text.lastIndexOf('\n') + 1;
-    seen = { offset: size, sent: seen.sent + (text.slice(0, end).match(/status=sent/g)?.length ?? 0), tail: text.slice(end) };
-  } finally {
-    closeSync(fd);
-  }
-  return Promise.resolve(seen.sent);
-}
-
-/** The running Postfix as a sink the bench's helpers take. */
-function postfix(port: number): Sink {
-  return { kind: 'smtp-sink', port, pid: 0, count: postfixCount, stop: async () => undefined };
-}
-
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const spread = (xs: readonly number[]): string => xs.map((x) => Math.round(x)).join(', ');
 

@@ -22,12 +22,13 @@ import { outboxScenarios } from './outbox.js';
 import { barPlot } from './plot.js';
 import { partsScenarios } from './parts.js';
 import { depthScenarios } from './depth.js';
+import { laneScenarios } from './lanes.js';
 
 /** The value of `--name=value` on the command line, if given. */
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth runs some groups (outbox and depth only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes runs some groups (outbox, depth and lanes only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -349,6 +350,15 @@ async function main(): Promise<void> {
     extra.push(...out.extra);
     writeFileSync(join(RESULTS, 'depth.svg'), out.svg);
     extra.push(['throughput against round trip, adaptive and fixed depths (plot)', 'bench/results/depth.svg']);
+  }
+
+  // ---- lanes: a code's wait behind a backlog, against a real Postfix at 50 ms ----
+  if (only?.includes('lanes') === true) {
+    const postfix = arg('postfix');
+    if (postfix === undefined) throw new Error('--only=lanes needs --postfix=PORT of a running ../shared/tools/postfix-sink.sh');
+    const out = await laneScenarios({ reps: REPS, quick, postfixPort: Number(postfix), baseline, log });
+    targets.push(...out.targets);
+    extra.push(...out.extra);
   }
 
   // ---- attachments and DKIM ----------------------------------------------

@@ -41,6 +41,7 @@ import { ArrivalGate } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
 import { mailServiceHandlers } from './rpc/mail-service.js';
 import { otpServiceHandlers } from './rpc/otp-service.js';
+import type { SharedCaps } from './lib/rate-cap.js';
 import { withTlsContext } from './smtp/tls.js';
 import type * as grpc from '@grpc/grpc-js';
 
@@ -116,7 +117,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     const actors = startActors(config, log, options, { relay, composer, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
     opened.push(() => actors.stop());
     await firstDials(actors.supervisor, relay, log);
-    const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health });
+    const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health, sharedCaps: shared?.state.caps });
     opened.push(() => listener.destroy());
     const side = await openSidePorts(config, metrics, actors.inspection, log);
     log.info('listening', {
@@ -278,13 +279,13 @@ function startActors(
   supervisor.on('outbox.attempted', ({ job, error }) => metrics.outboxAttempt(job, error));
   supervisor.start();
 
-  const budget = new MemoryBudget(config.intake.maxBytes);
-  const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock);
+  const budget = new MemoryBudget(config.intake.maxBytes, config.intake.maxBytesPerCaller);
+  const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock, config.intake.idempotencyMaxBytesPerCaller);
   const mailer = new Mailer(jobs$, composer, budget, idempotency, metrics);
   const outbox = new Outbox(outboxStore, config.outbox, composer, now);
   if (inspection !== undefined) outboxStore.onEvents((events) => inspection.messages(events));
   const otpStore = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(config.otp);
-  metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
+  metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), relayPace: () => pool.relayPace(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
   const otp = createActor(options.machines?.otp ?? otpMachine, {
     id: 'otp',
     ...inspect,
@@ -336,7 +337,7 @@ async function serveGrpc(
   log: Logger,
   access: CallerAccess,
   actors: Actors,
-  parts: { calls: Calls; metrics: PrometheusMetrics | undefined; health: ServiceHealth },
+  parts: { calls: Calls; metrics: PrometheusMetrics | undefined; health: ServiceHealth; sharedCaps: SharedCaps | undefined },
 ): Promise<{ server: grpc.Server; listener: GrpcListener }> {
   const rpcLog = log.child({ component: 'rpc' });
   const { calls, metrics } = parts;
@@ -345,17 +346,17 @@ async function serveGrpc(
   const server = createGrpcServer(
     {
       mail: mailServiceHandlers({ mailer: actors.mailer, outbox: actors.outbox, calls, limits: config.mail.limits, log: rpcLog }),
-      otp: otpServiceHandlers({ mailbox: actors.otp, calls, hasher: actors.hasher, codeLength: config.otp.length, limits: config.otp, metrics: metrics ?? NO_METRICS, log: rpcLog }),
+      otp: otpServiceHandlers({ mailbox: actors.otp, calls, hasher: actors.hasher, codeLength: config.otp.length, limits: config.otp, sharedCaps: parts.sharedCaps, metrics: metrics ?? NO_METRICS, log: rpcLog }),
     },
     config.grpc,
     config.mail.limits,
     {
       sendMailAdmission: {
-        early: () => budget.early(),
+        early: (owner) => budget.early(owner),
         // A decoded request's strings never take more than its encoded bytes did
         // (V8 keeps Latin-1 at a byte a character, the rest at two a UTF-16
         // unit; UTF-8 spends at least as much on each): the bytes stand for both.
-        admit: (bytes) => budget.admit(bytes, bytes),
+        admit: (bytes, owner) => budget.admit(bytes, bytes, owner),
         // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
         gate: new ArrivalGate(Math.max(1, Math.floor(config.intake.maxBytes / (2 * receiveLimit(config.mail.limits))))),
       },

@@ -30,6 +30,19 @@ export class Reader {
     return n;
   }
 
+  /** A share from 0 to `max`: a decimal ("0.1") or a percentage ("10%"). */
+  share(name: string, fallback: number, max = 1): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(value);
+    const n = m === null ? NaN : Number(m[1]) / (m[2] === '%' ? 100 : 1);
+    if (!Number.isFinite(n) || n > max) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected a share from 0 to ${max} (0.1, or 10%)`);
+      return fallback;
+    }
+    return n;
+  }
+
   oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
     const value = this.raw(name);
     if (value === undefined) return fallback;

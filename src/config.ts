@@ -61,8 +61,12 @@ export interface Config {
     /** bytes of all queued and in-flight messages together (their requests included) */
     readonly maxBytes: number;
     readonly idempotencyWindowMs: number;
+    /** and what one caller's may take of it */
+    readonly maxBytesPerCaller: number;
     /** bytes the idempotency keys and their results may take */
     readonly idempotencyMaxBytes: number;
+    /** and one caller's keys */
+    readonly idempotencyMaxBytesPerCaller: number;
   };
   readonly mail: {
     /** From header and envelope sender */
@@ -117,6 +121,13 @@ export function loadConfig(env: Env): Config {
 
   const seconds = (name: string, fallback: number, min: number, max: number): number =>
     r.int(name, fallback, min, max) * 1000;
+  // Every limit a caller can fill has a share a caller may take of it: half by default.
+  const half = (n: number): number => Math.max(1, Math.floor(n / 2));
+  const queueLimit = r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000);
+  const intakeBytes = r.int('QUEUE_MAX_BYTES', 128 * MIB, MIB, 64 * 1024 * MIB);
+  const idempotencyBytes = r.int('IDEMPOTENCY_MAX_BYTES', 128 * MIB, 64 * 1024, 16 * 1024 * MIB);
+  const outboxBytes = r.int('OUTBOX_MAX_BYTES', 1024 * MIB, MIB, 1024 * 1024 * MIB);
+  const bulkShare = r.share('LANE_BULK_MIN_SHARE', 0.1, 0.9);
 
   const auth = authConfig(r);
   const metricsPort = r.raw('METRICS_PORT') === undefined ? undefined : r.int('METRICS_PORT', 0, 0, 65_535);
@@ -177,16 +188,21 @@ export function loadConfig(env: Env): Config {
     },
     pool: {
       workers: r.int('WORKERS', 5, 1, 256),
-      queueLimit: r.int('QUEUE_LIMIT', 1_000, 1, 1_000_000),
+      queueLimit,
+      queueLimitPerCaller: r.int('QUEUE_LIMIT_PER_CALLER', half(queueLimit), 1, queueLimit),
+      bulkShare,
       maxAttempts: r.int('SEND_MAX_ATTEMPTS', 3, 1, 20),
       rateLimitPerSecond: r.int('SEND_RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+      paceRecoverMs: r.int('RELAY_PACE_RECOVER_MS', 1_000, 10, 600_000),
       queueTimeoutMs: r.int('QUEUE_TIMEOUT_MS', 60_000, 10, 3_600_000),
       unreachableAfterMs: r.int('SMTP_UNREACHABLE_AFTER_MS', 15_000, 0, 3_600_000),
     },
     intake: {
-      maxBytes: r.int('QUEUE_MAX_BYTES', 128 * MIB, MIB, 64 * 1024 * MIB),
+      maxBytes: intakeBytes,
+      maxBytesPerCaller: r.int('QUEUE_MAX_BYTES_PER_CALLER', half(intakeBytes), 1, intakeBytes),
       idempotencyWindowMs: seconds('IDEMPOTENCY_WINDOW_SECONDS', 3_600, 1, 7 * DAY_SECONDS),
-      idempotencyMaxBytes: r.int('IDEMPOTENCY_MAX_BYTES', 128 * MIB, 64 * 1024, 16 * 1024 * MIB),
+      idempotencyMaxBytes: idempotencyBytes,
+      idempotencyMaxBytesPerCaller: r.int('IDEMPOTENCY_MAX_BYTES_PER_CALLER', half(idempotencyBytes), 1, idempotencyBytes),
     },
     mail: {
       from,
@@ -219,7 +235,9 @@ export function loadConfig(env: Env): Config {
       maxAgeMs: seconds('OUTBOX_MAX_AGE_SECONDS', DAY_SECONDS, 1, 30 * DAY_SECONDS),
       retentionMs: seconds('OUTBOX_RETENTION_SECONDS', 7 * DAY_SECONDS, 1, 365 * DAY_SECONDS),
       maxDelayMs: seconds('OUTBOX_MAX_DELAY_SECONDS', 7 * DAY_SECONDS, 0, 365 * DAY_SECONDS),
-      maxBytes: r.int('OUTBOX_MAX_BYTES', 1024 * MIB, MIB, 1024 * 1024 * MIB),
+      maxBytes: outboxBytes,
+      maxBytesPerCaller: r.int('OUTBOX_MAX_BYTES_PER_CALLER', half(outboxBytes), 1, outboxBytes),
+      bulkShare,
       leaseMs: seconds('OUTBOX_LEASE_SECONDS', 60, 1, DAY_SECONDS),
       storeBackoffMaxMs: r.int('OUTBOX_STORE_BACKOFF_MAX_MS', 5_000, 100, 600_000),
       acceptDamaged: r.bool('OUTBOX_ACCEPT_DAMAGED', false),

@@ -143,7 +143,7 @@ test('refused attachments name what is wrong, and nothing reaches the relay', as
 
 test('the memory budget counts attachments: two 1.5 MB files do not fit in QUEUE_MAX_BYTES of 5 MiB at once', async (t) => {
   const slow = await startSmtp({ dataDelayMs: 1500 });
-  const tight = await startService(relayEnv(slow.port, { WORKERS: '2', QUEUE_MAX_BYTES: String(5 * 1_048_576) }));
+  const tight = await startService(relayEnv(slow.port, { WORKERS: '2', QUEUE_MAX_BYTES: String(5 * 1_048_576), QUEUE_MAX_BYTES_PER_CALLER: String(5 * 1_048_576) }));
   t.after(async () => {
     await tight.close();
     await slow.close();

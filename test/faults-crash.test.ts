@@ -49,8 +49,11 @@ test('a connection actor that throws is replaced; its job goes through on anothe
       options: {
         workers: 2,
         queueLimit: 100,
+        queueLimitPerCaller: 100,
+        bulkShare: 0.1,
         maxAttempts: 3,
         rateLimitPerSecond: 0,
+        paceRecoverMs: 1000,
         queueTimeoutMs: 5000,
         unreachableAfterMs: 15_000,
         closeTimeoutMs: 500,
@@ -91,7 +94,7 @@ test('a connection actor that throws is replaced; its job goes through on anothe
   const results: Promise<Delivered>[] = [];
   const submit = (i: number): Promise<Delivered> => {
     const draft = { ...PLAIN, to: [address(`r${i}@example.com`)], subject: `crash-${i}`, text: 'x' };
-    const { job, done } = createJob(composeMessage(draft, from), Infinity);
+    const { job, done } = createJob(composeMessage(draft, from), { deadline: Infinity });
     jobs$.next(job);
     results.push(done);
     return done;

@@ -40,7 +40,7 @@ test('backpressure: a full queue refuses at once with RESOURCE_EXHAUSTED; what i
     t,
     // The first message's final reply comes late, keeping the one connection busy.
     { script: (c) => (c.stage === 'dot' && hold && c.total === 0 ? { delay: 1500 } : undefined) },
-    { WORKERS: '1', QUEUE_LIMIT: '3', SMTP_DATA_TIMEOUT_MS: '5000' },
+    { WORKERS: '1', QUEUE_LIMIT: '3', QUEUE_LIMIT_PER_CALLER: '3', SMTP_DATA_TIMEOUT_MS: '5000' },
   );
   const busy = sendMail(svc, mail('in-flight'));
   await peer.until(() => peer.count('DATA') === 1, 2000, 'the first DATA');

@@ -10,7 +10,7 @@ import type { OutgoingMessage } from '../src/mail/compose.js';
 import { prng } from './helpers.js';
 
 const message: OutgoingMessage = { messageId: '<m@x>', envelope: { from: 'a@x.org', to: ['b@x.org'] }, raw: 'Subject: x\r\n\r\nx\r\n' };
-const job = (): MailJob => createJob(message, Infinity).job;
+const job = (): MailJob => createJob(message, { deadline: Infinity }).job;
 
 test('a job is in exactly one place after any sequence of moves, and its place says which', () => {
   const seed = Number(process.env.LEDGER_SEED ?? Date.now() % 1_000_000);

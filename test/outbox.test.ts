@@ -231,7 +231,7 @@ test('idempotency_key in QUEUED mode: a repeat is the same message, stored once;
 
 test('OUTBOX_MAX_BYTES: a message that would take the outbox over it is RESOURCE_EXHAUSTED with retry-after; nothing else changes', async (t) => {
   // The relay holds every message: what is accepted stays stored.
-  const { svc } = await rig(t, (c) => (c.stage === 'dot' ? { delay: 60_000 } : undefined), { OUTBOX_MAX_BYTES: String(1_048_576), SMTP_DATA_TIMEOUT_MS: '120000' });
+  const { svc } = await rig(t, (c) => (c.stage === 'dot' ? { delay: 60_000 } : undefined), { OUTBOX_MAX_BYTES: String(1_048_576), OUTBOX_MAX_BYTES_PER_CALLER: String(1_048_576), SMTP_DATA_TIMEOUT_MS: '120000' });
   const body = 'x'.repeat(200_000);
   const outcomes = [];
   for (let i = 0; i < 8; i++) outcomes.push(await queue(svc, { to: 'ann@example.com', subject: `big ${i}`, body }).then((r) => r.message_id, (e: grpc.ServiceError) => e));

@@ -15,7 +15,7 @@ after(async () => {
 
 test('a full queue: RESOURCE_EXHAUSTED with retry-after, the rest delivered', async () => {
   smtp = await startSmtp({ dataDelayMs: 50 });
-  svc = await startService(relayEnv(smtp.port, { WORKERS: '1', QUEUE_LIMIT: '3' }));
+  svc = await startService(relayEnv(smtp.port, { WORKERS: '1', QUEUE_LIMIT: '3', QUEUE_LIMIT_PER_CALLER: '3' }));
   const running = svc;
   const outcomes = await Promise.all(
     Array.from({ length: 10 }, (_, i) =>
@@ -41,7 +41,7 @@ test('a full queue: RESOURCE_EXHAUSTED with retry-after, the rest delivered', as
 test('QUEUE_MAX_BYTES: a call that would take the queued and in-flight bytes over it is RESOURCE_EXHAUSTED at once; room comes back as mail goes out', async (t) => {
   const relay = await startSmtp({ dataDelayMs: 300 });
   // 1 MiB for everything held; each 100 KB call holds its decoded request (100 KB) and its message (~140 KB reserved).
-  const service = await startService(relayEnv(relay.port, { WORKERS: '1', QUEUE_MAX_BYTES: '1048576' }));
+  const service = await startService(relayEnv(relay.port, { WORKERS: '1', QUEUE_MAX_BYTES: '1048576', QUEUE_MAX_BYTES_PER_CALLER: '1048576' }));
   t.after(async () => {
     await service.close();
     await relay.close();
@@ -69,7 +69,7 @@ test('QUEUE_MAX_BYTES: a call that would take the queued and in-flight bytes ove
 
 test('QUEUE_MAX_BYTES: once a large request was refused, a new call is refused at its headers, before its body arrives; a small one fits again once room comes back', async (t) => {
   const relay = await startSmtp({ dataDelayMs: 400 });
-  const service = await startService(relayEnv(relay.port, { WORKERS: '1', QUEUE_MAX_BYTES: '1048576', GRPC_RECEIVE_TIMEOUT_MS: '5000' }));
+  const service = await startService(relayEnv(relay.port, { WORKERS: '1', QUEUE_MAX_BYTES: '1048576', QUEUE_MAX_BYTES_PER_CALLER: '1048576', GRPC_RECEIVE_TIMEOUT_MS: '5000' }));
   t.after(async () => {
     await service.close();
     await relay.close();

@@ -2,7 +2,7 @@
 // failing open (a fresh bucket) rather than shut when full.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RateCap } from '../src/rpc/rate-cap.js';
+import { RateCap } from '../src/lib/rate-cap.js';
 import { addressKey } from '../src/rpc/peer.js';
 
 test('a cap per key: one key spent, another untouched; refills with time', () => {

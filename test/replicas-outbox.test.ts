@@ -80,3 +80,19 @@ test('a replica killed while it holds messages: the other takes them over after 
   const copies = peer.messages.length - 30;
   assert.ok(copies <= 2 * 4, `${copies} copies: at most what the dead replica had in flight (WORKERS × SMTP_PIPELINE_DEPTH)`);
 });
+
+test('lanes on Redis: of messages falling due together, HIGH goes before NORMAL and NORMAL before BULK', async (t) => {
+  const peer = await FaultPeer.start();
+  const a = await startService(env(peer.port, 'lanes', { WORKERS: '1', SMTP_PIPELINE_DEPTH: '1', SMTP_PIPELINE_DEPTH_MAX: '1' }));
+  t.after(async () => {
+    await a.close();
+    await peer.close();
+  });
+  await ready(a);
+  const due = at(Date.now() + 1500);
+  const kinds = ['PRIORITY_BULK', 'PRIORITY_NORMAL', 'PRIORITY_HIGH'] as const;
+  for (const priority of kinds) for (let i = 0; i < 3; i++) await queue(a, { to: 'ann@example.com', subject: `${priority} ${i}`, body: 'b', send_at: due, priority });
+  await peer.until(() => peer.messages.length === 9, 15_000, 'all nine');
+  const order = peer.messages.map((m) => /Subject: PRIORITY_(\w+)/.exec(m.data)?.[1]);
+  assert.deepEqual(order, ['HIGH', 'HIGH', 'HIGH', 'NORMAL', 'NORMAL', 'NORMAL', 'BULK', 'BULK', 'BULK']);
+});

@@ -208,3 +208,24 @@ test('Redis down: OTP calls fail UNAVAILABLE at once and health says NOT_SERVING
     health.close();
   }
 });
+
+test('the per-key caps are one allowance for every replica: two codes for a rate key through A and B, the third refused on either', async (t) => {
+  const c = await startService(env({ OTP_MAX_SENDS_PER_KEY_PER_HOUR: '2' }));
+  const d = await startService(env({ OTP_MAX_SENDS_PER_KEY_PER_HOUR: '2' }));
+  t.after(async () => {
+    await c.close();
+    await d.close();
+  });
+  const keyed = (svc: RunningService, email: string): Promise<unknown> => {
+    const m = new grpc.Metadata();
+    m.set('mailroom-rate-key', 'end-user-203.0.113.7');
+    return new Promise((resolve, reject) => svc.otp.SendCode({ email }, m, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res))));
+  };
+  await keyed(c, 'key-1@example.com');
+  await keyed(d, 'key-2@example.com');
+  for (const svc of [c, d]) {
+    const err = await expectGrpcError(keyed(svc, `key-3-${svc.service.port}@example.com`));
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, err.details);
+    assert.match(err.details, /OTP_MAX_SENDS_PER_KEY_PER_HOUR/);
+  }
+});

@@ -4,16 +4,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Worker } from 'node:worker_threads';
+import { NORMAL_LANE } from '../src/mail/lane.js';
 import { SqliteOutboxStore } from '../src/outbox/sqlite-store.js';
 import type { StoreHealth } from '../src/outbox/store.js';
 import { createLogger } from '../src/log.js';
 import { freshOutbox } from './helpers.js';
 
-const settings = { retryBaseMs: 1000, retryMaxMs: 2000, maxBytes: 1_000_000 };
+const settings = { retryBaseMs: 1000, retryMaxMs: 2000, maxBytes: 1_000_000, maxBytesPerCaller: 1_000_000, bulkShare: 0.1 };
 const log = createLogger({ level: 'error', format: 'json', silent: true });
 
 function message(id: string, now: number) {
-  return { id, caller: '', envelope: { from: 'a@example.com', to: ['b@example.com'] }, raw: 'Subject: s\r\n\r\nb\r\n', acceptedAt: now, dueAt: now, expiresAt: now + 60_000 };
+  return { id, caller: '', owner: '', lane: NORMAL_LANE, envelope: { from: 'a@example.com', to: ['b@example.com'] }, raw: 'Subject: s\r\n\r\nb\r\n', acceptedAt: now, dueAt: now, expiresAt: now + 60_000 };
 }
 
 test('a worker thread that ends: the store is down at once, writes fail fast, outcomes are kept; a probe starts another and writes them', async () => {

@@ -7,7 +7,7 @@ import type { JobLedger } from './job-ledger.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
-type DispatchState = Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket'>;
+type DispatchState = Pick<SupervisorContext, 'ledger' | 'pool' | 'pace'>;
 
 /** The effects dispatch needs, as xstate's enqueueActions offers them. */
 export interface DispatchEffects {
@@ -29,7 +29,7 @@ export function fail(job: MailJob, code: MailroomError['code'], message: string,
  * closes right behind its 250 catches.
  */
 export function dispatch(state: DispatchState, effects: DispatchEffects): void {
-  const { ledger, pool, bucket } = state;
+  const { ledger, pool, pace } = state;
   for (let job = ledger.peek(); job !== undefined; job = ledger.peek()) {
     if (job.settled()) {
       ledger.drop(); // its caller gave up while it was queued
@@ -41,15 +41,15 @@ export function dispatch(state: DispatchState, effects: DispatchEffects): void {
       fail(job, 'EDEADLINE', 'deadline passed before a connection was free');
       continue;
     }
-    if (bucket !== undefined) {
+    if (pace.limited) {
       if (!pool.hasIdle) return;
-      const wait = bucket.take(now);
+      const wait = pace.take(now);
       if (wait > 0) {
         effects.pace(wait);
         return;
       }
     }
-    const cid = pool.pick(job.lastCid, bucket === undefined && job.staleRequeues === 0);
+    const cid = pool.pick(job.lastCid, !pace.limited && job.staleRequeues === 0);
     if (cid === undefined) return;
     effects.give(pool.ref(cid), ledger.hand(cid));
   }
@@ -61,10 +61,10 @@ export function dispatch(state: DispatchState, effects: DispatchEffects): void {
  * held by a connection). Under a rate limit, jobs go one at a time to idle
  * connections only.
  */
-export function room(state: Pick<SupervisorContext, 'ledger' | 'pool' | 'bucket'>): number {
-  const { ledger, pool, bucket } = state;
+export function room(state: Pick<SupervisorContext, 'ledger' | 'pool' | 'pace'>): number {
+  const { ledger, pool, pace } = state;
   if (ledger.queued > 0) return 0;
-  return bucket === undefined ? pool.free : pool.idleCount;
+  return pace.limited ? pool.idleCount : pool.free;
 }
 
 /** Fails what a caller waited on too long: past its deadline, or longer than QUEUE_TIMEOUT_MS (an outbox job waits as long as it must). */

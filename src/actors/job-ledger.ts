@@ -6,30 +6,45 @@
 // queued (its caller gave up) stays queued until dispatch or the sweep
 // passes it, and then it is out.
 //
-// The queue has two lanes. Jobs that come back (from a connection that lost
-// its session before the relay saw them, or at the end of a retry backoff)
-// go ahead of those that never left, in the order they came back: FIFO for
-// everyone, and a job that was already under way is not overtaken.
+// The queue's order is lane-queue.ts's: by lane, callers taking turns
+// within one, and a job that was already under way (it came back from a
+// connection that lost its session before the relay saw it, or at the end
+// of a retry backoff) ahead of those of its lane that never left.
 //
 // TRAP: holdings are one array per connection for the connection's life,
 // not a Map or Set keyed by job: a table that gains and loses an entry every
 // mail leaves copies in old space that keep finished jobs alive until the
 // next full GC (docs/decisions.md). Retries are rare enough for a Set.
-import { Deque } from '../lib/deque.js';
 import type { MailJob } from '../mail/job.js';
+import { LaneQueue } from './lane-queue.js';
+
+/** owners' counts kept at zero before they are forgotten (see the TRAP in lane-queue.ts) */
+const KEEP_IDLE_OWNERS = 64;
 
 export class JobLedger {
-  private readonly back = new Deque<MailJob>();
-  private readonly fresh = new Deque<MailJob>();
+  private readonly queue: LaneQueue<MailJob>;
+  /** queued jobs by owner (QUEUE_LIMIT_PER_CALLER) */
+  private readonly owners = new Map<string, number>();
   private readonly retrying = new Set<MailJob>();
   private readonly holdings = new Map<string, MailJob[]>();
   private heldTotal = 0;
   private durableQueued = 0;
 
-  /** jobs waiting for a connection, both lanes */
-  get queued(): number {
-    return this.back.length + this.fresh.length;
+  /** `bulkShare`: LANE_BULK_MIN_SHARE (see lane-queue.ts) */
+  constructor(bulkShare = 0.1) {
+    this.queue = new LaneQueue(bulkShare);
   }
+
+  /** jobs waiting for a connection, every lane */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** of those, `owner`'s */
+  queuedOf(owner: string): number {
+    return this.owners.get(owner) ?? 0;
+  }
+
 
   /** of those, jobs from the outbox */
   get queuedDurable(): number {
@@ -54,14 +69,14 @@ export class JobLedger {
     return this.holdings.get(cid)?.length ?? 0;
   }
 
-  /** A new job joins the end of the queue. */
+  /** A new job joins the end of its caller's queue in its lane. */
   admit(job: MailJob): void {
-    this.enqueue(job, this.fresh);
+    this.enqueue(job, false);
   }
 
   /** The job dispatch would take next. */
   peek(): MailJob | undefined {
-    return this.back.length > 0 ? this.back.peek() : this.fresh.peek();
+    return this.queue.peek();
   }
 
   /** Takes the head of the queue out of the supervisor's hands (it is settled, or about to be). */
@@ -92,10 +107,10 @@ export class JobLedger {
     this.leave(job);
   }
 
-  /** Its connection gave it back before the relay saw it: to the returning lane. */
+  /** Its connection gave it back before the relay saw it: back ahead in its lane. */
   giveBack(job: MailJob): void {
     this.unhold(job);
-    this.enqueue(job, this.back);
+    this.enqueue(job, true);
   }
 
   /** Its connection reported a failure worth retrying: it waits out a backoff. */
@@ -105,16 +120,16 @@ export class JobLedger {
     this.retrying.add(job);
   }
 
-  /** Its backoff is over: to the returning lane. False when it was failed meanwhile (shutdown). */
+  /** Its backoff is over: back ahead in its lane. False when it was failed meanwhile (shutdown). */
   retryDue(job: MailJob): boolean {
     if (!this.retrying.delete(job)) return false;
-    this.enqueue(job, this.back);
+    this.enqueue(job, true);
     return true;
   }
 
-  /** The jobs a connection whose actor died held (it can report nothing): to the returning lane, oldest first. */
+  /** The jobs a connection whose actor died held (it can report nothing): back ahead in their lanes, oldest first. */
   reclaim(cid: string): void {
-    for (const job of this.forfeit(cid)) this.enqueue(job, this.back);
+    for (const job of this.forfeit(cid)) this.enqueue(job, true);
   }
 
   /** The jobs a connection whose actor died held, out of the supervisor's hands. */
@@ -132,9 +147,9 @@ export class JobLedger {
 
   /** Removes the queued jobs for which `drop` is true, keeping the order of the rest. */
   removeQueued(drop: (job: MailJob) => boolean): MailJob[] {
-    const removed = [...this.back.removeWhere(drop), ...this.fresh.removeWhere(drop)];
+    const removed = this.queue.removeWhere(drop);
     for (const job of removed) {
-      if (job.durable !== undefined) this.durableQueued--;
+      this.counted(job, -1);
       this.leave(job);
     }
     return removed;
@@ -149,17 +164,25 @@ export class JobLedger {
     return jobs;
   }
 
-  private enqueue(job: MailJob, lane: Deque<MailJob>): void {
+  private enqueue(job: MailJob, back: boolean): void {
     job.place = 'queued';
-    if (job.durable !== undefined) this.durableQueued++;
-    lane.push(job);
+    this.counted(job, 1);
+    if (back) this.queue.pushBack(job);
+    else this.queue.push(job);
   }
 
   /** The head of the queue, out of it. */
   private dequeue(): MailJob | undefined {
-    const job = this.back.length > 0 ? this.back.shift() : this.fresh.shift();
-    if (job?.durable !== undefined) this.durableQueued--;
+    const job = this.queue.shift();
+    if (job !== undefined) this.counted(job, -1);
     return job;
+  }
+
+  private counted(job: MailJob, by: 1 | -1): void {
+    if (job.durable !== undefined) this.durableQueued += by;
+    const n = (this.owners.get(job.owner) ?? 0) + by;
+    if (n === 0 && this.owners.size > KEEP_IDLE_OWNERS) this.owners.delete(job.owner);
+    else this.owners.set(job.owner, n);
   }
 
   private leave(job: MailJob): void {

@@ -30,6 +30,8 @@ export function admit(context: SupervisorContext, jobs: readonly MailJob[]): voi
   for (const job of jobs) {
     if (ledger.queued >= options.queueLimit) {
       job.reject(new MailroomError('EQUEUEFULL', `the send queue is full (${options.queueLimit} waiting)`, { retryAfterSeconds: 1 }));
+    } else if (ledger.queuedOf(job.owner) >= options.queueLimitPerCaller) {
+      job.reject(new MailroomError('EQUEUEFULL', `this caller's share of the send queue is full (${options.queueLimitPerCaller} waiting, QUEUE_LIMIT_PER_CALLER)`, { retryAfterSeconds: 1 }));
     } else {
       ledger.admit(job);
     }
@@ -68,6 +70,19 @@ export function delivered(context: SupervisorContext, report: Delivered, effects
     job.resolve({ messageId: job.message.messageId, reply, attempts: job.attempts });
   }
   context.log.debug('delivered', { jobId: job.id, caller: job.caller || undefined, cid, attempts: job.attempts });
+}
+
+/**
+ * The relay asked us to slow down: the pace drops (relay-pace.ts), and the
+ * job goes back to the front of its lane at no cost. Not an attempt, and
+ * never a failure: a caller's job still has its deadline and
+ * QUEUE_TIMEOUT_MS, an outbox job its expiry.
+ */
+export function slowedDown(context: SupervisorContext, report: Failed): void {
+  const { job, cid, error } = report;
+  job.lastCid = cid;
+  context.ledger.giveBack(job);
+  if (context.pace.slowDown(Date.now())) context.log.warn('the relay asked us to slow down', { cid, reply: error.smtp && formatReply(error.smtp), perSecond: context.pace.perSecond });
 }
 
 export function requeueStale(context: SupervisorContext, report: Failed): void {

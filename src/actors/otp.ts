@@ -30,6 +30,7 @@ import type { Logger } from 'winston';
 import { MailroomError, toMailroomError } from '../errors.js';
 import type { Address } from '../mail/address.js';
 import { PLAIN, type Draft } from '../mail/draft.js';
+import { CODE_LANE, type Lane } from '../mail/lane.js';
 import type { Sending } from '../mail/mailer.js';
 import { CodeHasher, generateCode, type CodeHash } from '../otp/code.js';
 import { Sealed } from '../otp/sealed.js';
@@ -39,7 +40,7 @@ import type { Resolvers } from '../lib/resolvers.js';
 import type { CheckRequest, CodeSent, OtpRequest } from '../otp/requests.js';
 
 export interface CodeMailer {
-  send(draft: Draft, options: { deadline: number }): Sending;
+  send(draft: Draft, options: { deadline: number; lane: Lane }): Sending;
 }
 
 /** The OTP actor's rules (config.otp). */
@@ -174,7 +175,7 @@ export const otpMachine = setup({
       receive((request) => {
         let sending: Sending;
         try {
-          sending = mailer.send({ ...PLAIN, to: [request.to], ...request.content.open() }, { deadline: request.deadline });
+          sending = mailer.send({ ...PLAIN, to: [request.to], ...request.content.open() }, { deadline: request.deadline, lane: CODE_LANE });
         } catch (err) {
           settled(request.id, toMailroomError(err));
           return;
@@ -256,7 +257,9 @@ export const otpMachine = setup({
       send.hash = context.hasher.hash(send.key, code);
       send.otpCode = options.returnCode ? code : '';
       const content = new Sealed(renderCodeMail(options.templates, code, options.lifespanMs));
-      enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline: send.deadline, content } satisfies CodeMailRequest);
+      // A code mail still waiting when its code would have expired is not sent: it could only mislead.
+      const deadline = Math.min(send.deadline, context.now() + options.lifespanMs);
+      enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline, content } satisfies CodeMailRequest);
     }),
     refuseReservation: ({ context }, params: { id: number; reservation: Reservation }) => {
       const send = context.pending.get(params.id) as PendingSend;

@@ -238,5 +238,5 @@ export const outboxFeeder = fromCallback<OutboxOrder, FeederInput>(({ input, sen
 
 /** Claimed messages as jobs: no caller waits on them, and they have no deadline but their expiry. */
 export function claimedJobs(claimed: readonly Claimed[]): MailJob[] {
-  return claimed.map((c) => createJob({ messageId: c.id, envelope: c.envelope, raw: c.raw }, Infinity, c.caller, { expiresAt: c.expiresAt }).job);
+  return claimed.map((c) => createJob({ messageId: c.id, envelope: c.envelope, raw: c.raw }, { deadline: Infinity, caller: c.caller, owner: c.owner, lane: c.lane, durable: { expiresAt: c.expiresAt } }).job);
 }

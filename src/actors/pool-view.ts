@@ -50,6 +50,7 @@ export interface PoolView {
   connectionStates(): Map<string, number>;
   /** jobs not yet with a connection: queued, or waiting out a retry backoff */
   queueDepth(): number;
+  relayPace(): { readonly perSecond: number | undefined; readonly slowed: boolean };
   /**
    * Every connection drops its socket at once. For a supervisor in error:
    * xstate leaves the children of an actor in error running, with their
@@ -62,6 +63,10 @@ export function poolView(supervisor: SupervisorActor): PoolView {
   return {
     connectionStates: () => countStates(supervisor),
     queueDepth: () => queueDepth(supervisor),
+    relayPace: () => {
+      const { pace } = supervisor.getSnapshot().context;
+      return { perSecond: pace.perSecond, slowed: pace.throttled };
+    },
     forceClose: () => {
       for (const connection of supervisor.getSnapshot().context.pool.refs()) connection.send({ type: 'FORCE_CLOSE' });
     },

@@ -5,9 +5,9 @@
 import type { Observable } from 'rxjs';
 import type { Logger } from 'winston';
 import type { ErrorCode, MailroomError } from '../errors.js';
-import type { TokenBucket } from '../lib/token-bucket.js';
 import type { MailJob } from '../mail/job.js';
 import type { OutboxSettings } from '../outbox/settings.js';
+import type { RelayPace } from '../smtp/relay-pace.js';
 import type { Change, OutboxStore } from '../outbox/store.js';
 import type { JobLedger } from './job-ledger.js';
 import type { OutboxReport } from './outbox-feeder.js';
@@ -18,9 +18,15 @@ import type { ConnectionOptions, ConnectionReport } from './smtp-connection.js';
 export interface PoolSettings {
   readonly workers: number;
   readonly queueLimit: number;
+  /** what one caller's jobs may take of it */
+  readonly queueLimitPerCaller: number;
+  /** LANE_BULK_MIN_SHARE: the least share of deliveries bulk gets while it has work */
+  readonly bulkShare: number;
   /** delivery attempts of a job; retries wait the connections' backoff */
   readonly maxAttempts: number;
   readonly rateLimitPerSecond: number;
+  /** while a relay's "slow down" holds the pace, each this long of clean replies adds a step back */
+  readonly paceRecoverMs: number;
   /** a queued job waits at most this long for a connection */
   readonly queueTimeoutMs: number;
   /** once the pool has been down this long with every last dial refused, calls fail at once instead of waiting */
@@ -68,6 +74,8 @@ export type SupervisorEmitted =
   | { type: 'outbox.attempted'; job: MailJob; error: MailroomError | undefined }
   /** the outbox store can write, or cannot (why) */
   | { type: 'outbox.health'; up: boolean; error: MailroomError | undefined }
+  /** the relay slowed the pace (messages a second), or the pace is back where it was (undefined: none) */
+  | { type: 'relay.pace'; perSecond: number | undefined; slowed: boolean }
   /** a connection lost its session or failed a dial, and will dial again */
   | { type: 'conn.lost'; cid: string; code: ErrorCode };
 
@@ -79,7 +87,8 @@ export interface SupervisorContext {
   readonly now: () => number;
   readonly ledger: JobLedger;
   readonly pool: Pool;
-  readonly bucket: TokenBucket | undefined;
+  /** how fast the pool may send: the ceiling, and the relay's say (relay-pace.ts) */
+  readonly pace: RelayPace;
   /** why a connection last went down, and which: the reason given to jobs that time out in the queue */
   lastDown: { cid: string; error: MailroomError } | undefined;
   shutdownTimeoutMs: number;

@@ -10,6 +10,7 @@ import { claimedJobs, outboxFeeder, type OutboxOrder } from './outbox-feeder.js'
 import * as poolHealth from './pool-health.js';
 import { smtpConnectionMachine } from './smtp-connection.js';
 import { feed, ticker } from './supervisor-feed.js';
+import { isSlowDown } from '../smtp/relay-pace.js';
 import type { ChildError, SupervisorContext, SupervisorEmitted, SupervisorEvent, SupervisorInput } from './supervisor-context.js';
 
 /**
@@ -82,6 +83,7 @@ export const supervisorSetup = setup({
     /** calls fail at once: the relay was never reached, or has been away SMTP_UNREACHABLE_AFTER_MS, and every dial is refused */
     relayGone: or([stateIn('#supervisor.running.delivery.serving.pool.never.unreachable'), stateIn('#supervisor.running.delivery.serving.pool.down.unreachable')]),
     backlog: ({ context }) => context.ledger.queued > 0,
+    slowedDown: ({ context }) => context.pace.throttled,
     drained: ({ context }) => context.ledger.empty,
     allClosed: ({ context }) => context.pool.allClosed,
     reportsUp: ({ event }) => event.type === 'outbox.health' && event.up,
@@ -135,12 +137,14 @@ export const supervisorSetup = setup({
       const unreached = check(UNREACHED);
       if (unreached && event.error.code !== context.lastDown?.error.code) context.log.warn('cannot reach the SMTP relay', { code: event.error.code, reason: event.error.message });
       poolHealth.markDown(context, event, (e) => enqueue.emit(e));
-      if (context.pool.up === 0 && context.outbox !== undefined && (unreached || check(SERVING))) enqueue.sendTo('outbox', relayAway(context));
+      // A relay that hung up saying "too many" is there, and asked us to wait a little, not for the next dial.
+      if (context.pool.up === 0 && context.outbox !== undefined && (unreached || check(SERVING)) && !isSlowDown(event.error)) enqueue.sendTo('outbox', relayAway(context));
     }),
     markClosed: ({ context, event }) => {
       assertEvent(event, ['conn.closed', 'conn.respawn']);
       context.pool.closed(event.cid);
     },
+    emitPace: emit(({ context }): SupervisorEmitted => ({ type: 'relay.pace', perSecond: context.pace.perSecond, slowed: context.pace.throttled })),
     logPoolUp: ({ context }) => context.log.info('pool up', { up: context.pool.up, workers: context.options.workers }),
     logPoolDown: ({ context }) => poolHealth.logPoolDown(context),
     /** Queued jobs cannot go out before a dial succeeds: a caller's fail now with why; an outbox job goes back to QUEUED. */
@@ -154,9 +158,14 @@ export const supervisorSetup = setup({
       };
       switch (event.type) {
         case 'conn.delivered':
+          context.pace.delivered(Date.now());
           story.delivered(context, event, effects);
           break;
         case 'conn.failed':
+          if (isSlowDown(event.error)) {
+            story.slowedDown(context, event);
+            break;
+          }
           story.countAttempt(event);
           if (story.isStale(context, event)) story.requeueStale(context, event);
           else if (story.isWorthRetrying(context, event)) story.scheduleRetry(context, event, effects);
@@ -170,6 +179,8 @@ export const supervisorSetup = setup({
         case 'conn.down':
           // What the ledger still has it holding never reached the relay (its outcomes came before the loss).
           context.ledger.reclaim(event.cid);
+          // A relay that hangs up saying "too many" is asking the same as one that refuses a message so.
+          if (isSlowDown(event.error) && context.pace.slowDown(Date.now())) context.log.warn('the relay closed, asking us to slow down', { cid: event.cid, perSecond: context.pace.perSecond });
           break;
         case 'job.retry':
           context.ledger.retryDue(event.job); // false: shutdown failed it meanwhile

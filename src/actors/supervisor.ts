@@ -22,7 +22,7 @@
 // owned by this actor alone: copying a queue of thousands of jobs on every
 // event would make each job cost O(n).
 import { not, type ActorRefFrom } from 'xstate';
-import { TokenBucket } from '../lib/token-bucket.js';
+import { RelayPace } from '../smtp/relay-pace.js';
 import { JobLedger } from './job-ledger.js';
 import { Pool } from './pool.js';
 import type { SmtpConnectionActor } from './smtp-connection.js';
@@ -37,7 +37,7 @@ export const supervisorMachine = supervisorSetup.createMachine({
   id: 'supervisor',
   context: ({ input, spawn }) => {
     const { options, log } = input;
-    const ledger = new JobLedger();
+    const ledger = new JobLedger(options.bulkShare);
     const pool = new Pool(ledger);
     for (let i = 1; i <= options.workers; i++) {
       const cid = `c${i}`;
@@ -51,7 +51,7 @@ export const supervisorMachine = supervisorSetup.createMachine({
       now: input.now ?? Date.now,
       ledger,
       pool,
-      bucket: options.rateLimitPerSecond > 0 ? new TokenBucket(options.rateLimitPerSecond, 1000, Date.now()) : undefined,
+      pace: new RelayPace(options.rateLimitPerSecond, options.paceRecoverMs, Date.now()),
       lastDown: undefined,
       shutdownTimeoutMs: 0,
       offered: 0,
@@ -167,6 +167,16 @@ export const supervisorMachine = supervisorSetup.createMachine({
                     },
                     // jobs wait for a connection with room (or for the rate limit)
                     backlogged: { always: { guard: not('backlog'), target: 'flowing' } },
+                  },
+                },
+                relay: {
+                  // How fast the relay lets us send (relay-pace.ts): the pace is in the story's hands, this names it.
+                  initial: 'steady',
+                  states: {
+                    // at the configured pace (SEND_RATE_LIMIT_PER_SECOND, or none)
+                    steady: { always: { guard: 'slowedDown', target: 'slowed', actions: 'emitPace' } },
+                    // the relay asked us to slow down: the pace climbs back while its replies are clean
+                    slowed: { always: { guard: not('slowedDown'), target: 'steady', actions: 'emitPace' } },
                   },
                 },
               },

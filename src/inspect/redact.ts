@@ -19,7 +19,7 @@ const ALLOWED = new Set([
   'reservation', 'ok', 'result', 'removed', 'examined', 'key', 'checks', 'deadline', 'phase', 'place', 'holder', 'lastCid',
   // actor contexts
   'pending', 'seq', 'pipelining', 'chunking', 'proven', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown',
-  'offered', 'seenClaim', 'storeFailures', 'room', 'seen', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
+  'offered', 'seenClaim', 'storeFailures', 'room', 'seen', 'pace', 'perSecond', 'throttled', 'lane', 'owner', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',
   // options worth seeing (never credentials)
   'queueLimit', 'maxAttempts', 'rateLimitPerSecond', 'queueTimeoutMs', 'retryBaseMs', 'retryMaxMs', 'closeTimeoutMs',
   'keepaliveMs', 'maxMessagesPerConnection', 'pipelineDepth', 'pipelineDepthMax', 'backoffBaseMs', 'backoffMaxMs', 'host', 'port', 'tls', 'heloName',

@@ -12,6 +12,8 @@ import { MailroomError } from '../errors.js';
 import type { Delivered } from './job.js';
 
 interface Entry {
+  /** whose share of IDEMPOTENCY_MAX_BYTES it spends */
+  readonly owner: string;
   readonly fingerprint: string;
   readonly expiresAt: number;
   readonly bytes: number;
@@ -35,24 +37,29 @@ export function entryBytes(key: string): number {
  * with another fingerprint is EIDEMPOTENCY; a failed send is forgotten.
  */
 export interface IdempotentSends {
-  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>, deadline: number): Promise<Delivered>;
+  /** `owner`: whose share of a bounded store the key spends (default: the scope) */
+  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>, deadline: number, owner?: string): Promise<Delivered>;
 }
 
 export class IdempotencyCache implements IdempotentSends {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
+  /** bytes by owner (IDEMPOTENCY_MAX_BYTES_PER_CALLER) */
+  private readonly owners = new Map<string, number>();
 
   constructor(
     private readonly windowMs: number,
     private readonly maxBytes: number,
     private readonly now: () => number = Date.now,
+    /** what one owner's keys may take of maxBytes */
+    private readonly maxBytesPerOwner = maxBytes,
   ) {}
 
   /**
    * Returns the remembered result for key, or runs `send` and remembers it.
    * `scope` keeps callers apart: the same key from two callers is two keys.
    */
-  run(key: string, fingerprint: string, send: () => Promise<Delivered>, scope = ''): { result: Promise<Delivered>; first: boolean } {
+  run(key: string, fingerprint: string, send: () => Promise<Delivered>, scope = '', owner = scope): { result: Promise<Delivered>; first: boolean } {
     this.prune();
     const id = scope === '' ? key : `${scope}\u0000${key}`;
     const existing = this.entries.get(id);
@@ -64,33 +71,47 @@ export class IdempotencyCache implements IdempotentSends {
     }
     const bytes = entryBytes(id);
     if (this.bytes + bytes > this.maxBytes) {
-      const oldest = this.entries.values().next();
-      const waitMs = oldest.done === true ? 1000 : oldest.value.expiresAt - this.now();
       throw new MailroomError('EKEYSFULL', `the idempotency keys fill IDEMPOTENCY_MAX_BYTES=${this.maxBytes}, every one still inside its window`, {
-        retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
+        retryAfterSeconds: this.waitSeconds(() => true),
+      });
+    }
+    const mine = this.owners.get(owner) ?? 0;
+    if (mine + bytes > this.maxBytesPerOwner) {
+      throw new MailroomError('EKEYSFULL', `this caller's idempotency keys fill its share, IDEMPOTENCY_MAX_BYTES_PER_CALLER=${this.maxBytesPerOwner}, every one still inside its window`, {
+        retryAfterSeconds: this.waitSeconds((e) => e.owner === owner),
       });
     }
     const result = send();
-    const entry: Entry = { fingerprint, expiresAt: this.now() + this.windowMs, bytes, result };
+    const entry: Entry = { owner, fingerprint, expiresAt: this.now() + this.windowMs, bytes, result };
     this.entries.set(id, entry);
     this.bytes += bytes;
+    this.owners.set(owner, mine + bytes);
     result.catch(() => {
       if (this.entries.get(id) === entry) this.forget(id, entry);
     });
     return { result, first: true };
   }
 
-  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>): Promise<Delivered> {
+  remember(scope: string, key: string, fingerprint: string, send: () => Promise<Delivered>, _deadline?: number, owner?: string): Promise<Delivered> {
     try {
-      return this.run(key, fingerprint, send, scope).result;
+      return this.run(key, fingerprint, send, scope, owner ?? scope).result;
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
+  /** Seconds until the oldest entry `which` names leaves its window (entries are in expiry order). */
+  private waitSeconds(which: (entry: Entry) => boolean): number {
+    for (const entry of this.entries.values()) if (which(entry)) return Math.max(1, Math.ceil((entry.expiresAt - this.now()) / 1000));
+    return 1;
+  }
+
   private forget(id: string, entry: Entry): void {
     this.entries.delete(id);
     this.bytes -= entry.bytes;
+    const left = (this.owners.get(entry.owner) ?? 0) - entry.bytes;
+    if (left <= 0) this.owners.delete(entry.owner);
+    else this.owners.set(entry.owner, left);
   }
 
   private prune(): void {

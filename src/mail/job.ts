@@ -2,6 +2,7 @@
 // exactly once, whoever gets there first: connection, deadline or shutdown.
 import type { MailroomError, SmtpReply } from '../errors.js';
 import type { OutgoingMessage } from './compose.js';
+import { HIGH_LANE, type Lane } from './lane.js';
 
 export interface Delivered {
   readonly messageId: string;
@@ -33,6 +34,10 @@ export interface MailJob {
   readonly enqueuedAt: number;
   /** who asked for it ('' when callers are not authenticated), for log lines */
   readonly caller: string;
+  /** where it waits its turn (lane.ts) */
+  readonly lane: Lane;
+  /** whose turn it is when it goes: the caller's name, else the address it called from (callers take turns within a lane) */
+  readonly owner: string;
   place: JobPlace;
   /** the connection that holds it, while `place` is 'held' */
   holder: string | undefined;
@@ -55,7 +60,20 @@ export interface MailJob {
 
 let jobs = 0;
 
-export function createJob(message: OutgoingMessage, deadline: number, caller = '', durable?: DurableJob): { job: MailJob; done: Promise<Delivered> } {
+/** What a job is besides its message: who waits for it and until when, and its turn. */
+export interface JobOptions {
+  /** epoch ms after which the caller no longer waits; Infinity for none */
+  readonly deadline: number;
+  readonly caller?: string;
+  /** default: the caller */
+  readonly owner?: string;
+  /** default: HIGH (a caller waits) */
+  readonly lane?: Lane;
+  readonly durable?: DurableJob;
+}
+
+export function createJob(message: OutgoingMessage, options: JobOptions): { job: MailJob; done: Promise<Delivered> } {
+  const { deadline, caller = '', durable } = options;
   let settled = false;
   let resolveP!: (r: Delivered) => void;
   let rejectP!: (e: MailroomError) => void;
@@ -69,6 +87,8 @@ export function createJob(message: OutgoingMessage, deadline: number, caller = '
     deadline,
     enqueuedAt: Date.now(),
     caller,
+    lane: options.lane ?? HIGH_LANE,
+    owner: options.owner ?? caller,
     place: 'new',
     holder: undefined,
     attempts: 0,

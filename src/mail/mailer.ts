@@ -6,6 +6,7 @@ import { contentBytes, fingerprint, type Draft } from './draft.js';
 import type { IdempotentSends } from './idempotency.js';
 import { cancellable, createJob, type Delivered, type MailJob } from './job.js';
 import { MailroomError } from '../errors.js';
+import type { Lane } from './lane.js';
 import { messageBytes, type MemoryBudget } from './memory-budget.js';
 
 export interface Sending {
@@ -25,6 +26,9 @@ export interface SendOptions {
   readonly idempotencyKey?: string;
   /** the authenticated caller ('' when none): its idempotency keys are its own */
   readonly caller?: string;
+  /** whose turn it takes in its lane (default: the caller) */
+  readonly owner?: string;
+  readonly lane?: Lane;
 }
 
 export class Mailer {
@@ -48,7 +52,7 @@ export class Mailer {
       return own.result;
     };
     // Keys are scoped per caller: one caller cannot squat another's key.
-    const result = this.idempotency.remember(options.caller ?? '', key, fingerprint(draft), start, options.deadline);
+    const result = this.idempotency.remember(options.caller ?? '', key, fingerprint(draft), start, options.deadline, options.owner);
     return {
       result,
       cancel: () => {
@@ -61,19 +65,20 @@ export class Mailer {
   private enqueue(draft: Draft, options: SendOptions): Sending {
     // Reserved before composing: a refusal under load costs no MIME work.
     const bytes = messageBytes(contentBytes(draft), headerChars(draft));
-    this.budget.reserve(bytes);
+    const owner = options.owner ?? options.caller ?? '';
+    this.budget.reserve(bytes, owner);
     let composed: OutgoingMessage | Promise<OutgoingMessage>;
     try {
       composed = this.composer.compose(draft);
     } catch (err) {
-      this.budget.release(bytes);
+      this.budget.release(bytes, owner);
       throw err;
     }
     let job: MailJob | undefined;
     let cancelled = false;
     const submit = (message: OutgoingMessage): Promise<Delivered> => {
       if (cancelled) return Promise.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
-      const created = createJob(message, options.deadline, options.caller);
+      const created = createJob(message, options);
       const { outcomes } = this;
       job = created.job;
       created.done.then(
@@ -84,7 +89,7 @@ export class Mailer {
       return created.done;
     };
     const result = composed instanceof Promise ? composed.then(submit) : submit(composed);
-    const release = (): void => this.budget.release(bytes);
+    const release = (): void => this.budget.release(bytes, owner);
     result.then(release, release);
     return {
       result,

@@ -85,6 +85,22 @@ export class PrometheusMetrics implements ServiceMetrics {
         this.set(read()?.queueDepth() ?? 0);
       },
     });
+    new Gauge({
+      name: 'mailroom_relay_pace_per_second',
+      help: 'Messages a second the pool may send to the relay: SEND_RATE_LIMIT_PER_SECOND, or less while the relay asked to slow down (0: no limit).',
+      registers,
+      collect() {
+        this.set(read()?.relayPace().perSecond ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'mailroom_relay_slowed',
+      help: 'Whether the relay asked us to slow down and the pace has not climbed back (1) or not (0).',
+      registers,
+      collect() {
+        this.set(read()?.relayPace().slowed === true ? 1 : 0);
+      },
+    });
     this.deliveredTotal = new CounterFamily({ name: 'mailroom_mail_delivered_total', help: 'Messages the relay accepted (250 to the final dot).', registers }).cell();
     const failed = new CounterFamily({ name: 'mailroom_mail_failed_total', help: 'Messages that failed, by error catalogue code.', labelNames: ['code'], registers });
     this.failedTotal = failed.cellsBy('code', Object.keys(ERROR_CATALOGUE) as ErrorCode[]);

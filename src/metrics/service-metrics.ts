@@ -37,6 +37,8 @@ export interface MetricSources {
   connectionStates(): ReadonlyMap<string, number>;
   /** jobs not yet with a connection: queued, or waiting out a retry backoff */
   queueDepth(): number;
+  /** messages a second the pool may send now (undefined: no limit), and whether the relay slowed it */
+  relayPace(): { readonly perSecond: number | undefined; readonly slowed: boolean };
   liveCodes(): number;
   /** the outbox's messages by state, its oldest queued, its bytes */
   outbox(): Promise<OutboxCounts>;

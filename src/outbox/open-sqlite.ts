@@ -15,7 +15,7 @@ import { checkWal } from './wal-check.js';
 
 export interface SqliteOpenOptions {
   readonly path: string;
-  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>;
+  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes' | 'maxBytesPerCaller' | 'bulkShare'>;
   /** OUTBOX_ACCEPT_DAMAGED: start on a damaged WAL, dropping what SQLite would */
   readonly acceptDamaged: boolean;
   readonly log: Logger;

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { MailroomError } from '../errors.js';
 import type { Composer } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
+import { NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { CursorSeal } from './cursor.js';
 import type { OutboxSettings } from './settings.js';
 import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
@@ -15,6 +16,10 @@ import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, 
 export interface QueueOptions {
   /** the authenticated caller ('' when none): only it sees the message */
   readonly caller: string;
+  /** whose turn it takes and whose share it spends (default: the caller) */
+  readonly owner?: string;
+  /** default: NORMAL */
+  readonly lane?: Lane;
   readonly idempotencyKey?: string;
   /** epoch ms: not before then */
   readonly sendAt?: number;
@@ -103,6 +108,8 @@ export class Outbox {
     return {
       id: message.messageId,
       caller: options.caller,
+      owner: options.owner ?? options.caller,
+      lane: options.lane ?? NORMAL_LANE,
       envelope: message.envelope,
       raw: message.raw,
       acceptedAt: now,
@@ -173,8 +180,10 @@ function answer(entry: Entry, accepted: Acceptance | undefined): void {
       return entry.resolve(accepted.status);
     case 'conflict':
       return entry.reject(new MailroomError('EIDEMPOTENCY', 'idempotency_key was used before with a different request'));
-    case 'full':
-      return entry.reject(new MailroomError('EQUEUEFULL', `the outbox holds OUTBOX_MAX_BYTES of messages (${Math.ceil(accepted.bytes / 1_048_576)} MiB)`, { retryAfterSeconds: 30 }));
+    case 'full': {
+      const what = accepted.mine ? "this caller's share of the outbox (OUTBOX_MAX_BYTES_PER_CALLER)" : 'the outbox (OUTBOX_MAX_BYTES)';
+      return entry.reject(new MailroomError('EQUEUEFULL', `${what} is full: ${Math.ceil(accepted.bytes / 1_048_576)} MiB of messages waiting`, { retryAfterSeconds: 30 }));
+    }
     case undefined:
       return entry.reject(new MailroomError('EINTERNAL', 'the outbox store gave no answer for a message'));
   }

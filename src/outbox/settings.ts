@@ -11,6 +11,10 @@ export interface OutboxSettings {
   readonly maxDelayMs: number;
   /** bytes of stored message text */
   readonly maxBytes: number;
+  /** and one caller's (its owner's: see lane.ts) */
+  readonly maxBytesPerCaller: number;
+  /** LANE_BULK_MIN_SHARE: the least share of claims bulk gets while it has messages due */
+  readonly bulkShare: number;
   /** a store that failed is probed again after a backoff from 100 ms up to this */
   readonly storeBackoffMaxMs: number;
 }

@@ -28,7 +28,7 @@ export interface Batch {
 
 export interface WorkerStart {
   readonly path: string;
-  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>;
+  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes' | 'maxBytesPerCaller' | 'bulkShare'>;
   readonly now: number;
   /** how soon after text was deleted the WAL is checkpointed and truncated (its old pages hold the text) */
   readonly scrubMs: number;

@@ -2,8 +2,18 @@
 // body or address); `texts` holds what is sent, and loses a message's row
 // when it is final; `events` is the ordered log WatchMessages reads, its
 // rowid the cursor; `meta` holds what a health probe writes. The partial indexes cover exactly the rows the hot
-// queries look at: what is due, what expires, what retention forgets.
-export const SCHEMA_VERSION = 1;
+// queries look at: what is due (by lane and by owner, for the claim's turns),
+// what expires, what retention forgets.
+export const SCHEMA_VERSION = 2;
+
+/** From each older version to this one, in order (an outbox of version 0 is new: SCHEMA makes it whole). */
+export const MIGRATIONS: Readonly<Record<number, string>> = {
+  // lanes and callers' turns (docs/operating.md): what was queued before has no priority, and one owner
+  1: `
+ALTER TABLE messages ADD COLUMN lane INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE messages ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+`,
+};
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -18,9 +28,12 @@ CREATE TABLE IF NOT EXISTS messages (
   due_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,
   idem TEXT UNIQUE,
-  fingerprint TEXT
+  fingerprint TEXT,
+  lane INTEGER NOT NULL DEFAULT 2,
+  owner TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_due ON messages (due_at) WHERE state IN ('queued', 'deferred');
+CREATE INDEX IF NOT EXISTS messages_turns ON messages (lane, owner, due_at) WHERE state IN ('queued', 'deferred');
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages (expires_at) WHERE state IN ('queued', 'deferred');
 CREATE INDEX IF NOT EXISTS messages_ended ON messages (updated_at) WHERE state IN ('sent', 'failed', 'cancelled');
 CREATE INDEX IF NOT EXISTS messages_sending ON messages (id) WHERE state = 'sending';

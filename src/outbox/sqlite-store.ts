@@ -39,7 +39,7 @@ interface Pending {
 
 export interface SqliteOutboxOptions {
   readonly path: string;
-  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>;
+  readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes' | 'maxBytesPerCaller' | 'bulkShare'>;
   readonly log: Logger;
   /** how soon deleted text leaves the WAL too */
   readonly scrubMs?: number;

@@ -6,6 +6,7 @@
 // lose their text at once.
 import type Database from 'better-sqlite3';
 import { maskAddresses } from '../lib/mask.js';
+import { BULK_LANE, HIGH_LANE, isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { advance, isFinal, MESSAGE_STATES, type MessageState } from './lifecycle.js';
 import { ABSENCE, isAbsence, nextAttemptAt, statusOf } from './policy.js';
 import type { OutboxSettings } from './settings.js';
@@ -23,6 +24,8 @@ interface Row {
   due_at: number;
   expires_at: number;
   fingerprint: string | null;
+  lane: number;
+  owner: string;
 }
 
 interface Move {
@@ -41,7 +44,7 @@ function prepare(db: Database.Database) {
     rowOf: db.prepare<[string, string], Row>('SELECT * FROM messages WHERE id = ? AND caller = ?'),
     byIdem: db.prepare<[string], Row>('SELECT * FROM messages WHERE idem = ?'),
     insert: db.prepare(
-      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint, lane, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     insertText: db.prepare('INSERT INTO texts (id, envelope, raw, bytes) VALUES (?, ?, ?, ?)'),
     text: db.prepare<[string], { envelope: string; raw: string; bytes: number }>('SELECT envelope, raw, bytes FROM texts WHERE id = ?'),
@@ -50,6 +53,11 @@ function prepare(db: Database.Database) {
     update: db.prepare('UPDATE messages SET state = ?, attempts = ?, last_response = ?, error_code = ?, updated_at = ?, due_at = ? WHERE id = ?'),
     setDue: db.prepare('UPDATE messages SET due_at = ? WHERE id = ?'),
     due: db.prepare<[number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND due_at <= ? ORDER BY due_at LIMIT ?`),
+    // The claim's turns (messages_turns): the next owner with anything waiting in a lane is one index seek, and so are its oldest due.
+    firstOwner: db.prepare<[number], { owner: string }>(`SELECT owner FROM messages WHERE state IN ${STATE_LIST} AND lane = ? ORDER BY owner LIMIT 1`),
+    ownerAfter: db.prepare<[number, string], { owner: string }>(`SELECT owner FROM messages WHERE state IN ${STATE_LIST} AND lane = ? AND owner > ? ORDER BY owner LIMIT 1`),
+    dueOf: db.prepare<[number, string, number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND lane = ? AND owner = ? AND due_at <= ? ORDER BY due_at LIMIT ?`),
+    ownerBytes: db.prepare<[], { owner: string; n: number }>('SELECT m.owner AS owner, SUM(t.bytes) AS n FROM texts t JOIN messages m ON m.id = t.id GROUP BY m.owner'),
     nextDue: db.prepare<[], { at: number | null }>(`SELECT MIN(due_at) AS at FROM messages WHERE state IN ${STATE_LIST}`),
     expired: db.prepare<[number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND expires_at <= ? LIMIT ?`),
     sending: db.prepare<[], Row>("SELECT * FROM messages WHERE state = 'sending'"),
@@ -72,20 +80,44 @@ function prepare(db: Database.Database) {
   };
 }
 
+/** owners one claim looks at in a lane, at most: the rest wait for the next claim's turns */
+const OWNERS_PER_CLAIM = 256;
+/** what a sum of shares may fall short of a whole message by its rounding */
+const ROUNDING = 1e-6;
+
 export class OutboxTables {
   private readonly sql: ReturnType<typeof prepare>;
   private bytes: number;
+  /** stored text by owner (OUTBOX_MAX_BYTES_PER_CALLER) */
+  private readonly ownerBytes = new Map<string, number>();
+  /** by lane: the owner the last claim ended its turns with (the next begins after it) */
+  private readonly lastOwner = new Map<number, string>();
+  /** messages BULK is owed (see claim) */
+  private bulkCredit = 0;
+  private readonly earn: number;
   /** status events written by the batch under way, reported with its reply */
   private written: StatusEvent[] = [];
 
   constructor(
     private readonly db: Database.Database,
-    private readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes'>,
+    private readonly settings: Pick<OutboxSettings, 'retryBaseMs' | 'retryMaxMs' | 'maxBytes' | 'maxBytesPerCaller' | 'bulkShare'>,
     /** told when text was deleted: its old copies are still in the WAL */
     private readonly onTextDeleted: () => void,
   ) {
     this.sql = prepare(db);
-    this.bytes = this.sql.bytes.get()?.n ?? 0;
+    this.earn = settings.bulkShare >= 1 ? Infinity : settings.bulkShare / (1 - settings.bulkShare);
+    this.bytes = 0;
+    this.countBytes();
+  }
+
+  /** The byte counts follow what is on disk. */
+  private countBytes(): void {
+    this.ownerBytes.clear();
+    this.bytes = 0;
+    for (const { owner, n } of this.sql.ownerBytes.all()) {
+      this.ownerBytes.set(owner, n);
+      this.bytes += n;
+    }
   }
 
   /** Starts a batch: the status events it writes are collected from here. */
@@ -100,7 +132,7 @@ export class OutboxTables {
 
   /** A batch rolled back: the byte count follows what is on disk. */
   rolledBack(): void {
-    this.bytes = this.sql.bytes.get()?.n ?? 0;
+    this.countBytes();
     this.written = [];
   }
 
@@ -116,7 +148,7 @@ export class OutboxTables {
       due_at: isFinal(state) || state === 'sending' ? 0 : (fields.dueAt ?? row.due_at),
     };
     this.sql.update.run(next.state, next.attempts, next.last_response, next.error_code, next.updated_at, next.due_at, next.id);
-    if (isFinal(state)) this.dropText(row.id);
+    if (isFinal(state)) this.dropText(row.id, row.owner);
     this.note(next, fields.connection);
     return next;
   }
@@ -127,12 +159,19 @@ export class OutboxTables {
     this.written.push({ cursor: String(info.lastInsertRowid), status: s, ...(connection !== undefined ? { connection } : {}) });
   }
 
-  private dropText(id: string): void {
+  private dropText(id: string, owner: string): void {
     const size = this.sql.textBytes.get(id)?.bytes;
     if (size === undefined) return;
     this.sql.deleteText.run(id);
-    this.bytes -= size;
+    this.addBytes(owner, -size);
     this.onTextDeleted();
+  }
+
+  private addBytes(owner: string, by: number): void {
+    this.bytes += by;
+    const n = (this.ownerBytes.get(owner) ?? 0) + by;
+    if (n <= 0) this.ownerBytes.delete(owner);
+    else this.ownerBytes.set(owner, n);
   }
 
   accept(messages: readonly NewMessage[]): Acceptance[] {
@@ -143,10 +182,12 @@ export class OutboxTables {
       }
       const envelope = JSON.stringify(m.envelope);
       const size = Buffer.byteLength(m.raw) + Buffer.byteLength(envelope);
-      if (this.bytes + size > this.settings.maxBytes) return { kind: 'full', bytes: this.bytes };
-      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null);
+      if (this.bytes + size > this.settings.maxBytes) return { kind: 'full', bytes: this.bytes, mine: false };
+      const mine = this.ownerBytes.get(m.owner) ?? 0;
+      if (mine + size > this.settings.maxBytesPerCaller) return { kind: 'full', bytes: mine, mine: true };
+      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null, m.lane, m.owner);
       this.sql.insertText.run(m.id, envelope, m.raw, size);
-      this.bytes += size;
+      this.addBytes(m.owner, size);
       const row = this.sql.row.get(m.id) as Row;
       this.note(row, undefined);
       return { kind: 'accepted', status: statusOf(row) };
@@ -157,16 +198,85 @@ export class OutboxTables {
     return this.sql.nextDue.get()?.at ?? undefined;
   }
 
+  /**
+   * HIGH first, then NORMAL, then BULK; but while BULK has messages due it
+   * earns a credit on every other message claimed (bulkShare of all), and
+   * what it is owed it takes first.
+   */
   claim(n: number, now: number): { claimed: Claimed[]; nextDue: number | undefined } {
     const claimed: Claimed[] = [];
-    for (const row of this.sql.due.all(now, n)) {
-      const state = advance(row.state, 'CLAIM');
-      const text = this.sql.text.get(row.id);
-      if (state === undefined || text === undefined) continue;
-      this.move(row, state, now);
-      claimed.push({ id: row.id, caller: row.caller, envelope: JSON.parse(text.envelope) as Claimed['envelope'], raw: text.raw, attempts: row.attempts, acceptedAt: row.accepted_at, expiresAt: row.expires_at });
+    const owed = Math.min(n, Math.floor(this.bulkCredit + ROUNDING));
+    if (owed > 0) this.bulkCredit -= this.claimLane(BULK_LANE, owed, now, claimed);
+    for (const lane of [HIGH_LANE, NORMAL_LANE, BULK_LANE]) {
+      if (claimed.length >= n) break;
+      this.claimLane(lane, n - claimed.length, now, claimed);
     }
+    const others = claimed.filter((c) => c.lane !== BULK_LANE).length;
+    const bulkWaits = this.claimable(BULK_LANE, now);
+    this.bulkCredit = bulkWaits ? Math.min(Math.max(1, n), this.bulkCredit + others * this.earn) : 0;
     return { claimed, nextDue: this.nextDue() };
+  }
+
+  /** Whether `lane` has a message due (its owners' first due ones, one seek each). */
+  private claimable(lane: Lane, now: number): boolean {
+    for (let owner = this.sql.firstOwner.get(lane)?.owner, seen = 0; owner !== undefined && seen < OWNERS_PER_CLAIM; owner = this.sql.ownerAfter.get(lane, owner)?.owner, seen++) {
+      if (this.sql.dueOf.get(lane, owner, now, 1) !== undefined) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Claims up to `n` due messages of `lane`, owners taking turns from the
+   * one after where the last claim ended: each owner with something due
+   * gets an equal part of what is left, its oldest due first, until `n` are
+   * claimed or nothing is due. Returns how many.
+   */
+  private claimLane(lane: Lane, n: number, now: number, into: Claimed[]): number {
+    const owners = this.ownersOf(lane);
+    if (owners.length === 0) return 0;
+    let taken = 0;
+    let active = owners;
+    while (taken < n && active.length > 0) {
+      const part = Math.max(1, Math.floor((n - taken) / active.length));
+      const still: string[] = [];
+      for (const owner of active) {
+        if (taken >= n) break;
+        const rows = this.sql.dueOf.all(lane, owner, now, Math.min(part, n - taken));
+        for (const row of rows) {
+          const c = this.take(row, now);
+          if (c === undefined) continue;
+          into.push(c);
+          taken++;
+        }
+        if (rows.length > 0) this.lastOwner.set(lane, owner);
+        if (rows.length === part) still.push(owner);
+      }
+      active = still;
+    }
+    return taken;
+  }
+
+  /** The owners with messages waiting in `lane`, from the one after the last served, round the ring. */
+  private ownersOf(lane: Lane): string[] {
+    const after = this.lastOwner.get(lane);
+    const owners: string[] = [];
+    const next = (o: string): string | undefined => this.sql.ownerAfter.get(lane, o)?.owner;
+    const walk = (first: string | undefined, upTo?: string): void => {
+      for (let o = first; o !== undefined && (upTo === undefined || o <= upTo) && owners.length < OWNERS_PER_CLAIM; o = next(o)) owners.push(o);
+    };
+    if (after !== undefined) walk(next(after));
+    walk(this.sql.firstOwner.get(lane)?.owner, after);
+    return owners;
+  }
+
+  /** A due message, SENDING now, as the supervisor takes it; undefined when its record moved on or its text is gone. */
+  private take(row: Row, now: number): Claimed | undefined {
+    const state = advance(row.state, 'CLAIM');
+    const text = this.sql.text.get(row.id);
+    if (state === undefined || text === undefined) return undefined;
+    this.move(row, state, now);
+    const lane = isLane(row.lane) ? row.lane : NORMAL_LANE;
+    return { id: row.id, caller: row.caller, owner: row.owner, lane, envelope: JSON.parse(text.envelope) as Claimed['envelope'], raw: text.raw, attempts: row.attempts, acceptedAt: row.accepted_at, expiresAt: row.expires_at };
   }
 
   /** Writes the outcomes; when something it deferred or released is due (the earliest of all), else undefined. */

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.js';
+import { MIGRATIONS, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.js';
 import { OutboxTables } from './sqlite-tables.js';
 import { READS, type Batch, type Op, type WorkerMessage, type WorkerStart } from './sqlite-protocol.js';
 
@@ -43,8 +43,11 @@ function open(): { db: Database.Database; tables: OutboxTables } {
     if (check !== 'ok') throw new Damaged(`the database is damaged: ${String(check)}`);
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Damaged(`written by a newer mailroom (schema ${version}, this one knows ${SCHEMA_VERSION})`);
-    db.exec(SCHEMA);
-    if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    db.transaction(() => {
+      for (let v = version; v > 0 && v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v] ?? '');
+      db.exec(SCHEMA);
+      if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
     return { db, tables: new OutboxTables(db, start.settings, scheduleScrub) };
   } catch (err) {
     db.close();

@@ -18,6 +18,7 @@
 // it while the message may still be sent, and deleted when it is final.
 import type { MailroomError } from '../errors.js';
 import type { Envelope } from '../mail/envelope.js';
+import type { Lane } from '../mail/lane.js';
 import type { MessageEventType, MessageState } from './lifecycle.js';
 
 export interface MessageStatus {
@@ -46,6 +47,9 @@ export interface NewMessage {
   readonly id: string;
   /** who sent it ('' when callers are not authenticated): only it sees the message */
   readonly caller: string;
+  /** whose turn it takes in its lane, and whose share of OUTBOX_MAX_BYTES it spends (lane.ts) */
+  readonly owner: string;
+  readonly lane: Lane;
   readonly envelope: Envelope;
   readonly raw: string;
   readonly acceptedAt: number;
@@ -63,13 +67,15 @@ export type Acceptance =
   | { readonly kind: 'existing'; readonly status: MessageStatus }
   /** the idempotency key names a message stored from another request */
   | { readonly kind: 'conflict' }
-  /** OUTBOX_MAX_BYTES of message text are stored */
-  | { readonly kind: 'full'; readonly bytes: number };
+  /** OUTBOX_MAX_BYTES of message text are stored (`mine`: the owner's share of it, OUTBOX_MAX_BYTES_PER_CALLER) */
+  | { readonly kind: 'full'; readonly bytes: number; readonly mine: boolean };
 
 /** A message claimed for delivery: it is SENDING until an outcome is recorded (or it is released). */
 export interface Claimed {
   readonly id: string;
   readonly caller: string;
+  readonly owner: string;
+  readonly lane: Lane;
   readonly envelope: Envelope;
   readonly raw: string;
   readonly attempts: number;
@@ -131,7 +137,11 @@ export interface OutboxStore {
   open(now: number): Promise<void>;
   /** Stores new messages, all in one commit; one answer each, in order. */
   accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]>;
-  /** Claims up to `n` messages due by `now`, oldest due first; `nextDue`: the earliest left. */
+  /**
+   * Claims up to `n` messages due by `now`: by lane, HIGH first, but BULK
+   * owed its share (OutboxSettings.bulkShare); within a lane, owners take
+   * turns, and an owner's oldest due goes first. `nextDue`: the earliest left.
+   */
   claim(n: number, now: number): Promise<{ readonly claimed: Claimed[]; readonly nextDue: number | undefined }>;
   /**
    * Records changes, in one commit; kept until written, whatever the

@@ -12,11 +12,15 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import type { Envelope } from '../mail/envelope.js';
+import type { Lane } from '../mail/lane.js';
 import type { RedisLink } from './client.js';
 
 export interface JobData {
   readonly id: string;
   readonly caller: string;
+  /** absent in jobs queued before lanes: the caller, NORMAL */
+  readonly owner?: string;
+  readonly lane?: number;
   readonly envelope: Envelope;
   readonly raw: string;
   readonly acceptedAt: number;
@@ -62,9 +66,15 @@ export class OutboxQueue {
     await this.queue.waitUntilReady();
   }
 
-  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number }[]): Promise<void> {
+  /**
+   * A job's lane is its BullMQ priority (HIGH 1, NORMAL 2, BULK 3): the
+   * next job due is of the highest lane. Owners do not take turns here, and
+   * BULK is owed no share: BullMQ's open-source queue has no groups (see
+   * docs/operating.md).
+   */
+  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number; readonly lane: Lane }[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.queueOrThrow().addBulk(jobs.map(({ member, data, delay }) => ({ name: 'message', data, opts: { jobId: member, delay, removeOnComplete: true, removeOnFail: true } })));
+    await this.queueOrThrow().addBulk(jobs.map(({ member, data, delay, lane }) => ({ name: 'message', data, opts: { jobId: member, delay, priority: Math.max(1, lane), removeOnComplete: true, removeOnFail: true } })));
   }
 
   /** The next job due, now this replica's until it lets go; undefined when none is. */

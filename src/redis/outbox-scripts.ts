@@ -21,11 +21,11 @@ local function event(stream, f, connection)
 end
 `;
 
-/** create(id, caller, at, dueAt, expiresAt, member, bytes) → the event's cursor */
+/** create(id, caller, at, dueAt, expiresAt, member, bytes, ownerBytesKey) → the event's cursor */
 export const OUTBOX_CREATE = `${FIELDS}
 local f = {id = ARGV[1], state = 'queued', attempts = '0', last_response = '', error_code = '', accepted_at = ARGV[3], updated_at = ARGV[3], due_at = ARGV[4]}
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'caller', ARGV[2], 'state', 'queued', 'attempts', 0, 'last_response', '', 'error_code', '',
-  'accepted_at', ARGV[3], 'updated_at', ARGV[3], 'due_at', ARGV[4], 'expires_at', ARGV[5], 'bytes', ARGV[7])
+  'accepted_at', ARGV[3], 'updated_at', ARGV[3], 'due_at', ARGV[4], 'expires_at', ARGV[5], 'bytes', ARGV[7], 'owner_bytes', ARGV[8])
 redis.call('HINCRBY', KEYS[3], 'queued', 1)
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[6])
@@ -40,7 +40,7 @@ return event(KEYS[2], f, '')
  * | nil (no such message). dueAt '' keeps the stored one.
  */
 export const OUTBOX_MOVE = `${FIELDS}
-local s = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'last_response', 'error_code', 'accepted_at', 'due_at', 'id', 'bytes')
+local s = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'last_response', 'error_code', 'accepted_at', 'due_at', 'id', 'bytes', 'owner_bytes')
 if not s[1] then return nil end
 local to = nil
 for pair in string.gmatch(ARGV[1], '[^,]+') do
@@ -63,6 +63,8 @@ redis.call('HINCRBY', KEYS[3], to, 1)
 if final then
   redis.call('ZREM', KEYS[4], ARGV[11])
   redis.call('DECRBY', KEYS[8], tonumber(s[8]) or 0)
+  -- the owner's share (OUTBOX_MAX_BYTES_PER_CALLER): a key named by the record, as the replica that took it in wrote it
+  if s[9] then redis.call('DECRBY', s[9], tonumber(s[8]) or 0) end
   redis.call('PEXPIRE', KEYS[1], ARGV[10])
 end
 if to == 'queued' then redis.call('ZADD', KEYS[5], s[5], ARGV[11]) else redis.call('ZREM', KEYS[5], ARGV[11]) end

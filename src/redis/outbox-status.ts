@@ -84,8 +84,13 @@ export class OutboxStatuses {
     if (events.length > 0) await this.link.run('publish', (c) => c.publish(this.key('notify'), JSON.stringify(events)));
   }
 
+  /** The counter of `owner`'s stored bytes (OUTBOX_MAX_BYTES_PER_CALLER). */
+  ownerBytes(owner: string): string {
+    return this.key('bytes', digest(owner));
+  }
+
   async create(m: NewMessage, member: string, bytes: number): Promise<StatusEvent> {
-    const cursor = String(await this.link.eval('outbox create', SCRIPTS.create, this.keys(member, m.caller), [m.id, m.caller, m.acceptedAt, m.dueAt, m.expiresAt, member, bytes]));
+    const cursor = String(await this.link.eval('outbox create', SCRIPTS.create, this.keys(member, m.caller), [m.id, m.caller, m.acceptedAt, m.dueAt, m.expiresAt, member, bytes, this.ownerBytes(m.owner)]));
     return { cursor, status: statusOf({ id: m.id, state: 'queued', attempts: 0, accepted_at: m.acceptedAt, updated_at: m.acceptedAt, due_at: m.dueAt }) };
   }
 

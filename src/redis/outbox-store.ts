@@ -17,6 +17,7 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { Listeners } from '../lib/listeners.js';
 import { maskAddresses } from '../lib/mask.js';
+import { isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { advance } from '../outbox/lifecycle.js';
 import { isAbsence, nextAttemptAt } from '../outbox/policy.js';
 import type { OutboxSettings } from '../outbox/settings.js';
@@ -25,7 +26,7 @@ import type { RedisLink } from './client.js';
 import { OutboxQueue, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
 
-export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs'> {
+export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs'> {
   readonly leaseMs: number;
   /** hears how many messages a Redis that came back empty took with it (metrics) */
   readonly onLost?: (messages: number) => void;
@@ -98,11 +99,10 @@ export class RedisOutboxStore implements OutboxStore {
       if (refused !== undefined) answers.push(refused);
       else {
         const bytes = Buffer.byteLength(m.raw) + Buffer.byteLength(JSON.stringify(m.envelope));
-        const total = await this.link.run('outbox bytes', (c) => c.incrby(this.statuses.key('bytes'), bytes));
-        if (total > this.options.maxBytes) {
-          await this.link.run('outbox bytes', (c) => c.decrby(this.statuses.key('bytes'), bytes));
+        const refusal = await this.reserveBytes(m.owner, bytes);
+        if (refusal !== undefined) {
           if (m.idempotency !== undefined) await this.link.run('outbox idempotency', (c) => c.del(this.statuses.key('idem', m.idempotency?.key ?? '')));
-          answers.push({ kind: 'full', bytes: total - bytes });
+          answers.push(refusal);
           continue;
         }
         taken.push({ m, member: digest(m.id), bytes });
@@ -114,8 +114,9 @@ export class RedisOutboxStore implements OutboxStore {
       this.queue.add(
         taken.map(({ m, member }) => ({
           member,
-          data: { id: m.id, caller: m.caller, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt } satisfies JobData,
+          data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt } satisfies JobData,
           delay: Math.max(0, m.dueAt - now),
+          lane: m.lane,
         })),
       ),
     );
@@ -126,6 +127,20 @@ export class RedisOutboxStore implements OutboxStore {
     await this.statuses.notify(events);
     if (taken.length > 0) this.submitted.tell(Math.min(...taken.map(({ m }) => m.dueAt)));
     return answers;
+  }
+
+  /** Counts `bytes` against the owner's share and the whole; the refusal (nothing counted) when either is full. */
+  private async reserveBytes(owner: string, bytes: number): Promise<Acceptance | undefined> {
+    const ownerKey = this.statuses.ownerBytes(owner);
+    const mine = await this.link.run('outbox bytes', (c) => c.incrby(ownerKey, bytes));
+    if (mine > this.options.maxBytesPerCaller) {
+      await this.link.run('outbox bytes', (c) => c.decrby(ownerKey, bytes));
+      return { kind: 'full', bytes: mine - bytes, mine: true };
+    }
+    const total = await this.link.run('outbox bytes', (c) => c.incrby(this.statuses.key('bytes'), bytes));
+    if (total <= this.options.maxBytes) return undefined;
+    await this.link.run('outbox bytes', (c) => c.multi().decrby(this.statuses.key('bytes'), bytes).decrby(ownerKey, bytes).exec());
+    return { kind: 'full', bytes: total - bytes, mine: false };
   }
 
   /** An idempotency key's claim: undefined when the message is new, else the answer for the key's first message. */
@@ -159,7 +174,7 @@ export class RedisOutboxStore implements OutboxStore {
         continue;
       }
       events.push({ cursor: result.cursor, status: result.status });
-      claimed.push({ id: data.id, caller: data.caller, envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt });
+      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOfJob(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt });
     }
     await this.statuses.notify(events);
     // A claim a failover loses comes back when its lease runs out; waiting for a replica makes that rare, and is not worth failing the claim for.
@@ -336,4 +351,10 @@ export class RedisOutboxStore implements OutboxStore {
     this.options.onLost?.(this.known);
     this.known = 0;
   }
+}
+
+/** A job's lane (NORMAL for one queued before lanes). */
+function laneOfJob(data: JobData): Lane {
+  const lane = data.lane ?? NORMAL_LANE;
+  return isLane(lane) ? lane : NORMAL_LANE;
 }

@@ -8,6 +8,8 @@ import type { CodeHasher } from '../otp/code.js';
 import { RedisOtpStore } from './otp-store.js';
 import { RedisLink, type RedisSettings } from './client.js';
 import { RedisIdempotency } from './idempotency.js';
+import { RedisRateCap } from './rate-cap.js';
+import type { SharedCaps } from '../lib/rate-cap.js';
 import type { OutboxStore } from '../outbox/store.js';
 import type { RedisOutboxOptions } from './outbox-store.js';
 
@@ -15,6 +17,8 @@ export interface SharedState {
   readonly link: RedisLink;
   readonly idempotency: RedisIdempotency;
   readonly otpStore: RedisOtpStore;
+  /** the per-key OTP caps, one allowance for every replica */
+  readonly caps: SharedCaps;
   /** OUTBOX_STORE=redis: the outbox on this Redis (BullMQ), loaded only then */
   outbox(options: RedisOutboxOptions): Promise<OutboxStore>;
 }
@@ -28,6 +32,7 @@ export function openSharedState(
     link,
     idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock),
     otpStore: new RedisOtpStore(link, o.otp, o.hasher),
+    caps: (name, limit, windowMs, what) => new RedisRateCap(link, name, limit, windowMs, what),
     outbox: async (options) => {
       const { RedisOutboxStore } = await import('./outbox-store.js');
       const store = new RedisOutboxStore(link, options, o.log.child({ component: 'outbox' }));

@@ -25,10 +25,10 @@ export class Undecodable {
 
 /** A method's admission check: a ticket on a share of the memory budget, or the refusal. */
 export interface Admission {
-  /** At a call's headers, before its request arrives (undefined: nothing to hold). */
-  early(): Ticket | MailroomError | undefined;
+  /** At a call's headers, before its request arrives (undefined: nothing to hold); `owner`: whose share it spends (rate-cap.ts's identity). */
+  early(owner: string): Ticket | MailroomError | undefined;
   /** Once the request's `bytes` encoded bytes are in. */
-  admit(bytes: number): Ticket | MailroomError;
+  admit(bytes: number, owner: string): Ticket | MailroomError;
   /** how many of its requests may be arriving at once */
   readonly gate: ArrivalGate;
 }

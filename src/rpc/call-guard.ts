@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { MailroomError } from '../errors.js';
 import type { Ticket } from '../mail/memory-budget.js';
 import { Arrival, isTicket, Pacer, type Admission } from './admission.js';
+import { rateIdentity } from './rate-cap.js';
 import { toServiceError } from './status.js';
 
 /** One call's passage through the guard. */
@@ -22,7 +23,10 @@ class GuardedCall {
   private ended = false;
   /** gives back the call's place among the arriving requests, or leaves the line for one */
   private leaveGate: (() => void) | undefined;
+  /** whose share of the memory budget the request spends */
+  private owner = '';
   readonly call: grpc.ServerInterceptingCall;
+  readonly peer: () => string;
 
   constructor(
     private readonly ms: number,
@@ -30,6 +34,7 @@ class GuardedCall {
     private readonly pacer: Pacer,
     next: grpc.ServerInterceptingCallInterface,
   ) {
+    this.peer = () => next.getPeer();
     this.call = new grpc.ServerInterceptingCall(next, {
       start: (forward) =>
         forward({
@@ -46,7 +51,8 @@ class GuardedCall {
   }
 
   private metadata(metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void): void {
-    const early = this.admission?.early();
+    if (this.admission !== undefined) this.owner = rateIdentity({ metadata, getPeer: () => this.peer() });
+    const early = this.admission?.early(this.owner);
     if (early !== undefined && !isTicket(early)) {
       // Its request is never read: the stream stays paused, its body unsent beyond a flow-control window.
       this.refuse(early);
@@ -73,7 +79,7 @@ class GuardedCall {
     this.leaveGate?.();
     if (this.admission !== undefined) {
       this.ticket?.release();
-      const admitted = this.admission.admit(message.size);
+      const admitted = this.admission.admit(message.size, this.owner);
       if (!isTicket(admitted)) {
         this.ticket = undefined;
         this.refuse(admitted);

@@ -15,6 +15,8 @@ import { formatReply } from '../smtp/reply.js';
 import type { Calls, OpenCall } from './calls.js';
 import { deadlineOf } from './deadline.js';
 import { callerOf } from './auth.js';
+import { rateIdentity } from './rate-cap.js';
+import { laneOf } from '../mail/lane.js';
 import { fromTimestamp, WIRE_STATE, wireStatus } from './message-status.js';
 import { toServiceError } from './status.js';
 import { validateSendEmail, type MailLimits } from './validate.js';
@@ -49,6 +51,16 @@ function failedResult(err: unknown): SendMailResult {
   return { code: status.code ?? grpc.status.INTERNAL, message: status.details ?? '', error_code: String(status.metadata?.get('mailroom-error')[0] ?? '') };
 }
 
+/** Who sends: the authenticated caller ('' when none), and whose turn its mail takes (rate-cap.ts's identity). */
+interface Who {
+  readonly caller: string;
+  readonly owner: string;
+}
+
+function whoCalls(call: { readonly metadata: grpc.Metadata; getPeer(): string }): Who {
+  return { caller: callerOf(call.metadata), owner: rateIdentity(call) };
+}
+
 function unknownMessage(): MailroomError {
   return new MailroomError('ENOTFOUND', 'no such message (or it ended more than OUTBOX_RETENTION_SECONDS ago)');
 }
@@ -71,14 +83,17 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
   };
 
   /** One request as SendMail takes it: validated, then into the outbox (QUEUED) or to the mailer. Throws what is wrong with it. */
-  const send = (request: SendEmailRequest__Output, caller: string, deadline: number, queued?: QueueBatch): Sending => {
-    const { delivery } = request;
+  const send = (request: SendEmailRequest__Output, who: Who, deadline: number, queued?: QueueBatch): Sending => {
+    const { delivery, priority } = request;
+    const { caller, owner } = who;
     if (delivery !== 'DELIVERY_SYNC' && delivery !== 'DELIVERY_QUEUED') throw new MailroomError('EINVALID', 'delivery: DELIVERY_SYNC or DELIVERY_QUEUED');
+    if (priority !== 'PRIORITY_NORMAL' && priority !== 'PRIORITY_HIGH' && priority !== 'PRIORITY_BULK') throw new MailroomError('EINVALID', 'priority: PRIORITY_NORMAL, PRIORITY_HIGH or PRIORITY_BULK');
+    const lane = laneOf(priority, delivery === 'DELIVERY_SYNC');
     if (delivery === 'DELIVERY_QUEUED') {
       const draft = validateSendEmail(request, limits);
       const sendAt = request.send_at === null ? undefined : fromTimestamp(request.send_at);
       if (request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on, nanos from 0 to 999999999');
-      const options = { caller, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) };
+      const options = { caller, owner, lane, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) };
       const status = queued !== undefined ? queued.add(draft, options) : outbox.queue(draft, options);
       return {
         result: status.then((s) => ({ status: 'SUCCESS', message_id: s.id, smtp_response: '', state: WIRE_STATE[s.state] })),
@@ -88,7 +103,7 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     }
     if (request.send_at !== null) throw new MailroomError('EINVALID', 'send_at: only with delivery DELIVERY_QUEUED');
     const draft = validateSendEmail(request, limits);
-    const sending = mailer.send(draft, { deadline, idempotencyKey: draft.idempotencyKey, caller });
+    const sending = mailer.send(draft, { deadline, idempotencyKey: draft.idempotencyKey, caller, owner, lane });
     return {
       result: sending.result.then((d) => ({ status: 'SUCCESS', message_id: d.messageId, smtp_response: formatReply(d.reply), state: 'MESSAGE_STATE_SENT' })),
       cancel: () => sending.cancel(),
@@ -99,10 +114,10 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     SendMail(call, callback) {
       const open = calls.open(callback);
       if (open === undefined) return;
-      const caller = callerOf(call.metadata);
+      const who = whoCalls(call);
       let sending: Sending;
       try {
-        sending = send(call.request, caller, deadlineOf(call));
+        sending = send(call.request, who, deadlineOf(call));
       } catch (err) {
         open.fail(err);
         return;
@@ -112,7 +127,7 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
         (response) => open.ok(response),
         (err: unknown) => {
           const status = open.fail(err);
-          log.debug('SendMail failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
+          log.debug('SendMail failed', { caller: who.caller || undefined, grpcCode: status.code, reason: status.details });
         },
       );
     },
@@ -125,13 +140,13 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
         open.fail(new MailroomError('EINVALID', `messages: 1 to ${limits.maxBatch} (MAX_BATCH; got ${messages.length})`));
         return;
       }
-      const caller = callerOf(call.metadata);
+      const who = whoCalls(call);
       const deadline = deadlineOf(call);
       // Queued messages go to the outbox together: one durable commit for all of them.
       const queued = outbox.batch();
       const sendings = messages.map((request): Sending => {
         try {
-          return send(request, caller, deadline, queued);
+          return send(request, who, deadline, queued);
         } catch (err) {
           return { result: Promise.reject(err), cancel: () => undefined };
         }

@@ -9,6 +9,7 @@ import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeRespons
 import { CODE_ACCEPTED } from '../otp/store.js';
 import type { Calls, OpenCall } from './calls.js';
 import { OtpCaps, type OtpRateLimits } from './otp-caps.js';
+import type { SharedCaps } from '../lib/rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 import { callerOf } from './auth.js';
@@ -24,6 +25,8 @@ export interface OtpServiceDeps {
   readonly codeLength: number;
   /** per caller and per rate key */
   readonly limits: OtpRateLimits;
+  /** with REDIS_URL: the per-key caps, shared by every replica */
+  readonly sharedCaps?: SharedCaps;
   readonly metrics: ServiceMetrics;
   readonly log: Logger;
 }
@@ -42,7 +45,7 @@ function sentResponse(sent: CodeSent): SendCodeResponse {
 export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   const { calls, metrics, log } = deps;
   const validateCheck = codeValidator(deps.codeLength);
-  const caps = new OtpCaps(deps.limits);
+  const caps = new OtpCaps(deps.limits, Date.now, deps.sharedCaps);
   // Both answers ValidateCode can give, built once: the check path is hot.
   // attempts_remaining is always 0: a count for a live code and 0 for none
   // told an attacker which addresses have a code worth guessing.
@@ -64,40 +67,53 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       const open = calls.open(callback);
       if (open === undefined) return;
       const caller = callerOf(call.metadata);
-      let request;
-      try {
-        request = validateSendCode(call.request.email);
-        caps.send(call);
-      } catch (err) {
+      const refuse = (err: unknown): void => {
         metrics.otpSent(refusal(err));
         open.fail(err);
+      };
+      let request: ReturnType<typeof validateSendCode>;
+      let shared: Promise<void> | undefined;
+      try {
+        request = validateSendCode(call.request.email);
+        shared = caps.send(call);
+      } catch (err) {
+        refuse(err);
         return;
       }
-      otp.sendCode(request.key, request.to, deadlineOf(call)).then(
-        (sent) => {
-          metrics.otpSent('sent');
-          open.ok(sentResponse(sent));
-        },
-        (err: unknown) => {
-          metrics.otpSent(refusal(err));
-          const status = open.fail(err);
-          log.debug('SendCode failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
-        },
-      );
+      const send = (): void => {
+        otp.sendCode(request.key, request.to, deadlineOf(call)).then(
+          (sent) => {
+            metrics.otpSent('sent');
+            open.ok(sentResponse(sent));
+          },
+          (err: unknown) => {
+            metrics.otpSent(refusal(err));
+            const status = open.fail(err);
+            log.debug('SendCode failed', { caller: caller || undefined, grpcCode: status.code, reason: status.details });
+          },
+        );
+      };
+      if (shared === undefined) send();
+      else shared.then(send, refuse);
     },
     ValidateCode(call, callback) {
       const open = calls.open(callback);
       if (open === undefined) return;
-      let key: string;
-      try {
-        key = validateCheck(call.request.email, call.request.otpCode);
-        caps.check(call);
-      } catch (err) {
+      const refuse = (err: unknown): void => {
         metrics.otpChecked('refused');
         open.fail(err);
+      };
+      let key: string;
+      let shared: Promise<void> | undefined;
+      try {
+        key = validateCheck(call.request.email, call.request.otpCode);
+        shared = caps.check(call);
+      } catch (err) {
+        refuse(err);
         return;
       }
-      otp.check(key, call.request.otpCode, open);
+      if (shared === undefined) otp.check(key, call.request.otpCode, open);
+      else shared.then(() => otp.check(key, call.request.otpCode, open), refuse);
     },
   };
 }

@@ -214,7 +214,9 @@ export class Deliveries {
   private failAll(err: MailroomError): void {
     let first = true;
     for (const message of this.queue.splice(0)) {
-      if (message.answered) message.reject(message.phase === 'content' ? unconfirmed(err) : err);
+      // The relay refused its MAIL and hung up (a 421 "too many messages"): that refusal is its outcome.
+      if (first && message.phase === 'envelope' && !message.answered && err.smtp !== undefined && err.smtp.code >= 400) message.reject(replyError(err.smtp, 'mail', err));
+      else if (message.answered) message.reject(message.phase === 'content' ? unconfirmed(err) : err);
       else if (message.phase === 'content' || (first && message.phase === 'envelope')) message.reject(staleIfUnanswered(err));
       else message.reject(stale(err));
       first = false;

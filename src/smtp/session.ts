@@ -40,6 +40,8 @@ export class SmtpSession {
   features: Features = NO_FEATURES;
   private readonly waiting: Expectation[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** the loss, told with what the relay had begun to answer (failWaiting) */
+  private loss: MailroomError | undefined;
   private readonly reader: ReplyReader;
   /** what is to be written at the end of this tick, in order */
   private out: string[] = [];
@@ -75,12 +77,14 @@ export class SmtpSession {
   }
 
   /** Why the session is gone; undefined while it is up. */
+  /** why the session was lost, with what the relay had begun to answer (see failWaiting) */
   get lost(): MailroomError | undefined {
-    return this.link.lost;
+    return this.link.lost === undefined ? undefined : (this.loss ?? this.link.lost);
   }
 
   onLost(listener: LossListener): () => void {
-    return this.link.onLost(listener);
+    // The session's own listener runs first (it subscribed first): the loss it tells is the one with the relay's answer.
+    return this.link.onLost((err) => listener(this.loss ?? err));
   }
 
   /**
@@ -204,9 +208,19 @@ export class SmtpSession {
     this.timer = setTimeout(() => this.destroy(new MailroomError('ETIMEDOUT', `no answer to ${head.stage} within ${head.timeoutMs} ms`)), head.timeoutMs);
   }
 
+  /**
+   * The session is lost: whatever waits for a reply fails with why. When
+   * the relay had begun to answer the oldest (a 421 to MAIL, then it hung
+   * up, as rate-limited relays do), its answer goes with the loss: it is
+   * what the relay said about the message (see delivery.ts's failAll).
+   */
   private failWaiting(err: MailroomError): void {
     clearTimeout(this.timer);
     this.reader.stop();
-    for (const expectation of this.waiting.splice(0)) expectation.reject(err);
+    const said = this.waiting[0]?.replies[0];
+    const reply = said === undefined || err.smtp !== undefined ? undefined : parseReplyLines(said);
+    const why = reply === undefined ? err : new MailroomError(err.code, `${err.message} after it answered ${formatReply(reply)}`, { cause: err, smtp: reply });
+    this.loss = why;
+    for (const expectation of this.waiting.splice(0)) expectation.reject(why);
   }
 }
