@@ -28,11 +28,16 @@ export interface AbOptions {
   readonly attach?: (index: number) => Promise<() => void>;
 }
 
-export type AbScenario = 'send-c15' | 'send-c100' | 'validate-c100' | 'sendcode-c15' | 'sendcode-c100';
+export type AbScenario = 'send-c15' | 'send-c100' | 'queued-c100' | 'validate-c100' | 'sendcode-c15' | 'sendcode-c100';
 
 const SCENARIOS: Record<AbScenario, { label: string; mail: boolean; load: (port: number, rep: number, n: AbOptions['n']) => LoadgenOptions }> = {
   'send-c15': { label: 'SendMail TLS+AUTH W=5, C=15', mail: true, load: (port, _rep, n) => ({ target: `127.0.0.1:${port}`, method: 'SendMail', concurrency: 15, warmup: n.mailWarm, count: n.mail }) },
   'send-c100': { label: 'SendMail TLS+AUTH W=5, C=100', mail: true, load: (port, _rep, n) => ({ target: `127.0.0.1:${port}`, method: 'SendMail', concurrency: 100, warmup: n.mailWarm, count: n.mail }) },
+  'queued-c100': {
+    label: 'SendMail QUEUED TLS+AUTH W=5, C=100',
+    mail: true,
+    load: (port, _rep, n) => ({ target: `127.0.0.1:${port}`, method: 'SendMail', concurrency: 100, warmup: n.mailWarm, count: n.mail, queued: true }),
+  },
   'validate-c100': {
     label: 'ValidateCode, C=100',
     mail: false,

@@ -13,6 +13,7 @@ import { median } from './common.js';
 import type { LoadgenOptions } from './loadgen.js';
 import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
+import { bounceScenarios } from './bounces.js';
 import { abScenarios, type AbScenario } from './ab.js';
 import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
@@ -28,7 +29,7 @@ import { laneScenarios } from './lanes.js';
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes runs some groups (outbox, depth and lanes only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes,bounces runs some groups (outbox, depth, lanes and bounces only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -357,6 +358,15 @@ async function main(): Promise<void> {
     const postfix = arg('postfix');
     if (postfix === undefined) throw new Error('--only=lanes needs --postfix=PORT of a running ../shared/tools/postfix-sink.sh');
     const out = await laneScenarios({ reps: REPS, quick, postfixPort: Number(postfix), baseline, log });
+    targets.push(...out.targets);
+    extra.push(...out.extra);
+  }
+
+  // ---- delivery reports: BOUNCE_DOMAIN set against not; a suppressed refusal's cost ----
+  if (only?.includes('bounces') === true) {
+    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
+    const out = await bounceScenarios({ reps: REPS, pki, n: N, log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
+    ratios.push(...out.ratios);
     targets.push(...out.targets);
     extra.push(...out.extra);
   }

@@ -28,20 +28,16 @@ import type { SharedState } from './redis/shared-state.js';
 import { MailroomError } from './errors.js';
 import { missingV8Flags } from './runtime-flags.js';
 import { Calls } from './rpc/calls.js';
-import { createGrpcServer, receiveLimit } from './rpc/server.js';
 import { CallerAccess } from './rpc/access.js';
 import { InspectionBus } from './inspect/bus.js';
 import { openSidePorts, type SidePorts } from './side-ports.js';
+import { serveGrpc } from './serve-grpc.js';
 import { ServiceHealth } from './rpc/health.js';
-import { addReflection } from './rpc/reflection.js';
-import { metricsInterceptor } from './rpc/metrics-interceptor.js';
 import { NO_METRICS, type ServiceMetrics } from './metrics/service-metrics.js';
 import type { PrometheusMetrics } from './metrics/metrics.js';
-import { ArrivalGate } from './rpc/admission.js';
 import { GrpcListener } from './rpc/listener.js';
-import { mailServiceHandlers } from './rpc/mail-service.js';
-import { otpServiceHandlers } from './rpc/otp-service.js';
-import type { SharedCaps } from './lib/rate-cap.js';
+import { openBounces, type Bounces } from './bounce/open-bounces.js';
+import { ReturnPaths } from './bounce/return-path.js';
 import { withTlsContext } from './smtp/tls.js';
 import type * as grpc from '@grpc/grpc-js';
 
@@ -56,6 +52,8 @@ export interface Service {
   readonly metricsPort: number | undefined;
   /** the inspector's port, when INSPECT_PORT is set */
   readonly inspectPort: number | undefined;
+  /** the bounce listener's port (BOUNCE_PORT 0 picks one); undefined: none */
+  readonly bouncePort: number | undefined;
   /** the Redis connection, with REDIS_URL */
   readonly redis: RedisLink | undefined;
   readonly log: Logger;
@@ -96,7 +94,8 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   const access = new CallerAccess(config.auth, config, log);
   const dkimKey = config.mail.dkim === undefined ? undefined : loadDkimKey(config.mail.dkim, config.mail.from.address);
   const signer = dkimKey === undefined ? undefined : new (await import('./mail/dkim.js')).DkimSigner(dkimKey);
-  const composer = new Composer(config.mail.from, config.mail.limits.maxMessageBytes, signer);
+  const paths = new ReturnPaths(config.bounces.domain);
+  const composer = new Composer(config.mail.from, config.mail.limits.maxMessageBytes, signer, paths);
 
   const opened: Closer[] = [];
   const unwind = async (): Promise<void> => {
@@ -113,11 +112,13 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     const metrics = await openMetrics(config);
     const outboxStore = await openOutbox(config, log, shared?.state, metrics);
     opened.push(() => outboxStore.close());
+    const bounces = await openBounces(config.bounces, outboxStore, paths, metrics ?? NO_METRICS, log);
+    opened.push(() => bounces.close());
     const calls = new Calls(log.child({ component: 'rpc' }));
-    const actors = startActors(config, log, options, { relay, composer, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
+    const actors = startActors(config, log, options, { relay, composer, paths, bounces, health, calls, metrics: metrics ?? NO_METRICS, outboxStore, shared: shared?.state, hasher: shared?.hasher ?? new CodeHasher(config.otp.secret), now });
     opened.push(() => actors.stop());
     await firstDials(actors.supervisor, relay, log);
-    const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health, sharedCaps: shared?.state.caps });
+    const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health, sharedCaps: shared?.state.caps, bounces });
     opened.push(() => listener.destroy());
     const side = await openSidePorts(config, metrics, actors.inspection, log);
     log.info('listening', {
@@ -130,6 +131,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       outbox: config.outbox.store === 'sqlite' ? config.outbox.path : 'redis',
       metricsPort: side.metricsPort,
       inspectPort: side.inspectPort,
+      ...(config.bounces.domain !== undefined ? { bounceDomain: config.bounces.domain, bouncePort: bounces.listenerPort } : {}),
     });
     let stopping: Promise<void> | undefined;
     const shutdown = (): Promise<void> => {
@@ -145,6 +147,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       health,
       metricsPort: side.metricsPort,
       inspectPort: side.inspectPort,
+      bouncePort: bounces.listenerPort,
       redis: shared?.state.link,
       log,
       failed: actors.failed,
@@ -216,6 +219,8 @@ function startActors(
   parts: {
     relay: { host: string; port: number };
     composer: Composer;
+    paths: ReturnPaths;
+    bounces: Bounces;
     health: ServiceHealth;
     calls: Calls;
     metrics: ServiceMetrics & Partial<Pick<PrometheusMetrics, 'watch'>>;
@@ -225,7 +230,7 @@ function startActors(
     now: () => number;
   },
 ): Actors {
-  const { composer, health, calls, metrics, outboxStore, shared, hasher, now } = parts;
+  const { composer, paths, bounces, health, calls, metrics, outboxStore, shared, hasher, now } = parts;
   let failedWith!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => {
     failedWith = resolve;
@@ -251,7 +256,7 @@ function startActors(
     ...inspect,
     input: {
       jobs$,
-      outbox: { store: outboxStore, settings: config.outbox },
+      outbox: { store: outboxStore, settings: config.outbox, simulator: bounces.simulator },
       log: log.child({ component: 'smtp' }),
       now,
       options: {
@@ -281,8 +286,8 @@ function startActors(
 
   const budget = new MemoryBudget(config.intake.maxBytes, config.intake.maxBytesPerCaller);
   const idempotency = shared?.idempotency ?? new IdempotencyCache(config.intake.idempotencyWindowMs, config.intake.idempotencyMaxBytes, options.clock, config.intake.idempotencyMaxBytesPerCaller);
-  const mailer = new Mailer(jobs$, composer, budget, idempotency, metrics);
-  const outbox = new Outbox(outboxStore, config.outbox, composer, now);
+  const mailer = new Mailer(jobs$, composer, budget, idempotency, metrics, bounces.syncMail);
+  const outbox = new Outbox(outboxStore, config.outbox, composer, now, paths, (id) => bounces.syncMail.written(id));
   if (inspection !== undefined) outboxStore.onEvents((events) => inspection.messages(events));
   const otpStore = options.otpStore ?? shared?.otpStore ?? new InMemoryOtpStore(config.otp);
   metrics.watch?.({ connectionStates: () => pool.connectionStates(), queueDepth: () => pool.queueDepth(), relayPace: () => pool.relayPace(), liveCodes: () => otpStore.size, outbox: () => outboxStore.counts() });
@@ -329,55 +334,6 @@ function startActors(
 async function firstDials(supervisor: SupervisorActor, relay: { host: string; port: number }, log: Logger): Promise<void> {
   const first = await waitFor(supervisor, (s) => s.status !== 'active' || !s.matches({ running: { delivery: 'starting' } }), { timeout: Infinity });
   if (first.matches({ running: { delivery: { serving: { pool: 'never' } } } })) log.error('no SMTP connection came up; serving anyway: calls fail at once while the relay cannot be reached', { relay: `${relay.host}:${relay.port}` });
-}
-
-/** Both services on the gRPC port, with health and reflection, behind the interceptors and the listener's limits. */
-async function serveGrpc(
-  config: Config,
-  log: Logger,
-  access: CallerAccess,
-  actors: Actors,
-  parts: { calls: Calls; metrics: PrometheusMetrics | undefined; health: ServiceHealth; sharedCaps: SharedCaps | undefined },
-): Promise<{ server: grpc.Server; listener: GrpcListener }> {
-  const rpcLog = log.child({ component: 'rpc' });
-  const { calls, metrics } = parts;
-  const { budget } = actors;
-  let listener: GrpcListener | undefined;
-  const server = createGrpcServer(
-    {
-      mail: mailServiceHandlers({ mailer: actors.mailer, outbox: actors.outbox, calls, limits: config.mail.limits, log: rpcLog }),
-      otp: otpServiceHandlers({ mailbox: actors.otp, calls, hasher: actors.hasher, codeLength: config.otp.length, limits: config.otp, sharedCaps: parts.sharedCaps, metrics: metrics ?? NO_METRICS, log: rpcLog }),
-    },
-    config.grpc,
-    config.mail.limits,
-    {
-      sendMailAdmission: {
-        early: (owner) => budget.early(owner),
-        // A decoded request's strings never take more than its encoded bytes did
-        // (V8 keeps Latin-1 at a byte a character, the rest at two a UTF-16
-        // unit; UTF-8 spends at least as much on each): the bytes stand for both.
-        admit: (bytes, owner) => budget.admit(bytes, bytes, owner),
-        // As many requests arriving at once as the budget could hold at their largest (the request, and a message as large).
-        gate: new ArrivalGate(Math.max(1, Math.floor(config.intake.maxBytes / (2 * receiveLimit(config.mail.limits))))),
-      },
-      // Metrics innermost: every status passes it, the refusals of the others included.
-      interceptors: [
-        ...(metrics === undefined ? [] : [metricsInterceptor(metrics)]),
-        access.interceptor({ authenticated: (peer) => listener?.authenticated(peer), refused: (peer) => listener?.refused(peer) }),
-      ],
-    },
-    rpcLog,
-  );
-  parts.health.addToServer(server);
-  addReflection(server);
-  try {
-    listener = await GrpcListener.listen(server, access.credentials(), config.host, config.port, config.grpc, rpcLog);
-  } catch (err) {
-    // Most often another instance holds the port: say so in the words of the
-    // configuration (exit 2 from main) instead of grpc-js's stack trace.
-    throw new MailroomError('ECONFIG', `invalid configuration:\n  PORT=${config.port} on HOST=${config.host}: cannot listen (${(err as Error).message})`, { cause: err });
-  }
-  return { server, listener };
 }
 
 /** SIGTERM: refuse new calls, drain within the deadline, close every part. */

@@ -10,6 +10,7 @@ import type { PoolSettings } from './actors/supervisor.js';
 import type { OtpOptions } from './actors/otp.js';
 import type { OtpLimits } from './otp/store.js';
 import type { OtpRateLimits } from './rpc/otp-caps.js';
+import type { BounceSettings } from './bounce/settings.js';
 import type { OutboxSettings } from './outbox/settings.js';
 import type { MailLimits } from './rpc/validate.js';
 import type { ServerLimits } from './rpc/server.js';
@@ -94,9 +95,12 @@ export interface Config {
       /** undefined: a random key per process */
       readonly secret: string | undefined;
     };
+  /** delivery reports and the suppression list (docs/bounces.md) */
+  readonly bounces: BounceSettings;
   readonly log: { readonly level: LogLevel; readonly format: LogFormat };
   readonly shutdownTimeoutMs: number;
 }
+
 
 const DAY_SECONDS = 86_400;
 const MIB = 1_048_576;
@@ -154,6 +158,11 @@ export function loadConfig(env: Env): Config {
           maxClients: r.int('INSPECT_MAX_CLIENTS', 8, 1, 1_000),
           statelyUrl: stately ? (r.raw('INSPECT_STATELY_URL') ?? 'ws://localhost:8080') : undefined,
         };
+
+  const bounceDomain = r.raw('BOUNCE_DOMAIN')?.trim().toLowerCase();
+  if (bounceDomain !== undefined && !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(bounceDomain)) r.problems.push(`BOUNCE_DOMAIN=${JSON.stringify(bounceDomain)}: not a domain name`);
+  const bouncePort = r.raw('BOUNCE_PORT') === undefined ? undefined : r.int('BOUNCE_PORT', 0, 0, 65_535);
+  if (bouncePort !== undefined && bounceDomain === undefined) r.problems.push('BOUNCE_PORT: set BOUNCE_DOMAIN too (the listener takes mail for that domain only)');
 
   const config: Config = {
     port: r.int('PORT', 40_700, 0, 65_535),
@@ -260,6 +269,19 @@ export function loadConfig(env: Env): Config {
         text: r.template('OTP_TEXT', DEFAULT_OTP_TEXT),
         html: r.template('OTP_HTML', ''),
       },
+    },
+    bounces: {
+      domain: bounceDomain,
+      listener:
+        bouncePort === undefined
+          ? undefined
+          : {
+              host: r.raw('BOUNCE_HOST') ?? '0.0.0.0',
+              port: bouncePort,
+              maxBytes: r.int('BOUNCE_MAX_BYTES', 2 * MIB, 64 * 1024, 100 * MIB),
+              maxConnections: r.int('BOUNCE_MAX_CONNECTIONS', 50, 1, 10_000),
+              perPeerPerSecond: r.int('BOUNCE_RATE_PER_PEER_PER_SECOND', 20, 1, 100_000),
+            },
     },
     log: {
       level: r.oneOf<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info'),

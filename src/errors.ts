@@ -22,6 +22,7 @@ export const ERROR_CATALOGUE = {
   ESTORE: { transient: false, summary: 'a store (the outbox, or Redis) cannot answer now' },
   EIDEMPOTENCY: { transient: false, summary: 'idempotency key reused with a different request' },
   ENOTFOUND: { transient: false, summary: 'no such message' },
+  ESUPPRESSED: { transient: false, summary: 'a recipient is on the suppression list (a hard bounce, a complaint, or by hand)' },
   ECANCEL: { transient: false, summary: 'the message can no longer be cancelled' },
   EEXPIRED: { transient: false, summary: 'the message was not delivered within OUTBOX_MAX_AGE_SECONDS' },
   EKEYSFULL: { transient: false, summary: 'the idempotency keys fill their memory, every one still inside its window' },

@@ -33,8 +33,8 @@ test('every variable is in the configuration reference, docs/configuration.md', 
 
 test('uncommented, the example gives the real defaults', () => {
   const values = parseEnv(EXAMPLE.replace(/^# ([A-Z][A-Z0-9_]*=)/gm, '$1'));
-  // Illustrations rather than defaults: a relay, its CA and credentials, callers' files, a metrics port, a DKIM key.
-  for (const name of ['EMAIL_HOST', 'EMAIL_CA_FILE', 'EMAIL', 'APP_PASSWORD', 'EMAIL_FROM', 'EMAIL_HELO_NAME', 'AUTH_TOKENS_FILE', 'GRPC_TLS_CERT_FILE', 'GRPC_TLS_KEY_FILE', 'GRPC_TLS_CLIENT_CA_FILE', 'METRICS_PORT', 'REDIS_URL', 'REDIS_PREFIX', 'REDIS_TIMEOUT_MS', 'REDIS_SENTINELS', 'REDIS_SENTINEL_NAME', 'OUTBOX_REDIS_MIN_REPLICAS', 'INSPECT_PORT', 'INSPECT_BUFFER', 'INSPECT_SHOW_ADDRESSES', 'INSPECT_STATELY_URL', 'DKIM_DOMAIN', 'DKIM_SELECTOR', 'DKIM_PRIVATE_KEY_FILE']) delete values[name];
+  // Illustrations rather than defaults: a relay, its CA and credentials, callers' files, a metrics port, a DKIM key, a bounce domain and port.
+  for (const name of ['EMAIL_HOST', 'EMAIL_CA_FILE', 'EMAIL', 'APP_PASSWORD', 'EMAIL_FROM', 'EMAIL_HELO_NAME', 'AUTH_TOKENS_FILE', 'GRPC_TLS_CERT_FILE', 'GRPC_TLS_KEY_FILE', 'GRPC_TLS_CLIENT_CA_FILE', 'METRICS_PORT', 'REDIS_URL', 'REDIS_PREFIX', 'REDIS_TIMEOUT_MS', 'REDIS_SENTINELS', 'REDIS_SENTINEL_NAME', 'OUTBOX_REDIS_MIN_REPLICAS', 'INSPECT_PORT', 'INSPECT_BUFFER', 'INSPECT_SHOW_ADDRESSES', 'INSPECT_STATELY_URL', 'DKIM_DOMAIN', 'DKIM_SELECTOR', 'DKIM_PRIVATE_KEY_FILE', 'BOUNCE_DOMAIN', 'BOUNCE_PORT']) delete values[name];
   const fromExample = loadConfig(values);
   const defaults = loadConfig({});
   // A .env line break is \n; the built-in default spells it \r\n. Both are sent as CRLF.

@@ -29,10 +29,10 @@ const IMPORT = /^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.[^']+)'/gm;
  */
 const LAYERS: readonly [string, RegExp][] = [
   ['entry', /^(main|run)\.ts$|^client\//],
-  ['boot', /^(boot|config|config-reader|side-ports)\.ts$/],
+  ['boot', /^(boot|config|config-reader|side-ports|serve-grpc)\.ts$/],
   ['service', /^(rpc|inspect|metrics)\//],
   ['actors', /^actors\//],
-  ['domain', /^(otp|smtp|redis|outbox)\//],
+  ['domain', /^(otp|smtp|redis|outbox|bounce)\//],
   ['mail', /^(mail|capture)\//],
   ['base', /^(errors|log|runtime-flags)\.ts$|^lib\//],
 ];

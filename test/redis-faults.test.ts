@@ -111,7 +111,7 @@ function rssMb(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
 }
 
-test('a 60 s Redis outage under load: every call answered at once, memory within 50 MB of before, and all well again after', async (t) => {
+test('a 60 s Redis outage under load: every call answered at once, memory within 100 MB of before, and all well again after', async (t) => {
   const redis = await startRedis();
   const smtp = await startSmtp();
   t.after(async () => {
@@ -149,7 +149,9 @@ test('a 60 s Redis outage under load: every call answered at once, memory within
     await sleep(200);
   }
   const grown = peak - before;
-  assert.ok(grown <= 50, `RSS grew ${grown.toFixed(1)} MB during the outage (from ${before.toFixed(0)} MB)`);
+  // Alone it grows some 10 MB; beside a full test run at once, lazier collection has taken it to 66 MB. What this
+  // guards against grew 7 MB a second (420 MB in this minute).
+  assert.ok(grown <= 100, `RSS grew ${grown.toFixed(1)} MB during the outage (from ${before.toFixed(0)} MB)`);
   assert.equal(slow, 0, 'no round of calls waited on the outage');
   await redis.start();
   const after = await eventually(() => queue(client, { to: 'ann@example.com', subject: 'after the outage', body: 'b' }), 10_000, 'queued mail taken again');

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
-import { faultEnv, sleep, startService, type RunningService } from './helpers.js';
+import { eventually, faultEnv, sleep, startService, type RunningService } from './helpers.js';
 import { FaultPeer } from './fault-peer.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 import { startProcess } from './process.js';
@@ -95,4 +95,68 @@ test('lanes on Redis: of messages falling due together, HIGH goes before NORMAL 
   await peer.until(() => peer.messages.length === 9, 15_000, 'all nine');
   const order = peer.messages.map((m) => /Subject: PRIORITY_(\w+)/.exec(m.data)?.[1]);
   assert.deepEqual(order, ['HIGH', 'HIGH', 'HIGH', 'NORMAL', 'NORMAL', 'NORMAL', 'BULK', 'BULK', 'BULK']);
+});
+
+test('bounces on the Redis outbox: a report taken by B moves what A sent (queued and SYNC); the suppression list is one for both, each told at once', async (t) => {
+  const peer = await FaultPeer.start();
+  const bounces = { BOUNCE_DOMAIN: 'bounces.example.test', BOUNCE_HOST: '127.0.0.1', BOUNCE_PORT: '0' };
+  const a = await startService(env(peer.port, 'bounce', bounces));
+  const b = await startService(env(peer.port, 'bounce', bounces));
+  const suppress = new (loadMailProto().mail.SuppressionService)(`127.0.0.1:${a.service.port}`, grpc.credentials.createInsecure());
+  t.after(async () => {
+    suppress.close();
+    await a.close();
+    await b.close();
+    await peer.close();
+  });
+  await Promise.all([ready(a), ready(b)]);
+  const queued = await queue(a, { to: 'ok@example.com', cc: ['gone@example.com'], subject: 'q', body: 'b' });
+  await until(a, queued.message_id, 'MESSAGE_STATE_SENT');
+  const returnPath = peer.messages.find((m) => m.messageId === queued.message_id)?.from ?? '';
+  assert.match(returnPath, /^b\+[a-z2-7]{26}@bounces\.example\.test$/);
+  const dsn = (to: string, rcpt: string): string =>
+    [
+      `To: <${to}>`,
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="x"',
+      '',
+      '--x',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; mx.example.com',
+      '',
+      `Final-Recipient: rfc822; ${rcpt}`,
+      'Action: failed',
+      'Status: 5.1.1',
+      '',
+      '--x--',
+      '',
+    ].join('\r\n');
+  const { default: nodemailer } = await import('nodemailer');
+  const report = async (port: number, to: string, rcpt: string): Promise<void> => {
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+    await transport.sendMail({ envelope: { from: '', to: [to] }, raw: dsn(to, rcpt) });
+    transport.close();
+  };
+  await report(b.service.bouncePort as number, returnPath, 'gone@example.com');
+  const bounced = await getMessage(a, queued.message_id);
+  assert.equal(bounced.state, 'MESSAGE_STATE_BOUNCED');
+  assert.deepEqual(bounced.bounces.map((x) => [x.recipient_index, x.kind, x.status]), [[1, 'BOUNCE_KIND_HARD', '5.1.1']]);
+  // Suppressed by B's report: refused on A too (its mirror heard of it on the channel).
+  const refuse = (svc: RunningService, to: string): Promise<grpc.ServiceError | undefined> =>
+    new Promise((resolve) => svc.mail.SendMail({ to, subject: 's', body: 'b' }, (err) => resolve(err ?? undefined)));
+  const refused = await eventually(() => refuse(a, 'gone@example.com'), 2000, 'A refuses the address B suppressed');
+  assert.equal(refused.code, grpc.status.FAILED_PRECONDITION);
+
+  // A SYNC send through A, bounced through B's listener.
+  const sync = await new Promise<string>((resolve, reject) => a.mail.SendMail({ to: 'later@example.com', subject: 's', body: 'b' }, (err, res) => (err ? reject(err) : resolve(res?.message_id ?? ''))));
+  const syncPath = peer.messages.find((m) => m.messageId === sync)?.from ?? '';
+  // Its record is written within RECORD_EVERY_MS of A's reply: B may not see it before then.
+  await eventually(async () => (await getMessage(b, sync).catch(() => undefined))?.state === 'MESSAGE_STATE_SENT', 2000, 'B sees the SYNC message SENT');
+  await report(b.service.bouncePort as number, syncPath, 'later@example.com');
+  assert.equal((await getMessage(a, sync)).state, 'MESSAGE_STATE_BOUNCED');
+
+  // Removed through A, and B mails it again.
+  await new Promise((resolve, reject) => suppress.RemoveSuppression({ address: 'gone@example.com' }, (err, res) => (err ? reject(err) : resolve(res))));
+  await eventually(async () => (await refuse(b, 'gone@example.com')) === undefined, 2000, 'B mails it again once removed');
 });

@@ -19,6 +19,7 @@ import type { MailroomError } from '../errors.js';
 import { createJob, type MailJob } from '../mail/job.js';
 import { CLAIM_MAX } from '../outbox/policy.js';
 import type { Change, Claimed, OutboxStore, RelayAway, StoreHealth } from '../outbox/store.js';
+import { simulated, type Simulator } from '../bounce/simulator.js';
 
 /** What the supervisor tells its outbox child. */
 export type OutboxOrder =
@@ -39,6 +40,8 @@ export interface FeederInput {
   readonly log: Logger;
   readonly now: () => number;
   readonly retentionMs: number;
+  /** takes the messages every recipient of which is a simulator address: they never reach a connection */
+  readonly simulator?: Simulator | undefined;
 }
 
 /** due times further off than this are looked at again this soon: the outbox's clock may jump */
@@ -171,9 +174,10 @@ class Feeder {
     this.heard = undefined;
     this.unseen.set(seq, n);
     this.store.claim(n, now).then(
-      ({ claimed, nextDue }) => {
+      ({ claimed: all, nextDue }) => {
         this.claiming = false;
         this.nextDue = minOf(nextDue, this.heard);
+        const claimed = this.simulate(all);
         if (claimed.length === 0) this.unseen.delete(seq);
         else {
           this.unseen.set(seq, claimed.length);
@@ -187,6 +191,25 @@ class Feeder {
         this.unseen.delete(seq);
       },
     );
+  }
+
+  /** The simulator's messages get their outcome here, recorded as a connection's would be; the rest go on. */
+  private simulate(claimed: readonly Claimed[]): readonly Claimed[] {
+    const simulator = this.input.simulator;
+    if (simulator === undefined) return claimed;
+    const taken = claimed.filter((c) => simulated(c.envelope.to));
+    if (taken.length === 0) return claimed;
+    const changes = taken.map((c) => simulator.attempt(c));
+    this.store.record(changes).then(
+      (due) => {
+        taken.forEach((c, i) => {
+          if (changes[i]?.event === 'DELIVERED') simulator.delivered(c);
+        });
+        this.hear(due);
+      },
+      (err: unknown) => this.input.log.error('outbox: outcomes not recorded', { reason: (err as Error).message }),
+    );
+    return claimed.filter((c) => !simulated(c.envelope.to));
   }
 
   private defer(now: number, away: RelayAway): void {

@@ -9,6 +9,7 @@ import type { MailJob } from '../mail/job.js';
 import type { OutboxSettings } from '../outbox/settings.js';
 import type { RelayPace } from '../smtp/relay-pace.js';
 import type { Change, OutboxStore } from '../outbox/store.js';
+import type { Simulator } from '../bounce/simulator.js';
 import type { JobLedger } from './job-ledger.js';
 import type { OutboxReport } from './outbox-feeder.js';
 import type { Pool } from './pool.js';
@@ -42,6 +43,8 @@ export interface SupervisorOptions extends PoolSettings {
 /** The durable outbox the supervisor delivers from, when there is one. */
 export interface OutboxInput {
   readonly store: OutboxStore;
+  /** the mailbox simulator (bounce/simulator.ts): its messages are settled by the outbox child, never sent */
+  readonly simulator?: Simulator | undefined;
   readonly settings: OutboxSettings;
 }
 

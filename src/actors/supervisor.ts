@@ -66,7 +66,7 @@ export const supervisorMachine = supervisorSetup.createMachine({
     {
       id: 'outbox',
       src: 'outbox',
-      input: ({ context }) => ({ store: context.outbox?.store, log: context.log, now: context.now, retentionMs: context.outbox?.settings.retentionMs ?? 0 }),
+      input: ({ context }) => ({ store: context.outbox?.store, log: context.log, now: context.now, retentionMs: context.outbox?.settings.retentionMs ?? 0, simulator: context.outbox?.simulator }),
     },
   ],
   initial: 'running',

@@ -4,6 +4,7 @@
 //   mailroom status ID | cancel ID | watch [--after CURSOR]
 //   mailroom send-code --email a@example.com
 //   mailroom validate-code --email a@example.com --code 123456
+//   mailroom suppress add|remove|get ADDR | suppress list
 // Exit codes: 0 success; 1 the call failed, or the code is not valid;
 // 2 a usage error. Replies are printed as JSON with proto JSON (camelCase)
 // names; a failure prints its status, details and mailroom's metadata.
@@ -14,8 +15,9 @@ import { loadMailProto } from '../rpc/proto.js';
 import type { SendEmailRequest } from '../generated/mail/SendEmailRequest.js';
 import type { ValidateCodeRequest } from '../generated/mail/ValidateCodeRequest.js';
 import type { ValidateCodeResponse__Output } from '../generated/mail/ValidateCodeResponse.js';
-import { channelCredentials, printFailure, toProtoJson, UsageError } from './io.js';
+import { channelCredentials, printFailure, toProtoJson, UsageError, type CallUnary, type Unary } from './io.js';
 import { attachmentsFrom, headersFrom } from './send-parts.js';
+import { suppress } from './suppress.js';
 
 const USAGE = `usage:
   mailroom send --to ADDR --subject TEXT (--body TEXT | --body-file FILE|-) [--html HTML | --html-file FILE|-]
@@ -27,6 +29,8 @@ const USAGE = `usage:
   mailroom watch [--after CURSOR]                  every state change of your queued messages, one JSON line each
   mailroom send-code --email ADDR
   mailroom validate-code --email ADDR --code DIGITS
+  mailroom suppress add ADDR | remove ADDR | get ADDR | list
+                                                   the suppression list (a token marked admin; docs/bounces.md)
 common: [--address host:port] [--deadline-ms N] [--token TOKEN] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
   --address defaults to MAILROOM_ADDRESS, else localhost:40700; --token to MAILROOM_TOKEN.
   With --tls-ca (or a client certificate) the connection uses TLS.
@@ -108,8 +112,6 @@ function bearerToken(option: string | undefined, env: string | undefined): strin
   return token;
 }
 
-type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
-
 async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
@@ -127,7 +129,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (command === undefined) throw new UsageError('no command');
   const takesId = command === 'status' || command === 'cancel';
   if (takesId && extra.length !== 1) throw new UsageError(`${command}: give one MESSAGE-ID (as send printed it, angle brackets included)`);
-  if (!takesId && extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
+  if (!takesId && command !== 'suppress' && extra.length > 0) throw new UsageError(`unexpected ${JSON.stringify(extra.join(' '))}`);
   const token = bearerToken(values.token, process.env.MAILROOM_TOKEN);
   const deadlineMs = count(values, 'deadline-ms');
   const address = values.address ?? process.env.MAILROOM_ADDRESS ?? 'localhost:40700';
@@ -138,7 +140,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return m;
   };
   const proto = loadMailProto();
-  const call = <Req, Res>(fn: Unary<Req, Res>, req: Req): Promise<Res> =>
+  const call: CallUnary = <Req, Res>(fn: Unary<Req, Res>, req: Req): Promise<Res> =>
     new Promise((resolve, reject) => fn(req, metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res))));
   const out = (value: unknown): void => {
     process.stdout.write(`${JSON.stringify(toProtoJson(value), null, 2)}\n`);
@@ -217,6 +219,14 @@ async function main(argv: readonly string[]): Promise<number> {
         const reply = await call<ValidateCodeRequest, ValidateCodeResponse__Output>(client.ValidateCode.bind(client), { email: values.email, otpCode: values.code });
         out(reply);
         return reply?.isValid === true ? 0 : 1;
+      } finally {
+        client.close();
+      }
+    }
+    case 'suppress': {
+      const client = new proto.mail.SuppressionService(address, credentials);
+      try {
+        return await suppress(client, extra, call, out, (v) => process.stdout.write(`${JSON.stringify(toProtoJson(v))}\n`));
       } finally {
         client.close();
       }

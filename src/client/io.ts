@@ -51,3 +51,9 @@ export function printFailure(err: unknown): void {
   }
   process.stderr.write(`${lines.join('\n')}\n`);
 }
+
+/** A unary method of a generated client, as the CLI calls it. */
+export type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
+
+/** Calls a unary method with the CLI's metadata and deadline. */
+export type CallUnary = <Req, Res>(fn: Unary<Req, Res>, req: Req) => Promise<Res>;

@@ -131,8 +131,12 @@ export class InspectionBus {
   messages(events: readonly StatusEvent[]): void {
     if (this.broken !== undefined) return;
     for (const { status, connection } of events) {
-      const data = redact({ attempts: status.attempts, reply: status.lastResponse, code: status.errorCode, cid: connection, nextAttemptAt: status.nextAttemptAt }, this.redaction);
-      this.record({ kind: 'message', actor: 'outbox', machine: messageMachine.id, message: status.id, to: status.state, type: status.state, ...(data !== undefined ? { data } : {}) });
+      // A delivery report after SENT shows as its own step: the latest report, its kind the event's name.
+      const bounces = status.bounces ?? [];
+      const latest = bounces[bounces.length - 1];
+      const data = redact({ attempts: status.attempts, reply: status.lastResponse, code: status.errorCode, cid: connection, nextAttemptAt: status.nextAttemptAt, ...(latest !== undefined ? { bounces: bounces.slice(-5) } : {}) }, this.redaction);
+      const type = latest !== undefined && latest.at === status.updatedAt ? (latest.kind === 'complaint' ? 'COMPLAIN' : latest.kind === 'hard' ? 'BOUNCE' : 'SOFT_BOUNCE') : status.state;
+      this.record({ kind: 'message', actor: 'outbox', machine: messageMachine.id, message: status.id, to: status.state, type, ...(data !== undefined ? { data } : {}) });
     }
   }
 

@@ -17,6 +17,7 @@ const ALLOWED = new Set([
   'job', 'jobs', 'returned', 'error', 'code', 'enhanced', 'smtp', 'reply', 'message', 'messageId', 'envelope',
   'from', 'to', 'address', 'refused', 'up', 'workers', 'timeoutMs', 'reason', 'retryAfterMs', 'retryAfterSeconds',
   'reservation', 'ok', 'result', 'removed', 'examined', 'key', 'checks', 'deadline', 'phase', 'place', 'holder', 'lastCid',
+  'bounces', 'recipient', 'kind', 'status', 'diagnostic', 'at',
   // actor contexts
   'pending', 'seq', 'pipelining', 'chunking', 'proven', 'lastError', 'shutdownRequested', 'shutdownTimeoutMs', 'lastDown',
   'offered', 'seenClaim', 'storeFailures', 'room', 'seen', 'pace', 'perSecond', 'throttled', 'lane', 'owner', 'options', 'connection', 'session', 'ledger', 'pool', 'upCount', 'members', 'idle',

@@ -4,7 +4,7 @@ import type { Address } from './address.js';
 import type { DkimSigner } from './dkim.js';
 import type { Draft } from './draft.js';
 import { buildMime, newMessageId } from './mime.js';
-import type { Envelope } from './envelope.js';
+import type { Envelope, ReturnPathMinter } from './envelope.js';
 
 export interface OutgoingMessage {
   readonly messageId: string;
@@ -13,13 +13,13 @@ export interface OutgoingMessage {
   readonly raw: string;
 }
 
-export function composeMessage(draft: Draft, from: Address, now: Date = new Date()): OutgoingMessage {
+export function composeMessage(draft: Draft, from: Address, now: Date = new Date(), paths?: ReturnPathMinter): OutgoingMessage {
   const messageId = newMessageId(from.address.slice(from.address.lastIndexOf('@') + 1));
   // Named fields, not a spread of the draft: the spread took about 8 µs a
   // message here, more than building the message text.
   const { to, cc, replyTo, subject, text, html, attachments, headers, listUnsubscribe } = draft;
   const raw = buildMime({ from, to, cc, replyTo, subject, text, html, attachments, headers, listUnsubscribe, messageId, date: now });
-  return { messageId, envelope: { from: from.address, to: envelopeRecipients(draft) }, raw };
+  return { messageId, envelope: { from: paths === undefined ? from.address : paths.sender(messageId, from.address), to: envelopeRecipients(draft) }, raw };
 }
 
 /**
@@ -32,12 +32,14 @@ export class Composer {
     private readonly from: Address,
     private readonly maxMessageBytes: number,
     private readonly signer: DkimSigner | undefined,
+    /** BOUNCE_DOMAIN: each message's envelope sender is its own return path */
+    private readonly paths?: ReturnPathMinter,
   ) {}
 
   /** Throws EINVALID when the encoded message is larger than MAX_MESSAGE_BYTES. */
   compose(draft: Draft): OutgoingMessage | Promise<OutgoingMessage> {
     const date = new Date();
-    const message = composeMessage(draft, this.from, date);
+    const message = composeMessage(draft, this.from, date, this.paths?.domain !== undefined ? this.paths : undefined);
     // Base64 and encoded words keep the text ASCII; only an address may hold UTF-8.
     const size = message.raw.length * 3 <= this.maxMessageBytes ? message.raw.length : Buffer.byteLength(message.raw, 'utf8');
     if (size > this.maxMessageBytes) {

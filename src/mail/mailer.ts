@@ -21,6 +21,14 @@ export interface MailOutcomes {
   failed(job: MailJob, error: MailroomError): void;
 }
 
+/** What the mail path asks of bounce handling (bounce/sync-mail.ts). */
+export interface MailerBounces {
+  /** the simulator's answer for a message it takes; undefined: it goes to the relay */
+  simulate(message: OutgoingMessage): Promise<Delivered> | undefined;
+  /** the relay took a SYNC message */
+  sent(job: MailJob, delivered: Delivered): void;
+}
+
 export interface SendOptions {
   readonly deadline: number;
   readonly idempotencyKey?: string;
@@ -38,6 +46,8 @@ export class Mailer {
     private readonly budget: MemoryBudget,
     private readonly idempotency: IdempotentSends,
     private readonly outcomes: MailOutcomes,
+    /** the simulator, and status records of what SYNC sends delivered (bounce/) */
+    private readonly bounces?: MailerBounces,
   ) {}
 
   send(draft: Draft, options: SendOptions): Sending {
@@ -79,14 +89,20 @@ export class Mailer {
     const submit = (message: OutgoingMessage): Promise<Delivered> => {
       if (cancelled) return Promise.reject(new MailroomError('EDEADLINE', 'the caller cancelled or its deadline passed'));
       const created = createJob(message, options);
-      const { outcomes } = this;
-      job = created.job;
-      created.done.then(
-        (delivered) => outcomes.delivered(created.job, delivered),
+      const { outcomes, bounces } = this;
+      const simulated = bounces?.simulate(message);
+      // The simulator's answer is the outcome: the job never reaches the supervisor, and there is nothing to call off.
+      if (simulated === undefined) job = created.job;
+      const done = simulated ?? created.done;
+      done.then(
+        (delivered) => {
+          outcomes.delivered(created.job, delivered);
+          bounces?.sent(created.job, delivered);
+        },
         (error: MailroomError) => outcomes.failed(created.job, error),
       );
-      this.jobs$.next(created.job);
-      return created.done;
+      if (simulated === undefined) this.jobs$.next(created.job);
+      return done;
     };
     const result = composed instanceof Promise ? composed.then(submit) : submit(composed);
     const release = (): void => this.budget.release(bytes, owner);

@@ -7,7 +7,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './cells.js';
 import { ERROR_CATALOGUE, type ErrorCode, type MailroomError } from '../errors.js';
 import type { Delivered, MailJob } from '../mail/job.js';
-import type { GrpcType, MetricSources, OtpCheckResult, OtpSendOutcome, ServiceMetrics } from './service-metrics.js';
+import type { GrpcType, MetricSources, OtpCheckResult, OtpSendOutcome, ReportOutcome, ServiceMetrics } from './service-metrics.js';
 import { MESSAGE_STATES } from '../outbox/lifecycle.js';
 
 /** grpc-go's names for status codes (codes.Code.String()), which go-grpc-prometheus puts in grpc_code. */
@@ -43,6 +43,8 @@ export class PrometheusMetrics implements ServiceMetrics {
   private readonly reconnects: CounterCell;
   private readonly otpSends: Record<OtpSendOutcome, CounterCell>;
   private readonly otpChecks: Record<OtpCheckResult, CounterCell>;
+  private readonly reports: Record<ReportOutcome, CounterCell>;
+  private readonly suppressedTotal: CounterCell;
   private readonly outboxCommits: HistogramCell;
   private readonly storeUp: Gauge;
   private readonly lost: CounterCell;
@@ -122,6 +124,14 @@ export class PrometheusMetrics implements ServiceMetrics {
     this.otpSends = sends.cellsBy('outcome', ['sent', 'refused', 'failed', 'invalid']);
     const checks = new CounterFamily({ name: 'mailroom_otp_checks_total', help: 'ValidateCode calls by result: valid, invalid, refused (a limit or the request), failed.', labelNames: ['result'], registers });
     this.otpChecks = checks.cellsBy('result', ['valid', 'invalid', 'refused', 'failed']);
+    const reports = new CounterFamily({
+      name: 'mailroom_delivery_reports_total',
+      help: 'Delivery reports taken in, by recipient kind (hard, soft, complaint), or ignored_<why> for one that changed nothing (unparsed, token, unknown, unmatched, store).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.reports = reports.cellsBy('outcome', ['hard', 'soft', 'complaint', 'ignored_unparsed', 'ignored_token', 'ignored_unknown', 'ignored_unmatched', 'ignored_store']);
+    this.suppressedTotal = new CounterFamily({ name: 'mailroom_suppressed_refusals_total', help: 'Messages and codes refused because a recipient is on the suppression list (ESUPPRESSED).', registers }).cell();
     new Gauge({
       name: 'mailroom_otp_live_codes',
       help: 'OTP codes stored and not yet swept (NaN with Redis, which expires them itself and keeps no count).',
@@ -242,5 +252,13 @@ export class PrometheusMetrics implements ServiceMetrics {
 
   otpChecked(result: OtpCheckResult): void {
     this.otpChecks[result].n++;
+  }
+
+  report(outcome: ReportOutcome): void {
+    this.reports[outcome].n++;
+  }
+
+  suppressed(): void {
+    this.suppressedTotal.n++;
   }
 }

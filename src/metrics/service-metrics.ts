@@ -8,6 +8,8 @@ import type { OutboxCounts } from '../outbox/store.js';
 
 export type OtpSendOutcome = 'sent' | 'refused' | 'failed' | 'invalid';
 export type OtpCheckResult = 'valid' | 'invalid' | 'refused' | 'failed';
+import type { ReportOutcome } from '../bounce/desk.js';
+export type { ReportOutcome };
 export type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
 
 export interface ServiceMetrics extends MailOutcomes {
@@ -19,6 +21,10 @@ export interface ServiceMetrics extends MailOutcomes {
   reconnect(): void;
   otpSent(outcome: OtpSendOutcome): void;
   otpChecked(result: OtpCheckResult): void;
+  /** a delivery report, by what it was (each recipient's kind) or why it changed nothing */
+  report(outcome: ReportOutcome): void;
+  /** a message (or code) refused because a recipient is suppressed */
+  suppressed(): void;
 }
 
 export const NO_METRICS: ServiceMetrics = {
@@ -29,6 +35,8 @@ export const NO_METRICS: ServiceMetrics = {
   reconnect: () => undefined,
   otpSent: () => undefined,
   otpChecked: () => undefined,
+  report: () => undefined,
+  suppressed: () => undefined,
 };
 
 /** What the gauges read when they are scraped. */

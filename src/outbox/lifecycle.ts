@@ -12,6 +12,12 @@
 //     │           ▼
 //     └──── cancelled ◄──CANCEL── deferred
 //
+//   sent ──BOUNCE──► bounced ──COMPLAIN──► complained ◄──COMPLAIN── sent
+//
+// SENT is where delivery ends (its text is gone), not where the story
+// does: a delivery report that comes back later (bounce/) moves it on. A
+// soft bounce, or a second report, is recorded without a move.
+//
 // The machine has no guards and no context: which event a record gets
 // (defer or fail) is the supervisor's decision, when it is due again the
 // store's (outbox/policy.ts); whether the event applies is the chart's. Its
@@ -19,7 +25,7 @@
 // pair has been asked.
 import { setup, transition, type SnapshotFrom } from 'xstate';
 
-export type MessageEventType = 'CLAIM' | 'DELIVERED' | 'DEFER' | 'FAIL' | 'RELEASE' | 'CANCEL' | 'EXPIRE';
+export type MessageEventType = 'CLAIM' | 'DELIVERED' | 'DEFER' | 'FAIL' | 'RELEASE' | 'CANCEL' | 'EXPIRE' | 'BOUNCE' | 'COMPLAIN';
 
 export const messageMachine = setup({
   types: {
@@ -35,19 +41,33 @@ export const messageMachine = setup({
     sending: { on: { DELIVERED: 'sent', DEFER: 'deferred', FAIL: 'failed', RELEASE: 'queued' } },
     // a transient failure, or the relay away; it is claimed again when its next attempt is due
     deferred: { on: { CLAIM: 'sending', CANCEL: 'cancelled', EXPIRE: 'failed' } },
-    sent: { type: 'final' },
+    // the relay took it; a delivery report may still come back
+    sent: { on: { BOUNCE: 'bounced', COMPLAIN: 'complained' } },
+    // a recipient's server refused it for good after the relay's 250
+    bounced: { on: { COMPLAIN: 'complained' } },
+    // a recipient reported it as spam
+    complained: { type: 'final' },
     failed: { type: 'final' },
     cancelled: { type: 'final' },
   },
 });
 
-export type MessageState = 'queued' | 'sending' | 'sent' | 'deferred' | 'failed' | 'cancelled';
+export type MessageState = 'queued' | 'sending' | 'sent' | 'deferred' | 'failed' | 'cancelled' | 'bounced' | 'complained';
 
-export const MESSAGE_STATES: readonly MessageState[] = ['queued', 'sending', 'sent', 'deferred', 'failed', 'cancelled'];
+export const MESSAGE_STATES: readonly MessageState[] = ['queued', 'sending', 'sent', 'deferred', 'failed', 'cancelled', 'bounced', 'complained'];
 
-/** The states a message ends in: its text is deleted on entering one. */
+/** The states delivery ends in: a message's text is deleted on entering one, and retention forgets it after. */
+export const ENDED: readonly MessageState[] = ['sent', 'failed', 'cancelled', 'bounced', 'complained'];
+
+const ended: ReadonlySet<MessageState> = new Set(ENDED);
+
 export function isFinal(state: MessageState): boolean {
-  return state === 'sent' || state === 'failed' || state === 'cancelled';
+  return ended.has(state);
+}
+
+/** States a delivery report may name: the relay took the message. */
+export function wasSent(state: MessageState): boolean {
+  return state === 'sent' || state === 'bounced' || state === 'complained';
 }
 
 const answers = new Map<string, MessageState | null>();

@@ -10,6 +10,7 @@ import type { Composer } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
 import { NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { CursorSeal } from './cursor.js';
+import type { ReturnPaths } from '../bounce/return-path.js';
 import type { OutboxSettings } from './settings.js';
 import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
 
@@ -47,6 +48,10 @@ export class Outbox {
     private readonly settings: Pick<OutboxSettings, 'maxDelayMs' | 'maxAgeMs'>,
     private readonly composer: Composer,
     private readonly now: () => number = Date.now,
+    /** what the store keeps to match a message's delivery reports */
+    private readonly paths?: ReturnPaths,
+    /** a SYNC message's record still to be written (bounce/sync-mail.ts): what a read of it waits for */
+    private readonly unwritten?: (id: string) => Promise<void> | undefined,
   ) {}
 
   /** Stores the message durably; resolves with its status once it is on disk. */
@@ -105,6 +110,7 @@ export class Outbox {
     }
     const message = await this.composer.compose(draft);
     const key = options.idempotencyKey;
+    const returnPath = this.paths?.pathOf(message);
     return {
       id: message.messageId,
       caller: options.caller,
@@ -115,11 +121,13 @@ export class Outbox {
       acceptedAt: now,
       dueAt: Math.max(now, sendAt),
       expiresAt: Math.max(now, sendAt) + this.settings.maxAgeMs,
+      ...(returnPath !== undefined ? { returnPath } : {}),
       ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt ?? null) } } : {}),
     };
   }
 
-  get(id: string, caller: string): Promise<MessageStatus | undefined> {
+  async get(id: string, caller: string): Promise<MessageStatus | undefined> {
+    await this.unwritten?.(id);
     return this.store.get(id, caller);
   }
 

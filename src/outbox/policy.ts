@@ -7,7 +7,7 @@ import type { ErrorCode } from '../errors.js';
 import { backoffDelay } from '../lib/backoff.js';
 import type { MessageState } from './lifecycle.js';
 import type { OutboxSettings } from './settings.js';
-import type { MessageStatus } from './store.js';
+import type { BounceRecord, MessageStatus } from './store.js';
 
 /**
  * Losses that mean the relay was away, not that it refused this message:
@@ -49,6 +49,8 @@ export interface StoredRecord {
   readonly accepted_at?: number | string | undefined;
   readonly updated_at?: number | string | undefined;
   readonly due_at?: number | string | undefined;
+  /** JSON of BounceRecord[] */
+  readonly bounces?: string | null | undefined;
 }
 
 /** A record as a status: next_attempt_at only where the message waits for one. */
@@ -63,5 +65,6 @@ export function statusOf(r: StoredRecord): MessageStatus {
     acceptedAt: Number(r.accepted_at ?? 0),
     updatedAt: Number(r.updated_at ?? 0),
     nextAttemptAt: state === 'queued' || state === 'deferred' ? Number(r.due_at ?? 0) : 0,
+    ...(typeof r.bounces === 'string' && r.bounces !== '' ? { bounces: JSON.parse(r.bounces) as BounceRecord[] } : {}),
   };
 }

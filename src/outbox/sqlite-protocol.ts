@@ -1,6 +1,6 @@
 // What the outbox's SQLite worker thread and the store in the main thread
 // say to each other: batches of operations, each batch one transaction.
-import type { Change, NewMessage, RelayAway, StatusEvent } from './store.js';
+import type { Change, NewMessage, RelayAway, Report, SentMessage, StatusEvent, SuppressionEntry } from './store.js';
 import type { OutboxSettings } from './settings.js';
 
 export type Op =
@@ -16,10 +16,16 @@ export type Op =
   | { readonly op: 'get'; readonly id: string; readonly caller: string }
   | { readonly op: 'events'; readonly after: string; readonly caller: string; readonly limit: number }
   | { readonly op: 'latest' }
-  | { readonly op: 'counts' };
+  | { readonly op: 'counts' }
+  | { readonly op: 'remember'; readonly sent: readonly SentMessage[] }
+  | { readonly op: 'report'; readonly report: Report }
+  | { readonly op: 'suppress'; readonly entry: SuppressionEntry }
+  | { readonly op: 'unsuppress'; readonly digest: string }
+  | { readonly op: 'suppression'; readonly digest: string }
+  | { readonly op: 'suppressions'; readonly after: string; readonly limit: number };
 
 /** Operations that read only: a batch of nothing else needs no transaction, and runs while the disk is full. */
-export const READS: ReadonlySet<Op['op']> = new Set(['get', 'events', 'latest', 'counts']);
+export const READS: ReadonlySet<Op['op']> = new Set(['get', 'events', 'latest', 'counts', 'suppression', 'suppressions']);
 
 export interface Batch {
   readonly seq: number;

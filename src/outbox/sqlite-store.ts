@@ -15,7 +15,23 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { READS, type Batch, type Op, type WorkerMessage, type WorkerStart } from './sqlite-protocol.js';
 import type { OutboxSettings } from './settings.js';
-import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, RelayAway, StatusEvent, StoreHealth } from './store.js';
+import type {
+  Acceptance,
+  Cancellation,
+  Change,
+  Claimed,
+  MessageStatus,
+  NewMessage,
+  OutboxCounts,
+  OutboxStore,
+  RelayAway,
+  Report,
+  ReportOutcome,
+  SentMessage,
+  StatusEvent,
+  StoreHealth,
+  SuppressionEntry,
+} from './store.js';
 import { Listeners } from '../lib/listeners.js';
 
 const WORKER = new URL('./sqlite-worker.js', import.meta.url);
@@ -76,6 +92,7 @@ export class SqliteOutboxStore implements OutboxStore {
   private readonly eventListeners = new Listeners<readonly StatusEvent[]>();
   private readonly submittedListeners = new Listeners<number>();
   private readonly healthListeners = new Listeners<StoreHealth>();
+  private readonly suppressionListeners = new Listeners<{ readonly digest: string; readonly added: boolean }>();
 
   constructor(private readonly options: SqliteOutboxOptions) {}
 
@@ -195,6 +212,41 @@ export class SqliteOutboxStore implements OutboxStore {
 
   counts(): Promise<OutboxCounts> {
     return this.call({ op: 'counts' }) as Promise<OutboxCounts>;
+  }
+
+  async remember(sent: readonly SentMessage[]): Promise<void> {
+    await this.call({ op: 'remember', sent });
+  }
+
+  async report(report: Report): Promise<ReportOutcome> {
+    const outcome = (await this.call({ op: 'report', report })) as ReportOutcome;
+    // Added or there before: either way the mirror holds it.
+    if (outcome.kind === 'applied') for (const digest of outcome.suppressed) this.suppressionListeners.tell({ digest, added: true });
+    return outcome;
+  }
+
+  async suppress(entry: SuppressionEntry): Promise<SuppressionEntry> {
+    const stored = (await this.call({ op: 'suppress', entry })) as SuppressionEntry;
+    this.suppressionListeners.tell({ digest: entry.digest, added: true });
+    return stored;
+  }
+
+  async unsuppress(digest: string): Promise<SuppressionEntry | undefined> {
+    const was = (await this.call({ op: 'unsuppress', digest })) as SuppressionEntry | undefined;
+    this.suppressionListeners.tell({ digest, added: false });
+    return was;
+  }
+
+  suppression(digest: string): Promise<SuppressionEntry | undefined> {
+    return this.call({ op: 'suppression', digest }) as Promise<SuppressionEntry | undefined>;
+  }
+
+  suppressions(after: string, limit: number): Promise<SuppressionEntry[]> {
+    return this.call({ op: 'suppressions', after, limit }) as Promise<SuppressionEntry[]>;
+  }
+
+  onSuppression(listener: (change: { readonly digest: string; readonly added: boolean }) => void): () => void {
+    return this.suppressionListeners.add(listener);
   }
 
   cursorKey(): Promise<Buffer> {

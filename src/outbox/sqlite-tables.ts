@@ -7,10 +7,12 @@
 import type Database from 'better-sqlite3';
 import { maskAddresses } from '../lib/mask.js';
 import { BULK_LANE, HIGH_LANE, isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
-import { advance, isFinal, MESSAGE_STATES, type MessageState } from './lifecycle.js';
+import { advance, ENDED, isFinal, MESSAGE_STATES, type MessageState } from './lifecycle.js';
+import { judgeReport } from './reports.js';
 import { ABSENCE, isAbsence, nextAttemptAt, statusOf } from './policy.js';
 import type { OutboxSettings } from './settings.js';
-import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, RelayAway, StatusEvent } from './store.js';
+import type { Acceptance, BounceRecord, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, RelayAway, Report, ReportOutcome, SentMessage, StatusEvent } from './store.js';
+import { SuppressionTables } from './sqlite-suppressions.js';
 
 interface Row {
   id: string;
@@ -26,6 +28,11 @@ interface Row {
   fingerprint: string | null;
   lane: number;
   owner: string;
+  bounce_key: string | null;
+  /** JSON: the envelope recipients' digests */
+  recipients: string | null;
+  /** JSON: BounceRecord[] */
+  bounces: string | null;
 }
 
 interface Move {
@@ -37,6 +44,7 @@ interface Move {
 }
 
 const STATE_LIST = "('queued', 'deferred')";
+const ENDED_LIST = `(${ENDED.map((s) => `'${s}'`).join(', ')})`;
 
 function prepare(db: Database.Database) {
   return {
@@ -44,8 +52,13 @@ function prepare(db: Database.Database) {
     rowOf: db.prepare<[string, string], Row>('SELECT * FROM messages WHERE id = ? AND caller = ?'),
     byIdem: db.prepare<[string], Row>('SELECT * FROM messages WHERE idem = ?'),
     insert: db.prepare(
-      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint, lane, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint, lane, owner, bounce_key, recipients, attempts, last_response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
+    byBounceKey: db.prepare<[string], Row>('SELECT * FROM messages WHERE bounce_key = ?'),
+    insertSent: db.prepare(
+      "INSERT OR IGNORE INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, lane, bounce_key, recipients, attempts, last_response) VALUES (?, ?, 'sent', ?, ?, 0, ?, 2, ?, ?, ?, ?)",
+    ),
+    setBounces: db.prepare('UPDATE messages SET bounces = ?, updated_at = ? WHERE id = ?'),
     insertText: db.prepare('INSERT INTO texts (id, envelope, raw, bytes) VALUES (?, ?, ?, ?)'),
     text: db.prepare<[string], { envelope: string; raw: string; bytes: number }>('SELECT envelope, raw, bytes FROM texts WHERE id = ?'),
     textBytes: db.prepare<[string], { bytes: number }>('SELECT bytes FROM texts WHERE id = ?'),
@@ -62,10 +75,10 @@ function prepare(db: Database.Database) {
     expired: db.prepare<[number, number], Row>(`SELECT * FROM messages WHERE state IN ${STATE_LIST} AND expires_at <= ? LIMIT ?`),
     sending: db.prepare<[], Row>("SELECT * FROM messages WHERE state = 'sending'"),
     hasten: db.prepare(`UPDATE messages SET due_at = ? WHERE state = 'deferred' AND due_at > ? AND error_code IN (${ABSENCE.map(() => '?').join(', ')})`),
-    forgetEnded: db.prepare("DELETE FROM messages WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < ?"),
+    forgetEnded: db.prepare(`DELETE FROM messages WHERE state IN ${ENDED_LIST} AND updated_at < ?`),
     forgetEvents: db.prepare('DELETE FROM events WHERE updated_at < ?'),
     event: db.prepare(
-      'INSERT INTO events (id, caller, state, attempts, last_response, error_code, accepted_at, updated_at, next_attempt_at, connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO events (id, caller, state, attempts, last_response, error_code, accepted_at, updated_at, next_attempt_at, connection, bounces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     eventsAfter: db.prepare<[string, number, number], Row & { seq: number; next_attempt_at: number; connection: string | null }>(
       'SELECT * FROM events WHERE caller = ? AND seq > ? ORDER BY seq LIMIT ?',
@@ -87,6 +100,7 @@ const ROUNDING = 1e-6;
 
 export class OutboxTables {
   private readonly sql: ReturnType<typeof prepare>;
+  readonly suppressions: SuppressionTables;
   private bytes: number;
   /** stored text by owner (OUTBOX_MAX_BYTES_PER_CALLER) */
   private readonly ownerBytes = new Map<string, number>();
@@ -105,6 +119,7 @@ export class OutboxTables {
     private readonly onTextDeleted: () => void,
   ) {
     this.sql = prepare(db);
+    this.suppressions = new SuppressionTables(db);
     this.earn = settings.bulkShare >= 1 ? Infinity : settings.bulkShare / (1 - settings.bulkShare);
     this.bytes = 0;
     this.countBytes();
@@ -155,7 +170,7 @@ export class OutboxTables {
 
   private note(row: Row, connection: string | undefined): void {
     const s = statusOf(row);
-    const info = this.sql.event.run(row.id, row.caller, s.state, s.attempts, s.lastResponse, s.errorCode, s.acceptedAt, s.updatedAt, s.nextAttemptAt, connection ?? null);
+    const info = this.sql.event.run(row.id, row.caller, s.state, s.attempts, s.lastResponse, s.errorCode, s.acceptedAt, s.updatedAt, s.nextAttemptAt, connection ?? null, row.bounces);
     this.written.push({ cursor: String(info.lastInsertRowid), status: s, ...(connection !== undefined ? { connection } : {}) });
   }
 
@@ -185,13 +200,43 @@ export class OutboxTables {
       if (this.bytes + size > this.settings.maxBytes) return { kind: 'full', bytes: this.bytes, mine: false };
       const mine = this.ownerBytes.get(m.owner) ?? 0;
       if (mine + size > this.settings.maxBytesPerCaller) return { kind: 'full', bytes: mine, mine: true };
-      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null, m.lane, m.owner);
+      const path = m.returnPath;
+      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null, m.lane, m.owner, path?.key ?? null, path === undefined ? null : JSON.stringify(path.recipients), 0, '');
       this.sql.insertText.run(m.id, envelope, m.raw, size);
       this.addBytes(m.owner, size);
       const row = this.sql.row.get(m.id) as Row;
       this.note(row, undefined);
       return { kind: 'accepted', status: statusOf(row) };
     });
+  }
+
+  /** SYNC messages' records: no event (the caller heard SENT in its reply). */
+  remember(sent: readonly SentMessage[]): void {
+    for (const m of sent) {
+      this.sql.insertSent.run(m.id, m.caller, m.acceptedAt, m.at, m.at, m.returnPath.key, JSON.stringify(m.returnPath.recipients), m.attempts, maskAddresses(m.response).slice(0, 512));
+    }
+  }
+
+  /** A delivery report on the message its key names: one event, whatever it moved, and its suppressions. */
+  report(r: Report): ReportOutcome {
+    const row = this.sql.byBounceKey.get(r.key);
+    if (row === undefined) return { kind: 'unknown' };
+    const judged = judgeReport(row.state, JSON.parse(row.recipients ?? '[]') as string[], JSON.parse(row.bounces ?? '[]') as BounceRecord[], r);
+    if (judged === undefined) return { kind: 'unmatched' };
+    const bounces = JSON.stringify(judged.bounces);
+    this.sql.setBounces.run(bounces, r.at, row.id);
+    const state = judged.event === undefined ? undefined : advance(row.state, judged.event);
+    const after = state === undefined ? this.noteOnly({ ...row, bounces }, r.at) : this.move({ ...row, bounces }, state, r.at);
+    const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
+    for (const s of judged.suppress) this.suppressions.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: row.id });
+    return { kind: 'applied', status: statusOf(after), suppressed: judged.suppress.map((s) => s.digest) };
+  }
+
+  /** A record that changed without a move (a soft bounce, a second report): its event. */
+  private noteOnly(row: Row, at: number): Row {
+    const next = { ...row, updated_at: at };
+    this.note(next, undefined);
+    return next;
   }
 
   nextDue(): number | undefined {

@@ -122,6 +122,18 @@ function run(op: Op): unknown {
       return String(tables.latest());
     case 'counts':
       return tables.counts();
+    case 'remember':
+      return tables.remember(op.sent);
+    case 'report':
+      return tables.report(op.report);
+    case 'suppress':
+      return tables.suppressions.add(op.entry).entry;
+    case 'unsuppress':
+      return tables.suppressions.remove(op.digest);
+    case 'suppression':
+      return tables.suppressions.get(op.digest);
+    case 'suppressions':
+      return tables.suppressions.page(op.after, op.limit);
   }
 }
 

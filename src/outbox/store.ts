@@ -33,6 +33,81 @@ export interface MessageStatus {
   readonly updatedAt: number;
   /** when it is due next (QUEUED, DEFERRED); 0 otherwise */
   readonly nextAttemptAt: number;
+  /** delivery reports that came back after SENT (bounce/), oldest first */
+  readonly bounces?: readonly BounceRecord[];
+}
+
+export type BounceKind = 'hard' | 'soft' | 'complaint';
+
+/** One recipient's delivery report, as a status carries it. */
+export interface BounceRecord {
+  /** position among the envelope recipients (to, cc, bcc, in request order) */
+  readonly recipient: number;
+  readonly kind: BounceKind;
+  /** the enhanced status code, e.g. "5.1.1" ('' for a complaint) */
+  readonly status: string;
+  /** the remote server's text, addresses masked */
+  readonly diagnostic: string;
+  readonly at: number;
+}
+
+/** What a message's delivery reports are matched by, while BOUNCE_DOMAIN is set (bounce/return-path.ts). */
+export interface ReturnPath {
+  /** the key its VERP token names */
+  readonly key: string;
+  /** each envelope recipient's digest (bounce/address-key.ts), in envelope order */
+  readonly recipients: readonly string[];
+}
+
+/** A message sent in SYNC mode: a status record of it, no text, so that its delivery reports land somewhere. */
+export interface SentMessage {
+  readonly id: string;
+  readonly caller: string;
+  readonly acceptedAt: number;
+  readonly at: number;
+  readonly attempts: number;
+  readonly response: string;
+  readonly returnPath: ReturnPath;
+}
+
+/** One recipient's part of a delivery report. */
+export interface ReportItem {
+  /** the digest of the address it names; undefined when the report does not say (an ARF report that redacts it) */
+  readonly digest: string | undefined;
+  readonly kind: BounceKind;
+  readonly status: string;
+  readonly diagnostic: string;
+}
+
+/** A delivery report to apply to the message its return path names. */
+export interface Report {
+  readonly key: string;
+  readonly items: readonly ReportItem[];
+  readonly at: number;
+  /** items whose address is suppressed by it (hard bounces and complaints, unless simulated), with their masked address */
+  readonly suppress: readonly { readonly digest: string; readonly masked: string }[];
+  /** a complaint that redacts its recipient suppresses the message's one recipient (false for the simulator's) */
+  readonly suppressRedacted: boolean;
+}
+
+export type ReportOutcome =
+  /** `suppressed`: the digests it put on the suppression list (or found there) */
+  | { readonly kind: 'applied'; readonly status: MessageStatus; readonly suppressed: readonly string[] }
+  /** no message mailroom sent has that key (purged, never sent, not ours) */
+  | { readonly kind: 'unknown' }
+  /** it names no recipient of the message, or the message was never sent */
+  | { readonly kind: 'unmatched' };
+
+export type SuppressionReason = 'bounce' | 'complaint' | 'manual';
+
+/** An address mailroom no longer mails: stored by digest, shown masked. */
+export interface SuppressionEntry {
+  readonly digest: string;
+  readonly masked: string;
+  readonly reason: SuppressionReason;
+  readonly since: number;
+  /** the message whose report added it ('' for manual) */
+  readonly messageId: string;
 }
 
 export interface StatusEvent {
@@ -59,6 +134,8 @@ export interface NewMessage {
   readonly expiresAt: number;
   /** an idempotency key, already scoped to the caller and hashed, and what the request was */
   readonly idempotency?: { readonly key: string; readonly fingerprint: string };
+  /** while BOUNCE_DOMAIN is set */
+  readonly returnPath?: ReturnPath;
 }
 
 export type Acceptance =
@@ -173,6 +250,23 @@ export interface OutboxStore {
   counts(): Promise<OutboxCounts>;
   /** The key WatchMessages cursors are sealed with (cursor.ts): the store's own, so that cursors outlive restarts and are the same on every replica. */
   cursorKey(): Promise<Buffer>;
+  /** Stores status records of SYNC messages the relay took (BOUNCE_DOMAIN set), in one commit, with no event (their callers heard SENT). */
+  remember(sent: readonly SentMessage[]): Promise<void>;
+  /**
+   * Applies a delivery report: a hard bounce moves a sent message to
+   * BOUNCED, a complaint to COMPLAINED (as the chart allows), a soft bounce
+   * is recorded only; the suppressions it adds go in the same commit.
+   */
+  report(report: Report): Promise<ReportOutcome>;
+  /** Adds a suppression; one already there stays as it is (and is the answer). */
+  suppress(entry: SuppressionEntry): Promise<SuppressionEntry>;
+  /** Removes a suppression; what it was, or undefined. */
+  unsuppress(digest: string): Promise<SuppressionEntry | undefined>;
+  suppression(digest: string): Promise<SuppressionEntry | undefined>;
+  /** Suppressions in digest order after `after` ('' from the first), at most `limit`. */
+  suppressions(after: string, limit: number): Promise<SuppressionEntry[]>;
+  /** Hears every suppression added or removed, on any replica: `added` false for a removal. */
+  onSuppression(listener: (change: { readonly digest: string; readonly added: boolean }) => void): () => void;
   /** Hears of every commit that added status events (a watcher then reads them). */
   onEvents(listener: (events: readonly StatusEvent[]) => void): () => void;
   /** Hears of new messages as they are handed to accept, with when the earliest falls due: a claim made in the same turn joins their commit. */

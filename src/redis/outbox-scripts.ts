@@ -17,8 +17,10 @@ local function event(stream, f, connection)
   local args = {'id', f.id, 'state', f.state, 'attempts', f.attempts, 'last_response', f.last_response, 'error_code', f.error_code,
     'accepted_at', f.accepted_at, 'updated_at', f.updated_at, 'next_attempt_at', f.due_at}
   if connection ~= '' then table.insert(args, 'connection'); table.insert(args, connection) end
+  if f.bounces and f.bounces ~= '' then table.insert(args, 'bounces'); table.insert(args, f.bounces) end
   return redis.call('XADD', stream, '*', unpack(args))
 end
+local ended = {sent = true, failed = true, cancelled = true, bounced = true, complained = true}
 `;
 
 /** create(id, caller, at, dueAt, expiresAt, member, bytes, ownerBytesKey) → the event's cursor */
@@ -34,13 +36,32 @@ return event(KEYS[2], f, '')
 `;
 
 /**
+ * sent(id, caller, acceptedAt, at, attempts, response, member, retentionMs,
+ * bounceKeyName, recipients): the status record of a SYNC message the relay
+ * took (no job, no text, no event: its caller heard SENT), found by its
+ * return path.
+ */
+export const OUTBOX_SENT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'caller', ARGV[2], 'state', 'sent', 'attempts', ARGV[5], 'last_response', ARGV[6], 'error_code', '',
+  'accepted_at', ARGV[3], 'updated_at', ARGV[4], 'due_at', 0, 'expires_at', ARGV[4], 'bytes', 0, 'recipients', ARGV[10])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('SET', ARGV[9], ARGV[7], 'PX', ARGV[8])
+redis.call('HINCRBY', KEYS[3], 'sent', 1)
+redis.call('SADD', KEYS[7], KEYS[2])
+return 1
+`;
+
+/**
  * move(moves, at, attempted, setResponse, response, setCode, code, dueAt,
- * connection, retentionMs, member, absent) → {1, cursor, state, attempts,
- * last_response, error_code, accepted_at, updated_at, due_at} | {0, state}
- * | nil (no such message). dueAt '' keeps the stored one.
+ * connection, retentionMs, member, absent, bounces) → {1, cursor, state,
+ * attempts, last_response, error_code, accepted_at, updated_at, due_at,
+ * bounces} | {0, state} | nil (no such message). dueAt '' keeps the stored
+ * one, bounces '' the stored ones. A move from an ended state to one
+ * (a delivery report) changes no count of bytes.
  */
 export const OUTBOX_MOVE = `${FIELDS}
-local s = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'last_response', 'error_code', 'accepted_at', 'due_at', 'id', 'bytes', 'owner_bytes')
+local s = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'last_response', 'error_code', 'accepted_at', 'due_at', 'id', 'bytes', 'owner_bytes', 'bounces')
 if not s[1] then return nil end
 local to = nil
 for pair in string.gmatch(ARGV[1], '[^,]+') do
@@ -48,9 +69,10 @@ for pair in string.gmatch(ARGV[1], '[^,]+') do
   if from == s[1] then to = target end
 end
 if not to then return {0, s[1]} end
-local final = to == 'sent' or to == 'failed' or to == 'cancelled'
+local final = ended[to] and not ended[s[1]]
 local f = {id = s[7], state = to, attempts = tostring(tonumber(s[2]) + tonumber(ARGV[3])), last_response = s[3], error_code = s[4],
-  accepted_at = s[5], updated_at = ARGV[2], due_at = '0'}
+  accepted_at = s[5], updated_at = ARGV[2], due_at = '0', bounces = s[10] or ''}
+if ARGV[13] ~= '' then f.bounces = ARGV[13]; redis.call('HSET', KEYS[1], 'bounces', ARGV[13]) end
 if ARGV[4] == '1' then f.last_response = ARGV[5] end
 if ARGV[6] == '1' then f.error_code = ARGV[7] end
 if to == 'queued' or to == 'deferred' then
@@ -65,12 +87,12 @@ if final then
   redis.call('DECRBY', KEYS[8], tonumber(s[8]) or 0)
   -- the owner's share (OUTBOX_MAX_BYTES_PER_CALLER): a key named by the record, as the replica that took it in wrote it
   if s[9] then redis.call('DECRBY', s[9], tonumber(s[8]) or 0) end
-  redis.call('PEXPIRE', KEYS[1], ARGV[10])
 end
+if ended[to] then redis.call('PEXPIRE', KEYS[1], ARGV[10]) end
 if to == 'queued' then redis.call('ZADD', KEYS[5], s[5], ARGV[11]) else redis.call('ZREM', KEYS[5], ARGV[11]) end
 if ARGV[12] == '1' then redis.call('SADD', KEYS[6], ARGV[11]) else redis.call('SREM', KEYS[6], ARGV[11]) end
 local cursor = event(KEYS[2], f, ARGV[9])
-return {1, cursor, f.state, f.attempts, f.last_response, f.error_code, f.accepted_at, f.updated_at, f.due_at}
+return {1, cursor, f.state, f.attempts, f.last_response, f.error_code, f.accepted_at, f.updated_at, f.due_at, f.bounces}
 `;
 
 /** due(dueAt): a deferred message's next attempt moves (the relay is still away, or back); no event: its watchers heard of the deferral once. */

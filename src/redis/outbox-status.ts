@@ -7,21 +7,25 @@
 // of them.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { advance, MESSAGE_STATES, type MessageEventType, type MessageState } from '../outbox/lifecycle.js';
+import { advance, MESSAGE_STATES, wasSent, type MessageEventType, type MessageState } from '../outbox/lifecycle.js';
 import { statusOf } from '../outbox/policy.js';
-import type { MessageStatus, NewMessage, OutboxCounts, StatusEvent } from '../outbox/store.js';
+import type { MessageStatus, NewMessage, OutboxCounts, SentMessage, StatusEvent } from '../outbox/store.js';
 import { Listeners } from '../lib/listeners.js';
 import { Script, type RedisLink } from './client.js';
-import { OUTBOX_CREATE, OUTBOX_DUE, OUTBOX_MOVE } from './outbox-scripts.js';
+import { OUTBOX_CREATE, OUTBOX_DUE, OUTBOX_MOVE, OUTBOX_SENT } from './outbox-scripts.js';
 
-const SCRIPTS = { create: new Script(OUTBOX_CREATE), move: new Script(OUTBOX_MOVE), due: new Script(OUTBOX_DUE) };
+const SCRIPTS = { create: new Script(OUTBOX_CREATE), move: new Script(OUTBOX_MOVE), due: new Script(OUTBOX_DUE), sent: new Script(OUTBOX_SENT) };
 
 export const digest = (s: string): string => createHash('sha256').update(s).digest('base64url');
 
-/** The moves the message machine allows for `event`, as the script reads them: "queued=sending,deferred=sending". */
-function moves(event: MessageEventType): string {
+/**
+ * The moves the message machine allows for `event`, as the script reads
+ * them: "queued=sending,deferred=sending"; for none (a delivery report that
+ * moves nothing) a sent message stays where it is.
+ */
+function moves(event: MessageEventType | undefined): string {
   return MESSAGE_STATES.flatMap((from) => {
-    const to = advance(from, event);
+    const to = event === undefined ? (wasSent(from) ? from : undefined) : advance(from, event);
     return to === undefined ? [] : [`${from}=${to}`];
   }).join(',');
 }
@@ -32,8 +36,8 @@ export type Moved = { readonly status: MessageStatus; readonly cursor: string } 
 function moved(reply: unknown, id: string): Moved {
   if (!Array.isArray(reply)) return undefined;
   if (Number(reply[0]) !== 1) return { refused: String(reply[1]) as MessageState };
-  const [, cursor, state, attempts, lastResponse, errorCode, acceptedAt, updatedAt, dueAt] = reply.map(String);
-  return { cursor: cursor as string, status: statusOf({ id, state, attempts, last_response: lastResponse, error_code: errorCode, accepted_at: acceptedAt, updated_at: updatedAt, due_at: dueAt }) };
+  const [, cursor, state, attempts, lastResponse, errorCode, acceptedAt, updatedAt, dueAt, bounces] = reply.map(String);
+  return { cursor: cursor as string, status: statusOf({ id, state, attempts, last_response: lastResponse, error_code: errorCode, accepted_at: acceptedAt, updated_at: updatedAt, due_at: dueAt, bounces }) };
 }
 
 export interface MoveFields {
@@ -44,6 +48,8 @@ export interface MoveFields {
   readonly connection?: string;
   /** deferred for the relay's absence: made due at once when it is back */
   readonly absent?: boolean;
+  /** JSON of the status's delivery reports, all of them (a report) */
+  readonly bounces?: string;
 }
 
 export class OutboxStatuses {
@@ -94,8 +100,30 @@ export class OutboxStatuses {
     return { cursor, status: statusOf({ id: m.id, state: 'queued', attempts: 0, accepted_at: m.acceptedAt, updated_at: m.acceptedAt, due_at: m.dueAt }) };
   }
 
+  /** The key that finds a message by its return path (bounce/return-path.ts). */
+  bounceKey(key: string): string {
+    return this.key('verp', key);
+  }
+
+  /** The status record of a SYNC message the relay took (no event). */
+  async sent(m: SentMessage): Promise<void> {
+    const member = digest(m.id);
+    await this.link.eval('outbox sent', SCRIPTS.sent, this.keys(member, m.caller), [
+      m.id,
+      m.caller,
+      m.acceptedAt,
+      m.at,
+      m.attempts,
+      m.response,
+      member,
+      this.retentionMs,
+      this.bounceKey(m.returnPath.key),
+      JSON.stringify(m.returnPath.recipients),
+    ]);
+  }
+
   /** Moves a record by `event` (when the chart allows it), with its event in the caller's stream. */
-  async move(id: string, member: string, caller: string, event: MessageEventType, at: number, o: MoveFields = {}): Promise<Moved> {
+  async move(id: string, member: string, caller: string, event: MessageEventType | undefined, at: number, o: MoveFields = {}): Promise<Moved> {
     const reply = await this.link.eval('outbox move', SCRIPTS.move, this.keys(member, caller), [
       moves(event),
       at,
@@ -109,6 +137,7 @@ export class OutboxStatuses {
       this.retentionMs,
       member,
       o.absent === true ? '1' : '0',
+      o.bounces ?? '',
     ]);
     return moved(reply, id);
   }

@@ -21,7 +21,27 @@ import { isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { advance } from '../outbox/lifecycle.js';
 import { isAbsence, nextAttemptAt } from '../outbox/policy.js';
 import type { OutboxSettings } from '../outbox/settings.js';
-import type { Acceptance, Cancellation, Change, Claimed, MessageStatus, NewMessage, OutboxCounts, OutboxStore, RelayAway, StatusEvent, StoreHealth } from '../outbox/store.js';
+import type {
+  Acceptance,
+  BounceRecord,
+  Cancellation,
+  Change,
+  Claimed,
+  MessageStatus,
+  NewMessage,
+  OutboxCounts,
+  OutboxStore,
+  RelayAway,
+  Report,
+  ReportOutcome,
+  SentMessage,
+  StatusEvent,
+  StoreHealth,
+  SuppressionEntry,
+} from '../outbox/store.js';
+import { judgeReport } from '../outbox/reports.js';
+import type { MessageState } from '../outbox/lifecycle.js';
+import { RedisSuppressions } from './suppressions.js';
 import type { RedisLink } from './client.js';
 import { OutboxQueue, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
@@ -41,6 +61,7 @@ const KNOWN_MS = 1000;
 export class RedisOutboxStore implements OutboxStore {
   private readonly queue: OutboxQueue;
   private readonly statuses: OutboxStatuses;
+  private readonly suppressionList: RedisSuppressions;
   private readonly submitted = new Listeners<number>();
   /** outcomes a failure left unwritten: written first by the next probe */
   private kept: Change[] = [];
@@ -57,6 +78,7 @@ export class RedisOutboxStore implements OutboxStore {
   ) {
     this.queue = new OutboxQueue(link, options.leaseMs, log);
     this.statuses = new OutboxStatuses(link, options.retentionMs);
+    this.suppressionList = new RedisSuppressions(link);
   }
 
   get health(): StoreHealth {
@@ -79,6 +101,7 @@ export class RedisOutboxStore implements OutboxStore {
   async open(_now: number): Promise<void> {
     await this.queue.open();
     void this.statuses.listen().catch((err: unknown) => this.log.warn('outbox: not listening for events yet', { reason: (err as Error).message }));
+    void this.suppressionList.listen().catch((err: unknown) => this.log.warn('outbox: not listening for suppressions yet', { reason: (err as Error).message }));
     this.unsubscribe.push(this.link.onReset(() => this.reset()));
     this.counter = setInterval(() => void this.count(), KNOWN_MS);
     this.counter.unref();
@@ -121,7 +144,19 @@ export class RedisOutboxStore implements OutboxStore {
       ),
     );
     const events: StatusEvent[] = [];
-    for (const { m, member, bytes } of taken) events.push(await this.statuses.create(m, member, bytes));
+    for (const { m, member, bytes } of taken) {
+      events.push(await this.statuses.create(m, member, bytes));
+      const path = m.returnPath;
+      if (path !== undefined) {
+        await this.link.run('outbox return path', (c) =>
+          c
+            .multi()
+            .set(this.statuses.bounceKey(path.key), member, 'PX', this.options.maxAgeMs + this.options.retentionMs)
+            .hset(this.statuses.key('m', member), 'recipients', JSON.stringify(path.recipients))
+            .exec(),
+        );
+      }
+    }
     // Acknowledged only once enough replicas hold it: a failover then loses nothing answered QUEUED.
     await this.link.replicated('the message', '; it may still go out: retry with the same idempotency_key');
     await this.statuses.notify(events);
@@ -313,6 +348,48 @@ export class RedisOutboxStore implements OutboxStore {
     return this.statuses.counts();
   }
 
+  async remember(sent: readonly SentMessage[]): Promise<void> {
+    // At once: ioredis pipelines them.
+    await Promise.all(sent.map((m) => this.statuses.sent({ ...m, response: maskAddresses(m.response).slice(0, 512) })));
+  }
+
+  async report(r: Report): Promise<ReportOutcome> {
+    const member = await this.link.run('outbox return path', (c) => c.get(this.statuses.bounceKey(r.key)));
+    if (member === null) return { kind: 'unknown' };
+    const [id, caller, state, recipients, bounces] = await this.statuses.fields(member, 'id', 'caller', 'state', 'recipients', 'bounces');
+    if (id === undefined || state === undefined) return { kind: 'unknown' };
+    const judged = judgeReport(state as MessageState, JSON.parse(recipients ?? '[]') as string[], JSON.parse(bounces ?? '[]') as BounceRecord[], r);
+    if (judged === undefined) return { kind: 'unmatched' };
+    const result = await this.statuses.move(id, member, caller ?? '', judged.event, r.at, { bounces: JSON.stringify(judged.bounces) });
+    // A complaint after a complaint: nothing moves, the report is kept as it came.
+    const moved = result !== undefined && 'refused' in result ? await this.statuses.move(id, member, caller ?? '', undefined, r.at, { bounces: JSON.stringify(judged.bounces) }) : result;
+    if (moved === undefined || 'refused' in moved) return { kind: 'unmatched' };
+    await this.statuses.notify([{ cursor: moved.cursor, status: moved.status }]);
+    const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
+    for (const s of judged.suppress) await this.suppressionList.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: id });
+    return { kind: 'applied', status: moved.status, suppressed: judged.suppress.map((s) => s.digest) };
+  }
+
+  suppress(entry: SuppressionEntry): Promise<SuppressionEntry> {
+    return this.suppressionList.add(entry);
+  }
+
+  unsuppress(digest: string): Promise<SuppressionEntry | undefined> {
+    return this.suppressionList.remove(digest);
+  }
+
+  suppression(digest: string): Promise<SuppressionEntry | undefined> {
+    return this.suppressionList.get(digest);
+  }
+
+  suppressions(after: string, limit: number): Promise<SuppressionEntry[]> {
+    return this.suppressionList.page(after, limit);
+  }
+
+  onSuppression(listener: (change: { readonly digest: string; readonly added: boolean }) => void): () => void {
+    return this.suppressionList.onChange(listener);
+  }
+
   /** The cursor key every replica shares: made once, kept a year past its last use. */
   async cursorKey(): Promise<Buffer> {
     if (this.key !== undefined) return this.key;
@@ -333,6 +410,7 @@ export class RedisOutboxStore implements OutboxStore {
     if (this.kept.length > 0) this.log.error('outbox: outcomes not written at shutdown; those messages go out again after their leases', { outcomes: this.kept.length });
     await this.queue.close();
     await this.statuses.close();
+    await this.suppressionList.close();
   }
 
   /** How many messages are still to be sent, as far as this replica last saw. */

@@ -34,7 +34,7 @@ export class CallerAccess {
     private readonly log: Logger,
   ) {
     this.certificates = auth.tls === undefined ? undefined : new ServerCertificates(auth.tls);
-    this.authenticator = new Authenticator(auth.tokens, this.certificates?.mutual ?? false);
+    this.authenticator = new Authenticator(auth.tokens, this.certificates?.mutual ?? false, !auth.required && isLoopback(listening.host));
     if (!auth.required && auth.allowUnauthenticated && !isLoopback(listening.host)) {
       log.warn(`ALLOW_UNAUTHENTICATED=true: anyone who reaches ${listening.host}:${listening.port} can send mail through the relay account and check codes`);
     }

@@ -8,8 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { MailroomError } from '../errors.js';
 import { toServiceError } from './status.js';
-import type { TokenTable } from './tokens.js';
-
+import { ADMIN_SERVICE, type TokenTable } from './tokens.js';
 
 /** What grpc-js knows of a call's transport (ServerInterceptingCall.getAuthContext). */
 type AuthContext = ReturnType<grpc.ServerInterceptingCall['getAuthContext']>;
@@ -48,6 +47,8 @@ export class Authenticator {
     private tokens: TokenTable | undefined,
     /** clients present certificates (mTLS) */
     readonly mutual: boolean,
+    /** callers are not authenticated and the port is on loopback: whoever reaches it may manage the suppression list */
+    private readonly openAdmin = false,
   ) {}
 
   /** callers must present tokens or certificates */
@@ -65,7 +66,12 @@ export class Authenticator {
     if (path.startsWith(HEALTH)) return '';
     const fromCertificate = this.mutual ? subjectName(context) : undefined;
     if (this.mutual && fromCertificate === undefined) return new MailroomError('EUNAUTHENTICATED', 'a client certificate is required');
-    if (this.tokens === undefined) return fromCertificate ?? '';
+    if (this.tokens === undefined) {
+      if (path.startsWith(`/${ADMIN_SERVICE}/`) && !(this.openAdmin && !this.mutual)) {
+        return new MailroomError('EFORBIDDEN', `${ADMIN_SERVICE} takes a token marked admin in AUTH_TOKENS_FILE (or no authentication, on loopback)`);
+      }
+      return fromCertificate ?? '';
+    }
     const header = metadata.get('authorization')[0];
     const match = typeof header === 'string' ? BEARER.exec(header) : null;
     if (match === null) return new MailroomError('EUNAUTHENTICATED', 'send the metadata "authorization: Bearer <token>"');

@@ -20,6 +20,7 @@ import { laneOf } from '../mail/lane.js';
 import { fromTimestamp, WIRE_STATE, wireStatus } from './message-status.js';
 import { toServiceError } from './status.js';
 import { validateSendEmail, type MailLimits } from './validate.js';
+import type { RecipientGate } from '../bounce/recipient-gate.js';
 
 export interface MailServiceDeps {
   readonly mailer: Mailer;
@@ -27,6 +28,8 @@ export interface MailServiceDeps {
   readonly calls: Calls;
   readonly limits: MailLimits;
   readonly log: Logger;
+  /** the suppression list and the simulator's rule (bounce/recipient-gate.ts) */
+  readonly gate?: RecipientGate | undefined;
 }
 
 /** A Message-ID as SendMail returns them: angle brackets, printable ASCII. */
@@ -66,7 +69,7 @@ function unknownMessage(): MailroomError {
 }
 
 export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers {
-  const { mailer, outbox, calls, limits, log } = deps;
+  const { mailer, outbox, calls, limits, log, gate } = deps;
 
   /** A call about one message: its id checked (INVALID_ARGUMENT when it is not one), then `then`. */
   const aboutMessage = <T>(callback: grpc.sendUnaryData<T>, raw: string, then: (open: OpenCall<T>, id: string) => void): void => {
@@ -91,6 +94,7 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     const lane = laneOf(priority, delivery === 'DELIVERY_SYNC');
     if (delivery === 'DELIVERY_QUEUED') {
       const draft = validateSendEmail(request, limits);
+      gate?.check(draft);
       const sendAt = request.send_at === null ? undefined : fromTimestamp(request.send_at);
       if (request.send_at !== null && sendAt === undefined) throw new MailroomError('EINVALID', 'send_at: a time from 1970 on, nanos from 0 to 999999999');
       const options = { caller, owner, lane, idempotencyKey: draft.idempotencyKey, ...(sendAt !== undefined ? { sendAt } : {}) };
@@ -103,6 +107,7 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
     }
     if (request.send_at !== null) throw new MailroomError('EINVALID', 'send_at: only with delivery DELIVERY_QUEUED');
     const draft = validateSendEmail(request, limits);
+    gate?.check(draft);
     const sending = mailer.send(draft, { deadline, idempotencyKey: draft.idempotencyKey, caller, owner, lane });
     return {
       result: sending.result.then((d) => ({ status: 'SUCCESS', message_id: d.messageId, smtp_response: formatReply(d.reply), state: 'MESSAGE_STATE_SENT' })),

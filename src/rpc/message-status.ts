@@ -3,7 +3,8 @@ import type { MessageStatus as WireStatus } from '../generated/mail/MessageStatu
 import type { MessageState as WireState } from '../generated/mail/MessageState.js';
 import type { Timestamp } from '../generated/google/protobuf/Timestamp.js';
 import type { MessageState } from '../outbox/lifecycle.js';
-import type { MessageStatus } from '../outbox/store.js';
+import type { BounceKind, MessageStatus } from '../outbox/store.js';
+import type { BounceKind as WireKind } from '../generated/mail/BounceKind.js';
 
 export const WIRE_STATE: Readonly<Record<MessageState, WireState>> = {
   queued: 'MESSAGE_STATE_QUEUED',
@@ -12,7 +13,11 @@ export const WIRE_STATE: Readonly<Record<MessageState, WireState>> = {
   deferred: 'MESSAGE_STATE_DEFERRED',
   failed: 'MESSAGE_STATE_FAILED',
   cancelled: 'MESSAGE_STATE_CANCELLED',
+  bounced: 'MESSAGE_STATE_BOUNCED',
+  complained: 'MESSAGE_STATE_COMPLAINED',
 };
+
+const WIRE_KIND: Readonly<Record<BounceKind, WireKind>> = { hard: 'BOUNCE_KIND_HARD', soft: 'BOUNCE_KIND_SOFT', complaint: 'BOUNCE_KIND_COMPLAINT' };
 
 export function timestamp(ms: number): Timestamp {
   return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
@@ -36,5 +41,6 @@ export function wireStatus(s: MessageStatus): WireStatus {
     accepted_at: timestamp(s.acceptedAt),
     updated_at: timestamp(s.updatedAt),
     next_attempt_at: s.nextAttemptAt > 0 ? timestamp(s.nextAttemptAt) : null,
+    bounces: (s.bounces ?? []).map((b) => ({ recipient_index: b.recipient, kind: WIRE_KIND[b.kind], status: b.status, diagnostic: b.diagnostic, at: timestamp(b.at) })),
   };
 }

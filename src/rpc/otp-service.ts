@@ -12,6 +12,7 @@ import { OtpCaps, type OtpRateLimits } from './otp-caps.js';
 import type { SharedCaps } from '../lib/rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
+import type { RecipientGate } from '../bounce/recipient-gate.js';
 import { callerOf } from './auth.js';
 import { isMailroomError } from '../errors.js';
 import type { ServiceMetrics } from '../metrics/service-metrics.js';
@@ -29,12 +30,14 @@ export interface OtpServiceDeps {
   readonly sharedCaps?: SharedCaps;
   readonly metrics: ServiceMetrics;
   readonly log: Logger;
+  /** the suppression list (bounce/recipient-gate.ts) */
+  readonly gate?: RecipientGate | undefined;
 }
 
 /** How a refused SendCode counts: a limit (rate, cooldown, a send under way), or the request itself. */
 function refusal(err: unknown): 'refused' | 'invalid' | 'failed' {
   if (!isMailroomError(err)) return 'failed';
-  if (err.code === 'EINVALID') return 'invalid';
+  if (err.code === 'EINVALID' || err.code === 'ESUPPRESSED') return 'invalid';
   return err.code === 'ERATELIMIT' ? 'refused' : 'failed';
 }
 
@@ -75,6 +78,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
       let shared: Promise<void> | undefined;
       try {
         request = validateSendCode(call.request.email);
+        deps.gate?.checkOne(request.to.address);
         shared = caps.send(call);
       } catch (err) {
         refuse(err);

@@ -8,6 +8,7 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import type { MailServiceHandlers } from '../generated/mail/MailService.js';
 import type { OtpServiceHandlers } from '../generated/mail/OtpService.js';
+import type { SuppressionServiceHandlers } from '../generated/mail/SuppressionService.js';
 import { loadMailDefinition, loadMailProto } from './proto.js';
 import { utf8Checks } from './utf8-fields.js';
 import { deferring, Undecodable, type Admission } from './admission.js';
@@ -100,7 +101,7 @@ function guarded<H extends grpc.UntypedServiceImplementation>(service: string, d
 }
 
 export function createGrpcServer(
-  handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers },
+  handlers: { mail: MailServiceHandlers; otp: OtpServiceHandlers; suppression: SuppressionServiceHandlers },
   limits: ServerLimits,
   mailLimits: MailLimits,
   hooks: {
@@ -128,8 +129,9 @@ export function createGrpcServer(
     'grpc.enable_channelz': 0,
     interceptors: [catalogueCodes, ...hooks.interceptors, callGuard(limits.receiveTimeoutMs, admissions)],
   });
-  const { MailService, OtpService } = proto.mail;
+  const { MailService, OtpService, SuppressionService } = proto.mail;
   server.addService(tolerant(MailService.service, admissions, utf8), guarded('mail.MailService', MailService.service, handlers.mail, log));
   server.addService(tolerant(OtpService.service, admissions, utf8), guarded('mail.OtpService', OtpService.service, handlers.otp, log));
+  server.addService(tolerant(SuppressionService.service, admissions, utf8), guarded('mail.SuppressionService', SuppressionService.service, handlers.suppression, log));
   return server;
 }

@@ -24,6 +24,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, grpc.status>> = {
   ESTORE: grpc.status.UNAVAILABLE,
   EIDEMPOTENCY: grpc.status.FAILED_PRECONDITION,
   ENOTFOUND: grpc.status.NOT_FOUND,
+  ESUPPRESSED: grpc.status.FAILED_PRECONDITION,
   ECANCEL: grpc.status.FAILED_PRECONDITION,
   EEXPIRED: grpc.status.DEADLINE_EXCEEDED,
   EKEYSFULL: grpc.status.RESOURCE_EXHAUSTED,

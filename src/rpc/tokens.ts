@@ -1,6 +1,8 @@
 // AUTH_TOKENS_FILE: who may call, with what token, and which services.
 // Each non-empty line not starting with '#' is `name token` or
 // `name token service[,service]`; a line without services allows both.
+// `admin` among the services marks a caller that may manage the
+// suppression list (mail.SuppressionService); no line allows it unsaid.
 // Tokens are compared in constant time: the presented one is hashed and
 // compared with every known hash, the whole list every time.
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -9,6 +11,8 @@ import { MailroomError } from '../errors.js';
 /** The services a token can be given; health is open to all, reflection to any valid token. */
 export const CALLABLE_SERVICES = ['mail.MailService', 'mail.OtpService'] as const;
 export type CallableService = (typeof CALLABLE_SERVICES)[number];
+/** what `admin` in a line's services grants */
+export const ADMIN_SERVICE = 'mail.SuppressionService';
 
 export const MIN_TOKEN_CHARS = 32;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
@@ -52,10 +56,11 @@ export class TokenTable {
       }
       if (!NAME.test(name)) problems.push(`${where}: the name ${JSON.stringify(name.slice(0, 64))} is not 1-64 letters, digits, ., _, @ or -`);
       if (token.length < MIN_TOKEN_CHARS) problems.push(`${where}: the token of ${name} has ${token.length} characters; at least ${MIN_TOKEN_CHARS}`);
-      const allowed = services === undefined ? [...CALLABLE_SERVICES] : services.split(',');
-      for (const s of allowed) {
-        if (!(CALLABLE_SERVICES as readonly string[]).includes(s)) problems.push(`${where}: unknown service ${JSON.stringify(s.slice(0, 64))} (expected ${CALLABLE_SERVICES.join(' or ')})`);
+      const listed = services === undefined ? [...CALLABLE_SERVICES] : services.split(',');
+      for (const s of listed) {
+        if (!(CALLABLE_SERVICES as readonly string[]).includes(s) && s !== 'admin') problems.push(`${where}: unknown service ${JSON.stringify(s.slice(0, 64))} (expected ${CALLABLE_SERVICES.join(', ')} or admin)`);
       }
+      const allowed = listed.map((s) => (s === 'admin' ? ADMIN_SERVICE : s));
       if (seenNames.has(name)) problems.push(`${where}: ${name} is named twice`);
       const key = digest(token).toString('hex');
       if (seenTokens.has(key)) problems.push(`${where}: the token of ${name} is given twice`);
