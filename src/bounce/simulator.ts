@@ -107,66 +107,56 @@ export class Simulator {
   }
 }
 
-function dsn(returnPath: string, messageId: string, recipients: readonly string[]): string {
-  const blocks = recipients.map((r) => `Final-Recipient: rfc822; ${r}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; ${formatReply(REJECTED)}\r\n`);
+/** A multipart/report as a reporting MTA sends one: a line for people, the report's fields, the original's headers. */
+function multipartReport(o: { from: string; returnPath: string; subject: string; type: string; human: string; fields: readonly string[]; messageId: string }): string {
   return [
-    `From: MAILER-DAEMON@${SIMULATOR_DOMAIN}`,
-    `To: <${returnPath}>`,
-    'Subject: Undelivered Mail Returned to Sender (simulated)',
+    `From: ${o.from}`,
+    `To: <${o.returnPath}>`,
+    `Subject: ${o.subject}`,
     'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=delivery-status; boundary="simulated"',
+    `Content-Type: multipart/report; report-type=${o.type}; boundary="simulated"`,
     '',
     '--simulated',
     'Content-Type: text/plain; charset=us-ascii',
     '',
-    "mailroom's mailbox simulator: this message could not be delivered.",
+    o.human,
     '',
     '--simulated',
-    'Content-Type: message/delivery-status',
+    `Content-Type: message/${o.type}`,
     '',
-    `Reporting-MTA: dns; ${SIMULATOR_DOMAIN}`,
-    '',
-    blocks.join('\r\n'),
+    ...o.fields,
     '--simulated',
     'Content-Type: text/rfc822-headers',
     '',
-    `Return-Path: <${returnPath}>`,
-    `Message-ID: ${messageId}`,
+    `Return-Path: <${o.returnPath}>`,
+    `Message-ID: ${o.messageId}`,
     '',
     '--simulated--',
     '',
   ].join('\r\n');
 }
 
+function dsn(returnPath: string, messageId: string, recipients: readonly string[]): string {
+  const blocks = recipients.map((r) => `Final-Recipient: rfc822; ${r}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; ${formatReply(REJECTED)}\r\n`);
+  return multipartReport({
+    from: `MAILER-DAEMON@${SIMULATOR_DOMAIN}`,
+    returnPath,
+    subject: 'Undelivered Mail Returned to Sender (simulated)',
+    type: 'delivery-status',
+    human: "mailroom's mailbox simulator: this message could not be delivered.",
+    fields: [`Reporting-MTA: dns; ${SIMULATOR_DOMAIN}`, '', blocks.join('\r\n')],
+    messageId,
+  });
+}
+
 function arf(returnPath: string, messageId: string, recipient: string): string {
-  return [
-    `From: feedback@${SIMULATOR_DOMAIN}`,
-    `To: <${returnPath}>`,
-    'Subject: Feedback report (simulated)',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=feedback-report; boundary="simulated"',
-    '',
-    '--simulated',
-    'Content-Type: text/plain; charset=us-ascii',
-    '',
-    "mailroom's mailbox simulator: a recipient reported this message as spam.",
-    '',
-    '--simulated',
-    'Content-Type: message/feedback-report',
-    '',
-    'Feedback-Type: abuse',
-    'User-Agent: mailroom-simulator/1',
-    'Version: 1',
-    `Original-Mail-From: <${returnPath}>`,
-    `Original-Rcpt-To: <${recipient}>`,
-    '',
-    '--simulated',
-    'Content-Type: text/rfc822-headers',
-    '',
-    `Return-Path: <${returnPath}>`,
-    `Message-ID: ${messageId}`,
-    '',
-    '--simulated--',
-    '',
-  ].join('\r\n');
+  return multipartReport({
+    from: `feedback@${SIMULATOR_DOMAIN}`,
+    returnPath,
+    subject: 'Feedback report (simulated)',
+    type: 'feedback-report',
+    human: "mailroom's mailbox simulator: a recipient reported this message as spam.",
+    fields: ['Feedback-Type: abuse', 'User-Agent: mailroom-simulator/1', 'Version: 1', `Original-Mail-From: <${returnPath}>`, `Original-Rcpt-To: <${recipient}>`, ''],
+    messageId,
+  });
 }
