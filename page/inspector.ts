@@ -283,12 +283,17 @@ function renderMessages(): void {
     const data = fields(r.data);
     const reply = data?.reply;
     const code = data?.code;
+    // A delivery report after SENT: its kind names the step, its latest bounce is what the relay column shows.
+    const bounces: readonly Redacted[] = Array.isArray(data?.bounces) ? data.bounces : [];
+    const latest = fields(bounces[bounces.length - 1]);
+    const report = r.type !== undefined && r.type !== r.to ? `${String(r.to ?? '')} (${r.type})` : String(r.to ?? '');
+    const relay = latest !== undefined && r.type !== r.to ? `${String(latest.kind ?? '')} ${String(latest.status ?? '')} recipient ${String(latest.recipient ?? '')}: ${String(latest.diagnostic ?? '')}` : undefined;
     row.append(
       text('td', new Date(r.t).toISOString().slice(11, 23)),
-      text('td', String(r.to ?? '')),
+      text('td', report),
       text('td', String(data?.attempts ?? '')),
       text('td', typeof data?.cid === 'string' ? data.cid : ''),
-      text('td', [typeof reply === 'string' ? reply : '', typeof code === 'string' && code !== '' ? `(${code})` : ''].join(' ').trim()),
+      text('td', relay ?? [typeof reply === 'string' ? reply : '', typeof code === 'string' && code !== '' ? `(${code})` : ''].join(' ').trim()),
     );
     return row;
   });

@@ -121,17 +121,20 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
     const { server, listener } = await serveGrpc(config, log, access, actors, { calls, metrics, health, sharedCaps: shared?.state.caps, bounces });
     opened.push(() => listener.destroy());
     const side = await openSidePorts(config, metrics, actors.inspection, log);
+    // One line that says which optional parts are on, and where.
     log.info('listening', {
       host: config.host,
       port: listener.port,
       workers: config.pool.workers,
-      relay: `${relay.host}:${relay.port}`,
+      relay: capture === undefined ? `${relay.host}:${relay.port}` : `capture (${capture.dir})`,
       tls: config.smtp.session.tls,
       ...access.describe(),
-      outbox: config.outbox.store === 'sqlite' ? config.outbox.path : 'redis',
-      metricsPort: side.metricsPort,
-      inspectPort: side.inspectPort,
-      ...(config.bounces.domain !== undefined ? { bounceDomain: config.bounces.domain, bouncePort: bounces.listenerPort } : {}),
+      dkim: dkimKey === undefined ? 'off' : `${dkimKey.selector}._domainkey.${dkimKey.domain}`,
+      outbox: config.outbox.store === 'sqlite' ? `sqlite ${config.outbox.path}` : 'redis',
+      redis: config.redis === undefined ? 'off' : config.redis.sentinels !== undefined ? 'sentinel' : 'on',
+      metrics: side.metricsPort ?? 'off',
+      inspector: side.inspectPort ?? (config.inspect?.statelyUrl !== undefined ? 'stately' : 'off'),
+      bounces: config.bounces.domain === undefined ? 'off' : `${config.bounces.domain}${bounces.listenerPort !== undefined ? `, listener on ${config.bounces.listener?.host ?? ''}:${bounces.listenerPort}` : ', no listener'}`,
     });
     let stopping: Promise<void> | undefined;
     const shutdown = (): Promise<void> => {
