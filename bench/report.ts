@@ -114,11 +114,33 @@ function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
 
+/** widest a table is printed: a wider one is split into tables of fewer columns, each with the first */
+const MAX_WIDTH = 160;
+
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => pad(c, widths[i] as number, i > 0)).join(' | ')} |`;
-  const sep = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
-  return [line(headers), sep, ...rows.map(line)].join('\n');
+  // Columns after the first, in groups that fit MAX_WIDTH beside it.
+  const groups: number[][] = [[]];
+  let used = (widths[0] as number) + 4;
+  for (let i = 1; i < headers.length; i++) {
+    const w = (widths[i] as number) + 3;
+    const group = groups[groups.length - 1] as number[];
+    if (group.length > 0 && used + w > MAX_WIDTH) {
+      groups.push([i]);
+      used = (widths[0] as number) + 4 + w;
+    } else {
+      group.push(i);
+      used += w;
+    }
+  }
+  return groups
+    .map((group) => {
+      const cols = [0, ...group];
+      const line = (cells: string[]): string => `| ${cols.map((i, k) => pad(cells[i] ?? '', widths[i] as number, k > 0)).join(' | ')} |`;
+      const sep = `|${cols.map((i, k) => (k > 0 ? `${'-'.repeat((widths[i] as number) + 1)}:` : '-'.repeat((widths[i] as number) + 2))).join('|')}|`;
+      return [line(headers), sep, ...rows.map(line)].join('\n');
+    })
+    .join('\n\n');
 }
 
 export function render(summaries: Summary[], ratios: Ratio[], targets: Target[], extra: [string, string][]): string {

@@ -51,7 +51,15 @@ const RESULTS = join(ROOT, 'bench', 'results');
 mkdirSync(RESULTS, { recursive: true });
 // SEED_BIN=<the Go service's binary>: its rows beside mailroom's (tls and distance groups)
 const SEED_BIN = process.env.SEED_BIN;
-const want = (group: string): boolean => only === undefined || only.includes(group);
+// --quick with no --only: a smoke run of the groups that answer in a minute on two cores.
+const QUICK_GROUPS = ['tls', 'rpc'];
+const want = (group: string): boolean => (only === undefined ? !quick || QUICK_GROUPS.includes(group) : only.includes(group));
+// Warnings (a child's MaxListenersExceededWarning and the like) would mix into the tables: children print none,
+// and this process's are counted at the end instead.
+process.env.NODE_NO_WARNINGS = '1';
+const warnings: string[] = [];
+process.removeAllListeners('warning');
+process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
 
 const rows: Row[] = [];
 const ratios: Ratio[] = [];
@@ -105,10 +113,17 @@ function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
 
+const QUICK_SAYS = [
+  'quick run: 1 repetition of a few thousand calls, groups tls and rpc only (--only=... picks others).',
+  'It shows that the bench and the service work, and roughly how fast. It cannot judge a target: its figures are one noisy sample;',
+  'targets are judged by a full run (3+ repetitions, 20,000 calls after 5,000 warm). A "NO" in a quick run is not a verdict.',
+].join('\n');
+
 async function main(): Promise<void> {
   const loadBefore = loadAverage();
   if (loadBefore > 0.5) log(`load average ${loadBefore} before the run: other processes share these CPUs, figures will be noisy`);
   log(`${quick ? 'quick' : 'full'} run, ${REPS} repetition(s), ${cpus().length} CPUs, node ${process.version}`);
+  if (quick) log(QUICK_SAYS);
   const pki = makePki();
   const profileDir = profile ? join(RESULTS, 'profiles') : undefined;
 
@@ -404,8 +419,10 @@ async function main(): Promise<void> {
   extra.push(['sink count check', uncounted.length === 0 ? `every reported send was counted by the sink (${mailRows.length} scenarios)` : `MISMATCH in ${[...new Set(uncounted)].join(', ')}`]);
   extra.push(['load average (1 min) before / after the run', `${loadBefore} / ${loadAverage()} on ${cpus().length} CPUs`]);
   const summaries = rows.filter((r) => r.reps.length > 0).map(summarise);
+  if (warnings.length > 0) extra.push(['warnings during the run', [...new Set(warnings)].join('; ').slice(0, 300)]);
   const text = render(summaries, ratios, targets, extra);
   process.stdout.write(`\n${text}\n`);
+  if (quick) process.stdout.write(`\n${QUICK_SAYS}\n`);
   const json = {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
