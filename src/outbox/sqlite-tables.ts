@@ -6,7 +6,8 @@
 // lose their text at once.
 import type Database from 'better-sqlite3';
 import { maskAddresses } from '../lib/mask.js';
-import { BULK_LANE, HIGH_LANE, isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
+import { isLane, NORMAL_LANE } from '../mail/lane.js';
+import { LaneTurns } from './sqlite-claims.js';
 import { advance, ENDED, isFinal, MESSAGE_STATES, type MessageState } from './lifecycle.js';
 import { judgeReport } from './reports.js';
 import { ABSENCE, isAbsence, nextAttemptAt, statusOf } from './policy.js';
@@ -93,10 +94,6 @@ function prepare(db: Database.Database) {
   };
 }
 
-/** owners one claim looks at in a lane, at most: the rest wait for the next claim's turns */
-const OWNERS_PER_CLAIM = 256;
-/** what a sum of shares may fall short of a whole message by its rounding */
-const ROUNDING = 1e-6;
 
 export class OutboxTables {
   private readonly sql: ReturnType<typeof prepare>;
@@ -104,11 +101,7 @@ export class OutboxTables {
   private bytes: number;
   /** stored text by owner (OUTBOX_MAX_BYTES_PER_CALLER) */
   private readonly ownerBytes = new Map<string, number>();
-  /** by lane: the owner the last claim ended its turns with (the next begins after it) */
-  private readonly lastOwner = new Map<number, string>();
-  /** messages BULK is owed (see claim) */
-  private bulkCredit = 0;
-  private readonly earn: number;
+  private readonly turns: LaneTurns<Row>;
   /** status events written by the batch under way, reported with its reply */
   private written: StatusEvent[] = [];
 
@@ -120,7 +113,16 @@ export class OutboxTables {
   ) {
     this.sql = prepare(db);
     this.suppressions = new SuppressionTables(db);
-    this.earn = settings.bulkShare >= 1 ? Infinity : settings.bulkShare / (1 - settings.bulkShare);
+    const sql = this.sql;
+    this.turns = new LaneTurns<Row>(
+      {
+        firstOwner: (lane) => sql.firstOwner.get(lane)?.owner,
+        ownerAfter: (lane, owner) => sql.ownerAfter.get(lane, owner)?.owner,
+        dueOf: (lane, owner, now, limit) => sql.dueOf.all(lane, owner, now, limit),
+      },
+      settings.bulkShare,
+      (row, now) => this.take(row, now),
+    );
     this.bytes = 0;
     this.countBytes();
   }
@@ -243,75 +245,9 @@ export class OutboxTables {
     return this.sql.nextDue.get()?.at ?? undefined;
   }
 
-  /**
-   * HIGH first, then NORMAL, then BULK; but while BULK has messages due it
-   * earns a credit on every other message claimed (bulkShare of all), and
-   * what it is owed it takes first.
-   */
+  /** Due messages by lane and owners' turns (sqlite-claims.ts), SENDING now. */
   claim(n: number, now: number): { claimed: Claimed[]; nextDue: number | undefined } {
-    const claimed: Claimed[] = [];
-    const owed = Math.min(n, Math.floor(this.bulkCredit + ROUNDING));
-    if (owed > 0) this.bulkCredit -= this.claimLane(BULK_LANE, owed, now, claimed);
-    for (const lane of [HIGH_LANE, NORMAL_LANE, BULK_LANE]) {
-      if (claimed.length >= n) break;
-      this.claimLane(lane, n - claimed.length, now, claimed);
-    }
-    const others = claimed.filter((c) => c.lane !== BULK_LANE).length;
-    const bulkWaits = this.claimable(BULK_LANE, now);
-    this.bulkCredit = bulkWaits ? Math.min(Math.max(1, n), this.bulkCredit + others * this.earn) : 0;
-    return { claimed, nextDue: this.nextDue() };
-  }
-
-  /** Whether `lane` has a message due (its owners' first due ones, one seek each). */
-  private claimable(lane: Lane, now: number): boolean {
-    for (let owner = this.sql.firstOwner.get(lane)?.owner, seen = 0; owner !== undefined && seen < OWNERS_PER_CLAIM; owner = this.sql.ownerAfter.get(lane, owner)?.owner, seen++) {
-      if (this.sql.dueOf.get(lane, owner, now, 1) !== undefined) return true;
-    }
-    return false;
-  }
-
-  /**
-   * Claims up to `n` due messages of `lane`, owners taking turns from the
-   * one after where the last claim ended: each owner with something due
-   * gets an equal part of what is left, its oldest due first, until `n` are
-   * claimed or nothing is due. Returns how many.
-   */
-  private claimLane(lane: Lane, n: number, now: number, into: Claimed[]): number {
-    const owners = this.ownersOf(lane);
-    if (owners.length === 0) return 0;
-    let taken = 0;
-    let active = owners;
-    while (taken < n && active.length > 0) {
-      const part = Math.max(1, Math.floor((n - taken) / active.length));
-      const still: string[] = [];
-      for (const owner of active) {
-        if (taken >= n) break;
-        const rows = this.sql.dueOf.all(lane, owner, now, Math.min(part, n - taken));
-        for (const row of rows) {
-          const c = this.take(row, now);
-          if (c === undefined) continue;
-          into.push(c);
-          taken++;
-        }
-        if (rows.length > 0) this.lastOwner.set(lane, owner);
-        if (rows.length === part) still.push(owner);
-      }
-      active = still;
-    }
-    return taken;
-  }
-
-  /** The owners with messages waiting in `lane`, from the one after the last served, round the ring. */
-  private ownersOf(lane: Lane): string[] {
-    const after = this.lastOwner.get(lane);
-    const owners: string[] = [];
-    const next = (o: string): string | undefined => this.sql.ownerAfter.get(lane, o)?.owner;
-    const walk = (first: string | undefined, upTo?: string): void => {
-      for (let o = first; o !== undefined && (upTo === undefined || o <= upTo) && owners.length < OWNERS_PER_CLAIM; o = next(o)) owners.push(o);
-    };
-    if (after !== undefined) walk(next(after));
-    walk(this.sql.firstOwner.get(lane)?.owner, after);
-    return owners;
+    return { claimed: this.turns.claim(n, now), nextDue: this.nextDue() };
   }
 
   /** A due message, SENDING now, as the supervisor takes it; undefined when its record moved on or its text is gone. */

@@ -23,7 +23,6 @@ import { isAbsence, nextAttemptAt } from '../outbox/policy.js';
 import type { OutboxSettings } from '../outbox/settings.js';
 import type {
   Acceptance,
-  BounceRecord,
   Cancellation,
   Change,
   Claimed,
@@ -39,9 +38,9 @@ import type {
   StoreHealth,
   SuppressionEntry,
 } from '../outbox/store.js';
-import { judgeReport } from '../outbox/reports.js';
-import type { MessageState } from '../outbox/lifecycle.js';
 import { RedisSuppressions } from './suppressions.js';
+import { OutboxReports } from './outbox-reports.js';
+import { OutboxIntake } from './outbox-intake.js';
 import type { RedisLink } from './client.js';
 import { OutboxQueue, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
@@ -62,6 +61,8 @@ export class RedisOutboxStore implements OutboxStore {
   private readonly queue: OutboxQueue;
   private readonly statuses: OutboxStatuses;
   private readonly suppressionList: RedisSuppressions;
+  private readonly reports: OutboxReports;
+  private readonly intake: OutboxIntake;
   private readonly submitted = new Listeners<number>();
   /** outcomes a failure left unwritten: written first by the next probe */
   private kept: Change[] = [];
@@ -79,6 +80,8 @@ export class RedisOutboxStore implements OutboxStore {
     this.queue = new OutboxQueue(link, options.leaseMs, log);
     this.statuses = new OutboxStatuses(link, options.retentionMs);
     this.suppressionList = new RedisSuppressions(link);
+    this.reports = new OutboxReports(link, this.statuses, this.suppressionList);
+    this.intake = new OutboxIntake(link, this.statuses, options);
   }
 
   get health(): StoreHealth {
@@ -118,11 +121,11 @@ export class RedisOutboxStore implements OutboxStore {
     const answers: Acceptance[] = [];
     const taken: { m: NewMessage; member: string; bytes: number }[] = [];
     for (const m of messages) {
-      const refused = await this.admit(m);
+      const refused = await this.intake.admit(m);
       if (refused !== undefined) answers.push(refused);
       else {
         const bytes = Buffer.byteLength(m.raw) + Buffer.byteLength(JSON.stringify(m.envelope));
-        const refusal = await this.reserveBytes(m.owner, bytes);
+        const refusal = await this.intake.reserveBytes(m.owner, bytes);
         if (refusal !== undefined) {
           if (m.idempotency !== undefined) await this.link.run('outbox idempotency', (c) => c.del(this.statuses.key('idem', m.idempotency?.key ?? '')));
           answers.push(refusal);
@@ -146,47 +149,13 @@ export class RedisOutboxStore implements OutboxStore {
     const events: StatusEvent[] = [];
     for (const { m, member, bytes } of taken) {
       events.push(await this.statuses.create(m, member, bytes));
-      const path = m.returnPath;
-      if (path !== undefined) {
-        await this.link.run('outbox return path', (c) =>
-          c
-            .multi()
-            .set(this.statuses.bounceKey(path.key), member, 'PX', this.options.maxAgeMs + this.options.retentionMs)
-            .hset(this.statuses.key('m', member), 'recipients', JSON.stringify(path.recipients))
-            .exec(),
-        );
-      }
+      if (m.returnPath !== undefined) await this.reports.returnPath(member, m.returnPath, this.options.maxAgeMs + this.options.retentionMs);
     }
     // Acknowledged only once enough replicas hold it: a failover then loses nothing answered QUEUED.
     await this.link.replicated('the message', '; it may still go out: retry with the same idempotency_key');
     await this.statuses.notify(events);
     if (taken.length > 0) this.submitted.tell(Math.min(...taken.map(({ m }) => m.dueAt)));
     return answers;
-  }
-
-  /** Counts `bytes` against the owner's share and the whole; the refusal (nothing counted) when either is full. */
-  private async reserveBytes(owner: string, bytes: number): Promise<Acceptance | undefined> {
-    const ownerKey = this.statuses.ownerBytes(owner);
-    const mine = await this.link.run('outbox bytes', (c) => c.incrby(ownerKey, bytes));
-    if (mine > this.options.maxBytesPerCaller) {
-      await this.link.run('outbox bytes', (c) => c.decrby(ownerKey, bytes));
-      return { kind: 'full', bytes: mine - bytes, mine: true };
-    }
-    const total = await this.link.run('outbox bytes', (c) => c.incrby(this.statuses.key('bytes'), bytes));
-    if (total <= this.options.maxBytes) return undefined;
-    await this.link.run('outbox bytes', (c) => c.multi().decrby(this.statuses.key('bytes'), bytes).decrby(ownerKey, bytes).exec());
-    return { kind: 'full', bytes: total - bytes, mine: false };
-  }
-
-  /** An idempotency key's claim: undefined when the message is new, else the answer for the key's first message. */
-  private async admit(m: NewMessage): Promise<Acceptance | undefined> {
-    if (m.idempotency === undefined) return undefined;
-    const key = this.statuses.key('idem', m.idempotency.key);
-    const claimed = await this.link.run('outbox idempotency', (c) => c.set(key, JSON.stringify({ id: m.id, fingerprint: m.idempotency?.fingerprint }), 'PX', this.options.maxAgeMs + this.options.retentionMs, 'NX'));
-    if (claimed !== null) return undefined;
-    const before = JSON.parse((await this.link.run('outbox idempotency', (c) => c.get(key))) ?? '{}') as { id?: string; fingerprint?: string };
-    const status = before.id === undefined ? undefined : await this.statuses.get(before.id, m.caller);
-    return before.fingerprint === m.idempotency.fingerprint && status !== undefined ? { kind: 'existing', status } : { kind: 'conflict' };
   }
 
   async claim(n: number, now: number): Promise<{ claimed: Claimed[]; nextDue: number | undefined }> {
@@ -348,26 +317,12 @@ export class RedisOutboxStore implements OutboxStore {
     return this.statuses.counts();
   }
 
-  async remember(sent: readonly SentMessage[]): Promise<void> {
-    // At once: ioredis pipelines them.
-    await Promise.all(sent.map((m) => this.statuses.sent({ ...m, response: maskAddresses(m.response).slice(0, 512) })));
+  remember(sent: readonly SentMessage[]): Promise<void> {
+    return this.reports.remember(sent);
   }
 
-  async report(r: Report): Promise<ReportOutcome> {
-    const member = await this.link.run('outbox return path', (c) => c.get(this.statuses.bounceKey(r.key)));
-    if (member === null) return { kind: 'unknown' };
-    const [id, caller, state, recipients, bounces] = await this.statuses.fields(member, 'id', 'caller', 'state', 'recipients', 'bounces');
-    if (id === undefined || state === undefined) return { kind: 'unknown' };
-    const judged = judgeReport(state as MessageState, JSON.parse(recipients ?? '[]') as string[], JSON.parse(bounces ?? '[]') as BounceRecord[], r);
-    if (judged === undefined) return { kind: 'unmatched' };
-    const result = await this.statuses.move(id, member, caller ?? '', judged.event, r.at, { bounces: JSON.stringify(judged.bounces) });
-    // A complaint after a complaint: nothing moves, the report is kept as it came.
-    const moved = result !== undefined && 'refused' in result ? await this.statuses.move(id, member, caller ?? '', undefined, r.at, { bounces: JSON.stringify(judged.bounces) }) : result;
-    if (moved === undefined || 'refused' in moved) return { kind: 'unmatched' };
-    await this.statuses.notify([{ cursor: moved.cursor, status: moved.status }]);
-    const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
-    for (const s of judged.suppress) await this.suppressionList.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: id });
-    return { kind: 'applied', status: moved.status, suppressed: judged.suppress.map((s) => s.digest) };
+  report(r: Report): Promise<ReportOutcome> {
+    return this.reports.report(r);
   }
 
   suppress(entry: SuppressionEntry): Promise<SuppressionEntry> {

@@ -1,0 +1,48 @@
+// Delivery reports on the Redis outbox (docs/bounces.md): the return path a
+// message is found by, SYNC messages' records, and a report applied to the
+// status it names as the message machine allows, with the suppressions it
+// adds (shared by every replica).
+import { maskAddresses } from '../lib/mask.js';
+import type { MessageState } from '../outbox/lifecycle.js';
+import { judgeReport } from '../outbox/reports.js';
+import type { BounceRecord, Report, ReportOutcome, ReturnPath, SentMessage } from '../outbox/store.js';
+import type { RedisLink } from './client.js';
+import type { OutboxStatuses } from './outbox-status.js';
+import type { RedisSuppressions } from './suppressions.js';
+
+export class OutboxReports {
+  constructor(
+    private readonly link: RedisLink,
+    private readonly statuses: OutboxStatuses,
+    private readonly suppressions: RedisSuppressions,
+  ) {}
+
+  /** What finds a queued message's record by its return path, for as long as it may be reported on (`ttlMs`). */
+  async returnPath(member: string, path: ReturnPath, ttlMs: number): Promise<void> {
+    await this.link.run('outbox return path', (c) =>
+      c.multi().set(this.statuses.bounceKey(path.key), member, 'PX', ttlMs).hset(this.statuses.key('m', member), 'recipients', JSON.stringify(path.recipients)).exec(),
+    );
+  }
+
+  async remember(sent: readonly SentMessage[]): Promise<void> {
+    // At once: ioredis pipelines them.
+    await Promise.all(sent.map((m) => this.statuses.sent({ ...m, response: maskAddresses(m.response).slice(0, 512) })));
+  }
+
+  async report(r: Report): Promise<ReportOutcome> {
+    const member = await this.link.run('outbox return path', (c) => c.get(this.statuses.bounceKey(r.key)));
+    if (member === null) return { kind: 'unknown' };
+    const [id, caller, state, recipients, bounces] = await this.statuses.fields(member, 'id', 'caller', 'state', 'recipients', 'bounces');
+    if (id === undefined || state === undefined) return { kind: 'unknown' };
+    const judged = judgeReport(state as MessageState, JSON.parse(recipients ?? '[]') as string[], JSON.parse(bounces ?? '[]') as BounceRecord[], r);
+    if (judged === undefined) return { kind: 'unmatched' };
+    const result = await this.statuses.move(id, member, caller ?? '', judged.event, r.at, { bounces: JSON.stringify(judged.bounces) });
+    // A complaint after a complaint: nothing moves, the report is kept as it came.
+    const moved = result !== undefined && 'refused' in result ? await this.statuses.move(id, member, caller ?? '', undefined, r.at, { bounces: JSON.stringify(judged.bounces) }) : result;
+    if (moved === undefined || 'refused' in moved) return { kind: 'unmatched' };
+    await this.statuses.notify([{ cursor: moved.cursor, status: moved.status }]);
+    const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
+    for (const s of judged.suppress) await this.suppressions.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: id });
+    return { kind: 'applied', status: moved.status, suppressed: judged.suppress.map((s) => s.digest) };
+  }
+}
