@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { FaultPeer } from './fault-peer.js';
-import { expectGrpcError, faultEnv, mail, sendMail, spawnService, startRig, type RunningService } from './helpers.js';
+import { expectGrpcError, faultEnv, mail, sendMail, spawnService, startRig, type RunningService, eventually } from './helpers.js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import { startProcess as startServiceProcess, type ServiceProcess } from './process.js';
 
@@ -161,7 +161,7 @@ test('SIGHUP never ends the process: calls in flight go on, it says what it re-r
   await peer.until(() => peer.count('DATA') >= 2, 3000, 'sending under way');
   const hups = (): number => child.logs.filter((e) => typeof e.message === 'string' && e.message.startsWith('SIGHUP')).length;
   const logged = async (n: number): Promise<void> => {
-    for (let i = 0; i < 100 && hups() < n; i++) await new Promise((r) => setTimeout(r, 20));
+    await eventually(() => hups() >= n, 4000, `${n} SIGHUPs handled`);
   };
   // One at a time: the kernel merges a signal sent while the same one is still pending.
   child.proc.kill('SIGHUP');

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocketServer } from 'ws';
-import { relayEnv, sendMail, sleep, startService, startSmtp } from './helpers.js';
+import { relayEnv, sendMail, sleep, startService, startSmtp, eventually } from './helpers.js';
 
 test('the Stately bridge sends actors, events and snapshots, redacted', async (t) => {
   const received: string[] = [];
@@ -21,7 +21,7 @@ test('the Stately bridge sends actors, events and snapshots, redacted', async (t
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
   await sendMail(svc, { to: 'stately-reader@example.com', subject: 'bridged', body: 'body-MARKER-stately' });
-  for (let i = 0; i < 50 && !received.some((m) => m.includes('"SENT"')); i++) await sleep(50);
+  await eventually(() => received.some((m) => m.includes('"SENT"')), 5000, 'a SENT event at the Stately inspector');
   const all = received.join('\n');
   assert.match(all, /"type":"@xstate.actor"/);
   assert.match(all, /"type":"@xstate.snapshot"/);

@@ -15,6 +15,7 @@ import { CODE_ACCEPTED } from '../src/otp/store.js';
 import { normaliseOtpAddress } from '../src/otp/address.js';
 import { renderCodeMail } from '../src/otp/template.js';
 import type { Draft } from '../src/mail/draft.js';
+import { eventually } from './helpers.js';
 
 const LIMITS = { lifespanMs: 120_000, maxAttempts: 5, resendCooldownMs: 30_000, maxSendsPerHour: 10 };
 const hasher = new CodeHasher(undefined);
@@ -319,7 +320,7 @@ test('actor: an expiry wave larger than a slice is swept in slices, the event lo
   assert.equal(store.size, total - 2 * SWEEP_SLICE, 'one slice per turn');
   await turn();
   assert.equal(store.size, total - 3 * SWEEP_SLICE, 'one slice per turn');
-  for (let i = 0; i < 100 && store.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  await eventually(() => store.size === 0, 2000, 'the store swept');
   assert.equal(store.size, 0);
   actor.stop();
 });

@@ -28,7 +28,7 @@ const env = (port: number, prefix: string, extra: Record<string, string> = {}): 
   faultEnv(port, { WORKERS: '2', REDIS_URL: redis.url, REDIS_PREFIX: `${prefix}:`, OTP_SECRET: 'the same secret on every replica, 32+', OUTBOX_STORE: 'redis', ...extra });
 
 async function ready(svc: RunningService): Promise<void> {
-  for (let i = 0; i < 100 && svc.service.redis?.ready !== true; i++) await sleep(20);
+  await eventually(() => svc.service.redis?.ready === true, 4000, 'Redis ready');
 }
 
 test('two replicas, one outbox: queued through A, delivered once, told by B; B cancels and watches what A queued', async (t) => {

@@ -36,7 +36,7 @@ before(async () => {
   a = await startService(env());
   b = await startService(env());
   // Both replicas' Redis connections are up before the tests begin.
-  for (const svc of [a, b]) for (let i = 0; i < 100 && svc.service.redis?.ready !== true; i++) await sleep(20);
+  for (const svc of [a, b]) await eventually(() => svc.service.redis?.ready === true, 4000, 'Redis ready');
 });
 
 after(async () => {
@@ -80,7 +80,7 @@ test('a Redis that hangs (SIGSTOP): OtpService NOT_SERVING within REDIS_TIMEOUT_
     assert.ok(took <= 500 + 1000, `NOT_SERVING after ${took} ms (REDIS_TIMEOUT_MS=500)`);
     assert.equal(await check(health, 'mail.MailService'), 'SERVING', 'mail does not need Redis');
     redis.resume();
-    for (let i = 0; i < 100 && (await check(health, 'mail.OtpService')) !== 'SERVING'; i++) await sleep(20);
+    await eventually(async () => (await check(health, 'mail.OtpService')) === 'SERVING', 4000, 'OtpService SERVING');
     assert.equal(await check(health, 'mail.OtpService'), 'SERVING');
     await sendCode(a, 'after-hang@example.com');
     assert.equal((await validateCode(b, 'after-hang@example.com', await codeFromMail(smtp, 'after-hang@example.com', LENGTH))).isValid, true);
@@ -105,7 +105,7 @@ test('the cooldown and the hourly cap hold across replicas', async (t) => {
     await c.close();
     await d.close();
   });
-  for (const svc of [c, d]) for (let i = 0; i < 100 && svc.service.redis?.ready !== true; i++) await sleep(20);
+  for (const svc of [c, d]) await eventually(() => svc.service.redis?.ready === true, 4000, 'Redis ready');
   await sendCode(c, 'cool@example.com');
   const cooling = await expectGrpcError(sendCode(d, 'cool@example.com'));
   assert.equal(cooling.code, grpc.status.RESOURCE_EXHAUSTED);
@@ -182,7 +182,7 @@ test('Redis down: OTP calls fail UNAVAILABLE at once and health says NOT_SERVING
   try {
     assert.equal(await check(health, 'mail.OtpService'), 'SERVING');
     await redis.stop();
-    for (let i = 0; i < 100 && (await check(health, 'mail.OtpService')) !== 'NOT_SERVING'; i++) await sleep(20);
+    await eventually(async () => (await check(health, 'mail.OtpService')) === 'NOT_SERVING', 4000, 'OtpService NOT_SERVING');
     assert.equal(await check(health, 'mail.OtpService'), 'NOT_SERVING');
     assert.equal(await check(health, 'mail.MailService'), 'SERVING', 'mail does not need Redis');
     for (const call of [() => sendCode(a, 'down@example.com'), () => validateCode(b, 'down@example.com', '12345678'), () => sendMail(a, { to: 'x@example.com', subject: 's', body: 'b', idempotency_key: 'k-down' })]) {

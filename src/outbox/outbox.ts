@@ -6,13 +6,12 @@
 // store, and only to deliver them.
 import { createHash } from 'node:crypto';
 import { MailroomError } from '../errors.js';
-import type { Composer } from '../mail/compose.js';
+import type { Composer, OutgoingMessage } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
 import { NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { CursorSeal } from './cursor.js';
-import type { ReturnPaths } from '../bounce/return-path.js';
 import type { OutboxSettings } from './settings.js';
-import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, StatusEvent } from './store.js';
+import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, ReturnPath, StatusEvent } from './store.js';
 
 export interface QueueOptions {
   /** the authenticated caller ('' when none): only it sees the message */
@@ -48,8 +47,8 @@ export class Outbox {
     private readonly settings: Pick<OutboxSettings, 'maxDelayMs' | 'maxAgeMs'>,
     private readonly composer: Composer,
     private readonly now: () => number = Date.now,
-    /** what the store keeps to match a message's delivery reports */
-    private readonly paths?: ReturnPaths,
+    /** what the store keeps to match a message's delivery reports (bounce/return-path.ts) */
+    private readonly paths?: { pathOf(message: OutgoingMessage): ReturnPath | undefined },
     /** a SYNC message's record still to be written (bounce/sync-mail.ts): what a read of it waits for */
     private readonly unwritten?: (id: string) => Promise<void> | undefined,
   ) {}
