@@ -14,6 +14,7 @@ import type { LoadgenOptions } from './loadgen.js';
 import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
 import { bounceScenarios } from './bounces.js';
+import { tracingScenarios } from './tracing.js';
 import { abScenarios, type AbScenario } from './ab.js';
 import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
@@ -29,7 +30,7 @@ import { laneScenarios } from './lanes.js';
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes,bounces runs some groups (outbox, depth, lanes and bounces only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes,bounces,tracing runs some groups (outbox, depth, lanes, bounces and tracing only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -383,6 +384,14 @@ async function main(): Promise<void> {
     const out = await bounceScenarios({ reps: REPS, pki, n: N, log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
     ratios.push(...out.ratios);
     targets.push(...out.targets);
+    extra.push(...out.extra);
+  }
+
+  // ---- tracing: OTLP export on (ratio 1.0) against off ----------------------
+  if (only?.includes('tracing') === true) {
+    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
+    const out = await tracingScenarios({ reps: REPS, pki, n: N, log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
+    ratios.push(...out.ratios);
     extra.push(...out.extra);
   }
 

@@ -38,6 +38,7 @@ import type { PrometheusMetrics } from './metrics/metrics.js';
 import { GrpcListener } from './rpc/listener.js';
 import { openBounces, type Bounces } from './bounce/open-bounces.js';
 import { ReturnPaths } from './bounce/return-path.js';
+import { tracingOn, tracingRelay } from './lib/tracing.js';
 import { withTlsContext } from './smtp/tls.js';
 import type * as grpc from '@grpc/grpc-js';
 
@@ -103,6 +104,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
   };
   try {
     const { relay, capture } = await openRelay(config, log);
+    tracingRelay(relay.host, relay.port);
     opened.push(() => capture?.close());
     const shared = await openShared(config, log, now, options);
     opened.push(() => shared?.state.link.close());
@@ -134,6 +136,7 @@ export async function boot(env: Readonly<Record<string, string | undefined>>, op
       redis: config.redis === undefined ? 'off' : config.redis.sentinels !== undefined ? 'sentinel' : 'on',
       metrics: side.metricsPort ?? 'off',
       inspector: side.inspectPort ?? (config.inspect?.statelyUrl !== undefined ? 'stately' : 'off'),
+      tracing: tracingOn() ? `on, OTLP ${env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'}` : 'off',
       bounces: config.bounces.domain === undefined ? 'off' : `${config.bounces.domain}${bounces.listenerPort !== undefined ? `, listener on ${config.bounces.listener?.host ?? ''}:${bounces.listenerPort}` : ', no listener'}`,
     });
     let stopping: Promise<void> | undefined;

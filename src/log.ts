@@ -1,5 +1,6 @@
 // One winston root logger; components take children with their ids. A
 // line that repeats is written at most once a second (lib/repeats.ts).
+import { activeIds } from './lib/tracing.js';
 import winston from 'winston';
 import { RepeatLimiter } from './lib/repeats.js';
 
@@ -39,10 +40,15 @@ export function createLogger(options: LoggerOptions): winston.Logger {
     write?.({ level, message: `… ${held.toLocaleString('en')} more in the last ${seconds} s: ${message}`, repeated: held, ...(component !== undefined ? { component } : {}), [SUMMARY]: true }),
   );
   // Debug lines are asked for when diagnosing, one per job: they are all written.
+  // With tracing on, a line written while a span is active names it (lib/tracing.ts).
+  const traced = winston.format((info) => {
+    const ids = activeIds();
+    return ids === undefined ? info : Object.assign(info, ids);
+  });
   const repeats = winston.format((info) => ((info as Record<symbol, unknown>)[SUMMARY] === true || !LIMITED.has(info.level) || limiter.allow(info) ? info : false));
   const format =
     options.format === 'json'
-      ? winston.format.combine(repeats(), redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
+      ? winston.format.combine(repeats(), redact(), traced(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
       : winston.format.combine(
           repeats(),
           redact(),

@@ -2,28 +2,10 @@
 // file), boot, signals and exit codes. 0: stopped on SIGINT/SIGTERM; 1: a
 // second signal, a failed shutdown, or a root actor that failed; 2: bad
 // configuration. SIGHUP never ends it: it re-reads what can be re-read.
-import { existsSync, readFileSync } from 'node:fs';
-import { parseEnv } from 'node:util';
 import { boot, type BootOptions, type Service } from './boot.js';
-import { isMailroomError, MailroomError } from './errors.js';
-
-/**
- * Variables from .env fill in what the real environment leaves unset. A
- * missing ./.env is fine; a DOTENV_PATH that names no readable file stops
- * boot (exit 2): the operator meant a file, and it is not there.
- */
-function environment(): Record<string, string | undefined> {
-  const named = process.env.DOTENV_PATH;
-  const file = named ?? '.env';
-  if (named === undefined && !existsSync(file)) return { ...process.env };
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new MailroomError('ECONFIG', `invalid configuration:\n  DOTENV_PATH=${JSON.stringify(file)}: expected a readable file (${(err as Error).message})`);
-  }
-  return { ...parseEnv(text), ...process.env };
-}
+import { isMailroomError } from './errors.js';
+import { environment } from './environment.js';
+import { flushTracing } from './lib/tracing.js';
 
 export async function run(options: BootOptions = {}): Promise<void> {
   let service: Service | undefined;
@@ -43,13 +25,16 @@ export async function run(options: BootOptions = {}): Promise<void> {
       }
       signalled = true;
       service.log.info('signal received', { signal });
-      service.shutdown().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          service?.log.error('shutdown failed', { reason: (err as Error).message });
-          process.exit(1);
-        },
-      );
+      service
+        .shutdown()
+        .then(() => flushTracing().catch(() => undefined))
+        .then(
+          () => process.exit(0),
+          (err: unknown) => {
+            service?.log.error('shutdown failed', { reason: (err as Error).message });
+            process.exit(1);
+          },
+        );
     });
   }
 

@@ -28,7 +28,7 @@ const IMPORT = /^\s*(?:import|export)\s[^;]*?\sfrom\s+'(\.[^']+)'/gm;
  * mail/capture → errors and small tools.
  */
 const LAYERS: readonly [string, RegExp][] = [
-  ['entry', /^(main|run)\.ts$|^client\//],
+  ['entry', /^(main|run|environment|tracing-setup)\.ts$|^client\//],
   ['boot', /^(boot|config|config-reader|side-ports|serve-grpc)\.ts$/],
   ['service', /^(rpc|inspect|metrics)\//],
   ['actors', /^actors\//],

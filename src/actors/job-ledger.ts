@@ -15,6 +15,7 @@
 // not a Map or Set keyed by job: a table that gains and loses an entry every
 // mail leaves copies in old space that keep finished jobs alive until the
 // next full GC (docs/decisions.md). Retries are rare enough for a Set.
+import { traceHanded } from '../lib/tracing.js';
 import type { MailJob } from '../mail/job.js';
 import { LaneQueue } from './lane-queue.js';
 
@@ -91,6 +92,7 @@ export class JobLedger {
     const job = this.dequeue() as MailJob;
     job.place = 'held';
     job.holder = cid;
+    traceHanded(job.trace, cid);
     let held = this.holdings.get(cid);
     if (held === undefined) {
       held = [];

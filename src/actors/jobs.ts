@@ -10,6 +10,7 @@ import { backoffDelay } from '../lib/backoff.js';
 import type { MailJob } from '../mail/job.js';
 import type { Change } from '../outbox/store.js';
 import { formatReply } from '../smtp/reply.js';
+import { traceAttempt, traceEnded, traceQueued } from '../lib/tracing.js';
 import { fail } from './dispatch.js';
 import type { SupervisorContext } from './supervisor-context.js';
 import type { ConnectionReport } from './smtp-connection.js';
@@ -34,6 +35,7 @@ export function admit(context: SupervisorContext, jobs: readonly MailJob[]): voi
       job.reject(new MailroomError('EQUEUEFULL', `this caller's share of the send queue is full (${options.queueLimitPerCaller} waiting, QUEUE_LIMIT_PER_CALLER)`, { retryAfterSeconds: 1 }));
     } else {
       ledger.admit(job);
+      traceQueued(job.trace);
     }
   }
 }
@@ -62,6 +64,8 @@ export function delivered(context: SupervisorContext, report: Delivered, effects
   const { job, reply, cid } = report;
   countAttempt(report);
   context.ledger.release(job);
+  traceAttempt(job.trace, { code: reply.code });
+  traceEnded(job.trace);
   if (job.durable !== undefined) {
     effects.record({ id: job.message.messageId, event: 'DELIVERED', at: context.now(), attempted: true, response: formatReply(reply), connection: cid });
     effects.attempted?.(job, undefined);
@@ -82,6 +86,8 @@ export function slowedDown(context: SupervisorContext, report: Failed): void {
   const { job, cid, error } = report;
   job.lastCid = cid;
   context.ledger.giveBack(job);
+  traceAttempt(job.trace, { code: error.smtp?.code, error: error.code });
+  traceQueued(job.trace);
   if (context.pace.slowDown(Date.now())) context.log.warn('the relay asked us to slow down', { cid, reply: error.smtp && formatReply(error.smtp), perSecond: context.pace.perSecond });
 }
 
@@ -91,6 +97,8 @@ export function requeueStale(context: SupervisorContext, report: Failed): void {
   job.staleRequeues += 1;
   job.lastCid = cid;
   context.ledger.giveBack(job);
+  traceAttempt(job.trace, { error: report.error.code });
+  traceQueued(job.trace);
   context.log.debug('requeued from a stale connection', { jobId: job.id, cid, requeues: job.staleRequeues });
 }
 
@@ -100,6 +108,8 @@ export function scheduleRetry(context: SupervisorContext, report: Failed, effect
   const delay = backoffDelay(job.attempts, backoffBaseMs, backoffMaxMs);
   job.lastCid = cid;
   context.ledger.deferRetry(job);
+  traceAttempt(job.trace, { code: error.smtp?.code, error: error.code });
+  traceQueued(job.trace);
   context.log.info('retrying', { jobId: job.id, caller: job.caller || undefined, cid, attempt: job.attempts, code: error.code, delayMs: delay });
   effects.retryIn(job, delay);
 }
@@ -108,6 +118,8 @@ export function scheduleRetry(context: SupervisorContext, report: Failed, effect
 export function endOrDefer(context: SupervisorContext, report: Failed, effects: JobEffects): void {
   const { job, error, cid } = report;
   context.ledger.release(job);
+  traceAttempt(job.trace, { code: error.smtp?.code, error: error.code });
+  traceEnded(job.trace, error.code);
   const reply = error.smtp && formatReply(error.smtp);
   if (job.durable === undefined) {
     context.log.info('failed', { jobId: job.id, caller: job.caller || undefined, cid, attempts: job.attempts, code: error.code, reply });
@@ -127,7 +139,10 @@ export function endOrDefer(context: SupervisorContext, report: Failed, effects: 
 
 /** Jobs given back untouched go to the front of the line. */
 export function takeBack(context: SupervisorContext, jobs: readonly MailJob[]): void {
-  for (const job of jobs) context.ledger.giveBack(job);
+  for (const job of jobs) {
+    context.ledger.giveBack(job);
+    traceQueued(job.trace);
+  }
 }
 
 /**
@@ -141,6 +156,7 @@ export function returnOrFail(context: SupervisorContext, jobs: readonly MailJob[
   const released: Change[] = [];
   for (const job of jobs) {
     if (job.place === 'held') context.ledger.release(job);
+    traceEnded(job.trace, typeof why === 'string' ? 'ESHUTDOWN' : why.code);
     if (job.durable !== undefined) released.push({ id: job.message.messageId, event: 'RELEASE', at });
     else if (typeof why === 'string') fail(job, 'ESHUTDOWN', why);
     else job.reject(why);

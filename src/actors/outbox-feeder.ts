@@ -20,6 +20,7 @@ import { createJob, type MailJob } from '../mail/job.js';
 import { CLAIM_MAX } from '../outbox/policy.js';
 import type { Change, Claimed, OutboxStore, RelayAway, StoreHealth } from '../outbox/store.js';
 import { simulated, type Simulator } from '../bounce/simulator.js';
+import { deliveryTrace } from '../lib/tracing.js';
 
 /** What the supervisor tells its outbox child. */
 export type OutboxOrder =
@@ -261,5 +262,7 @@ export const outboxFeeder = fromCallback<OutboxOrder, FeederInput>(({ input, sen
 
 /** Claimed messages as jobs: no caller waits on them, and they have no deadline but their expiry. */
 export function claimedJobs(claimed: readonly Claimed[]): MailJob[] {
-  return claimed.map((c) => createJob({ messageId: c.id, envelope: c.envelope, raw: c.raw }, { deadline: Infinity, caller: c.caller, owner: c.owner, lane: c.lane, durable: { expiresAt: c.expiresAt } }).job);
+  return claimed.map(
+    (c) => createJob({ messageId: c.id, envelope: c.envelope, raw: c.raw }, { deadline: Infinity, caller: c.caller, owner: c.owner, lane: c.lane, durable: { expiresAt: c.expiresAt }, trace: deliveryTrace(c.trace) }).job,
+  );
 }

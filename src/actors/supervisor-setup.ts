@@ -4,6 +4,7 @@
 // pool-health.ts, dispatch.ts and outbox-feeder.ts where it is more.
 import { assertEvent, emit, enqueueActions, or, setup, stateIn, type GuardPredicate } from 'xstate';
 import { backoffDelay } from '../lib/backoff.js';
+import { traceQueued } from '../lib/tracing.js';
 import { dispatch, fail, room, sweepQueue } from './dispatch.js';
 import * as story from './jobs.js';
 import { claimedJobs, outboxFeeder, type OutboxOrder } from './outbox-feeder.js';
@@ -225,7 +226,10 @@ export const supervisorSetup = setup({
       assertEvent(event, 'outbox.claimed');
       context.seenClaim = event.seq;
       context.offered = Math.max(0, context.offered - event.claimed.length);
-      for (const job of claimedJobs(event.claimed)) context.ledger.admit(job);
+      for (const job of claimedJobs(event.claimed)) {
+        context.ledger.admit(job);
+        traceQueued(job.trace);
+      }
     },
     /** Claimed while the service began to stop: back to QUEUED for the next start. */
     releaseClaimed: ({ context, event }) => {

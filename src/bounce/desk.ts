@@ -9,6 +9,7 @@ import type { Logger } from 'winston';
 import { maskAddresses } from '../lib/mask.js';
 import type { OutboxStore, ReportItem } from '../outbox/store.js';
 import { parseReport } from './report.js';
+import { traceReport } from '../lib/tracing.js';
 import { isSimulated, type ReturnPaths } from './return-path.js';
 
 /** what became of a delivery report the bounce listener (or the simulator) took in (a metric's label) */
@@ -55,6 +56,7 @@ export class BounceDesk {
     }
     if (outcome.kind !== 'applied') return this.ignored(outcome.kind);
     for (const item of items) this.metrics.report(item.kind);
+    traceReport(outcome.trace, outcome.status.state, items.map((i) => i.kind));
     this.log.info('bounces: a delivery report', { messageId: outcome.status.id, state: outcome.status.state, kinds: items.map((i) => i.kind).join(','), suppressed: outcome.suppressed.length, simulated });
     return 'applied';
   }

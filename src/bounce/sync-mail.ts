@@ -14,6 +14,7 @@ import type { Delivered, MailJob } from '../mail/job.js';
 import type { MailerBounces } from '../mail/mailer.js';
 import type { OutboxStore, SentMessage } from '../outbox/store.js';
 import { formatReply } from '../smtp/reply.js';
+import { traceparentOf } from '../lib/tracing.js';
 import type { ReturnPaths } from './return-path.js';
 import { simulated, type Simulator } from './simulator.js';
 
@@ -43,7 +44,8 @@ export class SyncMail implements MailerBounces {
   sent(job: MailJob, delivered: Delivered): void {
     const returnPath = this.paths.pathOf(job.message);
     if (returnPath === undefined) return;
-    this.pending.push({ id: job.message.messageId, caller: job.caller, acceptedAt: job.enqueuedAt, at: Date.now(), attempts: delivered.attempts, response: formatReply(delivered.reply), returnPath });
+    const trace = traceparentOf(job.trace);
+    this.pending.push({ id: job.message.messageId, caller: job.caller, acceptedAt: job.enqueuedAt, at: Date.now(), attempts: delivered.attempts, response: formatReply(delivered.reply), returnPath, ...(trace !== undefined ? { trace } : {}) });
     this.unwritten.set(job.message.messageId, this.next.promise);
     if (this.pending.length >= RECORD_BATCH) this.flush();
     else if (this.timer === undefined) {

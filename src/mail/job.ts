@@ -3,6 +3,7 @@
 import type { MailroomError, SmtpReply } from '../errors.js';
 import type { OutgoingMessage } from './compose.js';
 import { HIGH_LANE, type Lane } from './lane.js';
+import { jobTrace, traceEnded, type JobTrace } from '../lib/tracing.js';
 
 export interface Delivered {
   readonly messageId: string;
@@ -53,6 +54,8 @@ export interface MailJob {
   lastCid: string | undefined;
   /** set for a message from the outbox (its Message-ID is its record's id) */
   readonly durable: DurableJob | undefined;
+  /** its spans, with tracing on (lib/tracing.ts) */
+  readonly trace: JobTrace | undefined;
   readonly settled: () => boolean;
   readonly resolve: (result: Delivered) => void;
   readonly reject: (error: MailroomError) => void;
@@ -70,6 +73,8 @@ export interface JobOptions {
   /** default: HIGH (a caller waits) */
   readonly lane?: Lane;
   readonly durable?: DurableJob;
+  /** default: under the active span, with tracing on */
+  readonly trace?: JobTrace | undefined;
 }
 
 export function createJob(message: OutgoingMessage, options: JobOptions): { job: MailJob; done: Promise<Delivered> } {
@@ -81,6 +86,7 @@ export function createJob(message: OutgoingMessage, options: JobOptions): { job:
     resolveP = res;
     rejectP = rej;
   });
+  const trace = options.trace ?? jobTrace();
   const job: MailJob = {
     id: (++jobs).toString(36),
     message,
@@ -95,15 +101,18 @@ export function createJob(message: OutgoingMessage, options: JobOptions): { job:
     staleRequeues: 0,
     lastCid: undefined,
     durable,
+    trace,
     settled: () => settled,
     resolve: (r) => {
       if (settled) return;
       settled = true;
+      traceEnded(trace);
       resolveP(r);
     },
     reject: (e) => {
       if (settled) return;
       settled = true;
+      traceEnded(trace, e.code);
       rejectP(e);
     },
   };

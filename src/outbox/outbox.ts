@@ -10,6 +10,7 @@ import type { Composer, OutgoingMessage } from '../mail/compose.js';
 import { fingerprint, type Draft } from '../mail/draft.js';
 import { NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { CursorSeal } from './cursor.js';
+import { traceAccepted } from '../lib/tracing.js';
 import type { OutboxSettings } from './settings.js';
 import type { Acceptance, Cancellation, MessageStatus, NewMessage, OutboxStore, ReturnPath, StatusEvent } from './store.js';
 
@@ -110,6 +111,7 @@ export class Outbox {
     const message = await this.composer.compose(draft);
     const key = options.idempotencyKey;
     const returnPath = this.paths?.pathOf(message);
+    const trace = traceAccepted();
     return {
       id: message.messageId,
       caller: options.caller,
@@ -121,6 +123,7 @@ export class Outbox {
       dueAt: Math.max(now, sendAt),
       expiresAt: Math.max(now, sendAt) + this.settings.maxAgeMs,
       ...(returnPath !== undefined ? { returnPath } : {}),
+      ...(trace !== undefined ? { trace } : {}),
       ...(key !== undefined && key !== '' ? { idempotency: { key: scoped(options.caller, key), fingerprint: fingerprint(draft, options.sendAt ?? null) } } : {}),
     };
   }

@@ -15,11 +15,12 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
 ALTER TABLE messages ADD COLUMN lane INTEGER NOT NULL DEFAULT 2;
 ALTER TABLE messages ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 `,
-  // delivery reports (docs/bounces.md): what was sent before has no return path, so no report finds it
+  // delivery reports (docs/bounces.md): what was sent before has no return path, so no report finds it; and traces
   2: `
 ALTER TABLE messages ADD COLUMN bounce_key TEXT;
 ALTER TABLE messages ADD COLUMN recipients TEXT;
 ALTER TABLE messages ADD COLUMN bounces TEXT;
+ALTER TABLE messages ADD COLUMN trace TEXT;
 ALTER TABLE events ADD COLUMN bounces TEXT;
 DROP INDEX IF EXISTS messages_ended;
 `,
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS messages (
   owner TEXT NOT NULL DEFAULT '',
   bounce_key TEXT,
   recipients TEXT,
-  bounces TEXT
+  bounces TEXT,
+  trace TEXT
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_bounce_key ON messages (bounce_key) WHERE bounce_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_due ON messages (due_at) WHERE state IN ('queued', 'deferred');

@@ -34,6 +34,8 @@ interface Row {
   recipients: string | null;
   /** JSON: BounceRecord[] */
   bounces: string | null;
+  /** the traceparent stored at acceptance */
+  trace: string | null;
 }
 
 interface Move {
@@ -53,11 +55,11 @@ function prepare(db: Database.Database) {
     rowOf: db.prepare<[string, string], Row>('SELECT * FROM messages WHERE id = ? AND caller = ?'),
     byIdem: db.prepare<[string], Row>('SELECT * FROM messages WHERE idem = ?'),
     insert: db.prepare(
-      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint, lane, owner, bounce_key, recipients, attempts, last_response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, idem, fingerprint, lane, owner, bounce_key, recipients, attempts, last_response, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     byBounceKey: db.prepare<[string], Row>('SELECT * FROM messages WHERE bounce_key = ?'),
     insertSent: db.prepare(
-      "INSERT OR IGNORE INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, lane, bounce_key, recipients, attempts, last_response) VALUES (?, ?, 'sent', ?, ?, 0, ?, 2, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO messages (id, caller, state, accepted_at, updated_at, due_at, expires_at, lane, bounce_key, recipients, attempts, last_response, trace) VALUES (?, ?, 'sent', ?, ?, 0, ?, 2, ?, ?, ?, ?, ?)",
     ),
     setBounces: db.prepare('UPDATE messages SET bounces = ?, updated_at = ? WHERE id = ?'),
     insertText: db.prepare('INSERT INTO texts (id, envelope, raw, bytes) VALUES (?, ?, ?, ?)'),
@@ -203,7 +205,7 @@ export class OutboxTables {
       const mine = this.ownerBytes.get(m.owner) ?? 0;
       if (mine + size > this.settings.maxBytesPerCaller) return { kind: 'full', bytes: mine, mine: true };
       const path = m.returnPath;
-      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null, m.lane, m.owner, path?.key ?? null, path === undefined ? null : JSON.stringify(path.recipients), 0, '');
+      this.sql.insert.run(m.id, m.caller, 'queued', m.acceptedAt, m.acceptedAt, m.dueAt, m.expiresAt, m.idempotency?.key ?? null, m.idempotency?.fingerprint ?? null, m.lane, m.owner, path?.key ?? null, path === undefined ? null : JSON.stringify(path.recipients), 0, '', m.trace ?? null);
       this.sql.insertText.run(m.id, envelope, m.raw, size);
       this.addBytes(m.owner, size);
       const row = this.sql.row.get(m.id) as Row;
@@ -215,7 +217,7 @@ export class OutboxTables {
   /** SYNC messages' records: no event (the caller heard SENT in its reply). */
   remember(sent: readonly SentMessage[]): void {
     for (const m of sent) {
-      this.sql.insertSent.run(m.id, m.caller, m.acceptedAt, m.at, m.at, m.returnPath.key, JSON.stringify(m.returnPath.recipients), m.attempts, maskAddresses(m.response).slice(0, 512));
+      this.sql.insertSent.run(m.id, m.caller, m.acceptedAt, m.at, m.at, m.returnPath.key, JSON.stringify(m.returnPath.recipients), m.attempts, maskAddresses(m.response).slice(0, 512), m.trace ?? null);
     }
   }
 
@@ -231,7 +233,7 @@ export class OutboxTables {
     const after = state === undefined ? this.noteOnly({ ...row, bounces }, r.at) : this.move({ ...row, bounces }, state, r.at);
     const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
     for (const s of judged.suppress) this.suppressions.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: row.id });
-    return { kind: 'applied', status: statusOf(after), suppressed: judged.suppress.map((s) => s.digest) };
+    return { kind: 'applied', status: statusOf(after), suppressed: judged.suppress.map((s) => s.digest), ...(row.trace !== null ? { trace: row.trace } : {}) };
   }
 
   /** A record that changed without a move (a soft bounce, a second report): its event. */
@@ -257,7 +259,7 @@ export class OutboxTables {
     if (state === undefined || text === undefined) return undefined;
     this.move(row, state, now);
     const lane = isLane(row.lane) ? row.lane : NORMAL_LANE;
-    return { id: row.id, caller: row.caller, owner: row.owner, lane, envelope: JSON.parse(text.envelope) as Claimed['envelope'], raw: text.raw, attempts: row.attempts, acceptedAt: row.accepted_at, expiresAt: row.expires_at };
+    return { id: row.id, caller: row.caller, owner: row.owner, lane, envelope: JSON.parse(text.envelope) as Claimed['envelope'], raw: text.raw, attempts: row.attempts, acceptedAt: row.accepted_at, expiresAt: row.expires_at, ...(row.trace !== null ? { trace: row.trace } : {}) };
   }
 
   /** Writes the outcomes; when something it deferred or released is due (the earliest of all), else undefined. */

@@ -68,6 +68,8 @@ export interface SentMessage {
   readonly attempts: number;
   readonly response: string;
   readonly returnPath: ReturnPath;
+  /** with tracing on: the traceparent of the call that sent it */
+  readonly trace?: string | undefined;
 }
 
 /** One recipient's part of a delivery report. */
@@ -92,7 +94,7 @@ export interface Report {
 
 export type ReportOutcome =
   /** `suppressed`: the digests it put on the suppression list (or found there) */
-  | { readonly kind: 'applied'; readonly status: MessageStatus; readonly suppressed: readonly string[] }
+  | { readonly kind: 'applied'; readonly status: MessageStatus; readonly suppressed: readonly string[]; readonly trace?: string | undefined }
   /** no message mailroom sent has that key (purged, never sent, not ours) */
   | { readonly kind: 'unknown' }
   /** it names no recipient of the message, or the message was never sent */
@@ -136,6 +138,8 @@ export interface NewMessage {
   readonly idempotency?: { readonly key: string; readonly fingerprint: string };
   /** while BOUNCE_DOMAIN is set */
   readonly returnPath?: ReturnPath;
+  /** with tracing on: the traceparent of its PRODUCER span, which its deliveries link to */
+  readonly trace?: string | undefined;
 }
 
 export type Acceptance =
@@ -158,6 +162,8 @@ export interface Claimed {
   readonly attempts: number;
   readonly acceptedAt: number;
   readonly expiresAt: number;
+  /** the traceparent stored at acceptance, if any */
+  readonly trace?: string | undefined;
 }
 
 /** A change of state the supervisor decided, and what goes with it. */

@@ -25,6 +25,8 @@ export interface JobData {
   readonly raw: string;
   readonly acceptedAt: number;
   readonly expiresAt: number;
+  /** with tracing on: the traceparent of its PRODUCER span (lib/tracing.ts) */
+  readonly trace?: string;
 }
 
 export interface Lease {

@@ -17,11 +17,10 @@ export class OutboxReports {
     private readonly suppressions: RedisSuppressions,
   ) {}
 
-  /** What finds a queued message's record by its return path, for as long as it may be reported on (`ttlMs`). */
-  async returnPath(member: string, path: ReturnPath, ttlMs: number): Promise<void> {
-    await this.link.run('outbox return path', (c) =>
-      c.multi().set(this.statuses.bounceKey(path.key), member, 'PX', ttlMs).hset(this.statuses.key('m', member), 'recipients', JSON.stringify(path.recipients)).exec(),
-    );
+  /** What finds a queued message's record by its return path, for as long as it may be reported on (`ttlMs`), and the trace its report links to. */
+  async returnPath(member: string, path: ReturnPath, ttlMs: number, trace: string | undefined): Promise<void> {
+    const fields: Record<string, string> = { recipients: JSON.stringify(path.recipients), ...(trace !== undefined ? { trace } : {}) };
+    await this.link.run('outbox return path', (c) => c.multi().set(this.statuses.bounceKey(path.key), member, 'PX', ttlMs).hset(this.statuses.key('m', member), fields).exec());
   }
 
   async remember(sent: readonly SentMessage[]): Promise<void> {
@@ -32,7 +31,7 @@ export class OutboxReports {
   async report(r: Report): Promise<ReportOutcome> {
     const member = await this.link.run('outbox return path', (c) => c.get(this.statuses.bounceKey(r.key)));
     if (member === null) return { kind: 'unknown' };
-    const [id, caller, state, recipients, bounces] = await this.statuses.fields(member, 'id', 'caller', 'state', 'recipients', 'bounces');
+    const [id, caller, state, recipients, bounces, trace] = await this.statuses.fields(member, 'id', 'caller', 'state', 'recipients', 'bounces', 'trace');
     if (id === undefined || state === undefined) return { kind: 'unknown' };
     const judged = judgeReport(state as MessageState, JSON.parse(recipients ?? '[]') as string[], JSON.parse(bounces ?? '[]') as BounceRecord[], r);
     if (judged === undefined) return { kind: 'unmatched' };
@@ -43,6 +42,6 @@ export class OutboxReports {
     await this.statuses.notify([{ cursor: moved.cursor, status: moved.status }]);
     const reason = judged.event === 'COMPLAIN' ? 'complaint' : 'bounce';
     for (const s of judged.suppress) await this.suppressions.add({ digest: s.digest, masked: s.masked, reason, since: r.at, messageId: id });
-    return { kind: 'applied', status: moved.status, suppressed: judged.suppress.map((s) => s.digest) };
+    return { kind: 'applied', status: moved.status, suppressed: judged.suppress.map((s) => s.digest), ...(trace !== undefined ? { trace } : {}) };
   }
 }

@@ -37,7 +37,7 @@ return event(KEYS[2], f, '')
 
 /**
  * sent(id, caller, acceptedAt, at, attempts, response, member, retentionMs,
- * bounceKeyName, recipients): the status record of a SYNC message the relay
+ * bounceKeyName, recipients, trace): the status record of a SYNC message the relay
  * took (no job, no text, no event: its caller heard SENT), found by its
  * return path.
  */
@@ -45,6 +45,7 @@ export const OUTBOX_SENT = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'caller', ARGV[2], 'state', 'sent', 'attempts', ARGV[5], 'last_response', ARGV[6], 'error_code', '',
   'accepted_at', ARGV[3], 'updated_at', ARGV[4], 'due_at', 0, 'expires_at', ARGV[4], 'bytes', 0, 'recipients', ARGV[10])
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'trace', ARGV[11]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('SET', ARGV[9], ARGV[7], 'PX', ARGV[8])
 redis.call('HINCRBY', KEYS[3], 'sent', 1)

@@ -119,6 +119,7 @@ export class OutboxStatuses {
       this.retentionMs,
       this.bounceKey(m.returnPath.key),
       JSON.stringify(m.returnPath.recipients),
+      m.trace ?? '',
     ]);
   }
 

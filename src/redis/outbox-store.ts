@@ -140,7 +140,7 @@ export class RedisOutboxStore implements OutboxStore {
       this.queue.add(
         taken.map(({ m, member }) => ({
           member,
-          data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt } satisfies JobData,
+          data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt, ...(m.trace !== undefined ? { trace: m.trace } : {}) } satisfies JobData,
           delay: Math.max(0, m.dueAt - now),
           lane: m.lane,
         })),
@@ -149,7 +149,7 @@ export class RedisOutboxStore implements OutboxStore {
     const events: StatusEvent[] = [];
     for (const { m, member, bytes } of taken) {
       events.push(await this.statuses.create(m, member, bytes));
-      if (m.returnPath !== undefined) await this.reports.returnPath(member, m.returnPath, this.options.maxAgeMs + this.options.retentionMs);
+      if (m.returnPath !== undefined) await this.reports.returnPath(member, m.returnPath, this.options.maxAgeMs + this.options.retentionMs, m.trace);
     }
     // Acknowledged only once enough replicas hold it: a failover then loses nothing answered QUEUED.
     await this.link.replicated('the message', '; it may still go out: retry with the same idempotency_key');
@@ -178,7 +178,7 @@ export class RedisOutboxStore implements OutboxStore {
         continue;
       }
       events.push({ cursor: result.cursor, status: result.status });
-      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOfJob(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt });
+      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOfJob(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(data.trace !== undefined ? { trace: data.trace } : {}) });
     }
     await this.statuses.notify(events);
     // A claim a failover loses comes back when its lease runs out; waiting for a replica makes that rare, and is not worth failing the claim for.

@@ -13,6 +13,7 @@ import type { SharedCaps } from '../lib/rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 import type { RecipientGate } from '../bounce/recipient-gate.js';
+import { inSpan } from '../lib/tracing.js';
 import { callerOf } from './auth.js';
 import { isMailroomError } from '../errors.js';
 import type { ServiceMetrics } from '../metrics/service-metrics.js';
@@ -85,7 +86,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         return;
       }
       const send = (): void => {
-        otp.sendCode(request.key, request.to, deadlineOf(call)).then(
+        inSpan('mailroom otp send-code', () => otp.sendCode(request.key, request.to, deadlineOf(call))).then(
           (sent) => {
             metrics.otpSent('sent');
             open.ok(sentResponse(sent));

@@ -1,0 +1,171 @@
+// Traces end to end: the service as a process with OTEL_EXPORTER_OTLP_* set,
+// a real OTLP/HTTP receiver on loopback (a few lines of node:http taking
+// http/json), a real SMTP peer and gRPC client. The structure: a caller's
+// traceparent is the SERVER span's parent; SYNC: SERVER → queue → smtp send;
+// QUEUED: a PRODUCER at acceptance, and after a restart a CONSUMER linked to
+// it with the SMTP span under it; SendCode: SERVER → the OTP work → smtp
+// send. Health is not traced, logs name the trace, and nothing a caller
+// sent (address, subject, body, code, token) is in any span.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadMailProto } from '../src/rpc/proto.js';
+import { codeFromMail, eventually, freshOutbox, startSmtp } from './helpers.js';
+import { startProcess, type ServiceProcess } from './process.js';
+import { check, healthClient } from './ops-clients.js';
+
+interface OtlpSpan {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId?: string;
+  readonly name: string;
+  readonly kind: number;
+  readonly attributes?: { key: string; value: { stringValue?: string; intValue?: string | number } }[];
+  readonly links?: { traceId: string; spanId: string }[];
+}
+
+const KIND = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 };
+const TOKEN = `tracing-token-${'t'.repeat(40)}`;
+
+/** An OTLP/HTTP receiver: every body kept as text, every span parsed. */
+async function receiver(): Promise<{ server: Server; url: string; bodies: string[]; spans: OtlpSpan[] }> {
+  const bodies: string[] = [];
+  const spans: OtlpSpan[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      bodies.push(body);
+      const parsed = JSON.parse(body) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] };
+      for (const r of parsed.resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies, spans };
+}
+
+const attr = (s: OtlpSpan, key: string): string | undefined => {
+  const v = s.attributes?.find((a) => a.key === key)?.value;
+  return v === undefined ? undefined : String(v.stringValue ?? v.intValue);
+};
+
+function bearer(traceparent?: string): grpc.Metadata {
+  const m = new grpc.Metadata();
+  m.set('authorization', `Bearer ${TOKEN}`);
+  if (traceparent !== undefined) m.set('traceparent', traceparent);
+  return m;
+}
+
+test('traces: SYNC, QUEUED across a restart, SendCode; health untraced; logs carry the ids; no secret in any span', async (t) => {
+  const otlp = await receiver();
+  const smtp = await startSmtp();
+  const dir = mkdtempSync(join(tmpdir(), 'mailroom-tracing-'));
+  const tokens = join(dir, 'tokens');
+  writeFileSync(tokens, `shop ${TOKEN}\n`);
+  const outbox = freshOutbox();
+  const env = {
+    EMAIL_HOST: '127.0.0.1',
+    EMAIL_PORT: String(smtp.port),
+    EMAIL_TLS: 'none',
+    EMAIL_FROM: 'sender@example.com',
+    WORKERS: '1',
+    AUTH_TOKENS_FILE: tokens,
+    OUTBOX_PATH: outbox,
+    LOG_LEVEL: 'debug',
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_SERVICE_NAME: 'mailroom-test',
+    OTEL_BSP_SCHEDULE_DELAY: '50',
+  };
+  let svc: ServiceProcess = await startProcess(env, { timeoutMs: 20_000 });
+  t.after(async () => {
+    svc.proc.kill('SIGKILL');
+    await smtp.close();
+    await new Promise((r) => otlp.server.close(r));
+  });
+  const clientOf = (port: number) => {
+    const proto = loadMailProto();
+    return { mail: new proto.mail.MailService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()), otp: new proto.mail.OtpService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) };
+  };
+  let c = clientOf(svc.port);
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const callerSpan = '00f067aa0ba902b7';
+
+  // SYNC, under the caller's trace.
+  const sent = await new Promise<{ message_id: string }>((resolve, reject) =>
+    c.mail.SendMail({ to: 'secret-rcpt@example.net', subject: 'secret subject', body: 'secret body' }, bearer(`00-${traceId}-${callerSpan}-01`), (e, r) => (e ? reject(e) : resolve(r as { message_id: string }))),
+  );
+  const server = await eventually(() => otlp.spans.find((s) => s.kind === KIND.SERVER && s.traceId === traceId && s.name.endsWith('SendMail')), 10_000, 'the SendMail SERVER span');
+  assert.equal(server.parentSpanId, callerSpan, "the caller's traceparent is its parent");
+  const queue = await eventually(() => otlp.spans.find((s) => s.name === 'mailroom queue' && s.parentSpanId === server.spanId), 10_000, 'the queue span under it');
+  const smtpSpan = await eventually(() => otlp.spans.find((s) => s.name === 'smtp send' && s.parentSpanId === queue.spanId), 10_000, 'the SMTP span under the queue span');
+  assert.equal(smtpSpan.kind, KIND.CLIENT);
+  assert.equal(attr(smtpSpan, 'server.address'), '127.0.0.1');
+  assert.equal(attr(smtpSpan, 'server.port'), String(smtp.port));
+  assert.equal(attr(smtpSpan, 'network.protocol.name'), 'smtp');
+  assert.equal(attr(smtpSpan, 'smtp.response.status_code'), '250');
+  assert.ok(sent.message_id !== '');
+  // The debug 'call' line was written inside the SERVER span.
+  assert.ok(svc.logs.some((l) => l.message === 'call' && l.trace_id === traceId), 'a log line carries trace_id');
+
+  // QUEUED, due in a while; the service stops before it is due and a new one delivers it.
+  const queuedTrace = 'aaf92f3577b34da6a3ce929d0e0e4736';
+  const later = Date.now() + 2500;
+  const queued = await new Promise<{ message_id: string }>((resolve, reject) =>
+    c.mail.SendMail(
+      { to: 'secret-queued@example.net', subject: 'secret subject', body: 'secret body', delivery: 'DELIVERY_QUEUED', send_at: { seconds: String(Math.floor(later / 1000)), nanos: (later % 1000) * 1e6 } },
+      bearer(`00-${queuedTrace}-${callerSpan}-01`),
+      (e, r) => (e ? reject(e) : resolve(r as { message_id: string })),
+    ),
+  );
+  const producer = await eventually(() => otlp.spans.find((s) => s.kind === KIND.PRODUCER && s.traceId === queuedTrace), 10_000, 'the PRODUCER span');
+  const queuedServer = otlp.spans.find((s) => s.kind === KIND.SERVER && s.traceId === queuedTrace);
+  assert.equal(producer.parentSpanId, queuedServer?.spanId, 'the PRODUCER span is under the SERVER span');
+  c.mail.close();
+  c.otp.close();
+  svc.proc.kill('SIGTERM');
+  assert.equal((await svc.exited).code, 0);
+  svc = await startProcess(env, { timeoutMs: 20_000 });
+  c = clientOf(svc.port);
+  await smtp.waitForMessages(2, 15_000);
+  const consumer = await eventually(() => otlp.spans.find((s) => s.kind === KIND.CONSUMER && s.links?.some((l) => l.spanId === producer.spanId && l.traceId === queuedTrace)), 15_000, 'a CONSUMER span linked to the PRODUCER, after the restart');
+  const deliveryQueue = await eventually(() => otlp.spans.find((s) => s.name === 'mailroom queue' && s.parentSpanId === consumer.spanId), 10_000, 'the queue span under the CONSUMER');
+  await eventually(() => otlp.spans.find((s) => s.name === 'smtp send' && s.parentSpanId === deliveryQueue.spanId), 10_000, 'the SMTP span under it');
+  assert.ok(queued.message_id !== '');
+
+  // SendCode: SERVER → the OTP work → the code mail's SMTP span, one trace.
+  const codeTrace = 'bbf92f3577b34da6a3ce929d0e0e4736';
+  await new Promise((resolve, reject) => c.otp.SendCode({ email: 'secret-code@example.net' }, bearer(`00-${codeTrace}-${callerSpan}-01`), (e, r) => (e ? reject(e) : resolve(r))));
+  const code = await codeFromMail(smtp, 'secret-code@example.net');
+  const otpWork = await eventually(() => otlp.spans.find((s) => s.traceId === codeTrace && s.name === 'mailroom otp send-code'), 10_000, 'the OTP span');
+  const codeServer = otlp.spans.find((s) => s.traceId === codeTrace && s.kind === KIND.SERVER);
+  assert.equal(otpWork.parentSpanId, codeServer?.spanId);
+  await eventually(() => otlp.spans.find((s) => s.traceId === codeTrace && s.name === 'smtp send'), 10_000, "the code mail's SMTP span in the same trace");
+
+  // A delivery report (the simulator's bounce of a SYNC message): a span linked to the message's trace, with an event.
+  const bounceTrace = 'ccf92f3577b34da6a3ce929d0e0e4736';
+  await new Promise((resolve, reject) =>
+    c.mail.SendMail({ to: 'bounce@simulator.mailroom.invalid', subject: 'secret subject', body: 'secret body' }, bearer(`00-${bounceTrace}-${callerSpan}-01`), (e, r) => (e ? reject(e) : resolve(r))),
+  );
+  const report = await eventually(() => otlp.spans.find((s) => s.name === 'mailroom delivery report' && s.links?.some((l) => l.traceId === bounceTrace)), 10_000, "the report's span, linked to the message's trace");
+  assert.equal(report.kind, KIND.CONSUMER);
+
+  // Health is not traced.
+  const health = healthClient(`127.0.0.1:${svc.port}`);
+  await check(health, '');
+  health.close();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!otlp.spans.some((s) => /Health|Reflection/.test(s.name)), 'no health or reflection span');
+  c.mail.close();
+  c.otp.close();
+
+  // Nothing a caller sent, in any span of the run.
+  const all = otlp.bodies.join('\n');
+  for (const secret of ['secret-rcpt', 'secret-queued', 'secret-code', 'secret subject', 'secret body', code, TOKEN, 'example.net']) assert.ok(!all.includes(secret), `${secret} is in an exported span`);
+});
