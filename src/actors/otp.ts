@@ -258,7 +258,9 @@ export const otpMachine = setup({
       send.otpCode = options.returnCode ? code : '';
       const content = new Sealed(renderCodeMail(options.templates, code, options.lifespanMs));
       // A code mail still waiting when its code would have expired is not sent: it could only mislead.
-      const deadline = Math.min(send.deadline, context.now() + options.lifespanMs);
+      // Wall time, as the caller's deadline and the pool's checks are: the actor's clock (injected in
+      // tests) times the code, not the mail.
+      const deadline = Math.min(send.deadline, Date.now() + options.lifespanMs);
       enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline, content } satisfies CodeMailRequest);
     }),
     refuseReservation: ({ context }, params: { id: number; reservation: Reservation }) => {
