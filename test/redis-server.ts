@@ -31,11 +31,17 @@ export interface RedisOptions {
   readonly persist?: boolean;
   /** a replica of the server on this port */
   readonly replicaOf?: number;
+  /**
+   * Listen on a unix socket in a folder of its own (url is its path), not on a
+   * port: a test that keeps it stopped for long must not find another
+   * process's server on its port when it starts it again (two test runs at once).
+   */
+  readonly socket?: boolean;
 }
 
-function reachable(port: number): Promise<boolean> {
+function reachable(port: number | string): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
+    const s = typeof port === 'string' ? connect(port) : connect(port, '127.0.0.1');
     s.once('connect', () => {
       s.destroy();
       resolve(true);
@@ -44,7 +50,7 @@ function reachable(port: number): Promise<boolean> {
   });
 }
 
-async function until(port: number, what: string): Promise<void> {
+async function until(port: number | string, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (await reachable(port)) return;
     await new Promise((r) => setTimeout(r, 25));
@@ -63,10 +69,12 @@ function killer(get: () => ChildProcess | undefined): () => Promise<void> {
 }
 
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
-  const port = await closedPort();
+  const port = options.socket === true ? 0 : await closedPort();
   const dir = mkdtempSync(join(tmpdir(), 'mailroom-redis-'));
+  const socket = join(dir, 'redis.sock');
   const args = (replicaOf: number | undefined): string[] => [
     '--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--dir', dir, '--save', '',
+    ...(options.socket === true ? ['--unixsocket', socket, '--unixsocketperm', '700'] : []),
     // A replica that (re)joins is sent the data at once, not after the 5 s Redis waits for others to join.
     '--repl-diskless-sync-delay', '0',
     ...(options.persist === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
@@ -76,12 +84,12 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   const start = async (replicaOf = options.replicaOf): Promise<void> => {
     child = spawn('redis-server', args(replicaOf), { stdio: 'ignore' });
     child.on('error', () => undefined);
-    await until(port, 'redis-server');
+    await until(options.socket === true ? socket : port, 'redis-server');
   };
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: options.socket === true ? socket : `redis://127.0.0.1:${port}`,
     stop: killer(() => child),
     start,
     pause: () => child?.kill('SIGSTOP'),
