@@ -73,6 +73,12 @@ test('a suppressed address is refused everywhere before any SMTP: the peer never
   assert.equal((await expectGrpcError(s.get('blocked@example.com'))).code, grpc.status.NOT_FOUND);
   assert.equal((await sendMail(svc, { to: 'blocked@example.com', subject: 's', body: 'b' })).status, 'SUCCESS');
   assert.ok(rcpts.includes('blocked@example.com'));
+
+  // An internationalised domain added by hand matches the send, whose envelope holds it in punycode.
+  await s.add({ address: 'ann@bücher.example' });
+  const idn = await expectGrpcError(sendMail(svc, { to: 'ann@bücher.example', subject: 's', body: 'b' }));
+  assert.equal(metadataValue(idn, 'mailroom-error'), 'ESUPPRESSED');
+  assert.ok(!rcpts.some((r) => r.startsWith('ann@')), 'no RCPT for it');
 });
 
 test('ListSuppressions pages in a stable order, every address masked; bad input is INVALID_ARGUMENT and changes nothing', async (t) => {

@@ -7,6 +7,7 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { maskAddresses } from '../lib/mask.js';
 import type { OutboxStore, SuppressionEntry, SuppressionReason } from '../outbox/store.js';
+import { parseAddress } from '../mail/address.js';
 import { isSimulated, normalise, type BounceKeys } from './return-path.js';
 
 /** entries one load reads at a time */
@@ -47,30 +48,30 @@ export class SuppressionList {
     return -1;
   }
 
-  /** Throws ESUPPRESSED naming the position of the first suppressed recipient. */
-  check(addresses: readonly string[], what: string): void {
-    const at = this.firstSuppressed(addresses);
-    if (at >= 0) throw new MailroomError('ESUPPRESSED', `${what}[${at}] is on the suppression list (a hard bounce or a complaint); it is not mailed until it is removed (docs/bounces.md)`);
-  }
-
-  private digestOf(address: string): string {
+  /**
+   * An address as a send's envelope would hold it (SendMail's own parser:
+   * an internationalised domain in punycode), so that what is added by
+   * hand matches what is sent; then its digest.
+   */
+  private parsed(address: string): { address: string; digest: string } {
     if (this.keys === undefined) throw new MailroomError('ESTORE', 'the suppression list is not loaded yet: the outbox store has not answered since the start');
-    const a = normalise(address);
-    if (!/^[^@\s]+@[^@\s]+$/.test(a)) throw new MailroomError('EINVALID', 'address: not an email address');
-    if (isSimulated(a)) throw new MailroomError('EINVALID', 'address: simulator addresses are never suppressed');
-    return this.keys.digest(a);
+    const parsed = parseAddress(address.trim());
+    if (!parsed.ok) throw new MailroomError('EINVALID', `address: ${parsed.reason}`);
+    if (isSimulated(parsed.value)) throw new MailroomError('EINVALID', 'address: simulator addresses are never suppressed');
+    return { address: parsed.value, digest: this.keys.digest(parsed.value) };
   }
 
   add(address: string, reason: SuppressionReason, messageId: string, now: number): Promise<SuppressionEntry> {
-    return this.store.suppress({ digest: this.digestOf(address), masked: maskAddresses(normalise(address)), reason, since: now, messageId });
+    const a = this.parsed(address);
+    return this.store.suppress({ digest: a.digest, masked: maskAddresses(normalise(a.address)), reason, since: now, messageId });
   }
 
   remove(address: string): Promise<SuppressionEntry | undefined> {
-    return this.store.unsuppress(this.digestOf(address));
+    return this.store.unsuppress(this.parsed(address).digest);
   }
 
   get(address: string): Promise<SuppressionEntry | undefined> {
-    return this.store.suppression(this.digestOf(address));
+    return this.store.suppression(this.parsed(address).digest);
   }
 
   list(after: string, limit: number): Promise<SuppressionEntry[]> {
