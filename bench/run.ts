@@ -54,6 +54,9 @@ mkdirSync(RESULTS, { recursive: true });
 const SEED_BIN = process.env.SEED_BIN;
 // --quick with no --only: a smoke run of the groups that answer in a minute on two cores.
 const QUICK_GROUPS = ['tls', 'rpc'];
+// --scenarios=send-c15,send-c100: which A/B scenarios the ab, bounces and tracing groups run (default: theirs)
+const abPick = arg('scenarios')?.split(',') as AbScenario[] | undefined;
+const picked = abPick !== undefined ? { scenarios: abPick } : {};
 const want = (group: string): boolean => (only === undefined ? !quick || QUICK_GROUPS.includes(group) : only.includes(group));
 // Warnings (a child's MaxListenersExceededWarning and the like) would mix into the tables: children print none,
 // and this process's are counted at the end instead.
@@ -380,8 +383,7 @@ async function main(): Promise<void> {
 
   // ---- delivery reports: BOUNCE_DOMAIN set against not; a suppressed refusal's cost ----
   if (only?.includes('bounces') === true) {
-    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
-    const out = await bounceScenarios({ reps: REPS, pki, n: N, log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
+    const out = await bounceScenarios({ reps: REPS, pki, n: N, log, row, ...picked });
     ratios.push(...out.ratios);
     targets.push(...out.targets);
     extra.push(...out.extra);
@@ -389,8 +391,7 @@ async function main(): Promise<void> {
 
   // ---- tracing: OTLP export on (ratio 1.0) against off ----------------------
   if (only?.includes('tracing') === true) {
-    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
-    const out = await tracingScenarios({ reps: REPS, pki, n: N, log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
+    const out = await tracingScenarios({ reps: REPS, pki, n: N, log, row, ...picked });
     ratios.push(...out.ratios);
     extra.push(...out.extra);
   }
@@ -415,9 +416,7 @@ async function main(): Promise<void> {
   // ---- A/B against another build, interleaved ------------------------------
   if (baseline !== undefined && (only === undefined || only.includes('ab'))) {
     log(`A/B against the build in ${baseline}`);
-    // --scenarios=send-c15,send-c100 runs some of them
-    const scenarios = arg('scenarios')?.split(',') as AbScenario[] | undefined;
-    const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row, ...(scenarios !== undefined ? { scenarios } : {}) });
+    const out = await abScenarios({ reps: REPS, pki, n: N, parties: [{ name: 'this build' }, { name: 'baseline', root: baseline }], log, row, ...picked });
     ratios.push(...out);
     extra.push(['A/B baseline', baseline]);
   }

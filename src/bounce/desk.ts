@@ -42,10 +42,14 @@ export class BounceDesk {
     const key = [...recipients, ...report.returnPaths].map((a) => this.paths.keyOfAddress(a)).find((k) => k !== undefined);
     const keys = this.paths.ready;
     if (key === undefined || keys === undefined) return this.ignored('token');
-    const items: ReportItem[] = report.recipients.map((r) => ({ digest: r.address === undefined ? undefined : keys.digest(r.address), kind: r.kind, status: r.status, diagnostic: r.diagnostic }));
+    const digests = report.recipients.map((r) => (r.address === undefined ? undefined : keys.digest(r.address)));
+    const items: ReportItem[] = report.recipients.map((r, i) => ({ digest: digests[i], kind: r.kind, status: r.status, diagnostic: r.diagnostic }));
     const suppress = simulated
       ? []
-      : report.recipients.flatMap((r) => (r.kind !== 'soft' && r.address !== undefined && !isSimulated(r.address) ? [{ digest: keys.digest(r.address), masked: maskAddresses(r.address) }] : []));
+      : report.recipients.flatMap((r, i) => {
+          const digest = digests[i];
+          return r.kind !== 'soft' && r.address !== undefined && digest !== undefined && !isSimulated(r.address) ? [{ digest, masked: maskAddresses(r.address) }] : [];
+        });
     let outcome;
     try {
       outcome = await this.store.report({ key, items, at: this.now(), suppress, suppressRedacted: !simulated });

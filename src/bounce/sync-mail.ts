@@ -15,6 +15,7 @@ import type { MailerBounces } from '../mail/mailer.js';
 import type { OutboxStore, SentMessage } from '../outbox/store.js';
 import { formatReply } from '../smtp/reply.js';
 import { traceparentOf } from '../lib/tracing.js';
+import { withResolvers } from '../lib/resolvers.js';
 import type { ReturnPaths } from './return-path.js';
 import { simulated, type Simulator } from './simulator.js';
 
@@ -28,7 +29,7 @@ export class SyncMail implements MailerBounces {
   private timer: NodeJS.Timeout | undefined;
   /** ids of records not yet written, and the write that takes them */
   private readonly unwritten = new Map<string, Promise<void>>();
-  private next: { promise: Promise<void>; resolve: () => void } = deferred();
+  private next = withResolvers<void>();
 
   constructor(
     private readonly store: OutboxStore,
@@ -46,7 +47,7 @@ export class SyncMail implements MailerBounces {
     if (returnPath === undefined) return;
     const trace = traceparentOf(job.trace);
     this.pending.push({ id: job.message.messageId, caller: job.caller, acceptedAt: job.enqueuedAt, at: Date.now(), attempts: delivered.attempts, response: formatReply(delivered.reply), returnPath, ...(trace !== undefined ? { trace } : {}) });
-    this.unwritten.set(job.message.messageId, this.next.promise);
+    this.unwritten.set(job.message.messageId, this.next.answer);
     if (this.pending.length >= RECORD_BATCH) this.flush();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), RECORD_EVERY_MS);
@@ -66,7 +67,7 @@ export class SyncMail implements MailerBounces {
     const batch = this.pending;
     const done = this.next;
     this.pending = [];
-    this.next = deferred();
+    this.next = withResolvers<void>();
     if (batch.length === 0) return Promise.resolve();
     return this.store
       .remember(batch)
@@ -75,15 +76,7 @@ export class SyncMail implements MailerBounces {
       })
       .finally(() => {
         for (const m of batch) this.unwritten.delete(m.id);
-        done.resolve();
+        done.reply.resolve();
       });
   }
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
