@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { simpleParser } from 'mailparser';
-import { codeFromMail, refusingRecipients, startSmtp, startService, relayEnv, type SmtpPeer, type RunningService } from './helpers.js';
+import { codeFromMail, eventually, refusingRecipients, sendMail, startSmtp, startService, relayEnv, waitForPool, type SmtpPeer, type RunningService } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/client/cli.js', import.meta.url));
 
@@ -165,19 +165,35 @@ test('a refused call prints STATUS: details and the error metadata on stderr, an
 });
 
 test('RESOURCE_EXHAUSTED shows retry-after; a refused recipient shows the SMTP codes', async (t) => {
-  // One connection, a relay that holds each message, room for one in the queue: the third call finds it full.
-  const slow = await startSmtp({ dataDelayMs: 1500 });
-  const full = await startService(relayEnv(slow.port, { WORKERS: '1', QUEUE_LIMIT: '1' }));
-  t.after(async () => {
-    await full.close();
-    await slow.close();
+  // One connection, a relay that holds the message it is given until the test lets it go, room for one in the
+  // queue: once one is held and one waits, the CLI's call finds the queue full, however slowly its process starts.
+  let release = (): void => undefined;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  const holding = await startSmtp({
+    extra: {
+      onData(stream, _session, cb) {
+        held++;
+        stream.resume();
+        stream.on('end', () => void released.then(() => cb(null, 'queued')));
+      },
+    },
   });
-  const port = full.service.port;
-  const held = [client(['send', '--to', 'q1@example.com', '--subject', 's', '--body', 'b'], '', port), client(['send', '--to', 'q2@example.com', '--subject', 's', '--body', 'b'], '', port)];
-  await new Promise((r) => setTimeout(r, 700));
-  const refusedForRoom = await client(['send', '--to', 'q3@example.com', '--subject', 's', '--body', 'b'], '', port);
-  await Promise.all(held);
-  assert.equal(refusedForRoom.code, 1);
+  const full = await startService(relayEnv(holding.port, { WORKERS: '1', QUEUE_LIMIT: '1', METRICS_PORT: '0' }));
+  t.after(async () => {
+    release();
+    await full.close();
+    await holding.close();
+  });
+  await waitForPool(full);
+  const sent = [sendMail(full, { to: 'q1@example.com', subject: 's', body: 'b' })];
+  await eventually(() => held === 1, 10_000, 'the relay holding the first message');
+  sent.push(sendMail(full, { to: 'q2@example.com', subject: 's', body: 'b' }));
+  await eventually(async () => /^mailroom_queue_depth 1$/m.test(await (await fetch(`http://127.0.0.1:${full.service.metricsPort}/metrics`)).text()), 10_000, 'one message held by the relay and one waiting');
+  const refusedForRoom = await client(['send', '--to', 'q3@example.com', '--subject', 's', '--body', 'b'], '', full.service.port);
+  release();
+  await Promise.all(sent);
+  assert.equal(refusedForRoom.code, 1, refusedForRoom.stdout);
   assert.match(refusedForRoom.stderr, /^RESOURCE_EXHAUSTED: /);
   assert.match(refusedForRoom.stderr, /\n {2}mailroom-error: EQUEUEFULL\n {2}retry-after: \d+/);
   const refused = await client(['send', '--to', 'reject-me@example.com', '--subject', 's', '--body', 'b']);
