@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { simpleParser } from 'mailparser';
-import { startSmtp, startService, relayEnv, sendMail, expectGrpcError, type SmtpPeer, type RunningService } from './helpers.js';
+import { eventually, startSmtp, startService, relayEnv, sendMail, expectGrpcError, type SmtpPeer, type RunningService } from './helpers.js';
 import { defects, leaves, pythonParse, shape } from './python.js';
 
 let smtp: SmtpPeer;
@@ -142,7 +142,8 @@ test('refused attachments name what is wrong, and nothing reaches the relay', as
 });
 
 test('the memory budget counts attachments: two 1.5 MB files do not fit in QUEUE_MAX_BYTES of 5 MiB at once', async (t) => {
-  const slow = await startSmtp({ dataDelayMs: 1500 });
+  // Held long enough for the second call to arrive on a loaded machine.
+  const slow = await startSmtp({ dataDelayMs: 3000 });
   const tight = await startService(relayEnv(slow.port, { WORKERS: '2', QUEUE_MAX_BYTES: String(5 * 1_048_576), QUEUE_MAX_BYTES_PER_CALLER: String(5 * 1_048_576) }));
   t.after(async () => {
     await tight.close();
@@ -150,7 +151,7 @@ test('the memory budget counts attachments: two 1.5 MB files do not fit in QUEUE
   });
   const file = randomBytes(1_500_000);
   const first = sendMail(tight, { to: 'a@example.com', subject: 'one', body: 'b', attachments: [{ filename: 'a.bin', content: file }] });
-  await new Promise((r) => setTimeout(r, 300));
+  await eventually(() => slow.holding === 1, 10_000, 'the relay holding the first');
   const second = await expectGrpcError(sendMail(tight, { to: 'a@example.com', subject: 'two', body: 'b', attachments: [{ filename: 'b.bin', content: file }] }));
   assert.equal(second.code, grpc.status.RESOURCE_EXHAUSTED, second.details);
   assert.equal((await first).status, 'SUCCESS');

@@ -48,7 +48,7 @@ test('send prints the response as JSON with proto JSON names', async () => {
 test('the outbox from the client: send --queued [--send-at], status, cancel, watch (one JSON line an event, resumable with --after)', async () => {
   // watch from now: it keeps listening until stopped.
   const watching = watchLines([]);
-  await new Promise((r) => setTimeout(r, 300));
+  await watching.live;
   const later = new Date(Date.now() + 3_600_000).toISOString();
   const queued = await client(['send', '--queued', '--send-at', later, '--to', 'q@example.com', '--subject', 'queued', '--body', 'b']);
   assert.equal(queued.code, 0, queued.stderr);
@@ -91,12 +91,20 @@ interface WatchLine {
 }
 
 /** `mailroom watch` with `args`, read until a line holds `text`, then stopped (^C). */
-function watchLines(args: string[]): { until(text: string): Promise<WatchLine[]> } {
+function watchLines(args: string[]): { live: Promise<void>; until(text: string): Promise<WatchLine[]> } {
   const child = execFile(process.execPath, [CLI, 'watch', ...args, '--address', `127.0.0.1:${svc.service.port}`]);
   let lines = '';
   child.stdout?.on('data', (d: Buffer) => (lines += d.toString()));
   const exited = new Promise((r) => child.once('exit', r));
+  let said = '';
+  const live = new Promise<void>((resolve) =>
+    child.stderr?.on('data', (d: Buffer) => {
+      said += d.toString();
+      if (/^watching (from now|after \S+); \^C stops$/m.test(said)) resolve();
+    }),
+  );
   return {
+    live,
     async until(text) {
       // A CLI process starts in well under a second alone, in several on a loaded machine.
       const deadline = Date.now() + 20_000;

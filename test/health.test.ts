@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { check, healthClient, reflect } from './ops-clients.js';
-import { closedPort, expectGrpcError, relayEnv, sendCode, sendMail, startService, startSmtp } from './helpers.js';
+import { closedPort, eventually, expectGrpcError, relayEnv, sendCode, sendMail, startService, startSmtp } from './helpers.js';
 import { startProcess } from './process.js';
 import { FaultPeer } from './fault-peer.js';
 
@@ -109,7 +109,7 @@ test('Watch across SIGTERM: NOT_SERVING reaches the stream before the drain; the
     });
     return { seen, ended };
   });
-  await new Promise((r) => setTimeout(r, 300));
+  await eventually(() => streams.every((s) => s.seen.length > 0), 10_000, 'each watch told the status');
   for (const s of streams) assert.deepEqual(s.seen, ['SERVING']);
   child.proc.kill('SIGTERM');
   await Promise.all(streams.map((s) => s.ended));

@@ -56,6 +56,8 @@ export interface SmtpPeer {
   readonly dials: number;
   readonly authFailures: number;
   readonly authAttempts: AuthAttempt[];
+  /** messages read to the final dot and not yet answered: with dataDelayMs, what the relay holds now */
+  readonly holding: number;
   /** resolves once at least n messages were accepted */
   waitForMessages(n: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   close(): Promise<void>;
@@ -90,6 +92,7 @@ export function refusingRecipients(prefix: string): Partial<SMTPServerOptions> {
 
 export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer> {
   const messages: ReceivedMail[] = [];
+  let holding = 0;
   const connections: string[] = [];
   let authFailures = 0;
   const authAttempts: AuthAttempt[] = [];
@@ -128,6 +131,7 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
       stream.on('data', (c: Buffer) => chunks.push(c));
       // Recorded only when the 250 goes out: a message counts as accepted then.
       const accept = (): void => {
+        holding--;
         messages.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
@@ -143,7 +147,11 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
         cb(null, `queued as m${messages.length}`);
       };
       const delay = options.dataDelayMs ?? 0;
-      stream.on('end', () => (delay > 0 ? setTimeout(accept, delay) : accept()));
+      stream.on('end', () => {
+        holding++;
+        if (delay > 0) setTimeout(accept, delay);
+        else accept();
+      });
     },
     ...options.extra,
   });
@@ -161,6 +169,9 @@ export async function startSmtp(options: SmtpPeerOptions = {}): Promise<SmtpPeer
     },
     get authFailures() {
       return authFailures;
+    },
+    get holding() {
+      return holding;
     },
     authAttempts,
     waitForMessages(n, timeoutMs = 10_000) {

@@ -12,7 +12,7 @@ import { request } from 'node:http';
 import { createActor, setup } from 'xstate';
 import { InspectionBus } from '../src/inspect/bus.js';
 import { serveInspector } from '../src/inspect/server.js';
-import { once, recordingLogger, sleep } from './helpers.js';
+import { eventually, once, recordingLogger, sleep } from './helpers.js';
 
 const toggle = setup({ types: { events: {} as { type: 'TOGGLE' } } }).createMachine({
   id: 'toggle',
@@ -65,8 +65,7 @@ test('a browser that stops reading is dropped; one that reads keeps its stream',
 
     const before = reading.bytes();
     actor.send({ type: 'TOGGLE' });
-    await sleep(300);
-    assert.ok(reading.bytes() > before, 'the reading browser still gets the stream');
+    await eventually(() => reading.bytes() > before, 10_000, 'the reading browser still gets the stream');
   } finally {
     reading.close();
     stalled.destroy();
@@ -107,8 +106,7 @@ test('streams beyond INSPECT_MAX_CLIENTS and exports beyond two get 503; a forei
     open.push(...exports);
     assert.deepEqual(exports.map((s) => s.status), [200, 200, 503], 'two exports at once');
     for (const s of open) s.close();
-    await sleep(100);
-    assert.equal(bus.subscribers, 0, 'the last stream gone, the subscription goes');
+    await eventually(() => bus.subscribers === 0, 10_000, 'the last stream gone, the subscription goes');
     assert.equal((await get(inspector.port, '/stream')).status, 200, 'room again');
   } finally {
     for (const s of open) s.close();

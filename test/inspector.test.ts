@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { CodeHasher } from '../src/otp/code.js';
-import { codeFromMail, relayEnv, sendCode, sendMail, sleep, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
+import { codeFromMail, eventually, relayEnv, sendCode, sendMail, sleep, startService, startSmtp, type RunningService, type SmtpPeer } from './helpers.js';
 
 const PASSWORD = 'pw-MARKER-8f2a';
 const BODY = 'body-MARKER-77c1';
@@ -28,30 +28,40 @@ after(async () => {
   await smtp.close();
 });
 
-/** The stream's bytes for `ms`, as a browser's EventSource receives them. */
-function listen(ms: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}/stream`, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      setTimeout(() => {
-        req.destroy();
-        resolve(text);
-      }, ms);
+/** The stream as a browser's EventSource receives it: `hello` once it is live, `stop()` ends it and gives its text. */
+function listen(): { hello: Promise<void>; text(): string; stop(): string } {
+  let text = '';
+  let said = (): void => undefined;
+  const hello = new Promise<void>((resolve) => (said = resolve));
+  const req = request(`${base}/stream`, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (d: string) => {
+      text += d;
+      if (text.includes('event: hello\n')) said();
     });
-    req.on('error', (err) => (err.message === 'socket hang up' ? undefined : reject(err)));
-    req.end();
   });
+  req.on('error', () => undefined);
+  req.end();
+  return {
+    hello,
+    text: () => text,
+    stop() {
+      req.destroy();
+      return text;
+    },
+  };
 }
 
 test('nothing the inspector sends holds a password, a body, a code, its hash or an unmasked address', async () => {
-  const streamed = listen(1500);
-  await sleep(200);
+  const streamed = listen();
+  await streamed.hello;
   await sendMail(svc, { to: 'Recipient Person <recipient@example.com>', subject: 'inspected', body: BODY, html: `<p>${BODY}</p>` });
   await sendCode(svc, 'otp-user@example.com');
   const code = await codeFromMail(smtp, 'otp-user@example.com', 8);
-  const stream = await streamed;
+  // Both sends and the code's mail seen on the stream, then a moment more for whatever was still batched.
+  await eventually(() => (streamed.text().match(/"type":"SENT"/g) ?? []).length >= 2 && streamed.text().includes('"type":"code.send"'), 10_000, 'both sends on the stream');
+  await sleep(200);
+  const stream = streamed.stop();
   const exported = await (await fetch(`${base}/events.jsonl`)).text();
   const hello = JSON.parse(/event: hello\ndata: (.*)\n/.exec(stream)?.[1] ?? '{}') as { actors: { actor: string }[] };
   const contexts = await Promise.all(hello.actors.map(async (a) => (await fetch(`${base}/context?actor=${encodeURIComponent(a.actor)}`)).text()));

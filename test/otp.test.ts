@@ -14,6 +14,7 @@ import {
   expectGrpcError,
   codeFromMail,
   metadataValue,
+  eventually,
   type SmtpPeer,
   type RunningService,
 } from './helpers.js';
@@ -23,6 +24,9 @@ let smtp: SmtpPeer;
 let svc: RunningService;
 /** the service's store, given to it here so that the tests can look at what it keeps */
 let store: InMemoryOtpStore;
+let slowHeld = false;
+let letSlowGo = (): void => undefined;
+const slowGate = new Promise<void>((resolve) => (letSlowGo = resolve));
 
 before(async () => {
   smtp = await startSmtp({
@@ -32,8 +36,11 @@ before(async () => {
           cb(Object.assign(new Error('5.1.1 no such user'), { responseCode: 550 }));
           return;
         }
-        // Holds the mail a moment, so a test can act while the send is in flight.
-        setTimeout(() => cb(), address.address.startsWith('slow') ? 300 : 0);
+        // Holds the mail until the test lets it go, so that it can act while the send is in flight.
+        if (address.address.startsWith('slow')) {
+          slowHeld = true;
+          void slowGate.then(() => cb());
+        } else cb();
       },
     },
   });
@@ -43,6 +50,7 @@ before(async () => {
 });
 
 after(async () => {
+  letSlowGo();
   await svc.close();
   await smtp.close();
 });
@@ -148,12 +156,13 @@ test('6c: at most OTP_MAX_SENDS_PER_HOUR codes per address (3 here)', async () =
 
 test('6d: a SendCode while another for the same address is in flight is RESOURCE_EXHAUSTED; the code is not live before its mail is accepted', async () => {
   const first = sendCode(svc, 'slow@example.com');
-  await new Promise((r) => setTimeout(r, 100));
+  await eventually(() => slowHeld, 10_000, 'the relay holding the code mail');
   assert.equal(store.peek('slow@example.com'), undefined, 'not live while the mail is on its way');
   const err = await expectGrpcError(sendCode(svc, 'slow@example.com'));
   assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
   assert.match(err.details, /being sent/);
   assert.ok(Number(metadataValue(err, 'retry-after')) > 0);
+  letSlowGo();
   assert.equal((await first).status, 'SUCCESS');
   assert.ok(store.peek('slow@example.com') !== undefined);
   const code = await codeFromMail(smtp, 'slow@example.com');

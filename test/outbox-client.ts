@@ -53,6 +53,8 @@ export async function until(svc: Client, id: string, state: string, timeoutMs = 
 
 export interface Watcher {
   readonly events: MessageEvent__Output[];
+  /** resolves once the service says the watch is live (its response headers): nothing queued after is missed */
+  readonly live: Promise<void>;
   /** resolves once `test` holds for the events so far */
   until(test: (events: readonly MessageEvent__Output[]) => boolean, timeoutMs?: number): Promise<void>;
   /** ends the stream as a client that goes away */
@@ -64,6 +66,7 @@ export interface Watcher {
 export function watch(svc: Client, after = '', meta: Record<string, string> = {}): Watcher {
   const events: MessageEvent__Output[] = [];
   const stream = svc.mail.WatchMessages({ after }, metadataOf(meta));
+  const live = new Promise<void>((resolve) => stream.once('metadata', () => resolve()));
   const waiters: { test: (e: readonly MessageEvent__Output[]) => boolean; resolve: () => void }[] = [];
   stream.on('data', (e: MessageEvent__Output) => {
     events.push(e);
@@ -78,6 +81,7 @@ export function watch(svc: Client, after = '', meta: Record<string, string> = {}
   });
   return {
     events,
+    live,
     ended,
     until(test, timeoutMs = 10_000) {
       if (test(events)) return Promise.resolve();

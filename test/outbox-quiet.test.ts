@@ -31,7 +31,7 @@ test('the relay down with a message due: fewer than 20 supervisor steps a second
   const svc = await startService(relayEnv(port, { WORKERS: '5' }), { log: logs.logger });
   t.after(() => svc.close());
   const watcher = watch(svc);
-  await sleep(200);
+  await watcher.live;
   const res = await queue(svc, { to: 'ann@example.com', subject: 'due while the relay is down', body: 'b' });
   const deferred = await until(svc, res.message_id, 'MESSAGE_STATE_DEFERRED');
   assert.equal(deferred.error_code, 'EUNAVAILABLE');

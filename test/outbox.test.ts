@@ -183,7 +183,7 @@ test('CancelMessage: a QUEUED or DEFERRED message is cancelled and never sent; a
 test('WatchMessages: every state change in order with a cursor; a watcher that comes back with its last cursor gets every later event, none twice', async (t) => {
   const { svc } = await rig(t);
   const first = watch(svc);
-  await new Promise((r) => setTimeout(r, 200));
+  await first.live;
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) ids.push((await queue(svc, { to: 'ann@example.com', subject: `w${i}`, body: 'b' })).message_id);
   await first.until((events) => events.filter((e) => e.status?.state === 'MESSAGE_STATE_SENT').length === 3);
@@ -261,7 +261,7 @@ test('callers are isolated: with tokens, a caller sees, cancels and watches only
   const other = { authorization: `Bearer ${OTHER}` };
   const otherWatch = watch(svc, '', other);
   const shopWatch = watch(svc, '', shop);
-  await new Promise((r) => setTimeout(r, 200));
+  await Promise.all([otherWatch.live, shopWatch.live]);
   const mine = await queue(svc, { to: 'ann@example.com', subject: 'mine', body: 'b', send_at: at(Date.now() + 3_600_000) }, shop);
   assert.equal((await getMessage(svc, mine.message_id, shop)).state, 'MESSAGE_STATE_QUEUED');
   assert.equal((await expectGrpcError(getMessage(svc, mine.message_id, other))).code, grpc.status.NOT_FOUND);
@@ -285,6 +285,7 @@ test('callers are isolated: with tokens, a caller sees, cancels and watches only
   }
   assert.doesNotMatch(shopCursor, /^\d+$|^\d+-\d+$/, 'opaque: it does not count anyone\'s events');
   const resumed = watch(svc, shopCursor, shop);
+  await resumed.live;
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(resumed.events.length, 0, 'its own caller resumes from it');
   resumed.close();

@@ -54,7 +54,7 @@ test('from a QUEUED SendMail to SENT: at most 8 actor events and store round tri
       .map((l) => JSON.parse(l) as InspectRecord)
       .filter((r) => typeof r.seq === 'number');
   const watcher = watch(svc);
-  await sleep(300);
+  await watcher.live;
   const from = Math.max(0, ...(await records()).map((r) => r.seq));
   const commits = await metric(svc.service.metricsPort, 'mailroom_outbox_commit_seconds_count');
   const res = await queue(svc, { to: 'ann@example.com', subject: 'counted', body: 'b' });

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
-import { eventually, faultEnv, sleep, startService, type RunningService } from './helpers.js';
+import { eventually, faultEnv, startService, type RunningService } from './helpers.js';
 import { FaultPeer } from './fault-peer.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 import { startProcess } from './process.js';
@@ -42,7 +42,7 @@ test('two replicas, one outbox: queued through A, delivered once, told by B; B c
   });
   await Promise.all([ready(a), ready(b)]);
   const watcher = watch(b);
-  await sleep(300);
+  await watcher.live;
   const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => queue(a, { to: 'ann@example.com', subject: `pair ${i}`, body: 'b' }).then((r) => r.message_id)));
   await peer.until(() => peer.messages.length >= 40, 15_000, 'every message');
   for (const id of ids) assert.equal((await until(b, id, 'MESSAGE_STATE_SENT')).attempts, 1);

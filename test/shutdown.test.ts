@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket, type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
-import { MAIN, freshOutbox, startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
+import { MAIN, eventually, freshOutbox, startSmtp, startService, relayEnv, sendMail, once, spawnService, type SmtpPeer } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 after(async () => {
@@ -45,7 +45,15 @@ test('shutdown with jobs queued: every call gets one reply, successes = messages
 
 test('a relay that never answers the final dot is cut off at the close deadline, and the call fails', async () => {
   // The message is read and never answered: only the close deadline ends the wait.
-  const smtp = await startSmtp({ extra: { onData: (stream) => stream.resume() } });
+  let inData = false;
+  const smtp = await startSmtp({
+    extra: {
+      onData: (stream) => {
+        inData = true;
+        stream.resume();
+      },
+    },
+  });
   open.push(smtp);
   const svc = await startService(
     relayEnv(smtp.port, { WORKERS: '1', SHUTDOWN_TIMEOUT_SECONDS: '0', SMTP_COMMAND_TIMEOUT_MS: '300', SMTP_DATA_TIMEOUT_MS: '60000' }),
@@ -54,7 +62,7 @@ test('a relay that never answers the final dot is cut off at the close deadline,
     () => 'SUCCESS',
     (err: grpc.ServiceError) => grpc.status[err.code],
   );
-  await new Promise((r) => setTimeout(r, 100)); // the message is in DATA by now
+  await eventually(() => inData, 10_000, 'the message in DATA');
   const started = Date.now();
   await svc.service.shutdown();
   svc.mail.close();

@@ -197,6 +197,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const stream = client.WatchMessages({ after: values.after }, metadata());
       process.once('SIGINT', () => stream.cancel());
       return await new Promise<number>((resolve, reject) => {
+        stream.once('metadata', () => process.stderr.write(`watching ${values.after === '' ? 'from now' : `after ${values.after}`}; ^C stops\n`));
         stream.on('data', (event: unknown) => process.stdout.write(`${JSON.stringify(toProtoJson(event))}\n`));
         stream.on('end', () => resolve(0));
         stream.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve(0) : reject(err)));

@@ -144,7 +144,8 @@ export class Outbox {
    * wait for `drained`), and waits for a commit when it has caught up: a
    * slow watcher costs a cursor, not a buffer.
    */
-  watch(caller: string, after: string, write: (event: StatusEvent) => boolean, drained: (go: () => void) => void): { stop(): void; ended: Promise<void> } {
+  /** `live` is called once the starting point is fixed: from then on no event of the caller's is missed. */
+  watch(caller: string, after: string, write: (event: StatusEvent) => boolean, drained: (go: () => void) => void, live: () => void): { stop(): void; ended: Promise<void> } {
     let stopped = false;
     let wake: (() => void) | undefined;
     /** a commit came since the last read began: read again before waiting */
@@ -157,6 +158,7 @@ export class Outbox {
       const seal = new CursorSeal(await this.store.cursorKey());
       let cursor = after === '' ? await this.store.latest(caller) : seal.open(caller, after);
       if (cursor === undefined) throw new MailroomError('EINVALID', 'after: not a cursor WatchMessages gave this caller (empty: from now)');
+      live();
       while (!stopped) {
         committed = false;
         const page = await this.store.events(cursor, caller, WATCH_PAGE);

@@ -198,6 +198,8 @@ export function mailServiceHandlers(deps: MailServiceDeps): MailServiceHandlers 
         after,
         (event) => call.write({ cursor: event.cursor, status: wireStatus(event.status) }),
         (go) => call.once('drain', go),
+        // Response headers before any event: a caller that waits for them knows that nothing it does later is missed.
+        () => call.sendMetadata(new grpc.Metadata()),
       );
       call.once('cancelled', () => watching.stop());
       watching.ended.then(
