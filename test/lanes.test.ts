@@ -3,7 +3,7 @@
 // BULK), callers taking turns within a lane, bulk's least share, every
 // limit's per-caller share with two tokens, and a code mail that outlives
 // its code never sent.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,8 +13,9 @@ import type { SendEmailRequest } from '../src/generated/mail/SendEmailRequest.js
 import type { SendEmailResponse__Output } from '../src/generated/mail/SendEmailResponse.js';
 import type { SendMailBatchResponse__Output } from '../src/generated/mail/SendMailBatchResponse.js';
 import type { PeerMessage } from './fault-peer.js';
-import { eventually, expectGrpcError, metadataValue, startRig, type RunningService } from './helpers.js';
+import { eventually, expectGrpcError, metadataValue, startRig, type Rig, type RunningService } from './helpers.js';
 import { at } from './outbox-client.js';
+import { startRedis, type RedisServer } from './redis-server.js';
 
 const TOKENS = { app: `app-${'a'.repeat(40)}`, bulk: `bulk-${'b'.repeat(40)}` } as const;
 type Caller = keyof typeof TOKENS;
@@ -60,22 +61,41 @@ const queued = (subject: string, priority: SendEmailRequest['priority'], extra: 
 
 const subjectOf = (m: PeerMessage): string => /\r\nSubject: ([^\r]*)\r\n/.exec(`\r\n${m.data}`)?.[1] ?? (m.to.join(','));
 
+/** The outbox in SQLite (the default) and in a real redis-server (BullMQ), each with the same promises. */
+const STORES = ['sqlite', 'redis'] as const;
+let redis: RedisServer | undefined;
+let prefixes = 0;
+after(async () => redis?.stop());
+
+/** startRig, the outbox in `store`: with Redis, once the service has reached it. */
+async function rigIn(t: { after: (fn: () => Promise<void>) => void }, store: (typeof STORES)[number], env: Record<string, string>): Promise<Rig> {
+  if (store === 'sqlite') return startRig(t, {}, env);
+  redis ??= await startRedis();
+  const rig = await startRig(t, {}, { ...env, OUTBOX_STORE: 'redis', REDIS_URL: redis.url, REDIS_PREFIX: `lanes-${++prefixes}:`, OTP_SECRET: 'a secret for the lanes tests, 32 characters or more' });
+  await eventually(() => rig.svc.service.redis?.ready === true, 5000, 'Redis ready');
+  return rig;
+}
+
 /** One connection that carries one message at a time at first: the order it takes work in is the order the relay sees. */
 const ONE_AT_A_TIME = { WORKERS: '1', SMTP_PIPELINE_DEPTH: '1', SMTP_PIPELINE_DEPTH_MAX: '1', SMTP_DATA_TIMEOUT_MS: '10000' };
 
-test('lanes: behind a message under way, a code goes first, then SYNC, then HIGH, then NORMAL with callers taking turns, then BULK', async (t) => {
-  const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), LANE_BULK_MIN_SHARE: '0' });
+for (const store of STORES) {
+  test(`lanes (${store}): behind a message under way, a code goes first, then SYNC, then HIGH, then NORMAL with callers taking turns, then BULK`, async (t) => {
+  const { peer, svc } = await rigIn(t, store, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), LANE_BULK_MIN_SHARE: '0' });
   // The first message holds the one connection while everything else arrives.
-  peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 1500 } : undefined);
+  peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 3000 } : undefined);
   const plug = send(svc, 'app', { to: 'rcpt@example.com', subject: 'plug', body: 'x' });
   await peer.until(() => peer.count('DATA') + peer.count('BDAT') > 0, 5000, 'the plug under way');
-  const answers = [
-    batch(svc, 'bulk', [1, 2, 3, 4].map((i) => queued(`bulk-${i}`, 'PRIORITY_BULK'))),
-    batch(svc, 'bulk', [1, 2, 3, 4].map((i) => queued(`normal-bulk-${i}`, 'PRIORITY_NORMAL'))),
-    batch(svc, 'app', [1, 2].map((i) => queued(`normal-app-${i}`, 'PRIORITY_NORMAL'))),
-    batch(svc, 'app', [1, 2].map((i) => queued(`high-${i}`, 'PRIORITY_HIGH'))),
-  ];
-  for (const b of await Promise.all(answers)) assert.ok(b.results.every((r) => r.code === 0));
+  // One after the other, the caller with four NORMAL first: in arrival order its four would go before the other's two.
+  for (const [caller, subjects, priority] of [
+    ['bulk', [1, 2, 3, 4].map((i) => `bulk-${i}`), 'PRIORITY_BULK'],
+    ['bulk', [1, 2, 3, 4].map((i) => `normal-bulk-${i}`), 'PRIORITY_NORMAL'],
+    ['app', [1, 2].map((i) => `normal-app-${i}`), 'PRIORITY_NORMAL'],
+    ['app', [1, 2].map((i) => `high-${i}`), 'PRIORITY_HIGH'],
+  ] as const) {
+    const answer = await batch(svc, caller, subjects.map((subject) => queued(subject, priority)));
+    assert.ok(answer.results.every((r) => r.code === 0));
+  }
   const sync = send(svc, 'app', { to: 'rcpt@example.com', subject: 'sync', body: 'x' });
   const code = sendCode(svc, 'app', 'code@example.com');
   await Promise.all([plug, sync, code]);
@@ -89,8 +109,8 @@ test('lanes: behind a message under way, a code goes first, then SYNC, then HIGH
   assert.ok(normals.slice(0, 4).filter((s) => s.startsWith('normal-app')).length === 2, `turns: ${normals.join(' ')}`);
 });
 
-test('bulk is never starved: while it waits, it gets LANE_BULK_MIN_SHARE of the deliveries however much other mail waits', async (t) => {
-  const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), LANE_BULK_MIN_SHARE: '25%' });
+  test(`bulk is never starved (${store}): while it waits, it gets LANE_BULK_MIN_SHARE of the deliveries however much other mail waits`, async (t) => {
+  const { peer, svc } = await rigIn(t, store, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), LANE_BULK_MIN_SHARE: '25%' });
   const due = at(Date.now() + 1500);
   await batch(svc, 'bulk', Array.from({ length: 12 }, (_, i) => queued(`bulk-${i}`, 'PRIORITY_BULK', { send_at: due })));
   await batch(svc, 'app', Array.from({ length: 24 }, (_, i) => queued(`normal-${i}`, 'PRIORITY_NORMAL', { send_at: due })));
@@ -100,6 +120,7 @@ test('bulk is never starved: while it waits, it gets LANE_BULK_MIN_SHARE of the 
   // A quarter of 16 is 4; claims of one or two at a time may shift one either way.
   assert.ok(bulk >= 3 && bulk <= 6, `${bulk} bulk among the first 16: ${first.join(' ')}`);
 });
+}
 
 test('shares: a caller past its share of QUEUE_LIMIT, QUEUE_MAX_BYTES, OUTBOX_MAX_BYTES or IDEMPOTENCY_MAX_BYTES is refused with retry-after while another caller is still taken in', async (t) => {
   const { peer, svc } = await startRig(t, {}, {

@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
 import { eventually, faultEnv, startService, type RunningService } from './helpers.js';
 import { FaultPeer } from './fault-peer.js';
+import { RelaySwitch } from './relay-switch.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 import { startProcess } from './process.js';
 import { at, cancelMessage, getMessage, queue, until, watch } from './outbox-client.js';
@@ -95,6 +96,28 @@ test('lanes on Redis: of messages falling due together, HIGH goes before NORMAL 
   await peer.until(() => peer.messages.length === 9, 15_000, 'all nine');
   const order = peer.messages.map((m) => /Subject: PRIORITY_(\w+)/.exec(m.data)?.[1]);
   assert.deepEqual(order, ['HIGH', 'HIGH', 'HIGH', 'NORMAL', 'NORMAL', 'NORMAL', 'BULK', 'BULK', 'BULK']);
+});
+
+test('the relay away: a message due in the Redis outbox is DEFERRED, saying why, with no attempt spent; sent once the relay is back', async (t) => {
+  const peer = await FaultPeer.start();
+  const relay = await RelaySwitch.start(peer.port);
+  const a = await startService(env(relay.port, 'away', { SMTP_BACKOFF_BASE_MS: '20', SMTP_BACKOFF_MAX_MS: '200', SMTP_UNREACHABLE_AFTER_MS: '100' }));
+  t.after(async () => {
+    await a.close();
+    await relay.off();
+    await peer.close();
+  });
+  await ready(a);
+  await relay.off();
+  const res = await queue(a, { to: 'ann@example.com', subject: 'due while the relay is away', body: 'b', priority: 'PRIORITY_HIGH' });
+  const deferred = await until(a, res.message_id, 'MESSAGE_STATE_DEFERRED');
+  assert.equal(deferred.error_code, 'EUNAVAILABLE');
+  // The connections' last word: the relay hung up on them, or refused their next dial.
+  assert.match(deferred.last_response, new RegExp(`^relay 127\\.0\\.0\\.1:${relay.port}: (.*ECONNREFUSED|the SMTP relay closed the connection)`));
+  assert.equal(deferred.attempts, 0, 'an outage spends no attempt');
+  await relay.on();
+  assert.equal((await until(a, res.message_id, 'MESSAGE_STATE_SENT', 15_000)).attempts, 1);
+  assert.equal(peer.messages.length, 1);
 });
 
 test('bounces on the Redis outbox: a report taken by B moves what A sent (queued and SYNC); the suppression list is one for both, each told at once', async (t) => {

@@ -17,7 +17,6 @@ import type { Logger } from 'winston';
 import { MailroomError } from '../errors.js';
 import { Listeners } from '../lib/listeners.js';
 import { maskAddresses } from '../lib/mask.js';
-import { isLane, NORMAL_LANE, type Lane } from '../mail/lane.js';
 import { advance } from '../outbox/lifecycle.js';
 import { isAbsence, nextAttemptAt } from '../outbox/policy.js';
 import type { OutboxSettings } from '../outbox/settings.js';
@@ -42,10 +41,10 @@ import { RedisSuppressions } from './suppressions.js';
 import { OutboxReports } from './outbox-reports.js';
 import { OutboxIntake } from './outbox-intake.js';
 import type { RedisLink } from './client.js';
-import { OutboxQueue, type JobData } from './outbox-queue.js';
+import { laneOf, OutboxQueue, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
 
-export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs'> {
+export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs' | 'bulkShare'> {
   readonly leaseMs: number;
   /** hears how many messages a Redis that came back empty took with it (metrics) */
   readonly onLost?: (messages: number) => void;
@@ -77,7 +76,7 @@ export class RedisOutboxStore implements OutboxStore {
     private readonly options: RedisOutboxOptions,
     private readonly log: Logger,
   ) {
-    this.queue = new OutboxQueue(link, options.leaseMs, log);
+    this.queue = new OutboxQueue(link, options.leaseMs, options.bulkShare, log);
     this.statuses = new OutboxStatuses(link, options.retentionMs);
     this.suppressionList = new RedisSuppressions(link);
     this.reports = new OutboxReports(link, this.statuses, this.suppressionList);
@@ -178,7 +177,7 @@ export class RedisOutboxStore implements OutboxStore {
         continue;
       }
       events.push({ cursor: result.cursor, status: result.status });
-      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOfJob(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(data.trace !== undefined ? { trace: data.trace } : {}) });
+      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOf(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(data.trace !== undefined ? { trace: data.trace } : {}) });
     }
     await this.statuses.notify(events);
     // A claim a failover loses comes back when its lease runs out; waiting for a replica makes that rare, and is not worth failing the claim for.
@@ -386,8 +385,3 @@ export class RedisOutboxStore implements OutboxStore {
   }
 }
 
-/** A job's lane (NORMAL for one queued before lanes). */
-function laneOfJob(data: JobData): Lane {
-  const lane = data.lane ?? NORMAL_LANE;
-  return isLane(lane) ? lane : NORMAL_LANE;
-}
