@@ -176,6 +176,23 @@ test('shares: a caller past its share of QUEUE_LIMIT, QUEUE_MAX_BYTES, OUTBOX_MA
   await send(svc, 'app', { to: 'rcpt@example.com', subject: 'k-app', body: 'x', idempotency_key: 'key-app' });
 });
 
+test('OUTBOX_MAX_BYTES on Redis: a caller past its share is refused, then the whole is full for the other; a message sent or cancelled gives its bytes back', async (t) => {
+  const { svc } = await rigIn(t, 'redis', { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), OUTBOX_MAX_BYTES: String(1_048_576), OUTBOX_MAX_BYTES_PER_CALLER: String(700_000) });
+  // Due in an hour, so they stay stored; each takes about 270 KB.
+  const stored = { to: 'rcpt@example.com', body: 'z'.repeat(200_000), delivery: 'DELIVERY_QUEUED' as const, send_at: at(Date.now() + 3_600_000) };
+  const refusedFor = async (p: Promise<unknown>, what: RegExp): Promise<void> => {
+    const err = await expectGrpcError(p);
+    assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED, err.details);
+    assert.match(err.details, what);
+  };
+  const mine = [await send(svc, 'bulk', { ...stored, subject: 'o-1' }), await send(svc, 'bulk', { ...stored, subject: 'o-2' })];
+  await refusedFor(send(svc, 'bulk', { ...stored, subject: 'o-3' }), /OUTBOX_MAX_BYTES_PER_CALLER/);
+  await send(svc, 'app', { ...stored, subject: 'a-1' });
+  await refusedFor(send(svc, 'app', { ...stored, subject: 'a-2' }), /the outbox \(OUTBOX_MAX_BYTES\)/);
+  await new Promise((resolve, reject) => svc.mail.CancelMessage({ message_id: mine[0]?.message_id ?? '' }, as('bulk'), settle(resolve, reject)));
+  assert.equal((await send(svc, 'app', { ...stored, subject: 'a-2' })).state, 'MESSAGE_STATE_QUEUED', 'room again once one is cancelled');
+});
+
 test('a code mail still queued when its code expires is never sent: SendCode fails, the relay sees nothing for the address', async (t) => {
   const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), OTP_LIFESPAN_SECONDS: '1' });
   peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 2500 } : undefined);

@@ -1,30 +1,46 @@
 // What the Redis outbox checks before it takes a message in: its
 // idempotency key (one message per key, whichever replica), and its bytes
-// against the owner's share and the whole (OUTBOX_MAX_BYTES[_PER_CALLER]).
+// against the owner's share and the whole (OUTBOX_MAX_BYTES[_PER_CALLER]),
+// counted in one step with its turn in its lane.
 import type { Acceptance, NewMessage } from '../outbox/store.js';
-import type { RedisLink } from './client.js';
+import type { Lane } from '../mail/lane.js';
+import { Script, type RedisLink } from './client.js';
+import { turnField, type OutboxTurns } from './outbox-turns.js';
 import type { OutboxStatuses } from './outbox-status.js';
 import type { OutboxSettings } from '../outbox/settings.js';
+
+/**
+ * KEYS: the owner's bytes, everyone's, the counts of turns; ARGV: bytes, the owner's share, the whole, the turn's field →
+ * {0, its turn}, or {1, the bytes already counted, 1 when the owner's share is what is full} (nothing counted)
+ */
+const RESERVE = new Script(`
+local bytes = tonumber(ARGV[1])
+local mine = tonumber(redis.call('GET', KEYS[1]) or '0')
+if mine + bytes > tonumber(ARGV[2]) then return {1, mine, 1} end
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+if total + bytes > tonumber(ARGV[3]) then return {1, total, 0} end
+redis.call('INCRBY', KEYS[1], bytes)
+redis.call('INCRBY', KEYS[2], bytes)
+return {0, redis.call('HINCRBY', KEYS[3], ARGV[4], 1), 0}
+`);
 
 export class OutboxIntake {
   constructor(
     private readonly link: RedisLink,
     private readonly statuses: OutboxStatuses,
+    private readonly turns: OutboxTurns,
     private readonly options: Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'maxAgeMs' | 'retentionMs'>,
   ) {}
 
-  /** Counts `bytes` against the owner's share and the whole; the refusal (nothing counted) when either is full. */
-  async reserveBytes(owner: string, bytes: number): Promise<Acceptance | undefined> {
-    const ownerKey = this.statuses.ownerBytes(owner);
-    const mine = await this.link.run('outbox bytes', (c) => c.incrby(ownerKey, bytes));
-    if (mine > this.options.maxBytesPerCaller) {
-      await this.link.run('outbox bytes', (c) => c.decrby(ownerKey, bytes));
-      return { kind: 'full', bytes: mine - bytes, mine: true };
-    }
-    const total = await this.link.run('outbox bytes', (c) => c.incrby(this.statuses.key('bytes'), bytes));
-    if (total <= this.options.maxBytes) return undefined;
-    await this.link.run('outbox bytes', (c) => c.multi().decrby(this.statuses.key('bytes'), bytes).decrby(ownerKey, bytes).exec());
-    return { kind: 'full', bytes: total - bytes, mine: false };
+  /**
+   * Counts `bytes` against the owner's share and the whole, and the message
+   * in its owner's turns (outbox-turns.ts): its turn, or the refusal
+   * (nothing counted) when either share is full.
+   */
+  async reserve(owner: string, lane: Lane, bytes: number): Promise<{ turn: number } | Acceptance> {
+    const keys = [this.statuses.ownerBytes(owner), this.statuses.key('bytes'), this.turns.key];
+    const [full, n, mine] = (await this.link.eval('outbox reserve', RESERVE, keys, [bytes, this.options.maxBytesPerCaller, this.options.maxBytes, turnField(lane, owner)])) as [number, number, number];
+    return full === 0 ? { turn: n } : { kind: 'full', bytes: n, mine: mine === 1 };
   }
 
   /** An idempotency key's claim: undefined when the message is new, else the answer for the key's first message. */

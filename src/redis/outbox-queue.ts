@@ -67,7 +67,7 @@ export class OutboxQueue {
   /** the jobs this replica holds (claimed, outcome not yet recorded), with their lock tokens */
   private readonly leases = new Map<string, Lease>();
   private extender: NodeJS.Timeout | undefined;
-  private readonly turns: OutboxTurns;
+  readonly turns: OutboxTurns;
   /** a whole job or more: bulk's next claim comes first */
   private bulkCredit = 0;
   /** what bulk earns on every other job claimed */
@@ -114,13 +114,12 @@ export class OutboxQueue {
   /**
    * Lanes: BULK has a queue of its own, HIGH and NORMAL share one, HIGH's
    * priorities before NORMAL's; within a lane a job's priority is its
-   * owner's turn (outbox-turns.ts).
+   * owner's turn, as the intake counted it (outbox-turns.ts).
    */
-  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number; readonly lane: Lane }[]): Promise<void> {
+  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number; readonly lane: Lane; readonly turn: number }[]): Promise<void> {
     if (jobs.length === 0) return;
     const { main, bulk } = this.parts();
-    const turns = await this.turns.take(jobs.map(({ data, lane }) => ({ lane, owner: ownerOf(data) })));
-    const entries = jobs.map(({ member, data, delay, lane }, i) => ({ lane, job: { name: 'message', data, opts: { jobId: member, delay, priority: priorityOf(lane, turns[i] ?? 1), removeOnComplete: true, removeOnFail: true } } }));
+    const entries = jobs.map(({ member, data, delay, lane, turn }) => ({ lane, job: { name: 'message', data, opts: { jobId: member, delay, priority: priorityOf(lane, turn), removeOnComplete: true, removeOnFail: true } } }));
     const ofBulk = entries.filter((e) => e.lane === BULK_LANE).map((e) => e.job);
     const others = entries.filter((e) => e.lane !== BULK_LANE).map((e) => e.job);
     if (others.length > 0) await main.queue.addBulk(others);
@@ -148,8 +147,8 @@ export class OutboxQueue {
       }
       if (part === bulk) this.bulkCredit = Math.max(0, this.bulkCredit - 1);
       else if (now >= this.bulkEmptyUntil) this.bulkCredit = Math.min(1, this.bulkCredit + this.earn);
-      // Its first claim: it no longer waits, and its owner's later messages move up a turn (a hint: not waited for).
-      if (job.attemptsStarted <= 1) void this.turns.done(laneOf(job.data), ownerOf(job.data)).catch(() => undefined);
+      // Its first claim: it no longer waits, and its owner's later messages move up a turn.
+      if (job.attemptsStarted <= 1) this.turns.done(laneOf(job.data), ownerOf(job.data));
       const lease = { job, token, part };
       this.leases.set(job.data.id, lease);
       return lease;
@@ -193,7 +192,7 @@ export class OutboxQueue {
     } catch {
       return false;
     }
-    if (job.attemptsStarted === 0) void this.turns.done(laneOf(job.data), ownerOf(job.data)).catch(() => undefined);
+    if (job.attemptsStarted === 0) this.turns.done(laneOf(job.data), ownerOf(job.data));
     return true;
   }
 

@@ -80,7 +80,7 @@ export class RedisOutboxStore implements OutboxStore {
     this.statuses = new OutboxStatuses(link, options.retentionMs);
     this.suppressionList = new RedisSuppressions(link);
     this.reports = new OutboxReports(link, this.statuses, this.suppressionList);
-    this.intake = new OutboxIntake(link, this.statuses, options);
+    this.intake = new OutboxIntake(link, this.statuses, this.queue.turns, options);
   }
 
   get health(): StoreHealth {
@@ -118,27 +118,28 @@ export class RedisOutboxStore implements OutboxStore {
 
   async accept(messages: readonly NewMessage[], now: number): Promise<Acceptance[]> {
     const answers: Acceptance[] = [];
-    const taken: { m: NewMessage; member: string; bytes: number }[] = [];
+    const taken: { m: NewMessage; member: string; bytes: number; turn: number }[] = [];
     for (const m of messages) {
       const refused = await this.intake.admit(m);
       if (refused !== undefined) answers.push(refused);
       else {
         const bytes = Buffer.byteLength(m.raw) + Buffer.byteLength(JSON.stringify(m.envelope));
-        const refusal = await this.intake.reserveBytes(m.owner, bytes);
-        if (refusal !== undefined) {
+        const reserved = await this.intake.reserve(m.owner, m.lane, bytes);
+        if (!('turn' in reserved)) {
           if (m.idempotency !== undefined) await this.link.run('outbox idempotency', (c) => c.del(this.statuses.key('idem', m.idempotency?.key ?? '')));
-          answers.push(refusal);
+          answers.push(reserved);
           continue;
         }
-        taken.push({ m, member: digest(m.id), bytes });
+        taken.push({ m, member: digest(m.id), bytes, turn: reserved.turn });
         answers.push({ kind: 'accepted', status: { id: m.id, state: 'queued', attempts: 0, lastResponse: '', errorCode: '', acceptedAt: m.acceptedAt, updatedAt: m.acceptedAt, nextAttemptAt: m.dueAt } });
       }
     }
     // The job (the text) first: a status without its job would be a message nobody sends.
     await this.link.run('outbox add', () =>
       this.queue.add(
-        taken.map(({ m, member }) => ({
+        taken.map(({ m, member, turn }) => ({
           member,
+          turn,
           data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt, ...(m.trace !== undefined ? { trace: m.trace } : {}) } satisfies JobData,
           delay: Math.max(0, m.dueAt - now),
           lane: m.lane,

@@ -7,24 +7,20 @@
 // turn, as the SQLite outbox's claims give them.
 //
 // The counts live in one hash, shared by the replicas: a field per lane
-// and owner, up at acceptance, down once when the job is first claimed or
-// removed unclaimed, gone at zero (the hash holds only owners with work).
+// and owner, up at acceptance (in the step that counts its bytes,
+// outbox-intake.ts), down once when the job is first claimed or removed
+// unclaimed, gone at zero (the hash holds only owners with work).
 // A count is a hint: one that drifts (a replica that died between the
 // count and the job) only orders a lane a little less fairly, and the hash
 // is cleared whenever the queues hold nothing, when every count is zero.
 import type { Lane } from '../mail/lane.js';
 import { Script, type RedisLink } from './client.js';
 
-/** KEYS: the counts, then fields; ARGV: the fields → each one's count after counting one more */
-const TAKE = new Script(`
-local turns = {}
-for i, field in ipairs(ARGV) do turns[i] = redis.call('HINCRBY', KEYS[1], field, 1) end
-return turns
-`);
-
-/** KEYS: the counts; ARGV: one field → nothing (the field goes at zero) */
+/** KEYS: the counts; ARGV: fields and how many of each left → nothing (a field goes at zero) */
 const DONE = new Script(`
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+for i = 1, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
 return 0
 `);
 
@@ -39,29 +35,36 @@ return 1
 `);
 
 export class OutboxTurns {
-  private readonly key: string;
+  /** the hash of counts (the intake counts a message in, outbox-intake.ts) */
+  readonly key: string;
+  /** messages that left the waiting since the last write, by field: written together, once a turn of the event loop */
+  private left = new Map<string, number>();
 
   constructor(private readonly link: RedisLink) {
     this.key = link.key('outbox', 'turns');
   }
 
-  /** Counts one more waiting message for each (lane, owner); each one's turn, from 1. */
-  async take(owners: readonly { readonly lane: Lane; readonly owner: string }[]): Promise<number[]> {
-    if (owners.length === 0) return [];
-    return (await this.link.eval('outbox turns', TAKE, [this.key], owners.map(field))) as number[];
-  }
-
   /** One message of `owner` in `lane` left the waiting (claimed the first time, or removed unclaimed). */
-  async done(lane: Lane, owner: string): Promise<void> {
-    await this.link.eval('outbox turn done', DONE, [this.key], [field({ lane, owner })]);
+  done(lane: Lane, owner: string): void {
+    if (this.left.size === 0) setImmediate(() => void this.flush());
+    const f = turnField(lane, owner);
+    this.left.set(f, (this.left.get(f) ?? 0) + 1);
   }
 
   /** Clears every count when no job waits in `waiting` (BullMQ's wait, prioritized, paused and delayed keys). */
   async clearIfIdle(waiting: readonly string[]): Promise<boolean> {
     return (await this.link.eval('outbox turns clear', CLEAR_IF_IDLE, [this.key, ...waiting], [])) === 1;
   }
+
+  private async flush(): Promise<void> {
+    const left = this.left;
+    this.left = new Map();
+    // A hint: a count not written (Redis away) only orders a lane a little less fairly until the next clearing.
+    await this.link.eval('outbox turns done', DONE, [this.key], [...left].flat()).catch(() => undefined);
+  }
 }
 
-function field({ lane, owner }: { readonly lane: Lane; readonly owner: string }): string {
+/** The field of `owner`'s count in `lane`. */
+export function turnField(lane: Lane, owner: string): string {
   return `${lane}:${owner}`;
 }
