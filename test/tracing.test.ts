@@ -4,8 +4,9 @@
 // traceparent is the SERVER span's parent; SYNC: SERVER → queue → smtp send;
 // QUEUED: a PRODUCER at acceptance, and after a restart a CONSUMER linked to
 // it with the SMTP span under it; SendCode: SERVER → the OTP work → smtp
-// send. Health is not traced, logs name the trace, and nothing a caller
-// sent (address, subject, body, code, token) is in any span.
+// send; ValidateCode: SERVER → the check. Health is not traced, logs name
+// the trace, and nothing a caller sent (address, subject, body, code,
+// token) is in any span.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -147,6 +148,11 @@ test('traces: SYNC, QUEUED across a restart, SendCode; health untraced; logs car
   const codeServer = otlp.spans.find((s) => s.traceId === codeTrace && s.kind === KIND.SERVER);
   assert.equal(otpWork.parentSpanId, codeServer?.spanId);
   await eventually(() => otlp.spans.find((s) => s.traceId === codeTrace && s.name === 'smtp send'), 10_000, "the code mail's SMTP span in the same trace");
+  // ValidateCode: SERVER → the check (batched with others in the OTP actor, a span of its own all the same).
+  const checkTrace = 'b2f92f3577b34da6a3ce929d0e0e4736';
+  await new Promise((resolve, reject) => c.otp.ValidateCode({ email: 'secret-code@example.net', otpCode: code }, bearer(`00-${checkTrace}-${callerSpan}-01`), (e, r) => (e ? reject(e) : resolve(r))));
+  const checkSpan = await eventually(() => otlp.spans.find((s) => s.traceId === checkTrace && s.name === 'mailroom otp check'), 10_000, 'the check span');
+  assert.equal(checkSpan.parentSpanId, otlp.spans.find((s) => s.traceId === checkTrace && s.kind === KIND.SERVER)?.spanId, 'under the ValidateCode SERVER span');
 
   // A delivery report (the simulator's bounce of a SYNC message): a span linked to the message's trace, with an event.
   const bounceTrace = 'ccf92f3577b34da6a3ce929d0e0e4736';

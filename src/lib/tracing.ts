@@ -147,6 +147,22 @@ export function traceReport(stored: string | undefined, state: string, kinds: re
   span.end();
 }
 
+/** Ends a span begun by `beginSpan`, in error when given one (its catalogue code the error.type). */
+export type EndSpan = (error?: unknown) => void;
+
+/** A span of its own under the active one, for work that ends in a callback (a batched OTP check); undefined when off. */
+export function beginSpan(name: string): EndSpan | undefined {
+  if (!on) return undefined;
+  const span = tracer().startSpan(name, { kind: SpanKind.INTERNAL });
+  return (error) => {
+    if (error !== undefined) {
+      span.setAttribute('error.type', (error as { code?: string }).code ?? 'EINTERNAL');
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
+  };
+}
+
 /** Runs `work` in a span of its own (the OTP actor's part of a call). */
 export function inSpan<T>(name: string, work: () => T): T {
   if (!on) return work();

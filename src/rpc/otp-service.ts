@@ -7,16 +7,26 @@ import type { CodeSent, OtpMailbox } from '../otp/requests.js';
 import type { SendCodeResponse } from '../generated/mail/SendCodeResponse.js';
 import type { ValidateCodeResponse } from '../generated/mail/ValidateCodeResponse.js';
 import { CODE_ACCEPTED } from '../otp/store.js';
-import type { Calls, OpenCall } from './calls.js';
+import { OpenCall, type Calls } from './calls.js';
 import { OtpCaps, type OtpRateLimits } from './otp-caps.js';
 import type { SharedCaps } from '../lib/rate-cap.js';
 import { deadlineOf } from './deadline.js';
 import { codeValidator, validateSendCode } from './validate-otp.js';
 import type { RecipientGate } from '../bounce/recipient-gate.js';
-import { inSpan } from '../lib/tracing.js';
+import { beginSpan, inSpan, type EndSpan } from '../lib/tracing.js';
 import { callerOf } from './auth.js';
 import { isMailroomError } from '../errors.js';
 import type { ServiceMetrics } from '../metrics/service-metrics.js';
+
+/** A check's caller: its call, with the span to end when it is answered while tracing is on. */
+type Checking = OpenCall<ValidateCodeResponse> | { readonly open: OpenCall<ValidateCodeResponse>; readonly end: EndSpan };
+
+/** The call a check answers, its span ended first. */
+function answered(c: Checking, error?: unknown): OpenCall<ValidateCodeResponse> {
+  if (c instanceof OpenCall) return c;
+  c.end(error);
+  return c.open;
+}
 
 export interface OtpServiceDeps {
   /** the OTP actor's mailbox */
@@ -55,15 +65,15 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
   // told an attacker which addresses have a code worth guessing.
   const accepted: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: true, attempts_remaining: 0 });
   const rejected: ValidateCodeResponse = Object.freeze({ status: 'SUCCESS', isValid: false, attempts_remaining: 0 });
-  const otp = new Otp<OpenCall<ValidateCodeResponse>>(deps.mailbox, deps.hasher, {
-    answer: (open, result) => {
+  const otp = new Otp<Checking>(deps.mailbox, deps.hasher, {
+    answer: (c, result) => {
       const valid = result === CODE_ACCEPTED;
       metrics.otpChecked(valid ? 'valid' : 'invalid');
-      open.ok(valid ? accepted : rejected);
+      answered(c).ok(valid ? accepted : rejected);
     },
-    fail: (open, error) => {
+    fail: (c, error) => {
       metrics.otpChecked('failed');
-      open.fail(error);
+      answered(c, error).fail(error);
     },
   });
   return {
@@ -117,8 +127,12 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         refuse(err);
         return;
       }
-      if (shared === undefined) otp.check(key, call.request.otpCode, open);
-      else shared.then(() => otp.check(key, call.request.otpCode, open), refuse);
+      const check = (): void => {
+        const end = beginSpan('mailroom otp check');
+        otp.check(key, call.request.otpCode, end === undefined ? open : { open, end });
+      };
+      if (shared === undefined) check();
+      else shared.then(check, refuse);
     },
   };
 }
