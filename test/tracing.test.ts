@@ -19,6 +19,8 @@ import { loadMailProto } from '../src/rpc/proto.js';
 import { codeFromMail, eventually, freshOutbox, startSmtp } from './helpers.js';
 import { startProcess, type ServiceProcess } from './process.js';
 import { check, healthClient } from './ops-clients.js';
+import { startRedis } from './redis-server.js';
+import { Redis } from 'ioredis';
 
 interface OtlpSpan {
   readonly traceId: string;
@@ -177,4 +179,56 @@ test('traces: SYNC, QUEUED across a restart, SendCode; health untraced; logs car
   // Nothing a caller sent, in any span of the run.
   const all = otlp.bodies.join('\n');
   for (const secret of ['secret-rcpt', 'secret-queued', 'secret-code', 'secret subject', 'secret body', code, TOKEN, 'example.net']) assert.ok(!all.includes(secret), `${secret} is in an exported span`);
+});
+
+test('QUEUED on the Redis outbox: the trace context rides in the BullMQ job\'s telemetry option, and the replica that delivers it links its CONSUMER span to the PRODUCER', async (t) => {
+  const otlp = await receiver();
+  const smtp = await startSmtp();
+  const redis = await startRedis();
+  const env = {
+    EMAIL_HOST: '127.0.0.1',
+    EMAIL_PORT: String(smtp.port),
+    EMAIL_TLS: 'none',
+    EMAIL_FROM: 'sender@example.com',
+    WORKERS: '1',
+    OUTBOX_STORE: 'redis',
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: 'traced:',
+    OTP_SECRET: 'a secret for the tracing test, 32 characters or more',
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '50',
+  };
+  // A takes the message in; B, started once A is gone, delivers it.
+  let svc: ServiceProcess = await startProcess(env, { timeoutMs: 20_000 });
+  t.after(async () => {
+    svc.proc.kill('SIGKILL');
+    await smtp.close();
+    await redis.stop();
+    await new Promise((r) => otlp.server.close(r));
+  });
+  const mail = new (loadMailProto().mail.MailService)(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
+  const traceId = 'eef92f3577b34da6a3ce929d0e0e4736';
+  const metadata = new grpc.Metadata();
+  metadata.set('traceparent', `00-${traceId}-00f067aa0ba902b7-01`);
+  const later = Date.now() + 2500;
+  await new Promise((resolve, reject) =>
+    mail.SendMail({ to: 'a@example.com', subject: 's', body: 'b', delivery: 'DELIVERY_QUEUED', send_at: { seconds: String(Math.floor(later / 1000)), nanos: (later % 1000) * 1e6 } }, metadata, (e, r) => (e ? reject(e) : resolve(r))),
+  );
+  mail.close();
+  const producer = await eventually(() => otlp.spans.find((s) => s.kind === KIND.PRODUCER && s.traceId === traceId), 10_000, 'the PRODUCER span');
+  // In the job's telemetry option (BullMQ stores it as `tm` in the job's opts), as bullmq-otel writes it.
+  const keys = new Redis(redis.url);
+  // A job's hash is named by its id, the message id's SHA-256 in base64url.
+  const jobs = (await keys.keys('traced:bull:outbox:*')).filter((k) => /^traced:bull:outbox:[\w-]{43}$/.test(k));
+  const opts = await Promise.all(jobs.map((k) => keys.hget(k, 'opts')));
+  await keys.quit();
+  const tm = opts.map((o) => (JSON.parse(o ?? '{}') as { tm?: string }).tm).find((m) => m !== undefined);
+  assert.deepEqual(JSON.parse(tm ?? '{}'), { traceparent: `00-${traceId}-${producer.spanId}-01` });
+  svc.proc.kill('SIGTERM');
+  assert.equal((await svc.exited).code, 0);
+  svc = await startProcess(env, { timeoutMs: 20_000 });
+  await smtp.waitForMessages(1, 15_000);
+  const consumer = await eventually(() => otlp.spans.find((s) => s.kind === KIND.CONSUMER && s.links?.some((l) => l.traceId === traceId && l.spanId === producer.spanId)), 15_000, 'the CONSUMER span, linked');
+  await eventually(() => otlp.spans.find((s) => s.name === 'mailroom queue' && s.parentSpanId === consumer.spanId), 10_000, 'the queue span under it');
 });

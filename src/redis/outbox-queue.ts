@@ -27,7 +27,7 @@ export interface JobData {
   readonly raw: string;
   readonly acceptedAt: number;
   readonly expiresAt: number;
-  /** with tracing on: the traceparent of its PRODUCER span (lib/tracing.ts) */
+  /** in jobs queued before the trace context moved to the job's telemetry option: the traceparent of its PRODUCER span */
   readonly trace?: string;
 }
 
@@ -116,10 +116,13 @@ export class OutboxQueue {
    * priorities before NORMAL's; within a lane a job's priority is its
    * owner's turn, as the intake counted it (outbox-turns.ts).
    */
-  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number; readonly lane: Lane; readonly turn: number }[]): Promise<void> {
+  async add(jobs: readonly { readonly member: string; readonly data: JobData; readonly delay: number; readonly lane: Lane; readonly turn: number; readonly trace: string | undefined }[]): Promise<void> {
     if (jobs.length === 0) return;
     const { main, bulk } = this.parts();
-    const entries = jobs.map(({ member, data, delay, lane, turn }) => ({ lane, job: { name: 'message', data, opts: { jobId: member, delay, priority: priorityOf(lane, turn), removeOnComplete: true, removeOnFail: true } } }));
+    const entries = jobs.map(({ member, data, delay, lane, turn, trace }) => ({
+      lane,
+      job: { name: 'message', data, opts: { jobId: member, delay, priority: priorityOf(lane, turn), removeOnComplete: true, removeOnFail: true, ...(trace !== undefined ? { telemetry: { metadata: traceMetadata(trace) } } : {}) } },
+    }));
     const ofBulk = entries.filter((e) => e.lane === BULK_LANE).map((e) => e.job);
     const others = entries.filter((e) => e.lane !== BULK_LANE).map((e) => e.job);
     if (others.length > 0) await main.queue.addBulk(others);
@@ -262,6 +265,28 @@ export class OutboxQueue {
   private parts(): { main: Part; bulk: Part } {
     if (this.main === undefined || this.bulk === undefined) throw closed();
     return { main: this.main, bulk: this.bulk };
+  }
+}
+
+/**
+ * The trace context of a message's PRODUCER span in BullMQ's telemetry job
+ * option, as bullmq-otel writes it (the propagation carrier as JSON): one
+ * per job, where BullMQ's own telemetry would give every job of a bulk add
+ * the same one.
+ */
+function traceMetadata(traceparent: string): string {
+  return JSON.stringify({ traceparent });
+}
+
+/** The traceparent a job carries (its telemetry option, or its data when queued before that), if any. */
+export function traceOf(job: Job<JobData>): string | undefined {
+  const metadata = job.opts.telemetry?.metadata;
+  if (metadata === undefined) return job.data.trace;
+  try {
+    const { traceparent } = JSON.parse(metadata) as { traceparent?: unknown };
+    return typeof traceparent === 'string' ? traceparent : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -41,7 +41,7 @@ import { RedisSuppressions } from './suppressions.js';
 import { OutboxReports } from './outbox-reports.js';
 import { OutboxIntake } from './outbox-intake.js';
 import type { RedisLink } from './client.js';
-import { laneOf, OutboxQueue, type JobData } from './outbox-queue.js';
+import { laneOf, OutboxQueue, traceOf, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
 
 export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs' | 'bulkShare'> {
@@ -140,7 +140,8 @@ export class RedisOutboxStore implements OutboxStore {
         taken.map(({ m, member, turn }) => ({
           member,
           turn,
-          data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt, ...(m.trace !== undefined ? { trace: m.trace } : {}) } satisfies JobData,
+          data: { id: m.id, caller: m.caller, owner: m.owner, lane: m.lane, envelope: m.envelope, raw: m.raw, acceptedAt: m.acceptedAt, expiresAt: m.expiresAt } satisfies JobData,
+          trace: m.trace,
           delay: Math.max(0, m.dueAt - now),
           lane: m.lane,
         })),
@@ -178,7 +179,8 @@ export class RedisOutboxStore implements OutboxStore {
         continue;
       }
       events.push({ cursor: result.cursor, status: result.status });
-      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOf(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(data.trace !== undefined ? { trace: data.trace } : {}) });
+      const trace = traceOf(lease.job);
+      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOf(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(trace !== undefined ? { trace } : {}) });
     }
     await this.statuses.notify(events);
     // A claim a failover loses comes back when its lease runs out; waiting for a replica makes that rare, and is not worth failing the claim for.
