@@ -182,4 +182,12 @@ test('bounces on the Redis outbox: a report taken by B moves what A sent (queued
   // Removed through A, and B mails it again.
   await new Promise((resolve, reject) => suppress.RemoveSuppression({ address: 'gone@example.com' }, (err, res) => (err ? reject(err) : resolve(res))));
   await eventually(async () => (await refuse(b, 'gone@example.com')) === undefined, 2000, 'B mails it again once removed');
+
+  // Four reports for one message at once, two through each replica: each is kept (none written over another's).
+  const four = await queue(a, { to: 'r0@example.com', cc: ['r1@example.com', 'r2@example.com', 'r3@example.com'], subject: 'four', body: 'b' });
+  await until(a, four.message_id, 'MESSAGE_STATE_SENT');
+  const fourPath = peer.messages.find((m) => m.messageId === four.message_id)?.from ?? '';
+  await Promise.all([0, 1, 2, 3].map((i) => report((i % 2 === 0 ? a : b).service.bouncePort as number, fourPath, `r${i}@example.com`)));
+  const all = await getMessage(b, four.message_id);
+  assert.deepEqual(all.bounces.map((x) => x.recipient_index).sort(), [0, 1, 2, 3], 'every report kept');
 });

@@ -55,15 +55,18 @@ return 1
 
 /**
  * move(moves, at, attempted, setResponse, response, setCode, code, dueAt,
- * connection, retentionMs, member, absent, bounces) → {1, cursor, state,
- * attempts, last_response, error_code, accepted_at, updated_at, due_at,
- * bounces} | {0, state} | nil (no such message). dueAt '' keeps the stored
- * one, bounces '' the stored ones. A move from an ended state to one
- * (a delivery report) changes no count of bytes.
+ * connection, retentionMs, member, absent, bounces, checkRead, readBounces)
+ * → {1, cursor, state, attempts, last_response, error_code, accepted_at,
+ * updated_at, due_at, bounces} | {0, state} | {2, state} (checkRead '1' and
+ * the stored bounces are no longer readBounces: another report came
+ * between) | nil (no such message). dueAt '' keeps the stored one, bounces
+ * '' the stored ones. A move from an ended state to one (a delivery report)
+ * changes no count of bytes.
  */
 export const OUTBOX_MOVE = `${FIELDS}
 local s = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'last_response', 'error_code', 'accepted_at', 'due_at', 'id', 'bytes', 'owner_bytes', 'bounces')
 if not s[1] then return nil end
+if ARGV[14] == '1' and (s[10] or '') ~= ARGV[15] then return {2, s[1]} end
 local to = nil
 for pair in string.gmatch(ARGV[1], '[^,]+') do
   local from, target = string.match(pair, '([^=]+)=([^=]+)')

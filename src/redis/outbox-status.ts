@@ -30,11 +30,13 @@ function moves(event: MessageEventType | undefined): string {
   }).join(',');
 }
 
-export type Moved = { readonly status: MessageStatus; readonly cursor: string } | { readonly refused: MessageState } | undefined;
+/** `stale`: refused because the reports were no longer those read (MoveFields.readBounces) */
+export type Moved = { readonly status: MessageStatus; readonly cursor: string } | { readonly refused: MessageState; readonly stale?: true } | undefined;
 
 /** A script's answer as a status and its event. */
 function moved(reply: unknown, id: string): Moved {
   if (!Array.isArray(reply)) return undefined;
+  if (Number(reply[0]) === 2) return { refused: String(reply[1]) as MessageState, stale: true };
   if (Number(reply[0]) !== 1) return { refused: String(reply[1]) as MessageState };
   const [, cursor, state, attempts, lastResponse, errorCode, acceptedAt, updatedAt, dueAt, bounces] = reply.map(String);
   return { cursor: cursor as string, status: statusOf({ id, state, attempts, last_response: lastResponse, error_code: errorCode, accepted_at: acceptedAt, updated_at: updatedAt, due_at: dueAt, bounces }) };
@@ -50,6 +52,8 @@ export interface MoveFields {
   readonly absent?: boolean;
   /** JSON of the status's delivery reports, all of them (a report) */
   readonly bounces?: string;
+  /** the reports as read before they were judged: no move if another report has changed them since */
+  readonly readBounces?: string;
 }
 
 export class OutboxStatuses {
@@ -139,6 +143,8 @@ export class OutboxStatuses {
       member,
       o.absent === true ? '1' : '0',
       o.bounces ?? '',
+      o.readBounces !== undefined ? '1' : '0',
+      o.readBounces ?? '',
     ]);
     return moved(reply, id);
   }
