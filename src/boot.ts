@@ -179,7 +179,14 @@ async function openShared(config: Config, log: Logger, now: () => number, option
   if (config.redis === undefined) return undefined;
   const hasher = new CodeHasher(config.otp.secret);
   const { openSharedState } = await import('./redis/shared-state.js');
-  const state = openSharedState(config.redis, { log, idempotencyWindowMs: config.intake.idempotencyWindowMs, otp: config.otp, hasher, clock: options.clock ?? now });
+  const state = openSharedState(config.redis, {
+    log,
+    idempotencyWindowMs: config.intake.idempotencyWindowMs,
+    idempotencyLimits: { maxBytes: config.intake.idempotencyMaxBytes, maxBytesPerCaller: config.intake.idempotencyMaxBytesPerCaller },
+    otp: config.otp,
+    hasher,
+    clock: options.clock ?? now,
+  });
   return { state, hasher };
 }
 

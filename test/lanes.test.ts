@@ -193,6 +193,30 @@ test('OUTBOX_MAX_BYTES on Redis: a caller past its share is refused, then the wh
   assert.equal((await send(svc, 'app', { ...stored, subject: 'a-2' })).state, 'MESSAGE_STATE_QUEUED', 'room again once one is cancelled');
 });
 
+test('IDEMPOTENCY_MAX_BYTES on Redis: a caller whose live keys fill its share gets EKEYSFULL with retry-after, its repeats are still answered, and another caller is taken in', async (t) => {
+  const { peer, svc } = await rigIn(t, 'redis', { AUTH_TOKENS_FILE: tokensFile(), IDEMPOTENCY_MAX_BYTES: String(65_536) });
+  // About 1 KB a key: the share, half of 64 KiB, holds some thirty.
+  let refused: grpc.ServiceError | undefined;
+  let kept = 0;
+  for (let i = 0; i < 60 && refused === undefined; i++) {
+    refused = await send(svc, 'bulk', { to: 'rcpt@example.com', subject: `k-${i}`, body: 'x', idempotency_key: `key-${i}` }).then(
+      () => void kept++,
+      (err: grpc.ServiceError) => err,
+    );
+  }
+  assert.ok(refused !== undefined, 'the keyed caller met its share');
+  assert.equal(refused.code, grpc.status.RESOURCE_EXHAUSTED, refused.details);
+  assert.match(refused.details, /IDEMPOTENCY_MAX_BYTES_PER_CALLER=32768/);
+  assert.equal(metadataValue(refused, 'mailroom-error'), 'EKEYSFULL');
+  assert.ok(Number(metadataValue(refused, 'retry-after')) >= 1, 'with retry-after');
+  assert.ok(kept >= 25 && kept <= 32, `${kept} keys fit`);
+  const sent = peer.messages.length;
+  const again = await send(svc, 'bulk', { to: 'rcpt@example.com', subject: 'k-0', body: 'x', idempotency_key: 'key-0' });
+  assert.equal(again.status, 'SUCCESS', 'a repeat of a key it holds is answered');
+  assert.equal(peer.messages.length, sent, 'and not sent again');
+  await send(svc, 'app', { to: 'rcpt@example.com', subject: 'k-app', body: 'x', idempotency_key: 'key-app' });
+});
+
 test('a code mail still queued when its code expires is never sent: SendCode fails, the relay sees nothing for the address', async (t) => {
   const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), OTP_LIFESPAN_SECONDS: '1' });
   peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 2500 } : undefined);

@@ -169,7 +169,8 @@ test('every key has a time to live, no key name holds an address and no value a 
       assert.ok(key.startsWith('test:'), `${key} has the prefix`);
       assert.ok(!key.includes('@') && !key.includes('scan'), `${key} names no address`);
       assert.ok((await client.pttl(key)) > 0, `${key} has a TTL`);
-      const values = (await client.type(key)) === 'hash' ? Object.values(await client.hgetall(key)) : [await client.get(key)];
+      const type = await client.type(key);
+      const values = type === 'hash' ? Object.values(await client.hgetall(key)) : type === 'zset' ? await client.zrange(key, 0, -1) : [await client.get(key)];
       for (const value of values) assert.ok(!String(value).includes(code), `${key} holds no plaintext code`);
     }
   } finally {

@@ -10,7 +10,8 @@ import type { OutboxStatuses } from './outbox-status.js';
 import type { OutboxSettings } from '../outbox/settings.js';
 
 /**
- * KEYS: the owner's bytes, everyone's, the counts of turns; ARGV: bytes, the owner's share, the whole, the turn's field →
+ * KEYS: the owner's bytes, everyone's, the counts of turns; ARGV: bytes, the owner's share, the whole, the turn's field,
+ * how long the counts outlive the last message counted (no message waits longer) →
  * {0, its turn}, or {1, the bytes already counted, 1 when the owner's share is what is full} (nothing counted)
  */
 const RESERVE = new Script(`
@@ -21,7 +22,9 @@ local total = tonumber(redis.call('GET', KEYS[2]) or '0')
 if total + bytes > tonumber(ARGV[3]) then return {1, total, 0} end
 redis.call('INCRBY', KEYS[1], bytes)
 redis.call('INCRBY', KEYS[2], bytes)
-return {0, redis.call('HINCRBY', KEYS[3], ARGV[4], 1), 0}
+local turn = redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+return {0, turn, 0}
 `);
 
 export class OutboxIntake {
@@ -39,7 +42,7 @@ export class OutboxIntake {
    */
   async reserve(owner: string, lane: Lane, bytes: number): Promise<{ turn: number } | Acceptance> {
     const keys = [this.statuses.ownerBytes(owner), this.statuses.key('bytes'), this.turns.key];
-    const [full, n, mine] = (await this.link.eval('outbox reserve', RESERVE, keys, [bytes, this.options.maxBytesPerCaller, this.options.maxBytes, turnField(lane, owner)])) as [number, number, number];
+    const [full, n, mine] = (await this.link.eval('outbox reserve', RESERVE, keys, [bytes, this.options.maxBytesPerCaller, this.options.maxBytes, turnField(lane, owner), this.options.maxAgeMs])) as [number, number, number];
     return full === 0 ? { turn: n } : { kind: 'full', bytes: n, mine: mine === 1 };
   }
 

@@ -25,12 +25,12 @@ export interface SharedState {
 
 export function openSharedState(
   settings: RedisSettings,
-  o: { readonly log: Logger; readonly idempotencyWindowMs: number; readonly otp: OtpLimits; readonly hasher: CodeHasher; readonly clock: (() => number) | undefined },
+  o: { readonly log: Logger; readonly idempotencyWindowMs: number; readonly idempotencyLimits: { readonly maxBytes: number; readonly maxBytesPerCaller: number }; readonly otp: OtpLimits; readonly hasher: CodeHasher; readonly clock: (() => number) | undefined },
 ): SharedState {
   const link = new RedisLink(settings, o.log.child({ component: 'redis' }));
   return {
     link,
-    idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock),
+    idempotency: new RedisIdempotency(link, o.idempotencyWindowMs, o.log.child({ component: 'idempotency' }), o.clock ?? Date.now, o.idempotencyLimits),
     otpStore: new RedisOtpStore(link, o.otp, o.hasher),
     caps: (name, limit, windowMs, what) => new RedisRateCap(link, name, limit, windowMs, what),
     outbox: async (options) => {
