@@ -217,6 +217,21 @@ test('IDEMPOTENCY_MAX_BYTES on Redis: a caller whose live keys fill its share ge
   await send(svc, 'app', { to: 'rcpt@example.com', subject: 'k-app', body: 'x', idempotency_key: 'key-app' });
 });
 
+test('codes take turns by caller too: behind one caller\'s six codes, another caller\'s code goes second', async (t) => {
+  const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), OTP_MAX_SENDS_PER_MINUTE: '0', METRICS_PORT: '0' });
+  peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 3000 } : undefined);
+  const plug = send(svc, 'app', { to: 'rcpt@example.com', subject: 'plug', body: 'x' });
+  await peer.until(() => peer.count('DATA') + peer.count('BDAT') > 0, 5000, 'the plug under way');
+  const theirs = [1, 2, 3, 4, 5, 6].map((i) => sendCode(svc, 'bulk', `bulk-${i}@example.com`));
+  const depth = async (): Promise<number> => Number(/^mailroom_queue_depth (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${svc.service.metricsPort}/metrics`)).text())?.[1]);
+  await eventually(async () => (await depth()) === 6, 5000, "the six codes' mail waiting");
+  const mine = sendCode(svc, 'app', 'app-1@example.com');
+  await Promise.all([plug, mine, ...theirs]);
+  const order = peer.messages.map((m) => m.to[0] ?? '');
+  assert.equal(order[0], 'rcpt@example.com');
+  assert.ok(order.slice(1, 3).includes('app-1@example.com'), `order: ${order.join(' ')}`);
+});
+
 test('a code mail still queued when its code expires is never sent: SendCode fails, the relay sees nothing for the address', async (t) => {
   const { peer, svc } = await startRig(t, {}, { ...ONE_AT_A_TIME, AUTH_TOKENS_FILE: tokensFile(), OTP_LIFESPAN_SECONDS: '1' });
   peer.script = (c) => (c.stage === 'dot' && c.total === 0 ? { delay: 2500 } : undefined);

@@ -47,7 +47,7 @@ function startOtp(store: InMemoryOtpStore, over: { options?: Partial<OtpOptions>
 /** A SendCode through the actor's mailbox: undefined when the code went out, else the error. */
 async function sendCode(actor: OtpActor, key: string): Promise<MailroomError | undefined> {
   const { reply, answer } = withResolvers<CodeSent>();
-  actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, reply });
+  actor.send({ type: 'code.send', key, to: { name: '', address: key }, deadline: Infinity, owner: 'test', reply });
   return answer.then(
     () => undefined,
     (err: MailroomError) => err,

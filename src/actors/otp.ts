@@ -40,7 +40,7 @@ import type { Resolvers } from '../lib/resolvers.js';
 import type { CheckRequest, CodeSent, OtpRequest } from '../otp/requests.js';
 
 export interface CodeMailer {
-  send(draft: Draft, options: { deadline: number; lane: Lane }): Sending;
+  send(draft: Draft, options: { deadline: number; lane: Lane; owner: string }): Sending;
 }
 
 /** The OTP actor's rules (config.otp). */
@@ -81,6 +81,7 @@ interface CodeMailRequest {
   readonly id: number;
   readonly to: Address;
   readonly deadline: number;
+  readonly owner: string;
   readonly content: Sealed<CodeMail>;
 }
 
@@ -98,6 +99,7 @@ interface PendingSend {
   readonly key: string;
   readonly to: Address;
   readonly deadline: number;
+  readonly owner: string;
   readonly reply: Resolvers<CodeSent>;
   hash: CodeHash | undefined;
   otpCode: string;
@@ -175,7 +177,7 @@ export const otpMachine = setup({
       receive((request) => {
         let sending: Sending;
         try {
-          sending = mailer.send({ ...PLAIN, to: [request.to], ...request.content.open() }, { deadline: request.deadline, lane: CODE_LANE });
+          sending = mailer.send({ ...PLAIN, to: [request.to], ...request.content.open() }, { deadline: request.deadline, lane: CODE_LANE, owner: request.owner });
         } catch (err) {
           settled(request.id, toMailroomError(err));
           return;
@@ -245,7 +247,7 @@ export const otpMachine = setup({
     /** A send begins by claiming the address in the store. */
     reserve: enqueueActions(({ context, enqueue }, params: SendParams) => {
       const id = ++context.seq;
-      context.pending.set(id, { phase: 'reserving', key: params.key, to: params.to, deadline: params.deadline, reply: params.reply, hash: undefined, otpCode: '' });
+      context.pending.set(id, { phase: 'reserving', key: params.key, to: params.to, deadline: params.deadline, owner: params.owner, reply: params.reply, hash: undefined, otpCode: '' });
       enqueue.sendTo('store', { type: 'reserve', id, key: params.key, now: context.now() } satisfies StoreRequest);
     }),
     /** Claimed: a code is made and mailed; only its hash stays here. */
@@ -261,7 +263,7 @@ export const otpMachine = setup({
       // Wall time, as the caller's deadline and the pool's checks are: the actor's clock (injected in
       // tests) times the code, not the mail.
       const deadline = Math.min(send.deadline, Date.now() + options.lifespanMs);
-      enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline, content } satisfies CodeMailRequest);
+      enqueue.sendTo('codeMail', { type: 'mail', id: params.id, to: send.to, deadline, owner: send.owner, content } satisfies CodeMailRequest);
     }),
     refuseReservation: ({ context }, params: { id: number; reservation: Reservation }) => {
       const send = context.pending.get(params.id) as PendingSend;
@@ -351,7 +353,7 @@ export const otpMachine = setup({
         serving: {
           invoke: { id: 'sweeper', src: 'sweeper', input: ({ context }) => context.options.cleanupMs },
           on: {
-            'code.send': { actions: { type: 'reserve', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, reply: event.reply }) } },
+            'code.send': { actions: { type: 'reserve', params: ({ event }) => ({ key: event.key, to: event.to, deadline: event.deadline, owner: event.owner, reply: event.reply }) } },
             sweep: { actions: 'sweep' },
             'store.swept': { actions: { type: 'sweptSlice', params: ({ event }) => ({ result: event.result }) } },
             shutdown: { target: 'draining' },

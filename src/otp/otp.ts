@@ -20,10 +20,10 @@ export class Otp<C> {
     this.checks = new CheckBatcher(mailbox, answers);
   }
 
-  /** Mails a new code to `to`, filed under `key` (the normalised address). */
-  sendCode(key: string, to: Address, deadline: number): Promise<CodeSent> {
+  /** Mails a new code to `to`, filed under `key` (the normalised address); its mail takes `owner`'s turn and share. */
+  sendCode(key: string, to: Address, deadline: number, owner: string): Promise<CodeSent> {
     const { reply, answer } = withResolvers<CodeSent>();
-    this.mailbox.send({ type: 'code.send', key, to, deadline, reply });
+    this.mailbox.send({ type: 'code.send', key, to, deadline, owner, reply });
     return answer;
   }
 

@@ -21,7 +21,8 @@ export interface CheckRequest {
 
 export type OtpRequest =
   /** key: the normalised address; to: where the mail goes */
-  | { type: 'code.send'; key: string; to: Address; deadline: number; reply: Resolvers<CodeSent> }
+  /** `owner`: whose turn and share the code mail takes (the caller, as for SendMail) */
+  | { type: 'code.send'; key: string; to: Address; deadline: number; owner: string; reply: Resolvers<CodeSent> }
   /**
    * Checks that reached the service together (one microtask run, see
    * CheckBatcher), answered in order: each result is CODE_ACCEPTED, or the

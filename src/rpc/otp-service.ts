@@ -15,6 +15,7 @@ import { codeValidator, validateSendCode } from './validate-otp.js';
 import type { RecipientGate } from '../bounce/recipient-gate.js';
 import { beginSpan, inSpan, type EndSpan } from '../lib/tracing.js';
 import { callerOf } from './auth.js';
+import { rateIdentity } from './rate-cap.js';
 import { isMailroomError } from '../errors.js';
 import type { ServiceMetrics } from '../metrics/service-metrics.js';
 
@@ -96,7 +97,7 @@ export function otpServiceHandlers(deps: OtpServiceDeps): OtpServiceHandlers {
         return;
       }
       const send = (): void => {
-        inSpan('mailroom otp send-code', () => otp.sendCode(request.key, request.to, deadlineOf(call))).then(
+        inSpan('mailroom otp send-code', () => otp.sendCode(request.key, request.to, deadlineOf(call), rateIdentity(call))).then(
           (sent) => {
             metrics.otpSent('sent');
             open.ok(sentResponse(sent));
