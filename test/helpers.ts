@@ -276,6 +276,11 @@ export async function startService(env: Record<string, string>, options: Service
   };
 }
 
+/** Env that exports a service's spans to an OTLP receiver at `endpoint` over `protocol`, every 50 ms. */
+export function otlpEnv(endpoint: string, protocol = 'http/json'): Record<string, string> {
+  return { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: protocol, OTEL_BSP_SCHEDULE_DELAY: '50' };
+}
+
 /** Env for a service sending to a plain test relay on `port`. */
 export function relayEnv(port: number, extra: Record<string, string> = {}): Record<string, string> {
   return { EMAIL_HOST: '127.0.0.1', EMAIL_PORT: String(port), EMAIL_TLS: 'none', EMAIL_FROM: 'sender@example.com', ...extra };

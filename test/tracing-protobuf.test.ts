@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
-import { eventually, freshOutbox, startSmtp } from './helpers.js';
+import { eventually, freshOutbox, otlpEnv, relayEnv, startSmtp } from './helpers.js';
 import { startProcess } from './process.js';
 
 interface Span {
@@ -108,20 +108,7 @@ for (const [protocol, start] of [
   test(`OTEL_EXPORTER_OTLP_PROTOCOL=${protocol}: a SYNC SendMail's trace reaches a real receiver whole`, async (t) => {
     const otlp = await start();
     const smtp = await startSmtp();
-    const svc = await startProcess(
-      {
-        EMAIL_HOST: '127.0.0.1',
-        EMAIL_PORT: String(smtp.port),
-        EMAIL_TLS: 'none',
-        EMAIL_FROM: 'sender@example.com',
-        WORKERS: '1',
-        OUTBOX_PATH: freshOutbox(),
-        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
-        OTEL_BSP_SCHEDULE_DELAY: '50',
-      },
-      { timeoutMs: 20_000 },
-    );
+    const svc = await startProcess(relayEnv(smtp.port, { WORKERS: '1', OUTBOX_PATH: freshOutbox(), ...otlpEnv(otlp.endpoint, protocol) }), { timeoutMs: 20_000 });
     const mail = new (loadMailProto().mail.MailService)(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
     t.after(async () => {
       mail.close();

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadMailProto } from '../src/rpc/proto.js';
-import { codeFromMail, eventually, freshOutbox, startSmtp } from './helpers.js';
+import { codeFromMail, eventually, freshOutbox, otlpEnv, relayEnv, startSmtp } from './helpers.js';
 import { startProcess, type ServiceProcess } from './process.js';
 import { check, healthClient } from './ops-clients.js';
 import { startRedis } from './redis-server.js';
@@ -72,20 +72,7 @@ test('traces: SYNC, QUEUED across a restart, SendCode; health untraced; logs car
   const tokens = join(dir, 'tokens');
   writeFileSync(tokens, `shop ${TOKEN}\n`);
   const outbox = freshOutbox();
-  const env = {
-    EMAIL_HOST: '127.0.0.1',
-    EMAIL_PORT: String(smtp.port),
-    EMAIL_TLS: 'none',
-    EMAIL_FROM: 'sender@example.com',
-    WORKERS: '1',
-    AUTH_TOKENS_FILE: tokens,
-    OUTBOX_PATH: outbox,
-    LOG_LEVEL: 'debug',
-    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-    OTEL_SERVICE_NAME: 'mailroom-test',
-    OTEL_BSP_SCHEDULE_DELAY: '50',
-  };
+  const env = relayEnv(smtp.port, { WORKERS: '1', AUTH_TOKENS_FILE: tokens, OUTBOX_PATH: outbox, LOG_LEVEL: 'debug', OTEL_SERVICE_NAME: 'mailroom-test', ...otlpEnv(otlp.url) });
   let svc: ServiceProcess = await startProcess(env, { timeoutMs: 20_000 });
   t.after(async () => {
     svc.proc.kill('SIGKILL');
@@ -185,20 +172,8 @@ test('QUEUED on the Redis outbox: the trace context rides in the BullMQ job\'s t
   const otlp = await receiver();
   const smtp = await startSmtp();
   const redis = await startRedis();
-  const env = {
-    EMAIL_HOST: '127.0.0.1',
-    EMAIL_PORT: String(smtp.port),
-    EMAIL_TLS: 'none',
-    EMAIL_FROM: 'sender@example.com',
-    WORKERS: '1',
-    OUTBOX_STORE: 'redis',
-    REDIS_URL: redis.url,
-    REDIS_PREFIX: 'traced:',
-    OTP_SECRET: 'a secret for the tracing test, 32 characters or more',
-    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-    OTEL_BSP_SCHEDULE_DELAY: '50',
-  };
+  const redisOutbox = { OUTBOX_STORE: 'redis', REDIS_URL: redis.url, REDIS_PREFIX: 'traced:', OTP_SECRET: 'a secret for the tracing test, 32 characters or more' };
+  const env = relayEnv(smtp.port, { WORKERS: '1', ...redisOutbox, ...otlpEnv(otlp.url) });
   // A takes the message in; B, started once A is gone, delivers it.
   let svc: ServiceProcess = await startProcess(env, { timeoutMs: 20_000 });
   t.after(async () => {
