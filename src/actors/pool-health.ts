@@ -3,6 +3,7 @@
 // change and told to whoever listens (`emit`: health for the health
 // service, losses for the metrics). The supervisor's machine decides when.
 import { MailroomError } from '../errors.js';
+import { isSlowDown } from '../smtp/relay-pace.js';
 import type { ConnectionReport } from './smtp-connection.js';
 import type { ChildError, SupervisorContext, SupervisorEmitted } from './supervisor-context.js';
 
@@ -39,7 +40,10 @@ export function markDown(context: SupervisorContext, report: Extract<ConnectionR
 
 export function logPoolDown(context: SupervisorContext): void {
   const down = context.lastDown;
-  context.log.error('pool down: no SMTP connection is up', { cid: down?.cid, up: 0, workers: context.options.workers, code: down?.error.code, reason: down?.error.message });
+  const fields = { cid: down?.cid, up: 0, workers: context.options.workers, code: down?.error.code, reason: down?.error.message };
+  // A relay that hangs up saying "slow down" is doing its job: the pace is cut and the connections dial again; not an outage.
+  if (down !== undefined && isSlowDown(down.error)) context.log.warn('pool down: the relay closed every connection asking us to slow down; they dial again at the slower pace', fields);
+  else context.log.error('pool down: no SMTP connection is up', fields);
 }
 
 const reason = (err: unknown): string => (err instanceof Error ? err.message : String(err));
