@@ -15,6 +15,7 @@ import type { NodemailerOptions } from './nodemailer-runner.js';
 import { otpScenarios } from './otp.js';
 import { bounceScenarios } from './bounces.js';
 import { tracingScenarios } from './tracing.js';
+import { bootScenarios } from './boot.js';
 import { abScenarios, type AbScenario } from './ab.js';
 import { memoryBudget } from './memory.js';
 import { startRedis } from '../test/redis-server.js';
@@ -30,7 +31,7 @@ import { laneScenarios } from './lanes.js';
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes,bounces,tracing runs some groups (outbox, depth, lanes, bounces and tracing only when named; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
+// --only=tls,plain,rpc,otp,memory,metrics,redis,inspect,distance,parts,outbox,depth,lanes,bounces,tracing,boot runs some groups (outbox, depth, lanes, bounces, tracing and boot only when named; boot needs SEED_BIN; --postfix=PORT: the Postfix anchor, and depth's relay) (--rtt=0,20,50 for distance); w1only with tls skips the WORKERS=5 pairs
 const only = arg('only')?.split(',');
 // --baseline=<checkout with a built dist/>: the ab group compares this build with that one
 const baseline = arg('baseline');
@@ -387,6 +388,12 @@ async function main(): Promise<void> {
     ratios.push(...out.ratios);
     targets.push(...out.targets);
     extra.push(...out.extra);
+  }
+
+  // ---- the first calls after boot, against the Go service -------------------
+  if (only?.includes('boot') === true) {
+    if (SEED_BIN === undefined) log('boot: needs SEED_BIN (the Go service to compare with); skipped');
+    else targets.push(...(await bootScenarios({ reps: REPS, pki, seedBin: SEED_BIN, log, row })));
   }
 
   // ---- tracing: OTLP export on (ratio 1.0) against off ----------------------
