@@ -13,7 +13,7 @@ import type { SuppressionServiceClient } from '../src/generated/mail/Suppression
 import type { Suppression__Output } from '../src/generated/mail/Suppression.js';
 import type { ListSuppressionsResponse__Output } from '../src/generated/mail/ListSuppressionsResponse.js';
 import type { SendMailBatchResponse__Output } from '../src/generated/mail/SendMailBatchResponse.js';
-import { expectGrpcError, metadataValue, relayEnv, sendCode, sendMail, startService, startSmtp } from './helpers.js';
+import { expectGrpcError, metadataValue, relayEnv, sendCode, sendMail, startService, startSmtp, type SmtpPeerOptions } from './helpers.js';
 
 type Call<Req, Res> = (req: Req, meta: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
 
@@ -34,16 +34,22 @@ function suppressions(address: string) {
   };
 }
 
-test('a suppressed address is refused everywhere before any SMTP: the peer never sees its RCPT; removed, it is mailed again', async (t) => {
-  const rcpts: string[] = [];
-  const smtp = await startSmtp({ extra: { onRcptTo: (a, _s, cb) => (rcpts.push(a.address.toLowerCase()), cb()) } });
-  const svc = await startService(relayEnv(smtp.port, { WORKERS: '1' }));
+/** A relay, the service in front of it (WORKERS=1, and `env`), and a SuppressionService client; all closed after the test. */
+async function rig(t: { after: (fn: () => Promise<void>) => void }, smtpOptions: SmtpPeerOptions = {}, env: Record<string, string> = {}) {
+  const smtp = await startSmtp(smtpOptions);
+  const svc = await startService(relayEnv(smtp.port, { WORKERS: '1', ...env }));
   const s = suppressions(`127.0.0.1:${svc.service.port}`);
   t.after(async () => {
     s.client.close();
     await svc.close();
     await smtp.close();
   });
+  return { smtp, svc, s };
+}
+
+test('a suppressed address is refused everywhere before any SMTP: the peer never sees its RCPT; removed, it is mailed again', async (t) => {
+  const rcpts: string[] = [];
+  const { svc, s } = await rig(t, { extra: { onRcptTo: (a, _s, cb) => (rcpts.push(a.address.toLowerCase()), cb()) } });
   const added = await s.add({ address: 'Blocked@Example.com' });
   assert.deepEqual({ ...added, since: undefined }, { address: 'b***@example.com', reason: 'SUPPRESSION_REASON_MANUAL', since: undefined, message_id: '' });
 
@@ -82,14 +88,7 @@ test('a suppressed address is refused everywhere before any SMTP: the peer never
 });
 
 test('ListSuppressions pages in a stable order, every address masked; bad input is INVALID_ARGUMENT and changes nothing', async (t) => {
-  const smtp = await startSmtp();
-  const svc = await startService(relayEnv(smtp.port, { WORKERS: '1' }));
-  const s = suppressions(`127.0.0.1:${svc.service.port}`);
-  t.after(async () => {
-    s.client.close();
-    await svc.close();
-    await smtp.close();
-  });
+  const { s } = await rig(t);
   for (let i = 0; i < 7; i++) await s.add({ address: `user${i}@example.com` });
   const seen: string[] = [];
   let token = '';
@@ -109,18 +108,11 @@ test('ListSuppressions pages in a stable order, every address masked; bad input 
 });
 
 test('with AUTH_TOKENS_FILE only a token marked admin manages the list; others are PERMISSION_DENIED', async (t) => {
-  const smtp = await startSmtp();
   const ADMIN = `ops-${'o'.repeat(40)}`;
   const SHOP = `shop-${'s'.repeat(40)}`;
   const file = join(mkdtempSync(join(tmpdir(), 'mailroom-admin-')), 'tokens');
   writeFileSync(file, `ops ${ADMIN} mail.MailService,admin\nshop ${SHOP}\n`);
-  const svc = await startService(relayEnv(smtp.port, { WORKERS: '1', AUTH_TOKENS_FILE: file }));
-  const s = suppressions(`127.0.0.1:${svc.service.port}`);
-  t.after(async () => {
-    s.client.close();
-    await svc.close();
-    await smtp.close();
-  });
+  const { s } = await rig(t, {}, { AUTH_TOKENS_FILE: file });
   const as = (token: string): grpc.Metadata => {
     const m = new grpc.Metadata();
     m.set('authorization', `Bearer ${token}`);
