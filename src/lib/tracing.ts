@@ -153,7 +153,10 @@ export type EndSpan = (error?: unknown) => void;
 /** A span of its own under the active one, for work that ends in a callback (a batched OTP check); undefined when off. */
 export function beginSpan(name: string): EndSpan | undefined {
   if (!on) return undefined;
-  const span = tracer().startSpan(name, { kind: SpanKind.INTERNAL });
+  return ender(tracer().startSpan(name, { kind: SpanKind.INTERNAL }));
+}
+
+function ender(span: Span): EndSpan {
   return (error) => {
     if (error !== undefined) {
       span.setAttribute('error.type', (error as { code?: string }).code ?? 'EINTERNAL');
@@ -170,14 +173,9 @@ export function inSpan<T>(name: string, work: () => T): T {
     try {
       const result = work();
       if (result instanceof Promise) {
-        result.then(
-          () => span.end(),
-          (err: unknown) => {
-            span.setAttribute('error.type', (err as { code?: string }).code ?? 'EINTERNAL');
-            span.setStatus({ code: SpanStatusCode.ERROR });
-            span.end();
-          },
-        );
+        const end = ender(span);
+        // A rejection is an error even when it carries nothing.
+        result.then(() => end(), (err: unknown) => end(err ?? {}));
       } else span.end();
       return result;
     } catch (err) {
