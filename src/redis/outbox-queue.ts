@@ -291,7 +291,7 @@ export function traceOf(job: Job<JobData>): string | undefined {
 }
 
 /** The owner whose turns a job takes (the caller, for jobs queued before owners). */
-function ownerOf(data: JobData): string {
+export function ownerOf(data: JobData): string {
   return data.owner ?? data.caller;
 }
 

@@ -41,7 +41,7 @@ import { RedisSuppressions } from './suppressions.js';
 import { OutboxReports } from './outbox-reports.js';
 import { OutboxIntake } from './outbox-intake.js';
 import type { RedisLink } from './client.js';
-import { laneOf, OutboxQueue, traceOf, type JobData } from './outbox-queue.js';
+import { laneOf, OutboxQueue, ownerOf, traceOf, type JobData } from './outbox-queue.js';
 import { digest, OutboxStatuses } from './outbox-status.js';
 
 export interface RedisOutboxOptions extends Pick<OutboxSettings, 'maxBytes' | 'maxBytesPerCaller' | 'retentionMs' | 'maxAgeMs' | 'retryBaseMs' | 'retryMaxMs' | 'bulkShare'> {
@@ -180,7 +180,7 @@ export class RedisOutboxStore implements OutboxStore {
       }
       events.push({ cursor: result.cursor, status: result.status });
       const trace = traceOf(lease.job);
-      claimed.push({ id: data.id, caller: data.caller, owner: data.owner ?? data.caller, lane: laneOf(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(trace !== undefined ? { trace } : {}) });
+      claimed.push({ id: data.id, caller: data.caller, owner: ownerOf(data), lane: laneOf(data), envelope: data.envelope, raw: data.raw, attempts: result.status.attempts, acceptedAt: data.acceptedAt, expiresAt: data.expiresAt, ...(trace !== undefined ? { trace } : {}) });
     }
     await this.statuses.notify(events);
     // A claim a failover loses comes back when its lease runs out; waiting for a replica makes that rare, and is not worth failing the claim for.

@@ -24,14 +24,14 @@ end
 return 0
 `);
 
-/** KEYS: the counts, then each queue's lists and sets of jobs not yet taken → 1 when they were all empty and the counts went */
+/** KEYS: the counts, then each queue's lists and sets of jobs not yet taken: the counts go when those are all empty */
 const CLEAR_IF_IDLE = new Script(`
 for i = 2, #KEYS do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if (t == 'list' and redis.call('LLEN', KEYS[i]) > 0) or (t == 'zset' and redis.call('ZCARD', KEYS[i]) > 0) then return 0 end
 end
 redis.call('DEL', KEYS[1])
-return 1
+return 0
 `);
 
 export class OutboxTurns {
@@ -52,8 +52,8 @@ export class OutboxTurns {
   }
 
   /** Clears every count when no job waits in `waiting` (BullMQ's wait, prioritized, paused and delayed keys). */
-  async clearIfIdle(waiting: readonly string[]): Promise<boolean> {
-    return (await this.link.eval('outbox turns clear', CLEAR_IF_IDLE, [this.key, ...waiting], [])) === 1;
+  async clearIfIdle(waiting: readonly string[]): Promise<void> {
+    await this.link.eval('outbox turns clear', CLEAR_IF_IDLE, [this.key, ...waiting], []);
   }
 
   private async flush(): Promise<void> {
